@@ -1,0 +1,43 @@
+# The two commands a new user needs: `make run` and `make test`. Both create .venv on first
+# use and are quick afterwards (pip skips what is installed; llama.cpp compiles only once,
+# and pip caches the wheel for later environments).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+# A CPU build of torch for this machine; GPU boxes install their CUDA build themselves
+# (the package metadata does not pin torch).
+TORCH_PIN ?= torch==2.13.0
+ARGS ?=
+
+.PHONY: run test bench install install-dev clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+
+# What `aigc-chat` needs for the default run: the core and the llama.cpp backend.
+$(VENV)/.stamp-run: pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[llama]'
+	@touch $@
+
+# Everything the test suite exercises: all backends, the GAN, the test tools.
+$(VENV)/.stamp-dev: pyproject.toml | $(PY)
+	$(PIP) install -q '$(TORCH_PIN)'
+	$(PIP) install -q -e '.[dev]' '$(TORCH_PIN)'
+	@touch $@ $(VENV)/.stamp-run
+
+install: $(VENV)/.stamp-run
+install-dev: $(VENV)/.stamp-dev
+
+run: install
+	$(VENV)/bin/aigc-chat $(ARGS)
+
+test: install-dev
+	$(PY) -m pytest $(ARGS)
+
+bench: install-dev
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,304 @@
+"""The one interface both front ends use to talk to any engine.
+
+A backend implements `_generate()`, a plain iterator of per-token text pieces. Everything
+that must behave the same for every engine lives here instead: stop sequences, cancellation,
+timing, the result record, and the check that a backend honours the parameters it is given.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
+
+from aigc_chat.errors import AigcError, ParamError
+from aigc_chat.params import PARAM_NAMES, GenerationParams
+from aigc_chat.stopseq import StopFilter
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+ProgressCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What a backend tells the status bar, `doctor` and `--verbose` about itself."""
+
+    name: str
+    model: str
+    context_length: int
+    device: str
+    gpu_offload: bool
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GenerationResult:
+    """The record that closes every stream, whatever happened."""
+
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    time_to_first_token: float | None = None
+    decode_tokens_per_s: float | None = None
+    total_time: float = 0.0
+    error: str | None = None
+    stop_sequence: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def usage(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EngineEnd:
+    """Yielded last by `_generate()` when the engine itself ended the text."""
+
+    finish_reason: Literal["stop", "length"]
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class EngineStart:
+    """Optionally yielded first by `_generate()` once the prompt size is known."""
+
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class Option:
+    """One backend option in config.toml: its default, its type and a line of help."""
+
+    default: Any
+    kind: type | tuple[type, ...]
+    help: str
+    check: Callable[[Any], str | None] | None = None  # returns a reason when invalid
+
+
+class Backend(ABC):
+    """Base class for engines. Subclasses set `name`, `OPTIONS` and implement the abstract methods.
+
+    Instances are used from one thread at a time (the front end's worker); `cancel` may be
+    set from any thread and takes effect before the next token is shown.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    # Parameters this engine can honour. Others with a non-default value produce a warning.
+    supported_params: ClassVar[frozenset[str]] = frozenset(PARAM_NAMES)
+    OPTIONS: ClassVar[dict[str, Option]] = {}
+
+    def __init__(self, model: str | None, options: dict[str, Any] | None = None) -> None:
+        self.model = model
+        self.options: dict[str, Any] = {k: o.default for k, o in self.OPTIONS.items()}
+        self.options.update(options or {})
+
+    # -- what a backend must provide -------------------------------------------------
+    @abstractmethod
+    def load(self, progress: ProgressCallback | None = None) -> None:
+        """Load the model; raise an AigcError subclass with one clear line on failure."""
+
+    @abstractmethod
+    def info(self) -> BackendInfo:
+        """Describe the loaded backend."""
+
+    @abstractmethod
+    def _generate(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> Iterator[str | EngineStart | EngineEnd]:
+        """Yield one text piece per generated token (may be ''), optionally EngineStart
+        first and EngineEnd last. Closing the iterator must stop the engine."""
+
+    # -- optional ---------------------------------------------------------------------
+    def count_tokens(self, messages: Sequence[Message]) -> int | None:
+        """Prompt size in tokens for these messages, or None if the engine cannot tell."""
+        return None
+
+    def list_models(self) -> list[str]:
+        """Models this backend can offer (e.g. a server's /v1/models)."""
+        return [self.model] if self.model else []
+
+    def close(self) -> None:
+        """Free the model."""
+
+    # -- shared behaviour -------------------------------------------------------------
+    def unsupported(self, params: GenerationParams) -> list[str]:
+        """Names of parameters set away from their defaults that this engine would ignore."""
+        default = GenerationParams()
+        return [
+            n for n in PARAM_NAMES
+            if n not in self.supported_params and getattr(params, n) != getattr(default, n)
+        ]
+
+    def stream_chat(
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        cancel: threading.Event | None = None,
+    ) -> "ChatStream":
+        """Start a generation; iterate the returned stream for text deltas."""
+        return ChatStream(self, list(messages), params.validate(), cancel or threading.Event())
+
+
+class ChatStream:
+    """Iterator of text deltas; `result` holds the GenerationResult once iteration ends.
+
+    Errors from the engine end the stream with finish_reason 'error' (the text so far is
+    kept); Ctrl-C ends it as 'cancelled' and is re-raised for the front end to handle.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        messages: list[Message],
+        params: GenerationParams,
+        cancel: threading.Event,
+    ) -> None:
+        if not messages:
+            raise ParamError("nothing to send: the conversation is empty")
+        self.backend = backend
+        self.messages = messages
+        self.params = params
+        self.cancel_event = cancel
+        self.result: GenerationResult | None = None
+        self._iter = self._run()
+
+    def __iter__(self) -> Iterator[str]:
+        return self._iter
+
+    def __next__(self) -> str:
+        return next(self._iter)
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def consume(self) -> GenerationResult:
+        """Run to the end and return the result (for callers that do not stream)."""
+        for _ in self._iter:
+            pass
+        assert self.result is not None
+        return self.result
+
+    def _run(self) -> Iterator[str]:
+        warnings = [
+            f"the {self.backend.name} backend cannot honour {n}; it is ignored"
+            for n in self.backend.unsupported(self.params)
+        ]
+        stops = StopFilter(self.params.stop)
+        t_start = time.perf_counter()
+        t_first: float | None = None
+        t_last: float | None = None
+        pieces: list[str] = []
+        n_tokens = 0
+        prompt_tokens = 0
+        finish: FinishReason = "stop"
+        error: str | None = None
+        interrupted = False
+        gen = self.backend._generate(self.messages, self.params)
+        try:
+            for item in gen:
+                if isinstance(item, EngineStart):
+                    prompt_tokens = item.prompt_tokens
+                    continue
+                if isinstance(item, EngineEnd):
+                    finish = item.finish_reason
+                    if item.prompt_tokens is not None:
+                        prompt_tokens = item.prompt_tokens
+                    break
+                now = time.perf_counter()
+                if t_first is None:
+                    t_first = now
+                t_last = now
+                n_tokens += 1
+                if self.cancel_event.is_set():
+                    finish = "cancelled"
+                    break
+                out = stops.feed(item)
+                if out:
+                    pieces.append(out)
+                    yield out
+                if stops.stopped:
+                    finish = "stop"
+                    break
+                if n_tokens >= self.params.max_tokens:
+                    finish = "length"
+                    break
+            if self.cancel_event.is_set() and not stops.stopped:
+                finish = "cancelled"
+        except KeyboardInterrupt:
+            finish, interrupted = "cancelled", True
+        except GeneratorExit:
+            finish = "cancelled"
+            raise
+        except AigcError as exc:
+            finish, error = "error", str(exc)
+        except Exception as exc:  # an engine failure must not kill the front end
+            finish, error = "error", f"{type(exc).__name__}: {exc}"
+        finally:
+            # Runs on normal ends and when the consumer closes us (GeneratorExit): either way
+            # the engine stops now, and a result exists.
+            gen.close()
+            if self.result is None:
+                self.result = self._make_result(
+                    pieces, finish, prompt_tokens, n_tokens, t_start, t_first, t_last, error, stops, warnings,
+                )
+        # Text held back because it looked like the start of a stop string turned out not to
+        # be one: release it now that the stream is over.
+        tail = stops.flush()
+        if tail:
+            pieces.append(tail)
+            self.result.text += tail
+            if not interrupted:
+                yield tail
+        if interrupted:
+            raise KeyboardInterrupt
+
+    def _make_result(
+        self,
+        pieces: list[str],
+        finish: FinishReason,
+        prompt_tokens: int,
+        n_tokens: int,
+        t_start: float,
+        t_first: float | None,
+        t_last: float | None,
+        error: str | None,
+        stops: StopFilter,
+        warnings: list[str],
+    ) -> GenerationResult:
+        rate = None
+        if t_first is not None and t_last is not None and n_tokens > 1 and t_last > t_first:
+            rate = (n_tokens - 1) / (t_last - t_first)
+        return GenerationResult(
+            text="".join(pieces),
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=n_tokens,
+            time_to_first_token=None if t_first is None else t_first - t_start,
+            decode_tokens_per_s=rate,
+            total_time=time.perf_counter() - t_start,
+            error=error,
+            stop_sequence=stops.matched if stops.stopped else None,
+            warnings=warnings,
+        )

@@ -1,0 +1,315 @@
+"""The llama.cpp backend, through llama-cpp-python.
+
+Why not `Llama.create_chat_completion`: we render the prompt ourselves (aigc_chat.templates)
+so both local backends tokenise the same segments, and we drive `Llama.generate()` token by
+token so stop strings, cancellation and timing are handled in one shared place (ChatStream).
+`generate()` keeps the KV cache of the longest common token prefix, so a chat that re-sends
+its history only evaluates the new turn.
+"""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import ctypes
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from aigc_chat.backends.base import (
+    Backend, BackendInfo, EngineEnd, EngineStart, Message, Option, ProgressCallback,
+)
+from aigc_chat.errors import BackendError, ModelError, UsageError
+from aigc_chat.gguf_info import GGUFInfo, read_gguf_info
+from aigc_chat.params import GenerationParams
+from aigc_chat.templates import ChatTemplate, choose_template, merge_segments
+
+
+def _check_gpu_layers(v: Any) -> str | None:
+    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= -1):
+        return None
+    return 'must be "auto", -1 (all layers) or a number of layers >= 0'
+
+
+def _check_tristate(v: Any) -> str | None:
+    return None if v in ("auto", "on", "off") else 'must be "auto", "on" or "off"'
+
+
+def _check_nonneg(v: Any) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+def _check_ctx(v: Any) -> str | None:
+    return None if v == 0 or v >= 64 else "must be 0 (the model's own) or >= 64"
+
+
+class LlamaCppBackend(Backend):
+    name = "llama"
+    description = "GGUF models through llama.cpp (llama-cpp-python), GPU offload when built for it"
+    OPTIONS = {
+        "n_ctx": Option(8192, int, "context size in tokens; 0 = the model's training context", _check_ctx),
+        "n_gpu_layers": Option("auto", (str, int), '"auto" = all layers when llama.cpp was built with GPU offload, else 0', _check_gpu_layers),
+        "n_threads": Option(0, int, "CPU threads; 0 = one per core", _check_nonneg),
+        "n_batch": Option(512, int, "prompt evaluation batch size", lambda v: None if v >= 1 else "must be >= 1"),
+        "flash_attn": Option("auto", str, '"auto", "on" or "off"', _check_tristate),
+        "chat_template": Option("", str, 'override: "gemma", "chatml", "llama-3", "llama-2", "plain" or a Jinja string'),
+        "extra_buffers": Option("auto", str, 'CPU weight repacking; "auto" turns it off on CPUs with AMX (llama.cpp issue 20824)', _check_tristate),
+        "swa_full": Option(True, bool, "full-size sliding-window cache, so any prefix of the conversation can be reused"),
+        "use_mmap": Option(True, bool, "memory-map the model file"),
+    }
+
+    def __init__(self, model: str | None, options: dict[str, Any] | None = None) -> None:
+        super().__init__(model, options)
+        self._llm: Any = None
+        self._gguf: GGUFInfo | None = None
+        self._template: ChatTemplate | None = None
+        self._path: Path | None = None
+        self._gpu_layers = 0
+        self._extra_bufts = True
+        self._bos = ""
+        self._eos = ""
+
+    # -- loading ------------------------------------------------------------------------
+    def load(self, progress: ProgressCallback | None = None) -> None:
+        report = progress or (lambda _msg: None)
+        path = resolve_model_path(self.model, report)
+        report(f"checking {path.name}")
+        info = read_gguf_info(path)
+        template = choose_template(self.options["chat_template"], info.chat_template, info.architecture)
+        llama_cpp = import_llama_cpp()
+        install_quiet_logger(llama_cpp)
+        gpu = bool(llama_cpp.llama_supports_gpu_offload())
+        layers = self.options["n_gpu_layers"]
+        if layers == "auto":
+            layers = -1 if gpu else 0
+        self._extra_bufts = extra_buffers_enabled(self.options["extra_buffers"])
+        n_ctx = self.options["n_ctx"] or (info.context_length or 4096)
+        if info.context_length:
+            n_ctx = min(n_ctx, info.context_length)
+        threads = self.options["n_threads"] or default_threads()
+        report(f"loading {path.name}")
+        try:
+            with _model_param_override(llama_cpp, self._extra_bufts):
+                llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_batch=min(self.options["n_batch"], n_ctx),
+                    n_gpu_layers=layers,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    use_mmap=self.options["use_mmap"],
+                    swa_full=self.options["swa_full"],
+                    # "auto": flash attention where it pays off and is well supported (GPU).
+                    flash_attn=self.options["flash_attn"] == "on"
+                    or (self.options["flash_attn"] == "auto" and layers != 0),
+                    verbose=False,
+                )
+        except (ValueError, RuntimeError, OSError) as exc:
+            detail = last_log_error() or str(exc)
+            raise ModelError(f"llama.cpp could not load {path}: {detail}") from None
+        self._llm, self._gguf, self._template, self._path = llm, info, template, path
+        n_layers = info.block_count or 0
+        self._gpu_layers = 0 if not gpu else (n_layers + 1 if layers == -1 else min(layers, n_layers + 1))
+        self._bos = _piece(llm, llm.token_bos())
+        self._eos = _piece(llm, llm.token_eos())
+        report("ready")
+
+    def close(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None
+
+    def info(self) -> BackendInfo:
+        llm = self._require()
+        device = f"GPU ({self._gpu_layers} layers offloaded)" if self._gpu_layers else "CPU"
+        return BackendInfo(
+            name=self.name,
+            model=str(self._path),
+            context_length=llm.n_ctx(),
+            device=device,
+            gpu_offload=self._gpu_layers > 0,
+            details={
+                "architecture": self._gguf.architecture if self._gguf else "",
+                "model_name": self._gguf.name if self._gguf else "",
+                "chat_template": self._template.name if self._template else "",
+                "threads": llm.n_threads,
+                "extra_buffers": self._extra_bufts,
+            },
+        )
+
+    # -- prompts --------------------------------------------------------------------------
+    def tokenize_messages(self, messages: Sequence[Message]) -> list[int]:
+        """Token ids of the rendered prompt: markup parsed as special tokens, text not."""
+        llm = self._require()
+        assert self._template is not None
+        tokens: list[int] = []
+        for i, seg in enumerate(merge_segments(self._template.render(messages, "", self._eos))):
+            tokens += llm.tokenize(seg.text.encode("utf-8"), add_bos=(i == 0), special=seg.special)
+        return tokens
+
+    def count_tokens(self, messages: Sequence[Message]) -> int | None:
+        return len(self.tokenize_messages(messages))
+
+    # -- generation -------------------------------------------------------------------
+    def _generate(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> Iterator[str | EngineStart | EngineEnd]:
+        llm = self._require()
+        llama_cpp = import_llama_cpp()
+        prompt = self.tokenize_messages(messages)
+        n_ctx = llm.n_ctx()
+        if len(prompt) >= n_ctx:
+            raise UsageError(
+                f"the conversation ({len(prompt)} tokens) does not fit the context ({n_ctx} tokens)"
+            )
+        yield EngineStart(len(prompt))
+        room = n_ctx - len(prompt)
+        if params.seed is not None:
+            llm.set_seed(params.seed)
+        else:
+            llm.set_seed(llama_cpp.LLAMA_DEFAULT_SEED)  # llama.cpp then picks a random seed
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        vocab = llm._model.vocab
+        n = 0
+        tokens = llm.generate(
+            prompt,
+            top_k=params.top_k,
+            top_p=params.top_p,
+            min_p=params.min_p,
+            temp=params.temperature,
+            repeat_penalty=params.repeat_penalty,
+        )
+        try:
+            for token in tokens:
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    yield EngineEnd("stop", len(prompt), n)
+                    return
+                n += 1
+                yield decoder.decode(llm.detokenize([token]))
+                if n >= room:
+                    yield EngineEnd("length", len(prompt), n)
+                    return
+        finally:
+            tokens.close()
+        yield EngineEnd("stop", len(prompt), n)
+
+    def _require(self) -> Any:
+        if self._llm is None:
+            raise BackendError("the model is not loaded")
+        return self._llm
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError:
+        raise UsageError(
+            "the llama backend needs llama-cpp-python: pip install 'aigc-chat[llama]' "
+            '(for CUDA: CMAKE_ARGS="-DGGML_CUDA=on" pip install llama-cpp-python)'
+        ) from None
+    except OSError as exc:  # the shared library failed to load
+        raise BackendError(f"llama-cpp-python is installed but its library failed to load: {exc}") from None
+    return llama_cpp
+
+
+def resolve_model_path(model: str | None, progress: ProgressCallback | None = None) -> Path:
+    """An explicit path, or the bundled default model (assembled on first use)."""
+    if model:
+        return Path(model).expanduser()
+    from aigc_chat.default_model import ensure_default_model
+
+    return ensure_default_model(progress)
+
+
+def cpu_has_amx(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU reports AMX, read from /proc/cpuinfo (no instruction is executed)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[-1].split())
+            return bool(flags & {"amx_tile", "amx_int8", "amx_bf16"})
+    return False
+
+
+def extra_buffers_enabled(setting: str, cpuinfo: str | None = None) -> bool:
+    """llama.cpp's AMX matmul segfaults on quantised models at the first decode (issue 20824);
+    its extra buffer types are what route weights to it, so they stay off where AMX exists."""
+    if setting == "on":
+        return True
+    if setting == "off":
+        return False
+    return not cpu_has_amx(cpuinfo)
+
+
+def default_threads() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    return n if n <= 4 else max(4, n // 2)  # past 4, assume SMT siblings: one per core
+
+
+_LOAD_LOCK = threading.Lock()
+
+
+@contextmanager
+def _model_param_override(llama_cpp: Any, extra_bufts: bool) -> Iterator[None]:
+    """`Llama()` does not expose use_extra_bufts; it reads llama.cpp's default model
+    parameters while it is constructed, so we wrap that function for the duration."""
+    lib = llama_cpp.llama_cpp
+    orig = lib.llama_model_default_params
+
+    def model_params() -> Any:
+        p = orig()
+        if hasattr(p, "use_extra_bufts"):
+            p.use_extra_bufts = extra_bufts
+        return p
+
+    with _LOAD_LOCK:
+        lib.llama_model_default_params = model_params
+        try:
+            yield
+        finally:
+            lib.llama_model_default_params = orig
+
+
+_LOG: collections.deque[tuple[int, str]] = collections.deque(maxlen=200)
+_LOG_CALLBACK: Any = None
+
+
+def install_quiet_logger(llama_cpp: Any) -> None:
+    """Keep llama.cpp's log lines off the user's terminal, but remember them for errors."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None:
+        return
+
+    @llama_cpp.llama_log_callback
+    def _callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
+        _LOG.append((level, text.decode("utf-8", errors="replace")))
+
+    _LOG_CALLBACK = _callback  # keep a reference: ctypes would free it
+    llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
+
+
+def last_log_error() -> str:
+    for level, text in reversed(_LOG):
+        if level == 3 and text.strip():
+            return text.strip()
+    return ""
+
+
+def _piece(llm: Any, token: int) -> str:
+    try:
+        return llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+    except Exception:
+        return ""

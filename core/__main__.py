@@ -1,0 +1,3 @@
+from aigc_chat.cli import main
+
+raise SystemExit(main())

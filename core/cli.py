@@ -1,0 +1,170 @@
+"""The `aigc-chat` command: argument parsing and dispatch, nothing heavy at import time.
+
+`aigc-chat --help` must answer in well under 0.3 s, so this module imports only argparse;
+backends, Textual and torch are imported by the subcommand that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from aigc_chat import __version__
+
+PROG = "aigc-chat"
+SUBCOMMANDS = {
+    "config": "show the config file path or the effective settings",
+    "doctor": "check the installation: versions, GPU offload, paths, default model",
+    "models": "list the models a backend offers",
+    "history": "list, show, search and export saved conversations",
+    "gan": "sample or train a GAN and draw its images in the terminal",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (exit 2), not a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def _float_flag(name: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+    parse.__name__ = name
+    return parse
+
+
+def _int_flag(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def add_model_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by the TUI, one-shot mode and `models`."""
+    p.add_argument("--backend", "-b", metavar="NAME", help="backend: llama, torch, openai, or a plug-in's")
+    p.add_argument("--model", "-m", metavar="PATH", help="model file (GGUF, checkpoint) or server model name")
+    p.add_argument("--config", metavar="PATH", help="config file (default: see `aigc-chat config path`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    sub_help = "\n".join(f"  {name:<9} {text}" for name, text in SUBCOMMANDS.items())
+    p = _Parser(
+        prog=PROG,
+        description="Chat with local language models in the terminal. Without --prompt, opens the TUI.",
+        epilog=f"subcommands (aigc-chat SUBCOMMAND --help):\n{sub_help}\n\n"
+        "exit codes: 0 ok, 1 runtime error, 2 usage or config error, 130 interrupted",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    p.add_argument("--prompt", "-p", metavar="TEXT", help="one-shot: answer TEXT on stdout and exit ('-' reads only stdin)")
+    p.add_argument("--system", "-s", metavar="TEXT", help="system prompt")
+    add_model_flags(p)
+    g = p.add_argument_group("generation")
+    g.add_argument("--temperature", "-t", type=_float_flag("temperature"), metavar="X")
+    g.add_argument("--top-p", type=_float_flag("top_p"), metavar="X")
+    g.add_argument("--top-k", type=_int_flag, metavar="N")
+    g.add_argument("--min-p", type=_float_flag("min_p"), metavar="X")
+    g.add_argument("--repeat-penalty", type=_float_flag("repeat_penalty"), metavar="X")
+    g.add_argument("--max-tokens", "-n", type=_int_flag, metavar="N")
+    g.add_argument("--stop", action="append", metavar="TEXT", help="stop sequence (repeatable)")
+    g.add_argument("--seed", type=_int_flag, metavar="N", help="same seed, same text")
+    o = p.add_argument_group("one-shot output")
+    o.add_argument("--json", action="store_true", help="print one JSON object: text, finish reason, usage")
+    o.add_argument("--verbose", "-v", action="store_true", help="model and speed figures on stderr")
+    o.add_argument("--raw", action="store_true", help="do not neutralise control characters in the output")
+    h = p.add_argument_group("history")
+    h.add_argument("--no-history", action="store_true", help="do not save this conversation")
+    h.add_argument("--continue", "-c", dest="continue_", action="store_true", help="continue the latest conversation")
+    h.add_argument("--conversation", metavar="ID", help="continue conversation ID")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(args_list)
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        from aigc_chat.errors import AigcError
+
+        if isinstance(exc, AigcError):
+            sys.stderr.write(f"{PROG}: error: {exc}\n")
+            return exc.exit_code
+        if os.environ.get("AIGC_CHAT_DEBUG"):
+            raise
+        sys.stderr.write(
+            f"{PROG}: internal error: {type(exc).__name__}: {exc} "
+            "(set AIGC_CHAT_DEBUG=1 for a traceback)\n"
+        )
+        return 1
+
+
+def _dispatch(argv: list[str]) -> int:
+    if argv and argv[0] in SUBCOMMANDS:
+        name, rest = argv[0], argv[1:]
+        if name == "gan":
+            from aigc_chat.gan.cli import main as gan_main
+
+            return gan_main(rest)
+        if name == "history":
+            from aigc_chat.history_cli import main as history_main
+
+            return history_main(rest)
+        from aigc_chat import commands
+
+        return commands.run(name, rest)
+    args = build_parser().parse_args(argv)
+    config = _load(args)
+    if args.prompt is not None:
+        from aigc_chat.oneshot import run_oneshot
+
+        return run_oneshot(config, args)
+    from aigc_chat.tui.app import run_tui
+
+    return run_tui(config, args)
+
+
+def _load(args: argparse.Namespace):
+    """Config file < environment < flags."""
+    from pathlib import Path
+
+    from aigc_chat.config import load_config
+
+    config = load_config(Path(args.config).expanduser() if getattr(args, "config", None) else None)
+    gen = {}
+    for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed"):
+        value = getattr(args, name, None)
+        if value is not None:
+            gen[name] = value
+    if getattr(args, "stop", None):
+        gen["stop"] = tuple(args.stop)
+    return config.with_overrides(
+        backend=getattr(args, "backend", None),
+        model=getattr(args, "model", None),
+        system_prompt=getattr(args, "system", None),
+        **gen,
+    )
+
+
+def _silence_stdout() -> None:
+    """After EPIPE, point stdout at /dev/null so the interpreter's final flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

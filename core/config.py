@@ -1,0 +1,204 @@
+"""Configuration: defaults < config.toml < environment < command-line flags.
+
+Every value is checked here, once, and a bad one is reported as one line naming the file
+and the key. Backend sections (`[llama]`, `[torch]`, `[openai]`, or a plug-in's) are
+validated against the `OPTIONS` their backend class declares, so plug-ins get the same
+treatment as built-ins.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from aigc_chat import paths
+from aigc_chat.errors import ConfigError, ParamError, UsageError
+from aigc_chat.params import PARAM_NAMES, GenerationParams, coerce_param
+
+DEFAULT_BACKEND = "llama"
+TUI_DEFAULTS: dict[str, Any] = {"theme": "textual-dark", "show_history": True}
+
+
+@dataclass
+class Config:
+    path: Path
+    backend: str = DEFAULT_BACKEND
+    model: str = ""  # empty: the bundled default model (llama and torch backends)
+    system_prompt: str = ""
+    generation: GenerationParams = field(default_factory=GenerationParams)
+    backends: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tui: dict[str, Any] = field(default_factory=lambda: dict(TUI_DEFAULTS))
+
+    def backend_options(self, name: str | None = None) -> dict[str, Any]:
+        """Options for one backend: its class defaults overlaid with the config section."""
+        from aigc_chat.backends import registry
+
+        key = registry.canonical(name or self.backend)
+        cls = registry.load_class(key)
+        opts = {k: o.default for k, o in getattr(cls, "OPTIONS", {}).items()}
+        opts.update(self.backends.get(key, {}))
+        return opts
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        """The effective settings as they would be written to config.toml."""
+        out: dict[str, Any] = {
+            "backend": self.backend,
+            "model": self.model,
+            "system_prompt": self.system_prompt,
+        }
+        gen = self.generation.to_dict()
+        if gen["seed"] is None:
+            del gen["seed"]  # TOML has no null
+        out["generation"] = gen
+        out["tui"] = dict(self.tui)
+        for name, opts in sorted(self.backends.items()):
+            out[name] = dict(opts)
+        return out
+
+    def with_overrides(
+        self,
+        backend: str | None = None,
+        model: str | None = None,
+        system_prompt: str | None = None,
+        **generation: Any,
+    ) -> "Config":
+        """Apply command-line flags (None means: not given)."""
+        cfg = replace(self)
+        if backend is not None:
+            cfg.backend = _check_backend(backend, "--backend")
+        if model is not None:
+            cfg.model = model
+        if system_prompt is not None:
+            cfg.system_prompt = system_prompt
+        changes = {k: v for k, v in generation.items() if v is not None}
+        if changes:
+            try:
+                cfg.generation = cfg.generation.with_updates(**changes)
+            except ParamError as exc:
+                raise UsageError(f"--{str(exc).replace('_', '-')}") from None
+        return cfg
+
+
+def load_config(path: Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Read config.toml (missing is fine), then apply AIGC_CHAT_BACKEND / AIGC_CHAT_MODEL."""
+    env = os.environ if environ is None else environ
+    path = path or paths.config_file()
+    cfg = Config(path=path)
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(path, "", f"invalid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(path, "", f"cannot read: {exc}") from None
+        _apply_file(cfg, raw)
+    if env.get("AIGC_CHAT_BACKEND"):
+        cfg.backend = _check_backend(env["AIGC_CHAT_BACKEND"], "AIGC_CHAT_BACKEND")
+    if env.get("AIGC_CHAT_MODEL"):
+        cfg.model = env["AIGC_CHAT_MODEL"]
+    return cfg
+
+
+def save_config(cfg: Config) -> Path:
+    """Write the settings to cfg.path atomically (the TUI's "save as default")."""
+    import tomli_w
+
+    cfg.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cfg.path.with_suffix(".toml.tmp")
+    tmp.write_text(tomli_w.dumps(cfg.to_toml_dict()), encoding="utf-8")
+    os.replace(tmp, cfg.path)
+    return cfg.path
+
+
+def _check_backend(name: str, where: str) -> str:
+    from aigc_chat.backends import registry
+
+    if not isinstance(name, str) or not registry.is_known(name):
+        known = ", ".join(registry.available())
+        raise UsageError(f"{where}: unknown backend {name!r} (available: {known})")
+    return registry.canonical(name)
+
+
+def _apply_file(cfg: Config, raw: dict[str, Any]) -> None:
+    from aigc_chat.backends import registry
+
+    path = cfg.path
+    for key, value in raw.items():
+        if key == "backend":
+            try:
+                cfg.backend = _check_backend(value, "backend")
+            except UsageError as exc:
+                raise ConfigError(path, "backend", str(exc).split(": ", 1)[1]) from None
+        elif key in ("model", "system_prompt"):
+            if not isinstance(value, str):
+                raise ConfigError(path, key, f"expected a string, got {value!r}")
+            setattr(cfg, key, value)
+        elif key == "generation":
+            cfg.generation = _generation(path, value)
+        elif key == "tui":
+            cfg.tui = _tui(path, value)
+        elif registry.is_known(key):
+            cfg.backends[registry.canonical(key)] = _backend_section(path, key, value)
+        else:
+            raise ConfigError(path, key, "unknown key")
+
+
+def _generation(path: Path, table: Any) -> GenerationParams:
+    if not isinstance(table, dict):
+        raise ConfigError(path, "generation", "expected a table")
+    values: dict[str, Any] = {}
+    for name, value in table.items():
+        if name not in PARAM_NAMES:
+            raise ConfigError(path, f"generation.{name}", "unknown key")
+        try:
+            values[name] = coerce_param(name, value)
+        except ParamError as exc:
+            reason = str(exc).split(": ", 1)[-1]
+            raise ConfigError(path, f"generation.{name}", reason) from None
+    return GenerationParams(**values)
+
+
+def _tui(path: Path, table: Any) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(path, "tui", "expected a table")
+    out = dict(TUI_DEFAULTS)
+    for name, value in table.items():
+        if name not in TUI_DEFAULTS:
+            raise ConfigError(path, f"tui.{name}", "unknown key")
+        if type(value) is not type(TUI_DEFAULTS[name]):
+            raise ConfigError(path, f"tui.{name}", f"expected {type(TUI_DEFAULTS[name]).__name__}")
+        out[name] = value
+    return out
+
+
+def _backend_section(path: Path, name: str, table: Any) -> dict[str, Any]:
+    from aigc_chat.backends import registry
+
+    if not isinstance(table, dict):
+        raise ConfigError(path, name, "expected a table")
+    try:
+        cls = registry.load_class(name)
+    except UsageError:
+        return dict(table)  # backend not importable here: keep its section untouched
+    options = getattr(cls, "OPTIONS", {})
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        opt = options.get(key)
+        if opt is None:
+            raise ConfigError(path, f"{name}.{key}", "unknown key")
+        kinds = opt.kind if isinstance(opt.kind, tuple) else (opt.kind,)
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            names = " or ".join(k.__name__ for k in kinds)
+            raise ConfigError(path, f"{name}.{key}", f"expected {names}, got {value!r}")
+        if opt.check is not None:
+            reason = opt.check(value)
+            if reason:
+                raise ConfigError(path, f"{name}.{key}", reason)
+        out[key] = value
+    return out

@@ -1,0 +1,127 @@
+"""Generation parameters shared by every backend, validated in one place.
+
+Front ends build a `GenerationParams` from config, flags, slash commands or the settings
+pane; all of them go through `validate()` so a bad value gets the same message everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from aigc_chat.errors import ParamError
+
+# name -> (low, high, kind); None means unbounded on that side.
+_NUMERIC: dict[str, tuple[float | None, float | None, type]] = {
+    "temperature": (0.0, 2.0, float),
+    "top_p": (0.0, 1.0, float),
+    "top_k": (0, None, int),
+    "min_p": (0.0, 1.0, float),
+    "repeat_penalty": (0.0, 10.0, float),
+    "max_tokens": (1, 1_000_000, int),
+    "seed": (0, 2**32 - 1, int),
+}
+
+PARAM_NAMES: tuple[str, ...] = (
+    "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "stop", "seed",
+)
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling knobs. Defaults are those of llama.cpp's CLI, except a larger max_tokens."""
+
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    max_tokens: int = 512
+    stop: tuple[str, ...] = field(default_factory=tuple)
+    seed: int | None = None
+
+    def validate(self) -> "GenerationParams":
+        """Return a normalised copy, or raise ParamError naming the field and the range."""
+        values: dict[str, Any] = {}
+        for name in PARAM_NAMES:
+            values[name] = coerce_param(name, getattr(self, name))
+        return GenerationParams(**values)
+
+    def with_updates(self, **changes: Any) -> "GenerationParams":
+        """Copy with some fields changed and validated (used by /temp, the settings pane...)."""
+        return replace(self, **changes).validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GenerationParams":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ParamError(f"unknown generation parameter: {sorted(unknown)[0]}")
+        values = dict(data)
+        if "stop" in values and values["stop"] is not None:
+            values["stop"] = tuple(values["stop"])
+        return cls(**values).validate()
+
+
+def coerce_param(name: str, value: Any) -> Any:
+    """Check one parameter value; strings are parsed so flags and slash commands can share it."""
+    if name == "stop":
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = (value,)
+        if not isinstance(value, (list, tuple)):
+            raise ParamError("stop: must be a list of strings")
+        out = []
+        for s in value:
+            if not isinstance(s, str):
+                raise ParamError("stop: must be a list of strings")
+            if s == "":
+                raise ParamError("stop: a stop sequence cannot be empty")
+            if s not in out:
+                out.append(s)
+        return tuple(out)
+    if name not in _NUMERIC:
+        raise ParamError(f"unknown generation parameter: {name}")
+    low, high, kind = _NUMERIC[name]
+    if name == "seed" and (value is None or value == ""):
+        return None
+    if isinstance(value, bool):
+        raise ParamError(f"{name}: expected a number, got {value!r}")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text) if kind is int else float(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise ParamError(f"{name}: expected {what}, got {text!r}") from None
+    if kind is int:
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ParamError(f"{name}: expected an integer, got {value!r}")
+            value = int(value)
+        if not isinstance(value, int):
+            raise ParamError(f"{name}: expected an integer, got {value!r}")
+    else:
+        if not isinstance(value, (int, float)):
+            raise ParamError(f"{name}: expected a number, got {value!r}")
+        value = float(value)
+        if math.isnan(value) or math.isinf(value):
+            raise ParamError(f"{name}: expected a finite number, got {value!r}")
+    if low is not None and value < low:
+        raise ParamError(f"{name}: must be {_range(low, high)} (got {value})")
+    if high is not None and value > high:
+        raise ParamError(f"{name}: must be {_range(low, high)} (got {value})")
+    return value
+
+
+def _range(low: float | None, high: float | None) -> str:
+    if high is None:
+        return f">= {low}"
+    return f"between {low} and {high}"

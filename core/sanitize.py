@@ -1,0 +1,71 @@
+"""Make untrusted model text safe for a terminal.
+
+A model can emit ESC sequences (clear screen, set title, OSC 52 clipboard writes, hyperlinks)
+or bare control bytes. Nothing of that may reach the user's terminal: escape sequences are
+dropped whole, other control characters become visible Unicode control pictures. Newline and
+tab are kept; CR LF becomes LF.
+"""
+
+from __future__ import annotations
+
+import re
+
+# ESC [ ... final byte (CSI); ESC ] ... BEL or ESC \ (OSC); ESC P/X/^/_ ... ESC \ (DCS, SOS, PM,
+# APC); ESC followed by one intermediate/final byte. The 8-bit C1 forms are handled the same.
+_ESCAPE = re.compile(
+    r"""
+    (?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]              # CSI
+  | (?:\x1b\]|\x9d).*?(?:\x07|\x1b\\|\x9c)        # OSC
+  | (?:\x1b[PX^_]|[\x90\x98\x9e\x9f]).*?(?:\x1b\\|\x9c)  # DCS SOS PM APC
+  | \x1b[ -/]*[0-~]                               # two-byte escapes, e.g. ESC c (reset)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Characters that may start a sequence whose rest is still to come.
+_STARTERS = "\x1b\x9b\x9d\x90\x98\x9e\x9f\r"
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x20:
+        return chr(0x2400 + code)  # ␀ .. ␟
+    if code == 0x7F:
+        return "\u2421"  # ␡
+    return "\ufffd"
+
+
+def sanitize(text: str) -> str:
+    """Sanitise a complete piece of text."""
+    text = text.replace("\r\n", "\n")
+    text = _ESCAPE.sub("", text)
+    return _CONTROL.sub(_visible, text)
+
+
+class StreamSanitizer:
+    """Sanitise a stream of deltas, holding back a possibly unfinished escape sequence."""
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, delta: str) -> str:
+        text = self._held + delta
+        self._held = ""
+        start = max(text.rfind(c, max(0, len(text) - 256)) for c in _STARTERS)
+        if start != -1 and not _complete(text[start:]):
+            self._held = text[start:]
+            text = text[:start]
+        return sanitize(text)
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return sanitize(held)
+
+
+def _complete(tail: str) -> bool:
+    """Whether a tail that starts with ESC/C1/CR is already a whole unit (so need not wait)."""
+    if tail.startswith("\r"):
+        return len(tail) > 1
+    if len(tail) >= 256:
+        return True  # an unterminated sequence this long is garbage: let sanitize() show it
+    return _ESCAPE.match(tail) is not None

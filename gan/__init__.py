@@ -1,0 +1,1 @@
+"""GAN training and sampling, drawn as terminal art."""

@@ -1,0 +1,73 @@
+"""Shared test set-up.
+
+Every test runs with its config, data and cache paths pointed at temporary places (the
+real user's dirs are never touched). The one exception is the assembled default model: it
+is kept in `<repo>/.test-cache/` so the 250 MB assembly happens once, not per test run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL_CACHE = REPO / ".test-cache"
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    home = tmp_path_factory.mktemp("home")
+    dirs = {
+        "config": home / "config" / "config.toml",
+        "data": home / "data",
+        "cache": MODEL_CACHE,
+        "home": home,
+    }
+    monkeypatch.setenv("AIGC_CHAT_CONFIG", str(dirs["config"]))
+    monkeypatch.setenv("AIGC_CHAT_DATA_DIR", str(dirs["data"]))
+    monkeypatch.setenv("AIGC_CHAT_CACHE_DIR", str(dirs["cache"]))
+    # platformdirs itself, for anything that asks it directly.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "xdg-data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "xdg-cache"))
+    for var in ("AIGC_CHAT_BACKEND", "AIGC_CHAT_MODEL", "NO_COLOR"):
+        monkeypatch.delenv(var, raising=False)
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def gemma_path() -> Path:
+    """The real default model (Gemma 3 270M Q4_K_M), assembled once for the whole suite."""
+    os.environ["AIGC_CHAT_CACHE_DIR"] = str(MODEL_CACHE)
+    from aigc_chat.default_model import ensure_default_model
+
+    return ensure_default_model()
+
+
+@pytest.fixture(scope="session")
+def cli() -> str:
+    """The installed console script, run as a subprocess the way users run it."""
+    exe = VENV_BIN / "aigc-chat"
+    if not exe.exists():
+        found = shutil.which("aigc-chat")
+        assert found, "aigc-chat is not installed (make test installs it)"
+        return found
+    return str(exe)
+
+
+def run_cli(cli: str, *args: str, input: str | bytes | None = None, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `aigc-chat ARGS` with the test's isolated environment."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    kwargs = {"stdin": subprocess.DEVNULL} if input is None else {"input": input}
+    return subprocess.run(
+        [cli, *args], capture_output=True, text=not isinstance(input, bytes), timeout=timeout,
+        env=full_env, **kwargs,
+    )
