@@ -43,7 +43,7 @@ def _check_nonneg(v: Any) -> str | None:
 
 
 def _check_ctx(v: Any) -> str | None:
-    return None if v == 0 or v >= 64 else "must be 0 (the model's own) or >= 64"
+    return None if v == 0 or v >= 256 else "must be 0 (the model's own) or >= 256"
 
 
 class LlamaCppBackend(Backend):
@@ -128,7 +128,7 @@ class LlamaCppBackend(Backend):
         return BackendInfo(
             name=self.name,
             model=str(self._path),
-            context_length=llm.n_ctx(),
+            context_length=_n_ctx(llm),
             device=device,
             gpu_offload=self._gpu_layers > 0,
             details={
@@ -160,7 +160,7 @@ class LlamaCppBackend(Backend):
         llm = self._require()
         llama_cpp = import_llama_cpp()
         prompt = self.tokenize_messages(messages)
-        n_ctx = llm.n_ctx()
+        n_ctx = _n_ctx(llm)
         if len(prompt) >= n_ctx:
             raise UsageError(
                 f"the conversation ({len(prompt)} tokens) does not fit the context ({n_ctx} tokens)"
@@ -306,6 +306,11 @@ def last_log_error() -> str:
         if level == 3 and text.strip():
             return text.strip()
     return ""
+
+
+def _n_ctx(llm: Any) -> int:
+    """llama.cpp may round the context up; llama-cpp-python sizes its arrays by the request."""
+    return min(llm.n_ctx(), llm.context_params.n_ctx)
 
 
 def _piece(llm: Any, token: int) -> str:

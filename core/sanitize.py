@@ -62,10 +62,19 @@ class StreamSanitizer:
         return sanitize(held)
 
 
+_CSI = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]")
+_STRING_SEQ = re.compile(r"(?:\x1b[\]PX^_]|[\x9d\x90\x98\x9e\x9f]).*?(?:\x07|\x1b\\|\x9c)", re.DOTALL)
+_SHORT = re.compile(r"\x1b[ -/]*[0-~]")
+
+
 def _complete(tail: str) -> bool:
     """Whether a tail that starts with ESC/C1/CR is already a whole unit (so need not wait)."""
     if tail.startswith("\r"):
         return len(tail) > 1
     if len(tail) >= 256:
         return True  # an unterminated sequence this long is garbage: let sanitize() show it
-    return _ESCAPE.match(tail) is not None
+    if tail.startswith(("\x1b[", "\x9b")):
+        return _CSI.match(tail) is not None
+    if tail.startswith(("\x1b]", "\x1bP", "\x1bX", "\x1b^", "\x1b_")) or tail[0] in "\x9d\x90\x98\x9e\x9f":
+        return _STRING_SEQ.match(tail) is not None
+    return _SHORT.match(tail) is not None
