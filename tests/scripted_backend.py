@@ -1,0 +1,49 @@
+"""A backend that replays scripted pieces.
+
+Only for what a real model cannot be made to produce on demand: escape sequences and
+markup in its output, engine failures mid-stream, exact token boundaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from aigc_chat.backends.base import Backend, BackendInfo, EngineEnd, EngineStart, Message
+from aigc_chat.params import GenerationParams
+
+
+class ScriptedBackend(Backend):
+    name = "scripted"
+
+    def __init__(self, pieces: Sequence[str], fail_after: int | None = None,
+                 context_length: int = 4096, supported: frozenset[str] | None = None) -> None:
+        super().__init__("scripted-model")
+        self.pieces = list(pieces)
+        self.fail_after = fail_after
+        self.context_length = context_length
+        self.seen: list[list[Message]] = []
+        self.closed_early = False
+        if supported is not None:
+            self.supported_params = supported
+
+    def load(self, progress=None) -> None:
+        pass
+
+    def info(self) -> BackendInfo:
+        return BackendInfo("scripted", "scripted-model", self.context_length, "CPU", False)
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        return sum(len(m.content.split()) + 4 for m in messages)
+
+    def _generate(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[object]:
+        self.seen.append(list(messages))
+        yield EngineStart(self.count_tokens(messages))
+        try:
+            for i, piece in enumerate(self.pieces):
+                if self.fail_after is not None and i == self.fail_after:
+                    raise RuntimeError("engine exploded")
+                yield piece
+        except GeneratorExit:
+            self.closed_early = True
+            raise
+        yield EngineEnd("stop")

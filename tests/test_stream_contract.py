@@ -1,0 +1,100 @@
+"""The ChatStream contract every backend gets for free, and one-shot output safety.
+
+The scripted backend stands in for a model only where a real one cannot be made to produce
+the case (escape sequences, a crash mid-stream, exact token boundaries)."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import pytest
+
+from aigc_chat import cli, oneshot
+from aigc_chat.backends.base import Message
+from aigc_chat.params import GenerationParams
+from aigc_chat.session import ChatSession
+from tests.scripted_backend import ScriptedBackend
+
+HI = [Message("user", "hi")]
+
+
+def test_engine_failure_keeps_partial_text():
+    b = ScriptedBackend(["a", "b", "c"], fail_after=2)
+    r = b.stream_chat(HI, GenerationParams()).consume()
+    assert r.finish_reason == "error" and r.text == "ab" and "engine exploded" in r.error
+
+
+def test_unsupported_params_are_reported_not_ignored():
+    b = ScriptedBackend(["x"], supported=frozenset({"temperature", "max_tokens", "stop"}))
+    r = b.stream_chat(HI, GenerationParams(min_p=0.2)).consume()
+    assert any("min_p" in w for w in r.warnings)
+    r = b.stream_chat(HI, GenerationParams()).consume()  # defaults: nothing to warn about
+    assert r.warnings == []
+
+
+def test_stop_split_over_pieces_never_shown():
+    b = ScriptedBackend(["Hello", " <", "|en", "d|> tail"])
+    stream = b.stream_chat(HI, GenerationParams(stop=("<|end|>",)))
+    shown = list(stream)
+    assert "".join(shown) == "Hello "
+    assert all("<" not in s for s in shown)
+    assert b.closed_early  # the engine was stopped, not drained
+
+
+def test_session_keeps_cancelled_reply():
+    b = ScriptedBackend(["one ", "two ", "three"])
+    s = ChatSession(b)
+    turn = s.send("go")
+    it = iter(turn)
+    next(it)
+    it.close()
+    assert turn.result.finish_reason == "cancelled"
+    assert s.messages[-1] == Message("assistant", "one ")
+
+
+def test_regenerate_and_edit():
+    b = ScriptedBackend(["answer"])
+    s = ChatSession(b, system_prompt="sys")
+    s.send("first").consume()
+    s.regenerate().consume()
+    assert [m.role for m in s.messages] == ["user", "assistant"]
+    s.edit_last_user("changed").consume()
+    assert s.messages[0].content == "changed" and len(s.messages) == 2
+    assert b.seen[-1][0] == Message("system", "sys")
+
+
+def _run_oneshot(monkeypatch, capsys, backend, *args):
+    monkeypatch.setattr(oneshot, "load_backend", lambda config, progress=None: backend)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    rc = cli.main(["--prompt", "x", "--no-history", *args])
+    return rc, capsys.readouterr()
+
+
+EVIL = ["Hi \x1b[2J", "\x1b]0;pwned\x07there\x1b", "[31m red\x07 [bold]x[/]\r\n"]
+
+
+def test_oneshot_neutralises_escape_sequences(monkeypatch, capsys):
+    rc, out = _run_oneshot(monkeypatch, capsys, ScriptedBackend(EVIL))
+    assert rc == 0
+    assert out.out == "Hi there red\u2407 [bold]x[/]\n"
+    assert "\x1b" not in out.out
+
+
+def test_oneshot_raw_passes_bytes_through(monkeypatch, capsys):
+    rc, out = _run_oneshot(monkeypatch, capsys, ScriptedBackend(EVIL), "--raw")
+    assert rc == 0 and "\x1b[2J" in out.out
+
+
+def test_oneshot_json_escapes_control_characters(monkeypatch, capsys):
+    rc, out = _run_oneshot(monkeypatch, capsys, ScriptedBackend(EVIL), "--json")
+    assert rc == 0 and "\x1b" not in out.out
+    assert json.loads(out.out)["text"] == "".join(EVIL)
+
+
+def test_oneshot_engine_error_exit_1_partial_kept(monkeypatch, capsys):
+    rc, out = _run_oneshot(monkeypatch, capsys, ScriptedBackend(["par", "tial", "x"], fail_after=2))
+    assert rc == 1
+    assert out.out == "partial\n"
+    assert out.err.strip() == "aigc-chat: error: RuntimeError: engine exploded"
