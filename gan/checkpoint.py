@@ -1,0 +1,82 @@
+"""Checkpoints: safetensors tensors plus a JSON header, never pickles.
+
+One file holds the generator (`g.*`) and, for files written by training, the
+discriminator, the raw (non-averaged) generator and the optimiser moments under their own
+prefixes, so the same file can be sampled from and resumed. The header's `format` key is
+how we tell our checkpoints from any other safetensors file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aigc_chat.errors import UsageError
+from aigc_chat.gan.arch import GanConfig
+from aigc_chat.gan.safetensors_io import read_safetensors, write_safetensors
+
+FORMAT = "aigc-chat-gan/1"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the architecture, the tensors by group, and training state."""
+
+    config: GanConfig
+    groups: dict[str, dict[str, np.ndarray]]
+    training: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def generator(self) -> dict[str, np.ndarray]:
+        return self.groups["g"]
+
+    @property
+    def resumable(self) -> bool:
+        return "d" in self.groups and "opt_d" in self.groups and "opt_g" in self.groups
+
+
+def save_checkpoint(
+    path: str | Path,
+    config: GanConfig,
+    groups: dict[str, dict[str, np.ndarray]],
+    training: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint; group names become tensor-name prefixes (`g.fc.weight`)."""
+    if "g" not in groups:
+        raise ValueError("a checkpoint needs the generator group 'g'")
+    flat = {f"{group}.{name}": arr for group, tensors in groups.items() for name, arr in tensors.items()}
+    meta = {"format": FORMAT, "config": json.dumps(config.to_json())}
+    if training:
+        meta["training"] = json.dumps(training)
+    path = Path(path)
+    write_safetensors(path, flat, meta)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load and validate a checkpoint; anything that is not ours is a UsageError."""
+    tensors, meta = read_safetensors(path)
+    if meta.get("format") != FORMAT:
+        raise UsageError(f"{path}: not an aigc-chat GAN checkpoint (no '{FORMAT}' header)")
+    try:
+        config = GanConfig.from_json(json.loads(meta.get("config", "")))
+        training = json.loads(meta["training"]) if "training" in meta else {}
+    except json.JSONDecodeError:
+        raise UsageError(f"{path}: checkpoint header is not valid JSON") from None
+    if not isinstance(training, dict):
+        raise UsageError(f"{path}: checkpoint training state is not an object")
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    for name, arr in tensors.items():
+        group, _, rest = name.partition(".")
+        groups.setdefault(group, {})[rest] = arr
+    if "g" not in groups:
+        raise UsageError(f"{path}: checkpoint has no generator weights")
+    from aigc_chat.gan.npgen import check_generator
+
+    check_generator(config, groups["g"], source=str(path))
+    return Checkpoint(config=config, groups=groups, training=training, path=Path(path))
