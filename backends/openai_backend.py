@@ -1,0 +1,486 @@
+"""The OpenAI-compatible HTTP backend: a model served by vLLM, llama-server, Ollama, TGI...
+
+When a model outgrows one machine it is served by an engine built for that, and aigc-chat
+becomes a client of its `/v1/chat/completions`. The `openai` package does the HTTP and the
+server-sent events; this module adds what a chat client needs on top:
+
+* cancelling is immediate: the request runs on a helper thread, so the caller never sits in
+  a blocking read, and a cancelled or abandoned reply shuts its socket down at once (the
+  server sees the disconnect and stops generating);
+* every failure (refused, timed out, 401, 404, 429, 5xx, connection lost mid-reply) becomes
+  one line naming the server, never the API key;
+* the key is read from the environment variable the config names, at connect time, and is
+  kept nowhere of ours.
+
+`openai` is imported on first use, not with this module, so `--help` and config validation
+stay fast and work without it.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import socket
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from aigc_chat.backends.base import (
+    Backend, BackendInfo, ChatStream, EngineEnd, Message, Option, ProgressCallback,
+)
+from aigc_chat.errors import BackendError, UsageError
+from aigc_chat.params import GenerationParams
+from aigc_chat.sanitize import sanitize
+
+# Parameters every OpenAI-compatible server takes, and those only some accept as extra fields.
+STANDARD_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "stop", "seed"})
+EXTRA_PARAMS = frozenset({"top_k", "min_p", "repeat_penalty"})
+# OpenAI's own limit; our stop filter still applies every stop string client-side.
+MAX_SERVER_STOPS = 4
+# How often the caller's thread looks at the cancel flag while it waits for the next chunk.
+POLL_S = 0.05
+NO_KEY = "no-key"  # servers without auth ignore the header; the client library wants one
+
+
+def _check_url(v: Any) -> str | None:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return 'must be an http:// or https:// URL, e.g. "http://127.0.0.1:8080/v1"'
+    return None
+
+
+def _check_env_name(v: Any) -> str | None:
+    if v == "" or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+        return None
+    return "must be the name of an environment variable (letters, digits, _), or \"\" for no key"
+
+
+def _check_positive(v: Any) -> str | None:
+    return None if v > 0 else "must be > 0 (seconds)"
+
+
+def _check_retries(v: Any) -> str | None:
+    return None if 0 <= v <= 10 else "must be between 0 and 10"
+
+
+def _check_ctx(v: Any) -> str | None:
+    return None if v >= 0 else "must be >= 0 (0 = as the server reports, or unknown)"
+
+
+def _check_penalty_field(v: Any) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v) else "must be a field name"
+
+
+class OpenAIBackend(Backend):
+    name = "openai"
+    description = "a model served over HTTP by an OpenAI-compatible server (vLLM, llama-server, Ollama, TGI)"
+    supported_params = STANDARD_PARAMS | EXTRA_PARAMS
+    OPTIONS = {
+        "base_url": Option("http://127.0.0.1:8080/v1", str, "the server's OpenAI API root (usually ends in /v1)", _check_url),
+        "api_key_env": Option("OPENAI_API_KEY", str, 'name of the environment variable holding the API key ("" = none)', _check_env_name),
+        "connect_timeout": Option(5.0, float, "seconds to wait for the connection", _check_positive),
+        "read_timeout": Option(120.0, float, "seconds to wait for the next bytes of a reply (the first token of a long prompt may take a while)", _check_positive),
+        "max_retries": Option(0, int, "retries of a failed request (0: fail fast with the real error)", _check_retries),
+        "context_length": Option(0, int, "the served context in tokens, when the server does not report it (0 = unknown)", _check_ctx),
+        "sampler_extras": Option(True, bool, "send top_k, min_p and repeat_penalty as extra fields (llama.cpp, vLLM, Ollama take them; turn off for servers that reject unknown fields)"),
+        "repeat_penalty_field": Option("repeat_penalty", str, 'field name for repeat_penalty: "repeat_penalty" (llama.cpp, Ollama) or "repetition_penalty" (vLLM, TGI)', _check_penalty_field),
+        "stream_usage": Option(True, bool, "ask the server for token usage at the end of each reply (stream_options.include_usage)"),
+        "extra_body": Option({}, dict, "more request fields sent as they are, e.g. { chat_template_kwargs = { enable_thinking = false } }"),
+    }
+
+    def __init__(self, model: str | None, options: dict[str, Any] | None = None) -> None:
+        super().__init__(model, options)
+        # Honest warnings: without the extra fields only the standard parameters reach the server.
+        self.supported_params = STANDARD_PARAMS | (EXTRA_PARAMS if self.options["sampler_extras"] else frozenset())
+        self._client: Any = None
+        self._model_id: str | None = None
+        self._context_length = int(self.options["context_length"])
+        self._usage_source = "not yet known"
+        self._send_usage_option = bool(self.options["stream_usage"])
+        self._cancel: threading.Event | None = None
+
+    # -- connection -----------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """The base URL as shown to the user: without any user:password part."""
+        return display_url(self.options["base_url"])
+
+    def _api(self) -> Any:
+        if self._client is None:
+            openai = import_openai()
+            env = self.options["api_key_env"]
+            key = os.environ.get(env, "") if env else ""
+            self._client = openai.OpenAI(
+                api_key=key or NO_KEY,
+                base_url=self.options["base_url"].rstrip("/"),
+                timeout=openai.Timeout(float(self.options["read_timeout"]),
+                                       connect=float(self.options["connect_timeout"])),
+                max_retries=int(self.options["max_retries"]),
+            )
+        return self._client
+
+    def _fetch_models(self, tolerate_404: bool = False) -> list[dict[str, Any]] | None:
+        """GET /models as plain dicts; None when the server has no such route and
+        `tolerate_404` (a model name was given, so we can still try to chat)."""
+        openai = import_openai()
+        try:
+            page = self._api().models.list()
+            return [m.to_dict() if hasattr(m, "to_dict") else dict(m) for m in page.data]
+        except openai.NotFoundError as exc:
+            if tolerate_404:
+                return None
+            raise BackendError(self._explain(exc, "listing models")) from None
+        except Exception as exc:  # noqa: BLE001 - any failure here is one line for the user
+            raise BackendError(self._explain(exc, "listing models")) from None
+
+    def list_models(self) -> list[str]:
+        """What the server offers (GET /models); one clear line if it cannot be asked."""
+        return [str(m.get("id", "")) for m in self._fetch_models() or [] if m.get("id")]
+
+    # -- loading ------------------------------------------------------------------------
+    def load(self, progress: ProgressCallback | None = None) -> None:
+        """A cheap check that the server is there, takes our key and serves the model."""
+        report = progress or (lambda _msg: None)
+        report(f"connecting to {self.url}")
+        models = self._fetch_models(tolerate_404=bool(self.model))
+        ids = [str(m.get("id")) for m in models or [] if m.get("id")]
+        if self.model:
+            if models is not None and self.model not in ids:
+                offers = ", ".join(ids[:8]) + (", ..." if len(ids) > 8 else "") or "nothing"
+                raise BackendError(
+                    f"the server at {self.url} does not serve model {self.model!r} "
+                    f"(it offers: {sanitize(offers)})"
+                )
+            self._model_id = self.model
+        else:
+            if not ids:
+                raise BackendError(
+                    f"the server at {self.url} lists no models; name one with --model or model = \"...\" in the config"
+                )
+            self._model_id = ids[0]
+        if not self._context_length and models:
+            entry = next((m for m in models if m.get("id") == self._model_id), {})
+            self._context_length = reported_context_length(entry)
+        report("ready")
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # noqa: BLE001 - closing must never fail the caller
+                pass
+            self._client = None
+
+    def info(self) -> BackendInfo:
+        return BackendInfo(
+            name=self.name,
+            model=self._model_id or self.model or "",
+            context_length=self._context_length,
+            device=f"server {self.url}",
+            gpu_offload=False,
+            details={
+                "base_url": self.url,
+                "api_key_env": self.options["api_key_env"],
+                "usage": self._usage_source,
+            },
+        )
+
+    # -- generation -------------------------------------------------------------------
+    def stream_chat(
+        self, messages: Sequence[Message], params: GenerationParams, cancel: threading.Event | None = None,
+    ) -> ChatStream:
+        # _generate() has no cancel argument; it needs the event to stop waiting at once.
+        self._cancel = cancel or threading.Event()
+        return super().stream_chat(messages, params, self._cancel)
+
+    def request_body(self, messages: Sequence[Message], params: GenerationParams) -> dict[str, Any]:
+        """The chat.completions.create() arguments for these messages and parameters."""
+        body: dict[str, Any] = {
+            "model": self._model_id or self.model or "",
+            "messages": [m.to_dict() for m in messages],
+            "stream": True,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+        }
+        if params.stop:
+            body["stop"] = list(params.stop[:MAX_SERVER_STOPS])
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if self._send_usage_option:
+            body["stream_options"] = {"include_usage": True}
+        extra: dict[str, Any] = {}
+        if self.options["sampler_extras"]:
+            extra["top_k"] = params.top_k
+            extra["min_p"] = params.min_p
+            extra[self.options["repeat_penalty_field"]] = params.repeat_penalty
+        extra.update(dict(self.options["extra_body"]))  # the user's explicit fields win
+        if extra:
+            body["extra_body"] = extra
+        return body
+
+    def _generate(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> Iterator[str | EngineEnd]:
+        if not (self._model_id or self.model):
+            self.load()
+        cancel = self._cancel or threading.Event()
+        self._cancel = None
+        call = _StreamingCall(self, self.request_body(messages, params))
+        call.start()
+        finish = "stop"
+        usage: Any = None
+        try:
+            while True:
+                try:
+                    kind, value = call.items.get(timeout=POLL_S)
+                except queue.Empty:
+                    if cancel.is_set():
+                        return  # ChatStream sees the event and records 'cancelled'
+                    continue
+                if kind == "error":
+                    if call.retry_without_usage(value):
+                        continue
+                    raise BackendError(self._explain(value, "mid-reply" if call.streaming else "request"))
+                if kind == "done":
+                    break
+                chunk = value
+                if getattr(chunk, "usage", None) is not None:
+                    usage = chunk.usage
+                for choice in chunk.choices or ():
+                    if choice.index not in (0, None):
+                        continue
+                    text = getattr(choice.delta, "content", None) if choice.delta else None
+                    if text:
+                        yield text
+                    if choice.finish_reason:
+                        finish = "length" if choice.finish_reason == "length" else "stop"
+        finally:
+            call.abort()
+        prompt_tokens = getattr(usage, "prompt_tokens", None) if usage is not None else None
+        completion_tokens = getattr(usage, "completion_tokens", None) if usage is not None else None
+        self._usage_source = (
+            "reported by the server" if usage is not None
+            else "not reported by the server: prompt tokens unknown (0), completion tokens counted from streamed chunks"
+        )
+        yield EngineEnd(finish, prompt_tokens, completion_tokens)
+
+    # -- errors -------------------------------------------------------------------------
+    def _explain(self, exc: BaseException, phase: str) -> str:
+        """One line for the user: what failed, where, and what to do; never the API key."""
+        line = explain_error(
+            exc, self.url, self._model_id or self.model or "", phase,
+            self.options["api_key_env"], float(self.options["read_timeout"]),
+        )
+        env = self.options["api_key_env"]
+        key = os.environ.get(env, "") if env else ""
+        if key and len(key) >= 4:
+            line = line.replace(key, "***")
+        return line
+
+
+class _StreamingCall:
+    """One chat request on a helper thread, its chunks handed over through a queue.
+
+    The caller's thread never blocks in a socket read, so it can honour a cancel at once;
+    `abort()` shuts the socket down, which ends the read on the helper thread and tells
+    the server the client is gone.
+    """
+
+    def __init__(self, backend: OpenAIBackend, body: dict[str, Any]) -> None:
+        self.backend = backend
+        self.body = body
+        self.items: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.streaming = False  # response headers received
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._stream: Any = None
+        self._finished = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="openai-stream", daemon=True)
+        self._thread.start()
+
+    def retry_without_usage(self, exc: BaseException) -> bool:
+        """Servers that reject stream_options get the request again without it (once)."""
+        status = getattr(exc, "status_code", None)
+        if status not in (400, 422) or "stream_options" not in self.body:
+            return False
+        if "stream_options" not in str(getattr(exc, "message", exc)).lower().replace(" ", "_"):
+            return False
+        self.backend._send_usage_option = False
+        del self.body["stream_options"]
+        self.start()
+        return True
+
+    def _run(self) -> None:
+        try:
+            stream = self.backend._api().chat.completions.create(**self.body)
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller's thread
+            self.items.put(("error", exc))
+            return
+        with self._lock:
+            self._stream = stream
+            self.streaming = True
+            stopped = self._stopped.is_set()
+        if stopped:
+            _shutdown(stream)
+            _quiet_close(stream)
+            return
+        try:
+            for chunk in stream:
+                if self._stopped.is_set():
+                    break
+                self.items.put(("chunk", chunk))
+            else:
+                with self._lock:
+                    self._finished = True
+                self.items.put(("done", None))
+        except BaseException as exc:  # noqa: BLE001
+            if not self._stopped.is_set():
+                self.items.put(("error", exc))
+        finally:
+            _quiet_close(stream)
+
+    def abort(self) -> None:
+        """Stop now: a reply still streaming has its socket shut down."""
+        with self._lock:
+            self._stopped.set()
+            if self._stream is not None and not self._finished:
+                _shutdown(self._stream)
+
+
+def _shutdown(stream: Any) -> None:
+    """Shut the response's socket down: unblocks a read on another thread at once (closing
+    the file descriptor would not) and the server sees the client leave."""
+    try:
+        network = stream.response.extensions.get("network_stream")
+        sock = network.get_extra_info("socket") if network is not None else None
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError):
+        pass
+
+
+def _quiet_close(stream: Any) -> None:
+    try:
+        stream.close()
+    except Exception:  # noqa: BLE001 - the connection is already gone
+        pass
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def import_openai() -> Any:
+    try:
+        import openai
+    except ImportError:
+        raise UsageError("the openai backend needs the openai package: pip install 'aigc-chat[openai]'") from None
+    return openai
+
+
+def display_url(url: str) -> str:
+    """The URL without credentials, safe to print."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
+    return urlunsplit(parts).rstrip("/")
+
+
+def reported_context_length(entry: dict[str, Any]) -> int:
+    """The context size a /models entry reports, where the server says it (0 otherwise).
+    vLLM: max_model_len; llama-server: meta.n_ctx; some proxies: context_length/window."""
+    candidates = [entry.get("max_model_len"), entry.get("context_length"), entry.get("context_window")]
+    meta = entry.get("meta")
+    if isinstance(meta, dict):
+        candidates.append(meta.get("n_ctx"))
+    for value in candidates:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
+
+
+def _status_detail(exc: Any) -> str:
+    """The server's own words from an error body, made safe and short."""
+    body = getattr(exc, "body", None)
+    text = ""
+    if isinstance(body, dict):
+        for key in ("message", "detail", "error"):
+            value = body.get(key)
+            if isinstance(value, dict):
+                value = value.get("message")
+            if isinstance(value, str) and value.strip():
+                text = value
+                break
+            if isinstance(value, list) and value:  # FastAPI validation errors
+                text = str(value[0].get("msg", value[0]) if isinstance(value[0], dict) else value[0])
+                break
+    elif isinstance(body, str):
+        text = body
+    text = " ".join(sanitize(text).split())
+    return text[:200] + ("…" if len(text) > 200 else "")
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, kind):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def explain_error(
+    exc: BaseException, url: str, model: str, phase: str, key_env: str, read_timeout: float,
+) -> str:
+    """Map an openai / transport exception to one line. `phase`: 'listing models',
+    'request' (before the reply started) or 'mid-reply'."""
+    openai = import_openai()
+    status = getattr(exc, "status_code", None)
+    detail = _status_detail(exc)
+    more = f": {detail}" if detail else ""
+    if isinstance(exc, openai.APITimeoutError):
+        if phase == "mid-reply":
+            return (f"the server at {url} stopped sending for {read_timeout:g} s mid-reply "
+                    "(raise [openai] read_timeout if it is just slow)")
+        return (f"the server at {url} did not answer in time ({phase}); is it overloaded? "
+                "([openai] connect_timeout and read_timeout set the limits)")
+    if isinstance(exc, openai.APIConnectionError):
+        if phase == "mid-reply":
+            return f"the connection to {url} was lost mid-reply (the server stopped or closed it)"
+        if _caused_by(exc, ConnectionRefusedError) or "refused" in str(exc.__cause__ or "").lower():
+            return f"cannot connect to {url}: connection refused (is the server running, and is base_url right?)"
+        cause = exc.__cause__ or exc.__context__
+        why = " ".join(sanitize(str(cause)).split())[:160] if cause else "connection error"
+        return f"cannot connect to {url}: {why or type(cause).__name__}"
+    if isinstance(exc, openai.APIStatusError):
+        if status == 401:
+            hint = (f"set the key in ${key_env}" if key_env and not os.environ.get(key_env)
+                    else f"check the key in ${key_env}" if key_env else "set [openai] api_key_env")
+            return f"the server at {url} refused the API key (401 Unauthorized); {hint}"
+        if status == 403:
+            return f"the server at {url} denied access (403 Forbidden){more}"
+        if status == 404:
+            if phase == "listing models":
+                return (f"the server at {url} has no /models (404 Not Found); "
+                        "is base_url right (it usually ends in /v1)?")
+            return (f"the server at {url} answered 404 Not Found for model {model!r}{more}; "
+                    f"`aigc-chat models --backend openai` lists what it serves, and base_url usually ends in /v1")
+        if status == 429:
+            retry = exc.response.headers.get("retry-after") if getattr(exc, "response", None) is not None else None
+            when = f"; retry after {sanitize(retry)[:20]} s" if retry else "; try again later"
+            return f"the server at {url} is rate-limiting requests (429 Too Many Requests){when}"
+        if status is not None and status >= 500:
+            return f"the server at {url} failed ({status} server error){more}"
+        return f"the server at {url} rejected the request ({status}){more}"
+    if isinstance(exc, openai.APIError):
+        message = " ".join(sanitize(str(getattr(exc, "message", exc))).split())[:200]
+        return f"the server at {url} reported an error {phase}: {message}"
+    text = " ".join(sanitize(str(exc)).split())[:200]
+    return f"unexpected reply from the server at {url} ({phase}): {type(exc).__name__}: {text}"
