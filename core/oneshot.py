@@ -66,6 +66,8 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
     deltas = iter(turn)
     try:
         for delta in deltas:
+            if history is not None:
+                history.on_delta(delta)
             if args.json:
                 continue
             shown = sanitizer.feed(delta) if sanitizer else delta
@@ -79,6 +81,8 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
         deltas.close()  # stops the engine and records the (partial) reply
     result = turn.result
     assert result is not None
+    if history is not None:
+        history.close()
     if not args.json:
         tail = sanitizer.flush() if sanitizer else ""
         if tail:

@@ -1,0 +1,619 @@
+"""Saved conversations: one SQLite file in the data dir, shared safely by several processes.
+
+Why SQLite and why these settings:
+- WAL lets a TUI read the history while a one-shot run in another terminal writes to it;
+  every write is a short `BEGIN IMMEDIATE` transaction, and `busy_timeout` makes the other
+  process wait for it instead of failing, so two writers lose nothing.
+- `PRAGMA user_version` records the schema; `_MIGRATIONS[n]` takes a file from version n
+  to n + 1, so an older file is upgraded in place the first time a newer build opens it.
+- Two external-content FTS5 indexes (messages, conversation titles) kept in step by
+  triggers, so search never drifts from the rows, whatever front end wrote them.
+- The file is created 0600 in a 0700 directory before SQLite opens it (SQLite gives its
+  -wal and -shm files the same mode): conversations are nobody else's business.
+
+Every sqlite3 failure leaves this module as a `HistoryError` with one readable line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aigc_chat.errors import AigcError, UsageError
+
+if TYPE_CHECKING:
+    from aigc_chat.backends.base import GenerationResult
+
+DB_NAME = "history.sqlite3"
+BUSY_TIMEOUT_MS = 15_000
+TITLE_CHARS = 60
+
+# Version 1: the first released layout (no message kinds, no search).
+_V1 = """
+CREATE TABLE conversations (
+    id          INTEGER PRIMARY KEY,
+    title       TEXT NOT NULL DEFAULT '',
+    model       TEXT NOT NULL DEFAULT '',
+    backend     TEXT NOT NULL DEFAULT '',
+    settings    TEXT NOT NULL DEFAULT '{}',
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE TABLE messages (
+    id              INTEGER PRIMARY KEY,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    role            TEXT NOT NULL,
+    content         TEXT NOT NULL DEFAULT '',
+    created_at      REAL NOT NULL,
+    finish_reason   TEXT,
+    stats           TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
+CREATE INDEX conversations_by_update ON conversations(updated_at, id);
+"""
+
+# Version 2: message kinds (inline GAN samples) with their metadata, and full-text search.
+_V2 = """
+ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'text';
+ALTER TABLE messages ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';
+CREATE VIRTUAL TABLE messages_fts USING fts5(
+    content, content='messages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+END;
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+    INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+END;
+CREATE VIRTUAL TABLE titles_fts USING fts5(
+    title, content='conversations', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER titles_fts_insert AFTER INSERT ON conversations BEGIN
+    INSERT INTO titles_fts(rowid, title) VALUES (new.id, new.title);
+END;
+CREATE TRIGGER titles_fts_delete AFTER DELETE ON conversations BEGIN
+    INSERT INTO titles_fts(titles_fts, rowid, title) VALUES ('delete', old.id, old.title);
+END;
+CREATE TRIGGER titles_fts_update AFTER UPDATE OF title ON conversations BEGIN
+    INSERT INTO titles_fts(titles_fts, rowid, title) VALUES ('delete', old.id, old.title);
+    INSERT INTO titles_fts(rowid, title) VALUES (new.id, new.title);
+END;
+INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
+INSERT INTO titles_fts(titles_fts) VALUES ('rebuild');
+"""
+
+_MIGRATIONS: list[str] = [_V1, _V2]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+class HistoryError(AigcError):
+    """The history file cannot be opened, read or written; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    id: int
+    title: str
+    model: str
+    backend: str
+    created_at: float
+    updated_at: float
+    message_count: int
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    conversation_id: int
+    role: str
+    content: str
+    created_at: float
+    finish_reason: str | None  # None while streaming (or if the process died) and for user rows
+    stats: dict = field(default_factory=dict)
+    kind: str = "text"
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Conversation:
+    summary: ConversationSummary
+    settings: dict
+    messages: list[StoredMessage]
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    conversation_id: int
+    message_id: int  # 0 when the match is in the conversation's title
+    title: str
+    snippet: str  # raw text around the match (untrusted: sanitise before display)
+    rank: float  # bm25: lower is a better match
+
+
+def default_path() -> Path:
+    from aigc_chat.paths import data_dir
+
+    return data_dir() / DB_NAME
+
+
+def title_from(text: str) -> str:
+    """A conversation's default title: the first non-empty line, trimmed."""
+    for line in text.splitlines():
+        line = " ".join(line.split())
+        if line:
+            return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+    return ""
+
+
+def fts_query(text: str, *, prefix: bool = False) -> str:
+    """User text as an FTS5 query that means exactly the words typed: every word is a quoted
+    string (quotes doubled), all must match. Operators, `*`, brackets are just text."""
+    words = text.split()
+    parts = ['"' + w.replace('"', '""') + '"' for w in words]
+    if prefix and parts:
+        parts[-1] += "*"
+    return " ".join(parts)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in text:
+        return "the file is not a history database (corrupt?)"
+    return text
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the database file 0600 (and its directory 0700) before SQLite sees it."""
+    from aigc_chat.paths import ensure_dir
+
+    ensure_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o077 and st.st_uid == os.getuid():
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+class HistoryStore:
+    """The conversation history. One connection, usable from several threads (a lock
+    serialises calls); several processes may open the same file at once."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        try:
+            _create_private_file(self.path)
+            conn = sqlite3.connect(
+                str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                check_same_thread=False,
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise HistoryError(f"cannot open the history {self.path}: {_describe(exc)}") from None
+        self._conn = conn
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL: a killed process loses nothing committed
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except (sqlite3.Error, HistoryError) as exc:
+            conn.close()
+            self._conn = None
+            if isinstance(exc, HistoryError):
+                raise
+            raise HistoryError(f"cannot open the history {self.path}: {_describe(exc)}") from None
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        conn = self._db()
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")  # another process may be migrating the same file
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise HistoryError(
+                    f"the history {self.path} was written by a newer aigc-chat "
+                    f"(schema {version}, this one knows {SCHEMA_VERSION})"
+                )
+            for step in range(version, SCHEMA_VERSION):
+                for statement in _split_sql(_MIGRATIONS[step]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {step + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise HistoryError("the history is closed")
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction; takes the write lock up front so it cannot deadlock."""
+        with self._lock:
+            conn = self._db()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise HistoryError(f"cannot write the history {self.path}: {_describe(exc)}") from None
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                if isinstance(exc, sqlite3.Error):
+                    raise HistoryError(f"cannot write the history {self.path}: {_describe(exc)}") from None
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._db()
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise HistoryError(f"cannot read the history {self.path}: {_describe(exc)}") from None
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The raw connection (bulk loading in benchmarks, inspection in tests)."""
+        return self._db()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                finally:
+                    self._conn = None
+
+    def __enter__(self) -> "HistoryStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- conversations -------------------------------------------------------------------
+
+    def create_conversation(self, title: str = "", *, model: str = "", backend: str = "",
+                            settings: dict | None = None) -> int:
+        now = time.time()
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO conversations (title, model, backend, settings, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (_one_line(title), model, backend, _dump(settings), now, now),
+            )
+            return int(cur.lastrowid)
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        with self._write() as conn:
+            cur = conn.execute("UPDATE conversations SET title = ? WHERE id = ?",
+                               (_one_line(title), conversation_id))
+            if cur.rowcount == 0:
+                raise UsageError(f"no conversation {conversation_id}")
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        with self._write() as conn:
+            cur = conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+            if cur.rowcount == 0:
+                raise UsageError(f"no conversation {conversation_id}")
+
+    def update_settings(self, conversation_id: int, settings: dict, *, model: str | None = None,
+                        backend: str | None = None) -> None:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE conversations SET settings = ?, model = coalesce(?, model),"
+                " backend = coalesce(?, backend) WHERE id = ?",
+                (_dump(settings), model, backend, conversation_id),
+            )
+            if cur.rowcount == 0:
+                raise UsageError(f"no conversation {conversation_id}")
+
+    def list_conversations(self, limit: int = 500, offset: int = 0) -> list[ConversationSummary]:
+        """Newest first (by last activity)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT c.id, c.title, c.model, c.backend, c.created_at, c.updated_at,"
+                " (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)"
+                " FROM conversations c ORDER BY c.updated_at DESC, c.id DESC LIMIT ? OFFSET ?",
+                (int(limit), int(offset)),
+            ).fetchall()
+        return [ConversationSummary(*row) for row in rows]
+
+    def latest_conversation_id(self) -> int | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT id FROM conversations ORDER BY updated_at DESC, id DESC LIMIT 1"
+            ).fetchone()
+        return int(row[0]) if row else None
+
+    def get_conversation(self, conversation_id: int) -> Conversation:
+        with self._read() as conn:
+            conn.execute("BEGIN")  # one snapshot: the summary and the messages agree
+            try:
+                row = conn.execute(
+                    "SELECT id, title, model, backend, created_at, updated_at, settings"
+                    " FROM conversations WHERE id = ?", (conversation_id,),
+                ).fetchone()
+                if row is None:
+                    raise UsageError(f"no conversation {conversation_id}")
+                msgs = conn.execute(
+                    "SELECT id, conversation_id, role, content, created_at, finish_reason, stats,"
+                    " kind, meta FROM messages WHERE conversation_id = ? ORDER BY id",
+                    (conversation_id,),
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        messages = [
+            StoredMessage(m[0], m[1], m[2], m[3], m[4], m[5], _load(m[6]), m[7], _load(m[8]))
+            for m in msgs
+        ]
+        summary = ConversationSummary(row[0], row[1], row[2], row[3], row[4], row[5], len(messages))
+        return Conversation(summary, _load(row[6]), messages)
+
+    # -- messages ------------------------------------------------------------------------
+
+    def add_message(self, conversation_id: int, role: str, content: str, *,
+                    finish_reason: str | None = None, stats: dict | None = None,
+                    kind: str = "text", meta: dict | None = None) -> int:
+        """Append a message; the first user message also names an untitled conversation."""
+        now = time.time()
+        with self._write() as conn:
+            row = conn.execute("SELECT title FROM conversations WHERE id = ?",
+                               (conversation_id,)).fetchone()
+            if row is None:
+                raise UsageError(f"no conversation {conversation_id}")
+            cur = conn.execute(
+                "INSERT INTO messages (conversation_id, role, content, created_at, finish_reason,"
+                " stats, kind, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, role, content, now, finish_reason, _dump(stats), kind, _dump(meta)),
+            )
+            if not row[0] and role == "user" and title_from(content):
+                conn.execute("UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
+                             (title_from(content), now, conversation_id))
+            else:
+                conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?",
+                             (now, conversation_id))
+            return int(cur.lastrowid)
+
+    def update_message(self, message_id: int, content: str, *, finish_reason: str | None = None,
+                       stats: dict | None = None) -> None:
+        """Replace a message's text; a finish reason or stats given here are recorded too
+        (None keeps what is stored)."""
+        now = time.time()
+        with self._write() as conn:
+            row = conn.execute("SELECT conversation_id FROM messages WHERE id = ?",
+                               (message_id,)).fetchone()
+            if row is None:
+                raise UsageError(f"no message {message_id}")
+            conn.execute(
+                "UPDATE messages SET content = ?, finish_reason = coalesce(?, finish_reason),"
+                " stats = coalesce(?, stats) WHERE id = ?",
+                (content, finish_reason, None if stats is None else _dump(stats), message_id),
+            )
+            conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, row[0]))
+
+    def delete_message(self, message_id: int) -> None:
+        """Remove one message (regenerate, edit and resend); a missing one is not an error."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+
+    # -- search and export ---------------------------------------------------------------
+
+    def search(self, query: str, limit: int = 100, *, prefix: bool = False,
+               mark: tuple[str, str] = ("«", "»"), context_tokens: int = 12) -> list[SearchHit]:
+        """Full-text search over every message and every title, best matches first. The
+        query is taken literally (all its words must appear); `prefix` lets the last word
+        match as a prefix (search as you type). `mark` brackets the matches in snippets."""
+        match = fts_query(query, prefix=prefix)
+        if not match:
+            return []
+        open_, close = mark
+        n = max(1, min(int(context_tokens), 64))
+        with self._read() as conn:
+            conn.execute("BEGIN")
+            try:
+                titles = conn.execute(
+                    "SELECT c.id, 0, c.title, snippet(titles_fts, 0, ?, ?, '…', ?), bm25(titles_fts)"
+                    " FROM titles_fts JOIN conversations c ON c.id = titles_fts.rowid"
+                    " WHERE titles_fts MATCH ? ORDER BY rank LIMIT ?",
+                    (open_, close, n, match, int(limit)),
+                ).fetchall()
+                msgs = conn.execute(
+                    "SELECT m.conversation_id, m.id, c.title,"
+                    " snippet(messages_fts, 0, ?, ?, '…', ?), bm25(messages_fts)"
+                    " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
+                    " JOIN conversations c ON c.id = m.conversation_id"
+                    " WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",
+                    (open_, close, n, match, int(limit)),
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        hits = [SearchHit(*row) for row in titles] + [SearchHit(*row) for row in msgs]
+        hits.sort(key=lambda h: h.rank)
+        return hits[: int(limit)]
+
+    def export(self, conversation_id: int, fmt: str) -> str:
+        """The conversation as Markdown (message text sanitised: it may be shown or pasted
+        anywhere) or as JSON (every non-ASCII or control character escaped)."""
+        conv = self.get_conversation(conversation_id)
+        if fmt == "json":
+            return json.dumps(conversation_to_dict(conv), ensure_ascii=True, indent=2) + "\n"
+        if fmt in ("markdown", "md"):
+            return conversation_to_markdown(conv)
+        raise UsageError(f"unknown export format {fmt!r} (use markdown or json)")
+
+
+class ReplyRecorder:
+    """Persists one assistant reply while it streams: the row is created at start, the text is
+    written at most about once a second while deltas arrive, and finalised with stats and the
+    finish reason at the end (also when cancelled or failed). A process killed mid-reply
+    therefore loses at most `interval` seconds of text."""
+
+    def __init__(self, store: HistoryStore, conversation_id: int, *, interval: float = 1.0) -> None:
+        self.store = store
+        self.conversation_id = conversation_id
+        self.interval = interval
+        self.message_id: int | None = None
+        self._written = ""
+        self._pending = ""
+        self._last_flush = 0.0
+        self.finished = False
+
+    def start(self) -> int:
+        if self.message_id is None:
+            self.message_id = self.store.add_message(self.conversation_id, "assistant", "")
+            self._last_flush = time.monotonic()
+        return self.message_id
+
+    def feed(self, text_so_far: str) -> None:
+        self._pending = text_so_far
+        if self.message_id is None:
+            self.start()
+        now = time.monotonic()
+        if now - self._last_flush >= self.interval and text_so_far != self._written:
+            self._last_flush = now
+            self.store.update_message(self.message_id, text_so_far)
+            self._written = text_so_far
+
+    def flush(self) -> None:
+        """Write what has been fed so far now (e.g. before the process may be stopped)."""
+        if self.message_id is not None and self._pending != self._written:
+            self.store.update_message(self.message_id, self._pending)
+            self._written = self._pending
+            self._last_flush = time.monotonic()
+
+    def finish(self, result: "GenerationResult") -> None:
+        """Record the final text, stats and finish reason. A failure that produced no text
+        leaves no row (the session does not keep such a reply either)."""
+        if self.finished:
+            return
+        self.finished = True
+        if not result.text and result.finish_reason == "error":
+            if self.message_id is not None:
+                self.store.delete_message(self.message_id)
+            return
+        self.start()
+        assert self.message_id is not None
+        self.store.update_message(self.message_id, result.text, finish_reason=result.finish_reason,
+                                  stats=result_stats(result))
+        self._written = self._pending = result.text
+
+
+def result_stats(result: "GenerationResult") -> dict[str, Any]:
+    stats: dict[str, Any] = {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "time_to_first_token": result.time_to_first_token,
+        "decode_tokens_per_s": result.decode_tokens_per_s,
+        "total_time": result.total_time,
+    }
+    if result.error:
+        stats["error"] = result.error
+    if result.stop_sequence:
+        stats["stop_sequence"] = result.stop_sequence
+    return stats
+
+
+def conversation_to_dict(conv: Conversation) -> dict[str, Any]:
+    s = conv.summary
+    return {
+        "id": s.id, "title": s.title, "model": s.model, "backend": s.backend,
+        "created_at": s.created_at, "updated_at": s.updated_at, "settings": conv.settings,
+        "messages": [
+            {"id": m.id, "role": m.role, "content": m.content, "created_at": m.created_at,
+             "finish_reason": m.finish_reason, "stats": m.stats, "kind": m.kind, "meta": m.meta}
+            for m in conv.messages
+        ],
+    }
+
+
+def conversation_to_markdown(conv: Conversation) -> str:
+    from aigc_chat.sanitize import sanitize
+
+    s = conv.summary
+    lines = [f"# {sanitize(s.title) or f'Conversation {s.id}'}", ""]
+    facts = [f"conversation {s.id}", f"created {format_time(s.created_at)}"]
+    if s.model:
+        facts.append(f"model {sanitize(s.model)}")
+    if s.backend:
+        facts.append(f"backend {sanitize(s.backend)}")
+    lines += ["_" + ", ".join(facts) + "_", ""]
+    system = conv.settings.get("system_prompt") if isinstance(conv.settings, dict) else None
+    if system:
+        lines += ["## System", "", sanitize(str(system)), ""]
+    for m in conv.messages:
+        heading = m.role.capitalize()
+        if m.kind != "text":
+            heading += f" ({sanitize(m.kind)})"
+        if m.role == "assistant" and m.finish_reason not in (None, "stop"):
+            heading += f" [{m.finish_reason}]"
+        elif m.role == "assistant" and m.finish_reason is None:
+            heading += " [interrupted]"
+        lines += [f"## {heading}", "", sanitize(m.content), ""]
+        if m.kind != "text" and m.meta:
+            lines += ["```json", json.dumps(m.meta, ensure_ascii=True, sort_keys=True), "```", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def format_time(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _dump(value: dict | None) -> str:
+    return json.dumps(value or {}, ensure_ascii=True, default=str)
+
+
+def _load(text: str | None) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (executescript would commit our transaction)."""
+    statements: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                statements.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        statements.append(buf.strip())
+    return statements

@@ -1,0 +1,196 @@
+"""`aigc-chat history ...`: the saved conversations, for people and for scripts.
+
+Everything printed that came from a conversation (titles, messages, snippets, model names)
+passes through `sanitize()`: model output is untrusted and must not drive the terminal.
+JSON output is escaped by json.dumps(ensure_ascii=True) instead, so it stays exact.
+A history that cannot be opened is one line on stderr and exit 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aigc_chat.errors import UsageError
+
+PROG = "aigc-chat history"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def _conversation_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a conversation id, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a conversation id, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Saved conversations (newest first).")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    s = sub.add_parser("list", help="id, date, model and title of each conversation, newest first (tab-separated)")
+    s.add_argument("--limit", "-n", type=_positive, default=50, metavar="N", help="at most N (default 50)")
+    s.add_argument("--json", action="store_true", help="one JSON object per line")
+    s = sub.add_parser("show", help="print a conversation")
+    s.add_argument("id", type=_conversation_id, metavar="ID")
+    s = sub.add_parser("search", help="full-text search over every message and title")
+    s.add_argument("query", nargs="+", metavar="QUERY", help="words to find (taken literally, all must appear)")
+    s.add_argument("--limit", "-n", type=_positive, default=20, metavar="N", help="at most N hits (default 20)")
+    s.add_argument("--json", action="store_true", help="one JSON object per line")
+    s = sub.add_parser("export", help="write a conversation as Markdown or JSON")
+    s.add_argument("id", type=_conversation_id, metavar="ID")
+    s.add_argument("--format", "-f", choices=("markdown", "json"), default="markdown")
+    s.add_argument("--output", "-o", metavar="PATH", help="write to PATH instead of stdout")
+    s = sub.add_parser("rename", help="give a conversation a new title")
+    s.add_argument("id", type=_conversation_id, metavar="ID")
+    s.add_argument("title", nargs="+", metavar="TITLE")
+    s = sub.add_parser("delete", help="delete a conversation")
+    s.add_argument("id", type=_conversation_id, metavar="ID")
+    sub.add_parser("path", help="print where the history is kept")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    from aigc_chat.history import HistoryStore, default_path
+
+    if args.command == "path":
+        sys.stdout.write(f"{default_path()}\n")
+        return 0
+    path = default_path()
+    if not path.exists() and args.command in ("list", "search"):
+        return 0  # nothing saved yet; do not create the file just to say so
+    if not path.exists():
+        raise UsageError(f"no conversation {args.id}")
+    with HistoryStore(path) as store:
+        return _COMMANDS[args.command](store, args)
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text)
+
+
+def _list(store, args) -> int:
+    from aigc_chat.history import format_time
+    from aigc_chat.sanitize import sanitize
+
+    for c in store.list_conversations(limit=args.limit):
+        if args.json:
+            _out(json.dumps({"id": c.id, "title": c.title, "model": c.model, "backend": c.backend,
+                             "created_at": c.created_at, "updated_at": c.updated_at,
+                             "messages": c.message_count}, ensure_ascii=True) + "\n")
+            continue
+        model = Path(c.model).name if c.model else "-"
+        fields = (str(c.id), format_time(c.updated_at), _cell(sanitize(model)),
+                  _cell(sanitize(c.title)) or "(untitled)")
+        _out("\t".join(fields) + "\n")
+    return 0
+
+
+def _show(store, args) -> int:
+    from aigc_chat.history import format_time
+    from aigc_chat.sanitize import sanitize
+
+    conv = store.get_conversation(args.id)
+    s = conv.summary
+    _out(f"#{s.id}  {sanitize(s.title) or '(untitled)'}\n")
+    facts = [f"created {format_time(s.created_at)}", f"{s.message_count} messages"]
+    if s.model:
+        facts.insert(0, f"model {sanitize(s.model)}")
+    _out(", ".join(facts) + "\n")
+    system = conv.settings.get("system_prompt")
+    if system:
+        _out(f"\n[system]\n{sanitize(str(system))}\n")
+    for m in conv.messages:
+        head = f"[{sanitize(m.role)}"
+        if m.kind != "text":
+            head += f" {sanitize(m.kind)}"
+        head += f"] {format_time(m.created_at)}"
+        if m.role == "assistant":
+            head += _reply_facts(m)
+        _out(f"\n{head}\n{sanitize(m.content).rstrip()}\n")
+    return 0
+
+
+def _reply_facts(m) -> str:
+    parts = [m.finish_reason or "interrupted"]
+    tokens = m.stats.get("completion_tokens")
+    if tokens:
+        parts.append(f"{tokens} tok")
+    rate = m.stats.get("decode_tokens_per_s")
+    if rate:
+        parts.append(f"{rate:.1f} tok/s")
+    return f" ({', '.join(parts)})"
+
+
+def _search(store, args) -> int:
+    from aigc_chat.sanitize import sanitize
+
+    hits = store.search(" ".join(args.query), limit=args.limit)
+    for h in hits:
+        if args.json:
+            _out(json.dumps({"conversation_id": h.conversation_id, "message_id": h.message_id,
+                             "title": h.title, "snippet": h.snippet, "rank": h.rank},
+                            ensure_ascii=True) + "\n")
+            continue
+        _out(f"{h.conversation_id}\t{_cell(sanitize(h.title)) or '(untitled)'}\t{_cell(sanitize(h.snippet))}\n")
+    return 0 if hits else 1
+
+
+def _export(store, args) -> int:
+    text = store.export(args.id, args.format)  # markdown is sanitised, json escaped
+    if args.output:
+        target = Path(args.output).expanduser()
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
+        return 0
+    _out(text)
+    return 0
+
+
+def _rename(store, args) -> int:
+    title = " ".join(" ".join(args.title).split())
+    if not title:
+        raise UsageError("the title is empty")
+    store.rename(args.id, title)
+    return 0
+
+
+def _delete(store, args) -> int:
+    store.delete_conversation(args.id)
+    return 0
+
+
+def _cell(text: str) -> str:
+    """One line, no tabs: each record stays one line in tab-separated output."""
+    return " ".join(text.split())
+
+
+_COMMANDS = {"list": _list, "show": _show, "search": _search, "export": _export,
+             "rename": _rename, "delete": _delete}
