@@ -1,0 +1,353 @@
+"""Pilot tests of the TUI's flows on the real default model (llama.cpp, Gemma 3 270M).
+
+Every test drives the real app through `App.run_test` with key presses; replies come from
+the real model at temperature 0 with a small max_tokens so they are quick and repeatable.
+The model is loaded once per module and handed to each app (the app does not close a
+backend it was given).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aigc_chat.config import Config, load_config
+from aigc_chat.loader import load_backend
+from aigc_chat.tui.app import ChatApp
+from aigc_chat.tui.chat_view import AssistantMessage, NoticeMessage, UserMessage
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
+
+SIZE = (100, 32)
+
+
+# -- helpers shared with the other TUI test modules -------------------------------------------
+
+def make_config(tmp: Path, **gen: Any) -> Config:
+    cfg = Config(path=tmp / "config.toml")
+    params = {"temperature": 0.0, "max_tokens": 12, "seed": 1}
+    params.update(gen)
+    cfg.generation = cfg.generation.with_updates(**params)
+    return cfg
+
+
+async def wait_for(pilot: Any, cond: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+    """Let the app run until cond() holds (pilot.pause yields to the event loop)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            app = pilot.app
+            notes = [n.message for n in app._notifications]
+            raise AssertionError(f"timed out waiting for {what or cond}; state {app.state!r}, "
+                                 f"notifications {notes}\n{screen_text(app)}")
+        await pilot.pause(0.05)
+
+
+async def wait_idle(pilot: Any, app: ChatApp, timeout: float = 120.0) -> None:
+    await pilot.pause(0.05)
+    await wait_for(pilot, lambda: app.state in ("idle", "load failed"), timeout, "the app to be idle")
+    await pilot.pause(0.05)
+
+
+async def type_text(pilot: Any, text: str) -> None:
+    """Type into the focused widget (each character a key press, spaces included)."""
+    keys = ["space" if ch == " " else ch for ch in text]
+    await pilot.press(*keys)
+
+
+async def send(pilot: Any, app: ChatApp, text: str) -> AssistantMessage:
+    app.query_one("#prompt").focus()
+    await type_text(pilot, text)
+    await pilot.press("enter")
+    await wait_idle(pilot, app)
+    reply = app.chat.last("assistant")
+    assert isinstance(reply, AssistantMessage)
+    return reply
+
+
+def screen_text(app: ChatApp) -> str:
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def open_store():
+    history = pytest.importorskip("aigc_chat.history", reason="the history store has not landed yet")
+    return history.HistoryStore()
+
+
+@pytest.fixture(scope="module")
+def gemma_backend(gemma_path: Path):
+    cfg = Config(path=Path("/nonexistent/config.toml"))
+    backend = load_backend(cfg)
+    yield backend
+    backend.close()
+
+
+# -- send and stream ---------------------------------------------------------------------------
+
+async def test_send_streams_reply_and_stores_it(tmp_path: Path, gemma_backend: Any) -> None:
+    store = open_store()
+    app = ChatApp(make_config(tmp_path, max_tokens=24), store=store, backend=gemma_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await type_text(pilot, "Write a short poem about the sea.")
+        await pilot.press("enter")
+        # while it streams, the Markdown source grows batch by batch
+        seen: list[int] = []
+        await wait_for(pilot, lambda: app.state == "generating", 10)
+        while app.state == "generating":
+            reply = app.chat.last("assistant")
+            if isinstance(reply, AssistantMessage):
+                seen.append(reply.streamed_chars)
+            await pilot.pause(0.02)
+        await wait_idle(pilot, app)
+        reply = app.chat.last("assistant")
+        assert isinstance(reply, AssistantMessage)
+        result_text = app.controller.session.messages[-1].content
+        assert reply.text == result_text and result_text.strip()
+        assert len({n for n in seen if n}) >= 2, "the reply should arrive in several batches"
+        # the final render is complete: nothing a batch cut is lost
+        assert reply.query_one("Markdown").source == result_text
+        assert reply.stats["completion_tokens"] == 24 and reply.finish_reason == "length"
+        stats_line = str(reply.query_one(".stats").render())
+        assert "tok/s" in stats_line and "24 tokens" in stats_line and "first token" in stats_line
+        conv = store.get_conversation(app.controller.conversation_id)
+        assert [m.role for m in conv.messages] == ["user", "assistant"]
+        assert conv.messages[0].content == "Write a short poem about the sea."
+        assert conv.messages[1].content == result_text
+        assert conv.messages[1].finish_reason == "length"
+        assert conv.messages[1].stats.get("completion_tokens") == 24
+        assert "ctx" in screen_text(app) and "idle" in screen_text(app)
+
+
+async def test_escape_cancels_and_keeps_partial_reply(tmp_path: Path, gemma_backend: Any) -> None:
+    store = open_store()
+    app = ChatApp(make_config(tmp_path, max_tokens=400), store=store, backend=gemma_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await type_text(pilot, "Count from one to two hundred in words.")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: (r := app.chat.last("assistant")) is not None and len(r.text) > 10, 60)
+        await pilot.press("escape")
+        t0 = time.monotonic()
+        await wait_idle(pilot, app)
+        stop_delay = time.monotonic() - t0
+        reply = app.chat.last("assistant")
+        assert isinstance(reply, AssistantMessage)
+        assert reply.finish_reason == "cancelled" and reply.has_class("-cancelled")
+        assert 0 < reply.stats["completion_tokens"] < 400
+        assert reply.text and "cancelled" in str(reply.query_one(".stats").render())
+        assert stop_delay < 10
+        conv = store.get_conversation(app.controller.conversation_id)
+        assert conv.messages[-1].finish_reason == "cancelled"
+        assert conv.messages[-1].content == reply.text
+
+
+async def test_regenerate_replaces_last_reply(tmp_path: Path, gemma_backend: Any) -> None:
+    store = open_store()
+    app = ChatApp(make_config(tmp_path, temperature=0.9, seed=None), store=store, backend=gemma_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        first = await send(pilot, app, "Name a colour.")
+        first_id = first.message_id
+        await pilot.press("ctrl+r")
+        await wait_idle(pilot, app)
+        replies = [w for w in app.chat.messages() if isinstance(w, AssistantMessage)]
+        assert len(replies) == 1 and replies[0] is not first
+        assert [m.role for m in app.controller.session.messages] == ["user", "assistant"]
+        conv = store.get_conversation(app.controller.conversation_id)
+        assert [m.role for m in conv.messages] == ["user", "assistant"]
+        assert conv.messages[1].id != first_id
+        assert conv.messages[1].content == replies[0].text
+
+
+async def test_edit_last_message_and_resend(tmp_path: Path, gemma_backend: Any) -> None:
+    store = open_store()
+    app = ChatApp(make_config(tmp_path), store=store, backend=gemma_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, app, "What is 2+2?")
+        await pilot.press("ctrl+o")
+        prompt = app.query_one("#prompt")
+        assert prompt.text == "What is 2+2?" and app.editing
+        await pilot.press("backspace", "backspace", "3", "?")
+        await pilot.press("enter")
+        await wait_idle(pilot, app)
+        users = [w for w in app.chat.messages() if isinstance(w, UserMessage)]
+        assert [u.text for u in users] == ["What is 2+3?"]
+        assert [m.content for m in app.controller.session.messages if m.role == "user"] == ["What is 2+3?"]
+        conv = store.get_conversation(app.controller.conversation_id)
+        assert [(m.role, m.content) for m in conv.messages][0] == ("user", "What is 2+3?")
+        assert len(conv.messages) == 2 and conv.messages[1].finish_reason in ("stop", "length")
+
+
+async def test_settings_change_applies_to_next_generation(tmp_path: Path, gemma_backend: Any) -> None:
+    store = open_store()
+    app = ChatApp(make_config(tmp_path, max_tokens=20), store=store, backend=gemma_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await pilot.press("f3")
+        field = app.query_one("#set-max_tokens")
+        field.focus()
+        field.value = ""
+        await type_text(pilot, "abc")
+        await pilot.pause()
+        # refused in place, with the reason; the old value stays in force
+        error = app.query_one("#err-max_tokens")
+        assert error.display and "max_tokens" in str(error.render())
+        await pilot.press("enter")
+        assert app.controller.settings.params.max_tokens == 20
+        field.value = ""
+        await type_text(pilot, "3")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not error.display
+        assert app.controller.settings.params.max_tokens == 3
+        reply = await send(pilot, app, "Tell me a story.")
+        assert reply.stats["completion_tokens"] == 3 and reply.finish_reason == "length"
+        conv = store.get_conversation(app.controller.conversation_id)
+        assert conv.settings["generation"]["max_tokens"] == 3
+
+
+async def test_stop_sequence_from_pane_is_honoured(tmp_path: Path, gemma_backend: Any) -> None:
+    store = open_store()
+    app = ChatApp(make_config(tmp_path, max_tokens=16), store=store, backend=gemma_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        reply = await send(pilot, app, "List three fruits.")
+        full = reply.text
+        words = [w for w in full.split() if len(w) >= 3]
+        assert len(words) >= 2, full
+        stop = words[1]
+        cut = full.index(stop)
+        await pilot.press("f3")
+        app.query_one("#set-stop-add").focus()
+        await type_text(pilot, stop)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.controller.settings.params.stop == (stop,)
+        await pilot.press("ctrl+r")
+        await wait_idle(pilot, app)
+        again = app.chat.last("assistant")
+        assert again.text == full[:cut]
+        assert again.finish_reason == "stop" and again.stats.get("stop_sequence") == stop
+        # and it can be removed again from the list
+        stops = app.query_one("#set-stops")
+        stops.focus()
+        stops.highlighted = 0
+        await pilot.press("delete")
+        await pilot.pause()
+        assert app.controller.settings.params.stop == ()
+
+
+async def test_model_load_failure_is_shown_and_another_model_can_be_picked(tmp_path: Path, gemma_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    missing = tmp_path / "no-such-model.gguf"
+    cfg.model = str(missing)
+    app = ChatApp(cfg, store=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state == "load failed", 60, "the load to fail")
+        notices = [w for w in app.query(NoticeMessage)]
+        assert notices and "no-such-model.gguf" in str(notices[-1].render())
+        assert "load failed" in screen_text(app)
+        # sending now explains instead of crashing
+        await type_text(pilot, "hello")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not app.chat.query(UserMessage)
+        app.query_one("#prompt").load_text("")
+        await type_text(pilot, f"/model {gemma_path}")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.state == "idle", 120, "the model to load")
+        assert app.controller.backend is not None and app.status.device
+        reply = await send(pilot, app, "Hi")
+        assert reply.text
+
+
+async def test_context_overflow_drops_oldest_turns_and_says_so(tmp_path: Path, gemma_path: Path) -> None:
+    cfg = make_config(tmp_path, max_tokens=8)
+    cfg.system_prompt = "You are terse."
+    cfg.backends["llama"] = {"n_ctx": 128}
+    app = ChatApp(cfg, store=None)
+    long = "Please remember these words: " + " ".join(["apple banana cherry"] * 20)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        assert app.status.context_size == 128
+        await send(pilot, app, long)
+        assert not app.query(".-context")
+        await send(pilot, app, long)
+        notes = list(app.query(".-context"))
+        assert len(notes) == 1
+        assert "left out" in str(notes[0].render())
+        plan = app.controller.session.last_plan
+        assert plan is not None and plan.dropped == 2
+        assert plan.messages[0].role == "system"  # never the system prompt
+        assert app.status.context_used is not None and app.status.context_used <= 128
+
+
+async def test_typing_while_generating_queues_the_next_message(tmp_path: Path, gemma_backend: Any) -> None:
+    app = ChatApp(make_config(tmp_path, max_tokens=40), store=None, backend=gemma_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await type_text(pilot, "One")
+        await pilot.press("enter")
+        assert app.state == "generating"
+        await type_text(pilot, "Two")  # the input is not locked
+        await pilot.press("enter")
+        assert any("queued" in n.message for n in app._notifications)
+        await wait_for(pilot, lambda: len(app.chat.query(UserMessage)) == 2, 120)
+        await wait_idle(pilot, app)
+        assert [u.text for u in app.chat.query(UserMessage)] == ["One", "Two"]
+        assert len(app.chat.query(AssistantMessage)) == 2
+
+
+async def test_prompt_keys_newline_and_recall(tmp_path: Path, gemma_backend: Any) -> None:
+    app = ChatApp(make_config(tmp_path, max_tokens=2), store=None, backend=gemma_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        prompt = app.query_one("#prompt")
+        await type_text(pilot, "line one")
+        await pilot.press("ctrl+j")
+        await type_text(pilot, "line two")
+        assert prompt.text == "line one\nline two"
+        await pilot.press("enter")
+        await wait_idle(pilot, app)
+        assert app.chat.last("user").text == "line one\nline two"
+        assert prompt.text == ""
+        await pilot.press("up")
+        assert prompt.text == "line one\nline two"
+        await pilot.press("down")
+        assert prompt.text == ""
+
+
+async def test_slash_commands(tmp_path: Path, gemma_backend: Any) -> None:
+    app = ChatApp(make_config(tmp_path), store=None, backend=gemma_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        for cmd in ("/temp 0.5", "/system Be brief.", "/stop add END", "/stop add <x>"):
+            await type_text(pilot, cmd)
+            await pilot.press("enter")
+            await pilot.pause()
+        s = app.controller.settings
+        assert s.params.temperature == 0.5 and s.system_prompt == "Be brief."
+        assert s.params.stop == ("END", "<x>")
+        assert app.controller.session.system_prompt == "Be brief."
+        await type_text(pilot, "/temp 7")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.controller.settings.params.temperature == 0.5  # refused
+        await type_text(pilot, "/stop clear")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.controller.settings.params.stop == ()
+        await type_text(pilot, "/help")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "HelpScreen"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert type(app.screen).__name__ != "HelpScreen"

@@ -1,0 +1,283 @@
+"""The chat's state without the screen: session, settings, the current conversation and
+its rows in the history store.
+
+Everything the TUI does to a conversation (send, regenerate, edit, open, switch model,
+change a setting) goes through here, so the bookkeeping that keeps the store and the
+session in step lives in one place. Store calls happen on the UI thread only (SQLite
+connections belong to one thread); backend calls happen on worker threads only.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from aigc_chat.backends.base import Backend, Message
+from aigc_chat.config import Config, load_config, save_config
+from aigc_chat.errors import ParamError, UsageError
+from aigc_chat.params import GenerationParams
+from aigc_chat.session import ChatSession, TurnStream
+from aigc_chat.tui.text_utils import title_from
+
+if TYPE_CHECKING:  # the store is optional at run time (--no-history)
+    from aigc_chat.history import Conversation, HistoryStore, ReplyRecorder
+
+
+@dataclass
+class ConversationSettings:
+    """What a conversation remembers about how it is answered."""
+
+    backend: str
+    model: str
+    system_prompt: str = ""
+    params: GenerationParams = field(default_factory=GenerationParams)
+
+    @classmethod
+    def from_config(cls, config: Config) -> "ConversationSettings":
+        return cls(config.backend, config.model, config.system_prompt, config.generation)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "model": self.model,
+            "system_prompt": self.system_prompt,
+            "generation": self.params.to_dict(),
+        }
+
+    def merged(self, data: dict[str, Any]) -> "ConversationSettings":
+        """These settings overlaid with a stored dict; unknown or invalid stored values are
+        ignored (an old conversation must always open)."""
+        out = replace(self)
+        if isinstance(data.get("backend"), str) and data["backend"]:
+            out.backend = data["backend"]
+        if isinstance(data.get("model"), str):
+            out.model = data["model"]
+        if isinstance(data.get("system_prompt"), str):
+            out.system_prompt = data["system_prompt"]
+        gen = data.get("generation")
+        if isinstance(gen, dict):
+            params = out.params
+            for key, value in gen.items():
+                try:
+                    params = params.with_updates(**{key: tuple(value) if key == "stop" and isinstance(value, list) else value})
+                except (ParamError, TypeError):
+                    continue
+            out.params = params
+        return out
+
+
+class ChatController:
+    """Owns the ChatSession, the settings and the link to the history store."""
+
+    def __init__(self, config: Config, store: "HistoryStore | None" = None) -> None:
+        self.config = config
+        self.store = store
+        self.settings = ConversationSettings.from_config(config)
+        self.backend: Backend | None = None
+        self.session = ChatSession(backend=None, params=self.settings.params,  # type: ignore[arg-type]
+                                   system_prompt=self.settings.system_prompt)
+        self.conversation_id: int | None = None
+        self.last_user_id: int | None = None
+        self.last_assistant_id: int | None = None
+        self.backend_lock = threading.Lock()  # one engine call at a time (load or generate)
+        self.external_backend: Backend | None = None  # given by the caller: theirs to close
+
+    # -- backend ------------------------------------------------------------------------
+    def load_backend(self, progress: Any = None) -> Backend:
+        """Build and load the backend the settings name. Runs on a worker thread."""
+        from aigc_chat.loader import load_backend
+
+        with self.backend_lock:
+            backend = load_backend(self.config, progress, backend=self.settings.backend,
+                                   model=self.settings.model or None)
+        return backend
+
+    def attach_backend(self, backend: Backend) -> None:
+        old, self.backend = self.backend, backend
+        self.session.backend = backend
+        if old is not None and old is not backend and old is not self.external_backend:
+            try:
+                old.close()
+            except Exception:  # noqa: BLE001 - a failing close must not block the new model
+                pass
+
+    # -- settings -------------------------------------------------------------------------
+    def set_params(self, **changes: Any) -> GenerationParams:
+        """Validate and apply generation parameters; raises ParamError with the reason."""
+        params = self.settings.params.with_updates(**changes)
+        self.settings.params = params
+        self.session.params = params
+        self._save_settings()
+        return params
+
+    def set_system_prompt(self, text: str) -> None:
+        self.settings.system_prompt = text
+        self.session.system_prompt = text
+        self._save_settings()
+
+    def set_model(self, backend: str | None = None, model: str | None = None) -> None:
+        """Record which backend/model the conversation uses (the app reloads it)."""
+        if backend is not None:
+            from aigc_chat.backends import registry
+
+            if not registry.is_known(backend):
+                raise UsageError(f"unknown backend {backend!r} (available: {', '.join(registry.available())})")
+            self.settings.backend = registry.canonical(backend)
+        if model is not None:
+            self.settings.model = model
+        self._save_settings()
+
+    def save_as_default(self) -> str:
+        """Write the conversation's settings to config.toml as the new defaults.
+
+        The file is re-read first so command-line flags of this run are not written, and
+        nothing but backend, model, system prompt and generation changes in it (an API key
+        is never added; whatever the file holds stays as it was)."""
+        base = load_config(self.config.path, environ={})
+        base.backend = self.settings.backend
+        base.model = self.settings.model
+        base.system_prompt = self.settings.system_prompt
+        base.generation = self.settings.params
+        path = save_config(base)
+        return str(path)
+
+    def _save_settings(self) -> None:
+        if self.store is not None and self.conversation_id is not None:
+            self.store.update_settings(self.conversation_id, self.settings.to_dict(),
+                                       model=self.settings.model, backend=self.settings.backend)
+
+    # -- conversations --------------------------------------------------------------------
+    def new_conversation(self) -> None:
+        """Start afresh: defaults from the config, but the loaded backend and model stay."""
+        self.conversation_id = None
+        self.last_user_id = self.last_assistant_id = None
+        self.session.messages.clear()
+        self.session.last_plan = None
+        self.settings = replace(ConversationSettings.from_config(self.config),
+                                backend=self.settings.backend, model=self.settings.model)
+        self.session.params = self.settings.params
+        self.session.system_prompt = self.settings.system_prompt
+
+    def open_conversation(self, conversation_id: int, *, keep_model: bool = False) -> "Conversation":
+        """Load a stored conversation into the session; returns it for the view to draw.
+
+        `keep_model` keeps the current backend/model (the user named one on the command line)."""
+        if self.store is None:
+            raise UsageError("history is off (--no-history)")
+        conv = self.store.get_conversation(conversation_id)
+        settings = self.settings.merged(conv.settings or {})
+        if keep_model:
+            settings.backend, settings.model = self.settings.backend, self.settings.model
+        self.settings = settings
+        self.conversation_id = conv.summary.id
+        self.session.params = settings.params
+        self.session.system_prompt = settings.system_prompt
+        self.session.last_plan = None
+        self.session.messages[:] = [
+            Message(m.role, m.content)  # type: ignore[arg-type]
+            for m in conv.messages
+            if m.kind == "text" and m.role in ("user", "assistant")
+            and not (m.role == "assistant" and not m.content and m.finish_reason == "error")
+        ]
+        self.last_user_id = self.last_assistant_id = None
+        for m in conv.messages:
+            if m.kind != "text":
+                continue
+            if m.role == "user":
+                self.last_user_id, self.last_assistant_id = m.id, None
+            elif m.role == "assistant":
+                self.last_assistant_id = m.id
+        return conv
+
+    def _ensure_conversation(self, first_text: str) -> int | None:
+        if self.store is None:
+            return None
+        if self.conversation_id is None:
+            self.conversation_id = self.store.create_conversation(
+                title_from(first_text), model=self.settings.model, backend=self.settings.backend,
+                settings=self.settings.to_dict(),
+            )
+        return self.conversation_id
+
+    # -- turns: the UI thread prepares the store, the worker drives the session ------------
+    def store_user_message(self, text: str) -> int | None:
+        """Save the user's message before generation starts (so nothing typed is lost)."""
+        conv = self._ensure_conversation(text)
+        if conv is None or self.store is None:
+            return None
+        self.last_user_id = self.store.add_message(conv, "user", text)
+        self.last_assistant_id = None
+        return self.last_user_id
+
+    def store_extra(self, role: str, content: str, kind: str, meta: dict[str, Any]) -> int | None:
+        """Save an inline item that is not part of the chat sent to the model (GAN samples)."""
+        conv = self._ensure_conversation(content)
+        if conv is None or self.store is None:
+            return None
+        return self.store.add_message(conv, role, content, kind=kind, meta=meta)
+
+    def check_regenerate(self) -> None:
+        msgs = self.session.messages
+        if not msgs or not any(m.role == "user" for m in msgs[-2:]):
+            raise UsageError("nothing to regenerate")
+
+    def prepare_regenerate(self) -> None:
+        """Forget the stored last reply; the worker then calls `session.regenerate`."""
+        self.check_regenerate()
+        if self.store is not None and self.last_assistant_id is not None:
+            self.store.delete_message(self.last_assistant_id)
+        self.last_assistant_id = None
+
+    def last_user_text(self) -> str | None:
+        for m in reversed(self.session.messages):
+            if m.role == "user":
+                return m.content
+        return None
+
+    def prepare_edit(self, text: str) -> None:
+        """Replace the stored last user message (and drop its reply) before resending."""
+        if not text.strip():
+            raise UsageError("empty message")
+        if self.last_user_text() is None:
+            raise UsageError("there is no message to edit")
+        if self.store is not None:
+            for row in (self.last_assistant_id, self.last_user_id):
+                if row is not None:
+                    self.store.delete_message(row)
+            if self.conversation_id is not None:
+                self.last_user_id = self.store.add_message(self.conversation_id, "user", text)
+        self.last_assistant_id = None
+
+    def recorder(self) -> "ReplyRecorder | None":
+        """A recorder for the reply about to stream (None without history)."""
+        if self.store is None or self.conversation_id is None:
+            return None
+        from aigc_chat.history import ReplyRecorder
+
+        rec = ReplyRecorder(self.store, self.conversation_id)
+        self.last_assistant_id = rec.start()
+        return rec
+
+    # -- worker side ------------------------------------------------------------------------
+    def start_turn(self, action: str, text: str, cancel: threading.Event) -> TurnStream:
+        """Begin a reply on the worker thread: 'send', 'regenerate' or 'edit'."""
+        if self.backend is None:
+            raise UsageError("no model is loaded")
+        if action == "send":
+            return self.session.send(text, cancel)
+        if action == "regenerate":
+            return self.session.regenerate(cancel)
+        if action == "edit":
+            return self.session.edit_last_user(text, cancel)
+        raise ValueError(action)
+
+    def close(self) -> None:
+        if self.backend is not None and self.backend is not self.external_backend:
+            try:
+                self.backend.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self.backend = None
+        if self.store is not None:
+            self.store.close()

@@ -1,0 +1,182 @@
+"""The history pane: conversations newest first, full-text search, rename/delete/export keys.
+
+The pane reads the store directly (attributes down) and asks the app to act on a
+conversation by posting messages (messages up), since opening or deleting one changes the
+chat view and the session as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.content import Content
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from aigc_chat.sanitize import sanitize
+from aigc_chat.tui import text_utils
+from aigc_chat.tui.text_utils import short_model
+
+if TYPE_CHECKING:
+    from aigc_chat.history import HistoryStore
+
+PAGE = 500  # conversations listed at once; older ones are reached by search
+
+
+def format_date(timestamp: float) -> str:
+    """Indirection so snapshot tests can pin dates."""
+    return text_utils.format_date(timestamp)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(sanitize(text).split())
+
+
+class HistoryList(OptionList):
+    BINDINGS = [
+        Binding("n", "app.new_conversation", "New"),
+        Binding("r", "pane_rename", "Rename"),
+        Binding("d,delete", "pane_delete", "Delete"),
+        Binding("e", "pane_export", "Export"),
+    ]
+
+    def action_pane_rename(self) -> None:
+        self.parent_pane().request("rename")
+
+    def action_pane_delete(self) -> None:
+        self.parent_pane().request("delete")
+
+    def action_pane_export(self) -> None:
+        self.parent_pane().request("export")
+
+    def parent_pane(self) -> "HistoryPane":
+        return self.query_ancestor(HistoryPane)
+
+
+class HistoryPane(Vertical):
+    """Search box, list of conversations (or search hits), a count line."""
+
+    @dataclass
+    class Open(Message):
+        conversation_id: int
+
+    @dataclass
+    class Request(Message):
+        """The user asked to rename, delete or export a conversation."""
+        action: str
+        conversation_id: int
+        title: str
+
+    def __init__(self, store: "HistoryStore | None", *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.store = store
+        self._rows: list[tuple[int, str]] = []  # (conversation id, title) per option
+        self._search_timer: Timer | None = None
+        self.query_text = ""
+        self.current_id: int | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="Search all messages", id="history-search")
+        yield HistoryList(id="history-list")
+        yield Static("", id="history-count")
+
+    def on_mount(self) -> None:
+        self.border_title = "History"
+        self.reload()
+
+    # -- filling ------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Re-read the list (or re-run the search) from the store."""
+        if self.store is None:
+            self._fill([], "history is off (--no-history)")
+            return
+        if self.query_text:
+            self._run_search()
+            return
+        convs = self.store.list_conversations(limit=PAGE)
+        options = []
+        rows = []
+        for c in convs:
+            title = _one_line(c.title) or "untitled"
+            meta = f"{format_date(c.updated_at)} · {short_model(c.model)}"
+            options.append(Option(Content.assemble((title, "bold"), "\n", (_one_line(meta), "dim"))))
+            rows.append((c.id, title))
+        more = " (search to reach older ones)" if len(convs) == PAGE else ""
+        self._fill(list(zip(rows, options)), f"{len(convs)} conversations{more}")
+
+    def _run_search(self) -> None:
+        assert self.store is not None
+        try:
+            hits = self.store.search(self.query_text, limit=100)
+        except Exception as exc:  # noqa: BLE001 - a bad query shows a reason, never a crash
+            self._fill([], f"search failed: {exc}")
+            return
+        items = []
+        for h in hits:
+            title = _one_line(h.title) or "untitled"
+            snippet = _one_line(h.snippet)
+            items.append(((h.conversation_id, title),
+                          Option(Content.assemble((title, "bold"), "\n", (snippet, "dim")))))
+        self._fill(items, f"{len(hits)} matches")
+
+    def _fill(self, items: list[tuple[tuple[int, str], Option]], count: str) -> None:
+        option_list = self.query_one(HistoryList)
+        self._rows = [row for row, _ in items]
+        option_list.set_options([opt for _, opt in items])
+        if self.current_id is not None:
+            for i, (cid, _) in enumerate(self._rows):
+                if cid == self.current_id:
+                    option_list.highlighted = i
+                    break
+        self.query_one("#history-count", Static).update(Content(count))
+
+    # -- events -----------------------------------------------------------------------------
+    @on(Input.Changed, "#history-search")
+    def _query_changed(self, event: Input.Changed) -> None:
+        self.query_text = event.value.strip()
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        self._search_timer = self.set_timer(0.15, self.reload)
+
+    @on(Input.Submitted, "#history-search")
+    def _query_submitted(self, event: Input.Submitted) -> None:
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        self.query_text = event.value.strip()
+        self.reload()
+        self.query_one(HistoryList).focus()
+
+    @on(OptionList.OptionSelected, "#history-list")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if 0 <= event.option_index < len(self._rows):
+            self.post_message(self.Open(self._rows[event.option_index][0]))
+
+    def highlighted_row(self) -> tuple[int, str] | None:
+        index = self.query_one(HistoryList).highlighted
+        if index is None or not 0 <= index < len(self._rows):
+            return None
+        return self._rows[index]
+
+    def request(self, action: str) -> None:
+        row = self.highlighted_row()
+        if row is None:
+            self.app.notify("no conversation selected", severity="warning")
+            return
+        self.post_message(self.Request(action, row[0], row[1]))
+
+    def focus_search(self) -> None:
+        self.query_one("#history-search", Input).focus()
+
+    def row_count(self) -> int:
+        return len(self._rows)
+
+    def rows(self) -> list[Any]:
+        return list(self._rows)

@@ -1,0 +1,215 @@
+"""The settings pane: the conversation's backend, model, sampling, stops and system prompt.
+
+Each field is checked with the same `coerce_param` the CLI and config use, so a bad value
+gets the same reason everywhere; it is shown under the field and the old value stays in
+force. Valid values are applied when the field is submitted (Enter) or left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
+from textual.message import Message
+from textual.suggester import SuggestFromList
+from textual.widgets import Button, Input, Label, OptionList, Select, Static
+
+from aigc_chat.errors import ParamError
+from aigc_chat.params import coerce_param
+from aigc_chat.sanitize import sanitize
+from aigc_chat.tui.controller import ConversationSettings
+
+NUMERIC_FIELDS: tuple[tuple[str, str], ...] = (
+    ("temperature", "Temperature"),
+    ("top_p", "Top p"),
+    ("top_k", "Top k"),
+    ("min_p", "Min p"),
+    ("repeat_penalty", "Repeat penalty"),
+    ("max_tokens", "Max tokens"),
+    ("seed", "Seed (empty: random)"),
+)
+
+
+def _fmt(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+class StopList(OptionList):
+    BINDINGS = [Binding("delete,backspace,d", "remove_stop", "Remove stop")]
+
+    def action_remove_stop(self) -> None:
+        self.query_ancestor(SettingsPane).remove_highlighted_stop()
+
+
+class SettingsPane(VerticalScroll):
+    """Fields for every setting of the current conversation."""
+
+    @dataclass
+    class ParamChanged(Message):
+        name: str
+        value: Any
+
+    @dataclass
+    class SystemPromptChanged(Message):
+        text: str
+
+    @dataclass
+    class ModelChosen(Message):
+        backend: str
+        model: str
+
+    class SaveDefault(Message):
+        pass
+
+    def __init__(self, backends: list[str], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.backends = backends
+        self._stops: tuple[str, ...] = ()
+        self._loading = False
+        self._applied: dict[str, str] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Label("Backend")
+        yield Select([(b, b) for b in self.backends], id="set-backend", allow_blank=False)
+        yield Label("Model (Enter loads it)")
+        yield Input(id="set-model", placeholder="empty: the default model")
+        yield Static("", id="set-model-list", classes="hint")
+        for name, title in NUMERIC_FIELDS:
+            yield Label(title)
+            yield Input(id=f"set-{name}", classes="param")
+            yield Static("", id=f"err-{name}", classes="error")
+        yield Label("Stop sequences")
+        yield StopList(id="set-stops")
+        yield Input(id="set-stop-add", placeholder="add a stop sequence, Enter")
+        yield Static("", id="err-stop", classes="error")
+        yield Label("System prompt (Enter applies)")
+        yield Input(id="set-system", placeholder="none")
+        with Horizontal(id="settings-buttons"):
+            yield Button("Save as default", id="set-save", variant="primary")
+
+    def on_mount(self) -> None:
+        self.border_title = "Settings (F3)"
+
+    # -- attributes down ------------------------------------------------------------------
+    def load(self, settings: ConversationSettings, models: list[str] | None = None) -> None:
+        """Show a conversation's settings (no messages are sent back for these values)."""
+        self._loading = True
+        try:
+            select = self.query_one("#set-backend", Select)
+            if settings.backend in self.backends:
+                select.value = settings.backend
+            self.query_one("#set-model", Input).value = settings.model
+            p = settings.params
+            for name, _ in NUMERIC_FIELDS:
+                value = _fmt(getattr(p, name))
+                self.query_one(f"#set-{name}", Input).value = value
+                self._applied[name] = value
+                self._show_error(name, "")
+            self._set_stops(p.stop)
+            self.query_one("#set-system", Input).value = settings.system_prompt
+            self.set_models(models or [])
+        finally:
+            self.call_after_refresh(self._done_loading)
+
+    def _done_loading(self) -> None:
+        self._loading = False
+
+    def set_models(self, models: list[str]) -> None:
+        """Offer a backend's models (openai: the server's /v1/models) in the model field."""
+        field = self.query_one("#set-model", Input)
+        field.suggester = SuggestFromList(models, case_sensitive=False) if models else None
+        hint = "models: " + ", ".join(models[:8]) + (" …" if len(models) > 8 else "") if len(models) > 1 else ""
+        self.query_one("#set-model-list", Static).update(Content(sanitize(hint)))
+
+    def _set_stops(self, stops: tuple[str, ...]) -> None:
+        self._stops = tuple(stops)
+        self.query_one(StopList).set_options([Content(repr(s)) for s in self._stops])
+
+    def _show_error(self, name: str, reason: str) -> None:
+        err = self.query_one(f"#err-{name}", Static)
+        err.update(Content(reason))
+        err.display = bool(reason)
+        if name != "stop":
+            self.query_one(f"#set-{name}", Input).set_class(bool(reason), "-invalid")
+
+    # -- numeric fields -------------------------------------------------------------------
+    def _check(self, name: str, text: str) -> tuple[bool, Any]:
+        try:
+            return True, coerce_param(name, text)
+        except ParamError as exc:
+            self._show_error(name, str(exc))
+            return False, None
+
+    @on(Input.Changed, ".param")
+    def _param_typed(self, event: Input.Changed) -> None:
+        name = (event.input.id or "")[4:]
+        if self._check(name, event.value)[0]:
+            self._show_error(name, "")
+
+    @on(Input.Submitted, ".param")
+    def _param_submitted(self, event: Input.Submitted) -> None:
+        self._apply(event.input)
+
+    @on(Input.Blurred, ".param")
+    def _param_left(self, event: Input.Blurred) -> None:
+        self._apply(event.input)
+
+    def _apply(self, field: Input) -> None:
+        if self._loading:
+            return
+        name = (field.id or "")[4:]
+        if self._applied.get(name) == field.value:
+            return
+        ok, value = self._check(name, field.value)
+        if ok:
+            self._applied[name] = field.value
+            self.post_message(self.ParamChanged(name, value))
+
+    # -- stops ------------------------------------------------------------------------------
+    @on(Input.Submitted, "#set-stop-add")
+    def _stop_added(self, event: Input.Submitted) -> None:
+        text = event.value
+        try:
+            stops = coerce_param("stop", self._stops + (text,))
+        except ParamError as exc:
+            self._show_error("stop", str(exc))
+            return
+        self._show_error("stop", "")
+        event.input.value = ""
+        self._set_stops(stops)
+        self.post_message(self.ParamChanged("stop", stops))
+
+    def remove_highlighted_stop(self) -> None:
+        option_list = self.query_one(StopList)
+        index = option_list.highlighted
+        if index is None or not 0 <= index < len(self._stops):
+            return
+        stops = self._stops[:index] + self._stops[index + 1:]
+        self._set_stops(stops)
+        self.post_message(self.ParamChanged("stop", stops))
+
+    # -- the rest ---------------------------------------------------------------------------
+    @on(Input.Submitted, "#set-system")
+    def _system_submitted(self, event: Input.Submitted) -> None:
+        self.post_message(self.SystemPromptChanged(event.value))
+
+    @on(Input.Submitted, "#set-model")
+    def _model_submitted(self, event: Input.Submitted) -> None:
+        backend = self.query_one("#set-backend", Select).value
+        self.post_message(self.ModelChosen(str(backend), event.value.strip()))
+
+    @on(Select.Changed, "#set-backend")
+    def _backend_changed(self, event: Select.Changed) -> None:
+        if self._loading or event.value is Select.BLANK:
+            return
+        self.post_message(self.ModelChosen(str(event.value), self.query_one("#set-model", Input).value.strip()))
+
+    @on(Button.Pressed, "#set-save")
+    def _save(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.post_message(self.SaveDefault())

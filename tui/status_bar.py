@@ -1,0 +1,31 @@
+"""One line at the bottom: backend, model, device, context used and what the app is doing."""
+
+from __future__ import annotations
+
+from textual.content import Content
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from aigc_chat.sanitize import sanitize
+
+
+class StatusBar(Static):
+    backend: reactive[str] = reactive("")
+    model: reactive[str] = reactive("")
+    device: reactive[str] = reactive("")
+    context_used: reactive[int | None] = reactive(None)
+    context_size: reactive[int | None] = reactive(None)
+    state: reactive[str] = reactive("idle")
+
+    def render(self) -> Content:
+        ctx = "-" if self.context_used is None else str(self.context_used)
+        size = "?" if not self.context_size else str(self.context_size)
+        parts = [
+            self.backend or "-",
+            self.model or "-",
+            self.device or "-",
+            f"ctx {ctx}/{size}",
+        ]
+        text = " │ ".join(sanitize(p) for p in parts)
+        state = sanitize(self.state)
+        return Content.assemble(" ", text, " │ ", (state, "bold"))
