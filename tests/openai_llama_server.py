@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--alias", default="gemma-3-270m")
     p.add_argument("--n_ctx", type=int, default=2048)
-    p.add_argument("--n_threads", type=int, default=2)
+    p.add_argument("--n_threads", type=int, default=1)  # 2-core CI shares its cores
     p.add_argument("--chat_format", default="gemma")
     args = p.parse_args(argv)
 
