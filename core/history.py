@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 DB_NAME = "history.sqlite3"
 BUSY_TIMEOUT_MS = 15_000
 TITLE_CHARS = 60
+PREFIX_MIN = 3  # the FTS tables keep a 3-character prefix index (prefix='3')
+SEARCH_WINDOW = 5000  # matches ranked per search, newest first (see _ranked)
 
 # Version 1: the first released layout (no message kinds, no search).
 _V1 = """
@@ -65,7 +67,7 @@ _V2 = """
 ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'text';
 ALTER TABLE messages ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';
 CREATE VIRTUAL TABLE messages_fts USING fts5(
-    content, content='messages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+    content, content='messages', content_rowid='id', tokenize='unicode61 remove_diacritics 2', prefix='3'
 );
 CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
     INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
@@ -78,7 +80,7 @@ CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
     INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
 END;
 CREATE VIRTUAL TABLE titles_fts USING fts5(
-    title, content='conversations', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+    title, content='conversations', content_rowid='id', tokenize='unicode61 remove_diacritics 2', prefix='3'
 );
 CREATE TRIGGER titles_fts_insert AFTER INSERT ON conversations BEGIN
     INSERT INTO titles_fts(rowid, title) VALUES (new.id, new.title);
@@ -148,6 +150,18 @@ def default_path() -> Path:
     return data_dir() / DB_NAME
 
 
+def _ranked(conn: sqlite3.Connection, table: str, match: str, limit: int) -> list[tuple[int, float]]:
+    """The best `limit` matches by bm25 among the newest SEARCH_WINDOW matches. Ranking every
+    match of a very common word costs ~0.3 s at 200,000 messages; FTS5 walks matches in rowid
+    order cheaply, so the newest window is ranked instead (exact when there are fewer)."""
+    rows = conn.execute(
+        f"SELECT rowid, bm25({table}) FROM {table} WHERE {table} MATCH ?"
+        f" ORDER BY rowid DESC LIMIT {SEARCH_WINDOW}", (match,),
+    ).fetchall()
+    rows.sort(key=lambda r: (r[1], -r[0]))
+    return rows[:limit]
+
+
 def title_from(text: str) -> str:
     """A conversation's default title: the first non-empty line, trimmed."""
     for line in text.splitlines():
@@ -159,10 +173,12 @@ def title_from(text: str) -> str:
 
 def fts_query(text: str, *, prefix: bool = False) -> str:
     """User text as an FTS5 query that means exactly the words typed: every word is a quoted
-    string (quotes doubled), all must match. Operators, `*`, brackets are just text."""
-    words = text.split()
+    string (quotes doubled), all must match. Operators, `*`, brackets are just text.
+    `prefix` makes the last word match as a prefix when it has at least PREFIX_MIN characters
+    (shorter prefixes would merge the postings of thousands of words: seconds, not ms)."""
+    words = text.replace("\x00", " ").split()  # FTS5 reads a NUL as the end of the query
     parts = ['"' + w.replace('"', '""') + '"' for w in words]
-    if prefix and parts:
+    if prefix and words and len(words[-1]) >= PREFIX_MIN:
         parts[-1] += "*"
     return " ".join(parts)
 
@@ -436,28 +452,34 @@ class HistoryStore:
             return []
         open_, close = mark
         n = max(1, min(int(context_tokens), 64))
+        limit = int(limit)
         with self._read() as conn:
-            conn.execute("BEGIN")
+            conn.execute("BEGIN")  # one snapshot for the ranking and the snippets
             try:
-                titles = conn.execute(
-                    "SELECT c.id, 0, c.title, snippet(titles_fts, 0, ?, ?, '…', ?), bm25(titles_fts)"
-                    " FROM titles_fts JOIN conversations c ON c.id = titles_fts.rowid"
-                    " WHERE titles_fts MATCH ? ORDER BY rank LIMIT ?",
-                    (open_, close, n, match, int(limit)),
-                ).fetchall()
-                msgs = conn.execute(
-                    "SELECT m.conversation_id, m.id, c.title,"
-                    " snippet(messages_fts, 0, ?, ?, '…', ?), bm25(messages_fts)"
-                    " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
-                    " JOIN conversations c ON c.id = m.conversation_id"
-                    " WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",
-                    (open_, close, n, match, int(limit)),
-                ).fetchall()
+                found = [("titles_fts", rowid, rank)
+                         for rowid, rank in _ranked(conn, "titles_fts", match, limit)]
+                found += [("messages_fts", rowid, rank)
+                          for rowid, rank in _ranked(conn, "messages_fts", match, limit)]
+                found.sort(key=lambda f: f[2])
+                hits = []
+                for table, rowid, rank in found[:limit]:
+                    snippet = conn.execute(
+                        f"SELECT snippet({table}, 0, ?, ?, '…', ?) FROM {table}"
+                        f" WHERE {table} MATCH ? AND rowid = ?", (open_, close, n, match, rowid),
+                    ).fetchone()
+                    if table == "titles_fts":
+                        row = conn.execute("SELECT id, 0, title FROM conversations WHERE id = ?",
+                                           (rowid,)).fetchone()
+                    else:
+                        row = conn.execute(
+                            "SELECT m.conversation_id, m.id, c.title FROM messages m"
+                            " JOIN conversations c ON c.id = m.conversation_id WHERE m.id = ?",
+                            (rowid,)).fetchone()
+                    if row is not None and snippet is not None:
+                        hits.append(SearchHit(row[0], row[1], row[2], snippet[0], rank))
             finally:
                 conn.execute("COMMIT")
-        hits = [SearchHit(*row) for row in titles] + [SearchHit(*row) for row in msgs]
-        hits.sort(key=lambda h: h.rank)
-        return hits[: int(limit)]
+        return hits
 
     def export(self, conversation_id: int, fmt: str) -> str:
         """The conversation as Markdown (message text sanitised: it may be shown or pasted
