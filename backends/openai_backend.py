@@ -85,7 +85,7 @@ class OpenAIBackend(Backend):
         "read_timeout": Option(120.0, float, "seconds to wait for the next bytes of a reply (the first token of a long prompt may take a while)", _check_positive),
         "max_retries": Option(0, int, "retries of a failed request (0: fail fast with the real error)", _check_retries),
         "context_length": Option(0, int, "the served context in tokens, when the server does not report it (0 = unknown)", _check_ctx),
-        "sampler_extras": Option(True, bool, "send top_k, min_p and repeat_penalty as extra fields (llama.cpp, vLLM, Ollama take them; turn off for servers that reject unknown fields)"),
+        "sampler_extras": Option(True, bool, "send top_k, min_p and repeat_penalty as extra fields (llama.cpp and vLLM honour them; turn off for Ollama, which ignores them, and for servers that reject unknown fields)"),
         "repeat_penalty_field": Option("repeat_penalty", str, 'field name for repeat_penalty: "repeat_penalty" (llama.cpp, Ollama) or "repetition_penalty" (vLLM, TGI)', _check_penalty_field),
         "stream_usage": Option(True, bool, "ask the server for token usage at the end of each reply (stream_options.include_usage)"),
         "extra_body": Option({}, dict, "more request fields sent as they are, e.g. { chat_template_kwargs = { enable_thinking = false } }"),
@@ -100,7 +100,7 @@ class OpenAIBackend(Backend):
         self._context_length = int(self.options["context_length"])
         self._usage_source = "not yet known"
         self._send_usage_option = bool(self.options["stream_usage"])
-        self._cancel: threading.Event | None = None
+        self._cancels: dict[int, tuple[Sequence[Message], threading.Event]] = {}
 
     # -- connection -----------------------------------------------------------------------
     @property
@@ -192,9 +192,11 @@ class OpenAIBackend(Backend):
     def stream_chat(
         self, messages: Sequence[Message], params: GenerationParams, cancel: threading.Event | None = None,
     ) -> ChatStream:
-        # _generate() has no cancel argument; it needs the event to stop waiting at once.
-        self._cancel = cancel or threading.Event()
-        return super().stream_chat(messages, params, self._cancel)
+        # _generate() has no cancel argument, but needs the event to stop waiting at once:
+        # it gets it through the stream's own message list, which ChatStream passes on.
+        stream = super().stream_chat(messages, params, cancel)
+        self._cancels[id(stream.messages)] = (stream.messages, stream.cancel_event)
+        return stream
 
     def request_body(self, messages: Sequence[Message], params: GenerationParams) -> dict[str, Any]:
         """The chat.completions.create() arguments for these messages and parameters."""
@@ -227,11 +229,12 @@ class OpenAIBackend(Backend):
     ) -> Iterator[str | EngineEnd]:
         if not (self._model_id or self.model):
             self.load()
-        cancel = self._cancel or threading.Event()
-        self._cancel = None
+        owner, event = self._cancels.pop(id(messages), (None, None))
+        cancel = event if owner is messages and event is not None else threading.Event()
         call = _StreamingCall(self, self.request_body(messages, params))
         call.start()
-        finish = "stop"
+        finish: str | None = None
+        got_text = False
         usage: Any = None
         try:
             while True:
@@ -255,11 +258,22 @@ class OpenAIBackend(Backend):
                         continue
                     text = getattr(choice.delta, "content", None) if choice.delta else None
                     if text:
+                        got_text = True
                         yield text
                     if choice.finish_reason:
                         finish = "length" if choice.finish_reason == "length" else "stop"
         finally:
             call.abort()
+        if finish is None:
+            # Every OpenAI-compatible server ends a reply with a finish reason; a stream that
+            # just stops was cut short (llama-cpp-python's server does this, with a 200 and
+            # no body, when the prompt exceeds its context).
+            if got_text:
+                raise BackendError(f"the server at {self.url} cut the reply short without saying why (see its log)")
+            raise BackendError(
+                f"the server at {self.url} ended the reply without any text or reason; "
+                "the conversation may exceed its context (see its log)"
+            )
         prompt_tokens = getattr(usage, "prompt_tokens", None) if usage is not None else None
         completion_tokens = getattr(usage, "completion_tokens", None) if usage is not None else None
         self._usage_source = (
@@ -450,7 +464,8 @@ def explain_error(
         if phase == "mid-reply":
             return (f"the server at {url} stopped sending for {read_timeout:g} s mid-reply "
                     "(raise [openai] read_timeout if it is just slow)")
-        return (f"the server at {url} did not answer in time ({phase}); is it overloaded? "
+        what = "to the model list" if phase == "listing models" else "before the reply started"
+        return (f"the server at {url} did not answer in time ({what}); is it overloaded? "
                 "([openai] connect_timeout and read_timeout set the limits)")
     if isinstance(exc, openai.APIConnectionError):
         if phase == "mid-reply":

@@ -373,6 +373,19 @@ def test_garbage_in_the_stream_is_an_error_not_a_crash(server: FaultServer) -> N
     assert_one_clean_line(result.error, server.url)
 
 
+def test_stream_that_just_stops_is_an_error(server: FaultServer) -> None:
+    server.chat = lambda h, body: h.sse([chunk("cut "), chunk("short")], done=False)
+    b = backend(server.url, "m1")
+    b.load()
+    result = generate(b)
+    assert result.finish_reason == "error" and result.text == "cut short"
+    assert "cut the reply short" in result.error
+    server.chat = lambda h, body: h.sse([], done=False)
+    result = generate(b)
+    assert result.finish_reason == "error" and result.text == ""
+    assert "without any text or reason" in result.error
+
+
 # -- cancelling closes the HTTP response at once ---------------------------------------------
 
 
@@ -415,13 +428,30 @@ def test_closing_the_iterator_closes_the_connection(server: FaultServer) -> None
     assert generate(b).text == "again"
 
 
+def test_each_stream_keeps_its_own_cancel_event(server: FaultServer) -> None:
+    server.chat = _stall_after_first
+    b = backend(server.url, "m1", read_timeout=60.0)
+    b.load()
+    e1, e2 = threading.Event(), threading.Event()
+    s1 = b.stream_chat(HI, GenerationParams(max_tokens=64), e1)
+    s2 = b.stream_chat(HI, GenerationParams(max_tokens=64), e2)  # created, not started
+    it = iter(s1)
+    assert next(it) == "first"
+    e1.set()
+    t0 = time.monotonic()
+    assert list(it) == []
+    assert time.monotonic() - t0 < 10 and s1.result is not None and s1.result.finish_reason == "cancelled"
+    s2._iter.close()
+    assert not e2.is_set()
+
+
 # -- the command line -------------------------------------------------------------------------
 
 
 def write_config(path: Path, url: str, model: str | None = None, **extra: Any) -> None:
     lines = ['backend = "openai"'] + ([f'model = "{model}"'] if model else [])
-    lines += ["[openai]", f'base_url = "{url}"', f'api_key_env = "{KEY_ENV}"', "read_timeout = 5.0"]
-    lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
+    options = {"base_url": url, "api_key_env": KEY_ENV, "read_timeout": 5.0, **extra}
+    lines += ["[openai]"] + [f"{k} = {json.dumps(v)}" for k, v in options.items()]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 
@@ -485,6 +515,25 @@ def test_cli_success_and_models(server: FaultServer, cli: str, isolated_dirs: di
     proc = run_cli(cli, "models", "--backend", "openai", env={KEY_ENV: KEY}, timeout=60)
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
     assert "connection refused" in proc.stderr and dead in proc.stderr
+
+
+def test_cli_ctrl_c_while_the_server_is_silent(server: FaultServer, cli: str, isolated_dirs: dict[str, Path]) -> None:
+    import os
+    import signal
+
+    server.chat = _stall_after_first
+    write_config(isolated_dirs["config"], server.url, "m1", read_timeout=60.0)
+    proc = subprocess.Popen([cli, "--prompt", "hi"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env={**os.environ, KEY_ENV: KEY}, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.read(5) == "first"  # the reply has started, then the server goes quiet
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 10  # not the 60 s read timeout
+    assert proc.returncode == 130, err
+    assert out == "\n" and "Traceback" not in err  # the partial line is ended; nothing else
+    assert server.disconnected.wait(10)
 
 
 @pytest.mark.parametrize("line, key", [

@@ -150,6 +150,14 @@ def test_cancel_mid_stream_then_the_server_still_answers(server: LlamaServer) ->
     assert after.finish_reason == "length" and after.text
 
 
+def test_conversation_longer_than_the_server_context(server: LlamaServer) -> None:
+    # llama-cpp-python's server answers 200 with an empty stream here: still one clear line.
+    b = backend(server.url)
+    result = b.stream_chat([Message("user", "word " * 2500)], GenerationParams(max_tokens=4)).consume()
+    assert result.finish_reason == "error" and result.text == ""
+    assert "exceed its context" in (result.error or "") and server.url in (result.error or "")
+
+
 def test_wrong_model_name(server: LlamaServer) -> None:
     with pytest.raises(BackendError) as err:
         backend(server.url, "no-such-model")
