@@ -80,9 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(f"{default_path()}\n")
         return 0
     path = default_path()
-    if not path.exists() and args.command in ("list", "search"):
-        return 0  # nothing saved yet; do not create the file just to say so
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError:
+        exists = True  # let the store say what is wrong with it, in one line
+    if not exists and args.command in ("list", "search"):
+        return 0 if args.command == "list" else 1  # nothing saved yet: do not create the file
+    if not exists:
         raise UsageError(f"no conversation {args.id}")
     with HistoryStore(path) as store:
         return _COMMANDS[args.command](store, args)
