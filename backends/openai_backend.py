@@ -137,8 +137,9 @@ class OpenAIBackend(Backend):
             raise BackendError(self._explain(exc, "listing models")) from None
 
     def list_models(self) -> list[str]:
-        """What the server offers (GET /models); one clear line if it cannot be asked."""
-        return [str(m.get("id", "")) for m in self._fetch_models() or [] if m.get("id")]
+        """What the server offers (GET /models); one clear line if it cannot be asked.
+        The names come from the server, so they are made safe to print."""
+        return [sanitize(str(m["id"])) for m in self._fetch_models() or [] if m.get("id")]
 
     # -- loading ------------------------------------------------------------------------
     def load(self, progress: ProgressCallback | None = None) -> None:
@@ -177,7 +178,7 @@ class OpenAIBackend(Backend):
     def info(self) -> BackendInfo:
         return BackendInfo(
             name=self.name,
-            model=self._model_id or self.model or "",
+            model=sanitize(self._model_id or self.model or ""),
             context_length=self._context_length,
             device=f"server {self.url}",
             gpu_offload=False,

@@ -308,6 +308,14 @@ def test_unknown_model_named(server: FaultServer) -> None:
     assert_one_clean_line(str(err.value), server.url)
 
 
+def test_model_names_from_the_server_are_safe_to_print(server: FaultServer) -> None:
+    server.models = ["evil\x1b]0;pwned\x07-model", "m1"]
+    b = backend(server.url)
+    assert b.list_models() == ["evil-model", "m1"]
+    b.load()
+    assert b.info().model == "evil-model"
+
+
 def test_server_without_models_route_still_chats_when_a_model_is_named(server: FaultServer) -> None:
     server.models = 404
     with pytest.raises(BackendError, match="/models"):
