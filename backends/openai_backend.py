@@ -93,6 +93,10 @@ class OpenAIBackend(Backend):
 
     def __init__(self, model: str | None, options: dict[str, Any] | None = None) -> None:
         super().__init__(model, options)
+        # The config file's value was checked already; --base-url arrives here unchecked.
+        reason = _check_url(str(self.options["base_url"]))
+        if reason:
+            raise UsageError(f"openai base_url {sanitize(display_url(str(self.options['base_url'])))!r}: {reason}")
         # Honest warnings: without the extra fields only the standard parameters reach the server.
         self.supported_params = STANDARD_PARAMS | (EXTRA_PARAMS if self.options["sampler_extras"] else frozenset())
         self._client: Any = None
@@ -461,14 +465,16 @@ def explain_error(
     status = getattr(exc, "status_code", None)
     detail = _status_detail(exc)
     more = f": {detail}" if detail else ""
-    if isinstance(exc, openai.APITimeoutError):
+    # openai 1.x lets transport errors out of a stream unwrapped; later versions wrap them.
+    transport = type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2")
+    if isinstance(exc, openai.APITimeoutError) or (transport and "Timeout" in type(exc).__name__):
         if phase == "mid-reply":
             return (f"the server at {url} stopped sending for {read_timeout:g} s mid-reply "
                     "(raise [openai] read_timeout if it is just slow)")
         what = "to the model list" if phase == "listing models" else "before the reply started"
         return (f"the server at {url} did not answer in time ({what}); is it overloaded? "
                 "([openai] connect_timeout and read_timeout set the limits)")
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, openai.APIConnectionError) or transport:
         if phase == "mid-reply":
             return f"the connection to {url} was lost mid-reply (the server stopped or closed it)"
         if _caused_by(exc, ConnectionRefusedError) or "refused" in str(exc.__cause__ or "").lower():

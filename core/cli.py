@@ -54,6 +54,7 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", "-b", metavar="NAME", help="backend: llama, torch, openai, or a plug-in's")
     p.add_argument("--model", "-m", metavar="PATH", help="model file (GGUF, checkpoint) or server model name")
     p.add_argument("--config", metavar="PATH", help="config file (default: see `aigc-chat config path`)")
+    p.add_argument("--base-url", metavar="URL", help="openai backend: the server's API root, e.g. http://127.0.0.1:8080/v1")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,12 +154,15 @@ def _load(args: argparse.Namespace):
             gen[name] = value
     if getattr(args, "stop", None):
         gen["stop"] = tuple(args.stop)
-    return config.with_overrides(
+    config = config.with_overrides(
         backend=getattr(args, "backend", None),
         model=getattr(args, "model", None),
         system_prompt=getattr(args, "system", None),
         **gen,
     )
+    if getattr(args, "base_url", None):  # checked by the openai backend when it is built
+        config.backends.setdefault("openai", {})["base_url"] = args.base_url
+    return config
 
 
 def _silence_stdout() -> None:

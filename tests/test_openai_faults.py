@@ -544,6 +544,18 @@ def test_cli_ctrl_c_while_the_server_is_silent(server: FaultServer, cli: str, is
     assert server.disconnected.wait(10)
 
 
+def test_base_url_on_the_command_line(server: FaultServer, cli: str, isolated_dirs: dict[str, Path]) -> None:
+    server.chat = lambda h, body: h.sse([chunk("from the flag"), chunk(None, "stop")])
+    write_config(isolated_dirs["config"], f"http://127.0.0.1:{free_port()}/v1")  # a dead one: the flag wins
+    proc = run_cli(cli, "--backend", "openai", "--base-url", server.url, "--model", "m2", "-p", "hi", timeout=60)
+    assert proc.returncode == 0 and proc.stdout == "from the flag\n", proc.stderr
+    assert server.requests[-1]["model"] == "m2"
+    proc = run_cli(cli, "models", "--base-url", server.url, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.split() == ["m1", "m2"], proc.stderr
+    proc = run_cli(cli, "models", "--base-url", "127.0.0.1:8080", timeout=60)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "base_url" in proc.stderr
+
+
 @pytest.mark.parametrize("line, key", [
     ('base_url = "127.0.0.1:8080"', "openai.base_url"),
     ('api_key_env = "sk-abc-123"', "openai.api_key_env"),
