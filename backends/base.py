@@ -225,6 +225,8 @@ class ChatStream:
                     finish = item.finish_reason
                     if item.prompt_tokens is not None:
                         prompt_tokens = item.prompt_tokens
+                    if item.completion_tokens is not None:  # a server's usage record may
+                        n_tokens = item.completion_tokens  # count tokens merged into one chunk
                     break
                 now = time.perf_counter()
                 if t_first is None:

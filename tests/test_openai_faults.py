@@ -235,6 +235,20 @@ def test_no_usage_from_the_server_is_said_so(server: FaultServer) -> None:
     assert "counted from streamed chunks" in b.info().details["usage"]
 
 
+def test_server_usage_counts_tokens_merged_into_one_chunk(server: FaultServer) -> None:
+    # vLLM with speculative decoding, for one, streams several tokens per chunk.
+    server.chat = lambda h, body: h.sse([
+        chunk("one two"), chunk(" three four"), chunk(" five six"), chunk(None, "stop"),
+        chunk(usage={"prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15}),
+    ])
+    b = backend(server.url, "m1")
+    b.load()
+    result = generate(b)
+    assert result.text == "one two three four five six"
+    assert (result.prompt_tokens, result.completion_tokens) == (9, 6)
+    assert result.usage()["total_tokens"] == 15
+
+
 def test_server_rejecting_stream_options_gets_the_request_again(server: FaultServer) -> None:
     def chat(h: Any, body: dict) -> None:
         if "stream_options" in body:
