@@ -25,11 +25,11 @@ def plan_size(size: int) -> tuple[int, int]:
             f"image size {size} is out of range: sizes from {2 * MIN_BASE} to {MAX_SIZE} "
             "of the form s*2^k with 3<=s<=7 (e.g. 8, 16, 28, 32, 64)"
         )
-    base, n_up = size, 0
+    base, n_up = size // 2, 1
     while base > MAX_BASE and base % 2 == 0:
         base //= 2
         n_up += 1
-    if n_up == 0 or not MIN_BASE <= base <= MAX_BASE:
+    if size % 2 or not MIN_BASE <= base <= MAX_BASE:
         raise UsageError(
             f"image size {size} cannot be made by the generator: sizes are s*2^k with "
             "3<=s<=7 and k>=1 (e.g. 8, 16, 28, 32, 64)"

@@ -37,7 +37,8 @@ class Checkpoint:
 
     @property
     def resumable(self) -> bool:
-        return "d" in self.groups and "opt_d" in self.groups and "opt_g" in self.groups
+        # optimiser moments are absent when no step was taken yet; fresh ones are then right
+        return "d" in self.groups and "gt" in self.groups
 
 
 def save_checkpoint(

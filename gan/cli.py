@@ -73,15 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     look(s)
 
     t = sub.add_parser("train", help="train a GAN live, with a progress bar and the samples as they improve")
-    t.add_argument("--data", default="digits", help="digits (default), mnist:DIR or folder:DIR")
+    t.add_argument("--data", default=None, help="digits (default), mnist:DIR or folder:DIR")
     t.add_argument("--size", type=_positive, default=None, help="image size for mnist/folder data (e.g. 16, 28, 32)")
-    t.add_argument("--epochs", type=_nonneg, default=None, help="total epochs (default 150 for digits, 20 otherwise)")
+    t.add_argument("--epochs", type=_nonneg, default=None, help="total epochs (default 200 for digits, 20 otherwise)")
     t.add_argument("--batch-size", type=_positive, default=64)
     t.add_argument("--lr", type=_float, default=2e-4, help="generator learning rate (D uses twice this)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     t.add_argument("--out", default=None, help="folder for the checkpoint (default: the data dir's gan/)")
     t.add_argument("--resume", default=None, metavar="PATH", help="continue training from a checkpoint")
     t.add_argument("--seed", type=_nonneg, default=0)
+    t.add_argument("--threads", type=_positive, default=1, help="CPU threads (default 1: fastest for these small nets)")
     t.add_argument("--no-preview", action="store_true", help="do not draw the samples each epoch")
     look(t)
 

@@ -1,0 +1,40 @@
+"""`gan eval`: print the quality figures as a small table (or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from aigc_chat.gan.evaluate import evaluate
+from aigc_chat.gan.sampler import open_checkpoint
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    ck = open_checkpoint(args.checkpoint)
+    console = Console(highlight=False)
+    if not args.json:
+        console.print(f"evaluating {args.checkpoint or 'the shipped digits generator'} on {args.data or ck.config.data} ...")
+    rep = evaluate(ck, data_spec=args.data, size=args.size, seed=args.seed)
+    if args.json:
+        print(json.dumps(rep.to_json(), indent=2))
+        return 0
+    table = Table(title="GAN quality (reference-classifier features)", show_header=True)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("note")
+    table.add_row("Fréchet distance, generated vs held-out", f"{rep.fd_generated:.2f}",
+                  f"{rep.fd_ratio:.2f}x the real-vs-real baseline")
+    table.add_row("  baseline: real (train) vs held-out", f"{rep.fd_real:.2f}", "what a perfect generator scores")
+    table.add_row("  baseline: uniform noise vs held-out", f"{rep.fd_noise:.2f}", "what no generator scores")
+    if rep.conditional_accuracy is not None:
+        table.add_row("conditional accuracy", f"{rep.conditional_accuracy:.1%}", "samples classified as the asked label")
+        worst = min(range(len(rep.per_class_accuracy)), key=rep.per_class_accuracy.__getitem__)
+        table.add_row("  weakest class", f"{rep.per_class_accuracy[worst]:.1%}", f"label {worst}")
+    if rep.classifier_accuracy is not None:
+        table.add_row("classifier accuracy on held-out real", f"{rep.classifier_accuracy:.1%}", "the judge's own accuracy")
+    table.caption = f"{rep.n_generated} generated, {rep.n_held_out} held-out images, data: {rep.data}"
+    console.print(table)
+    return 0

@@ -1,0 +1,117 @@
+"""The GAN widget and screen, driven headless through Textual's pilot."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from textual.app import App, ComposeResult
+
+from aigc_chat.gan.render import UPPER_HALF
+from aigc_chat.gan.sampler import sample
+from aigc_chat.tui.gan_screen import GanScreen
+from aigc_chat.tui.gan_widgets import GanSamplesView
+
+
+class _WidgetApp(App):
+    def __init__(self, **kw) -> None:
+        super().__init__()
+        self.kw = kw
+
+    def compose(self) -> ComposeResult:
+        yield GanSamplesView(**self.kw)
+
+
+def _text(view: GanSamplesView) -> str:
+    return "\n".join(view.art.chars)
+
+
+def test_samples_view_is_reproducible_and_fits():
+    async def go():
+        app = _WidgetApp(checkpoint=None, seed=11, label=4, n=12, mode="halfblock")
+        async with app.run_test(size=(60, 40)) as pilot:
+            await pilot.pause()
+            view = app.query_one(GanSamplesView)
+            assert view.mode == "truecolor" and view.seed == 11
+            assert view.art.cols <= 60 and UPPER_HALF in _text(view)
+            # the same checkpoint, seed and label draw the same pixels as the CLI does
+            assert np.array_equal(view.images, sample(None, n=12, seed=11, label=4).images)
+            first = view.art.cols
+            await pilot.resize_terminal(30, 40)
+            await pilot.pause()
+            assert view.art.cols <= 30 < first
+            view.set_mode("ascii")
+            assert UPPER_HALF not in _text(view)
+
+    asyncio.run(go())
+
+
+class _ScreenApp(App):
+    def __init__(self, screen: GanScreen) -> None:
+        super().__init__()
+        self._screen = screen
+
+    def on_mount(self) -> None:
+        self.push_screen(self._screen)
+
+
+def test_screen_new_samples_and_label_picker():
+    async def go():
+        screen = GanScreen(n=10)
+        app = _ScreenApp(screen)
+        async with app.run_test(size=(100, 40)) as pilot:
+            await pilot.pause()
+            view = screen.view
+            seed = view.seed
+            await pilot.press("n")
+            await pilot.pause()
+            assert view.seed != seed
+            screen.query_one("#gan-label").value = "7"
+            await pilot.pause()
+            assert screen.label == "7" and view.samples.labels.tolist() == [7] * 10
+            screen.query_one("#gan-mode").value = "braille"
+            await pilot.pause()
+            assert view.mode == "braille" and all(0x2800 <= ord(c) <= 0x28FF for c in _text(view).replace("\n", ""))
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.screen is not screen
+
+    asyncio.run(go())
+
+
+async def _wait(pilot, cond, timeout: float = 240.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("timed out")
+        await pilot.pause(0.2)
+
+
+@pytest.mark.slow
+def test_screen_trains_live_and_can_cancel(tmp_path):
+    pytest.importorskip("torch")
+
+    async def go():
+        screen = GanScreen(n=10, train_epochs=1, out_dir=tmp_path)
+        app = _ScreenApp(screen)
+        async with app.run_test(size=(100, 50)) as pilot:
+            await pilot.pause()
+            await pilot.press("t")
+            await _wait(pilot, lambda: screen.trained_path is not None or screen.train_error)
+            assert screen.train_error is None
+            assert screen.trained_path.is_file() and screen.checkpoint == str(screen.trained_path)
+            assert len(screen.d_losses) > 0 and np.isfinite(screen.g_losses).all()
+            assert screen.view.samples is not None  # redrawn from the new checkpoint
+            # a long run, cancelled: stops early and still saves
+            screen.train_epochs = 500
+            screen.trained_path = None
+            await pilot.press("t")
+            await _wait(pilot, lambda: len(screen.d_losses) > 5)
+            await pilot.press("t")
+            await _wait(pilot, lambda: screen.trained_path is not None)
+            status = str(screen.query_one("#gan-train-status").render())
+            assert "cancelled" in status
+
+    asyncio.run(go())
