@@ -201,6 +201,8 @@ class OpenAIBackend(Backend):
         # it gets it through the stream's own message list, which ChatStream passes on.
         stream = super().stream_chat(messages, params, cancel)
         self._cancels[id(stream.messages)] = (stream.messages, stream.cancel_event)
+        while len(self._cancels) > 16:  # streams made but never started
+            self._cancels.pop(next(iter(self._cancels)))
         return stream
 
     def request_body(self, messages: Sequence[Message], params: GenerationParams) -> dict[str, Any]:
@@ -239,7 +241,7 @@ class OpenAIBackend(Backend):
         call = _StreamingCall(self, self.request_body(messages, params))
         call.start()
         finish: str | None = None
-        got_text = False
+        got_text = got_chunk = False
         usage: Any = None
         try:
             while True:
@@ -252,9 +254,11 @@ class OpenAIBackend(Backend):
                 if kind == "error":
                     if call.retry_without_usage(value):
                         continue
-                    raise BackendError(self._explain(value, "mid-reply" if call.streaming else "request"))
+                    phase = "mid-reply" if got_chunk else "waiting" if call.streaming else "request"
+                    raise BackendError(self._explain(value, phase))
                 if kind == "done":
                     break
+                got_chunk = True
                 chunk = value
                 if getattr(chunk, "usage", None) is not None:
                     usage = chunk.usage
@@ -460,7 +464,7 @@ def explain_error(
     exc: BaseException, url: str, model: str, phase: str, key_env: str, read_timeout: float,
 ) -> str:
     """Map an openai / transport exception to one line. `phase`: 'listing models',
-    'request' (before the reply started) or 'mid-reply'."""
+    'request' (no answer yet), 'waiting' (answered, no text yet) or 'mid-reply'."""
     openai = import_openai()
     status = getattr(exc, "status_code", None)
     detail = _status_detail(exc)
@@ -471,12 +475,17 @@ def explain_error(
         if phase == "mid-reply":
             return (f"the server at {url} stopped sending for {read_timeout:g} s mid-reply "
                     "(raise [openai] read_timeout if it is just slow)")
+        if phase == "waiting":
+            return (f"the server at {url} did not start the reply within {read_timeout:g} s "
+                    "(a long prompt on a slow server? raise [openai] read_timeout)")
         what = "to the model list" if phase == "listing models" else "before the reply started"
         return (f"the server at {url} did not answer in time ({what}); is it overloaded? "
                 "([openai] connect_timeout and read_timeout set the limits)")
     if isinstance(exc, openai.APIConnectionError) or transport:
         if phase == "mid-reply":
             return f"the connection to {url} was lost mid-reply (the server stopped or closed it)"
+        if phase == "waiting":
+            return f"the connection to {url} was lost before the reply started (the server stopped or closed it)"
         if _caused_by(exc, ConnectionRefusedError) or "refused" in str(exc.__cause__ or "").lower():
             return f"cannot connect to {url}: connection refused (is the server running, and is base_url right?)"
         cause = exc.__cause__ or exc.__context__

@@ -361,6 +361,20 @@ def test_server_that_never_answers_times_out(server: FaultServer) -> None:
     assert_one_clean_line(result.error, server.url)
 
 
+def test_headers_then_silence_times_out_before_the_reply(server: FaultServer) -> None:
+    def chat(h: Any, body: dict) -> None:
+        h.sse_start()  # a server still evaluating a long prompt looks like this
+        h.stall_until_client_leaves()
+
+    server.chat = chat
+    b = backend(server.url, "m1", read_timeout=0.5)
+    b.load()
+    result = generate(b)
+    assert result.finish_reason == "error" and result.text == ""
+    assert "did not start the reply within 0.5 s" in result.error
+    assert_one_clean_line(result.error, server.url)
+
+
 def test_stall_mid_reply_times_out_with_partial_text(server: FaultServer) -> None:
     def chat(h: Any, body: dict) -> None:
         h.sse_start()
