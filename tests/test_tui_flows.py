@@ -153,7 +153,6 @@ async def test_regenerate_replaces_last_reply(tmp_path: Path, gemma_backend: Any
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
         first = await send(pilot, app, "Name a colour.")
-        first_id = first.message_id
         await pilot.press("ctrl+r")
         await wait_idle(pilot, app)
         replies = [w for w in app.chat.messages() if isinstance(w, AssistantMessage)]
@@ -161,7 +160,6 @@ async def test_regenerate_replaces_last_reply(tmp_path: Path, gemma_backend: Any
         assert [m.role for m in app.controller.session.messages] == ["user", "assistant"]
         conv = store.get_conversation(app.controller.conversation_id)
         assert [m.role for m in conv.messages] == ["user", "assistant"]
-        assert conv.messages[1].id != first_id
         assert conv.messages[1].content == replies[0].text
 
 

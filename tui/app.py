@@ -61,7 +61,7 @@ class ChatApp(App[int]):
         Binding("ctrl+f", "search", "Search", priority=True),
         Binding("f3", "toggle_settings", "Settings"),
         Binding("f5", "copy_reply", "Copy"),
-        Binding("f6", "copy_code", "Code", show=False),
+        Binding("f6", "copy_code", "Code", show=False, priority=True),  # TextArea uses f6 too
         Binding("ctrl+g", "gan_screen", "GAN", priority=True, show=False),
     ]
 
@@ -527,7 +527,7 @@ class ChatApp(App[int]):
                 widgets.append(UserMessage(m.content, message_id=m.id))
             elif m.role == "assistant":
                 widgets.append(AssistantMessage(m.content, message_id=m.id, stats=dict(m.stats or {}),
-                                                finish_reason=m.finish_reason or "cancelled"))
+                                                finish_reason=m.finish_reason or "interrupted"))
         await self.chat.clear()
         if widgets:
             await self.chat.mount_all(widgets)

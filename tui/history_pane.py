@@ -114,7 +114,7 @@ class HistoryPane(Vertical):
     def _run_search(self) -> None:
         assert self.store is not None
         try:
-            hits = self.store.search(self.query_text, limit=100)
+            hits = self.store.search(self.query_text, limit=100, prefix=True)
         except Exception as exc:  # noqa: BLE001 - a bad query shows a reason, never a crash
             self._fill([], f"search failed: {exc}")
             return
@@ -130,6 +130,8 @@ class HistoryPane(Vertical):
         option_list = self.query_one(HistoryList)
         self._rows = [row for row, _ in items]
         option_list.set_options([opt for _, opt in items])
+        if self._rows:
+            option_list.highlighted = 0
         if self.current_id is not None:
             for i, (cid, _) in enumerate(self._rows):
                 if cid == self.current_id:

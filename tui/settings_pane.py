@@ -72,6 +72,7 @@ class SettingsPane(VerticalScroll):
         self._stops: tuple[str, ...] = ()
         self._loading = False
         self._applied: dict[str, str] = {}
+        self._backend_value = ""
 
     def compose(self) -> ComposeResult:
         yield Label("Backend")
@@ -101,6 +102,7 @@ class SettingsPane(VerticalScroll):
         self._loading = True
         try:
             select = self.query_one("#set-backend", Select)
+            self._backend_value = settings.backend
             if settings.backend in self.backends:
                 select.value = settings.backend
             self.query_one("#set-model", Input).value = settings.model
@@ -205,8 +207,10 @@ class SettingsPane(VerticalScroll):
 
     @on(Select.Changed, "#set-backend")
     def _backend_changed(self, event: Select.Changed) -> None:
-        if self._loading or event.value is Select.BLANK:
-            return
+        if self._loading or not self._backend_value or event.value is Select.BLANK \
+                or event.value == self._backend_value:
+            return  # a value we set ourselves, not the user's choice
+        self._backend_value = str(event.value)
         self.post_message(self.ModelChosen(str(event.value), self.query_one("#set-model", Input).value.strip()))
 
     @on(Button.Pressed, "#set-save")

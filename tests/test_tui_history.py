@@ -1,0 +1,180 @@
+"""Pilot tests of the history pane on the real store: list, search, open, rename, delete,
+export, continue, and inline GAN items that re-render after a restart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aigc_chat.history import HistoryStore
+from aigc_chat.tui.app import ChatApp
+from aigc_chat.tui.chat_view import AssistantMessage, GanMessage, UserMessage
+from tests.test_tui_flows import SIZE, gemma_backend, make_config, send, type_text, wait_for, wait_idle  # noqa: F401
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
+
+
+def fill(store: HistoryStore) -> list[int]:
+    """Three conversations, the last one newest, with settings like the TUI saves them."""
+    ids = []
+    for i, (q, a) in enumerate([
+        ("How do zebras sleep?", "Standing up, mostly."),
+        ("Explain Python decorators", "A decorator wraps a function:\n\n```python\n@wrap\ndef f(): ...\n```"),
+        ("Plan a trip to Lisbon", "Day one: Alfama."),
+    ]):
+        cid = store.create_conversation(q, model="m.gguf", backend="llama",
+                                        settings={"backend": "llama", "model": "", "system_prompt": f"sys {i}",
+                                                  "generation": {"temperature": 0.1 * (i + 1), "max_tokens": 9}})
+        store.add_message(cid, "user", q)
+        store.add_message(cid, "assistant", a, finish_reason="stop",
+                          stats={"completion_tokens": 5, "time_to_first_token": 0.1, "decode_tokens_per_s": 50.0})
+        ids.append(cid)
+    return ids
+
+
+def titles_shown(app: ChatApp) -> list[str]:
+    return [title for _, title in app.history.rows()]
+
+
+async def test_pane_lists_newest_first_and_search_opens_a_conversation(tmp_path: Path, gemma_backend: Any) -> None:
+    store = HistoryStore()
+    ids = fill(store)
+    app = ChatApp(make_config(tmp_path), store=store, backend=gemma_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        assert titles_shown(app) == ["Plan a trip to Lisbon", "Explain Python decorators", "How do zebras sleep?"]
+        await pilot.press("ctrl+f")
+        assert app.focused.id == "history-search"
+        await type_text(pilot, "standing")
+        await wait_for(pilot, lambda: titles_shown(app) == ["How do zebras sleep?"], 5, "search results")
+        await pilot.press("enter")  # submit the search: focus moves to the list
+        await pilot.press("enter")  # open the highlighted hit
+        await wait_for(pilot, lambda: app.controller.conversation_id == ids[0], 5)
+        texts = [(w.role, w.text) for w in app.chat.messages()]
+        assert texts == [("user", "How do zebras sleep?"), ("assistant", "Standing up, mostly.")]
+        # the conversation's settings came with it
+        assert app.controller.settings.system_prompt == "sys 0"
+        assert app.controller.settings.params.temperature == pytest.approx(0.1)
+        assert app.controller.settings.params.max_tokens == 9
+        # the stats stored with the reply are shown
+        reply = app.chat.last("assistant")
+        assert "50.0 tok/s" in str(reply.query_one(".stats").render())
+        # continuing it adds to the same conversation
+        await send(pilot, app, "And giraffes?")
+        conv = store.get_conversation(ids[0])
+        assert [m.role for m in conv.messages] == ["user", "assistant", "user", "assistant"]
+        assert titles_shown(app)[0] == "How do zebras sleep?" or app.history.query_text
+
+
+async def test_rename_delete_and_export_from_the_pane(tmp_path: Path, gemma_backend: Any) -> None:
+    store = HistoryStore()
+    ids = fill(store)
+    app = ChatApp(make_config(tmp_path), store=store, backend=gemma_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        listing = app.query_one("#history-list")
+        listing.focus()
+        listing.highlighted = 1  # "Explain Python decorators"
+        await pilot.press("r")
+        await pilot.pause()
+        field = app.screen.query_one("#dialog-input")
+        assert field.value == "Explain Python decorators"
+        field.value = ""
+        await type_text(pilot, "Decorators [bold]101[/]")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert store.get_conversation(ids[1]).summary.title == "Decorators [bold]101[/]"
+        assert "Decorators [bold]101[/]" in titles_shown(app)
+
+        # export: the dialog proposes a path; .json gives JSON, anything else Markdown
+        listing.focus()
+        listing.highlighted = titles_shown(app).index("Decorators [bold]101[/]")
+        await pilot.press("e")
+        await pilot.pause()
+        field = app.screen.query_one("#dialog-input")
+        assert field.value.endswith(".md")
+        out = tmp_path / "exported.json"
+        field.value = str(out)
+        await pilot.press("enter")
+        await pilot.pause()
+        data = json.loads(out.read_text())
+        assert "decorator wraps" in json.dumps(data)
+
+        # delete asks first: "n" keeps it, "y" deletes it
+        listing.focus()
+        listing.highlighted = titles_shown(app).index("How do zebras sleep?")
+        await pilot.press("d")
+        await pilot.pause()
+        await pilot.press("n")
+        await pilot.pause()
+        assert len(store.list_conversations()) == 3
+        await pilot.press("d")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert [c.id for c in store.list_conversations()] == [ids[2], ids[1]]
+        assert "How do zebras sleep?" not in titles_shown(app)
+
+        # /export of the open conversation writes Markdown
+        app.query_one("#prompt").focus()
+        await send(pilot, app, "Hello there")
+        md = tmp_path / "chat.md"
+        await type_text(pilot, f"/export {md}")
+        await pilot.press("enter")
+        await pilot.pause()
+        text = md.read_text()
+        assert "Hello there" in text and not text.lstrip().startswith("{")
+
+
+async def test_new_conversation_and_continue_after_restart(tmp_path: Path, gemma_backend: Any) -> None:
+    store = HistoryStore()
+    fill(store)
+    app = ChatApp(make_config(tmp_path), store=store, backend=gemma_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, app, "Remember the number 42")
+        first = app.controller.conversation_id
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert not app.chat.messages() and app.controller.conversation_id is None
+        assert titles_shown(app)[0] == "Remember the number 42"
+    # "restart": a new app on a fresh store object, opened on the latest conversation
+    store2 = HistoryStore()
+    latest = store2.latest_conversation_id()
+    assert latest == first
+    app2 = ChatApp(make_config(tmp_path), store=store2, conversation_id=latest, backend=gemma_backend)
+    async with app2.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app2)
+        assert [w.text for w in app2.chat.query(UserMessage)] == ["Remember the number 42"]
+        assert len(app2.chat.query(AssistantMessage)) == 1
+        await send(pilot, app2, "What number?")
+        assert app2.controller.conversation_id == first
+        assert len(store2.get_conversation(first).messages) == 4
+        # the session sent the earlier turns too
+        assert app2.controller.session.last_plan.messages[0].content == "Remember the number 42"
+
+
+async def test_gan_item_is_saved_and_rerendered(tmp_path: Path, gemma_backend: Any) -> None:
+    store = HistoryStore()
+    app = ChatApp(make_config(tmp_path), store=store, backend=gemma_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await type_text(pilot, "/gan 3 4")
+        await pilot.press("enter")
+        await pilot.pause()
+        items = list(app.chat.query(GanMessage))
+        assert len(items) == 1
+        meta = items[0].meta
+        assert meta["label"] == 3 and meta["n"] == 4 and isinstance(meta["seed"], int) and meta["checkpoint"]
+        cid = app.controller.conversation_id
+    conv = HistoryStore().get_conversation(cid)
+    assert [(m.kind, m.meta) for m in conv.messages] == [("gan", meta)]
+    app2 = ChatApp(make_config(tmp_path), store=HistoryStore(), conversation_id=cid, backend=gemma_backend)
+    async with app2.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app2)
+        again = list(app2.chat.query(GanMessage))
+        assert len(again) == 1 and again[0].meta == meta
+        assert app2.controller.session.messages == []  # not part of what the model is sent

@@ -1,0 +1,158 @@
+"""Terminal safety and terminal-facing features: untrusted model output, OSC 52 clipboard
+(tmux-wrapped inside tmux), themes remembered, "save as default", NO_COLOR, 80x24."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aigc_chat.backends.base import Backend, BackendInfo, EngineEnd, EngineStart, Message
+from aigc_chat.history import HistoryStore
+from aigc_chat.params import GenerationParams
+from aigc_chat.tui.app import ChatApp
+from aigc_chat.tui.chat_view import AssistantMessage
+from tests.test_tui_flows import SIZE, gemma_backend, make_config, screen_text, send, type_text, wait_idle  # noqa: F401
+
+pytestmark = [pytest.mark.asyncio]
+
+HOSTILE = ["Sure", " [bold]", "not bold", "[/]", " \x1b[2J", "\x1b]0;pwned\x07", "\x1b]52;c;ZXZpbA==\x07",
+           " [link=http://x]y[/link]", " bell\x07", " \x1b", "[31mred", "\n\n```python\nprint('[b]')\n```\n"]
+
+
+class ScriptedBackend(Backend):
+    """Yields fixed pieces. Used only where a real model cannot be made to produce the
+    situation: a reply full of escape sequences and markup-like text."""
+
+    name = "scripted"
+
+    def __init__(self, pieces: list[str]) -> None:
+        super().__init__("scripted.gguf")
+        self.pieces = pieces
+
+    def load(self, progress: Any = None) -> None:
+        pass
+
+    def info(self) -> BackendInfo:
+        return BackendInfo("scripted", "scripted.gguf", 4096, "CPU", False)
+
+    def _generate(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[Any]:
+        yield EngineStart(10)
+        yield from self.pieces
+        yield EngineEnd("stop", 10, len(self.pieces))
+
+
+async def test_hostile_model_output_is_shown_literally_and_never_reaches_the_terminal(tmp_path: Path) -> None:
+    app = ChatApp(make_config(tmp_path, max_tokens=100), store=HistoryStore(), backend=ScriptedBackend(HOSTILE))
+    written: list[str] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        original = app._driver.write
+        app._driver.write = lambda data: (written.append(data), original(data))[1]
+        reply = await send(pilot, app, "Say [bold]hi[/] \x1b[2J")
+        assert reply.finish_reason == "stop", (reply.stats, app.controller.settings.params)
+        shown = screen_text(app)
+        assert "[bold]not bold[/]" in shown
+        assert "[link=http://x]y[/link]" in shown
+        assert "print('[b]')" in shown
+        assert "\x1b" not in shown and "\x07" not in shown
+        segments = [seg.text for strip in app.screen._compositor.render_strips() for seg in strip]
+        assert not any(ch in text for text in segments for ch in "\x1b\x07\x9b")
+        # nothing the model sent reached the terminal: no clear, no title, no clipboard write
+        out = "".join(written)
+        assert "pwned" not in out and "ZXZpbA==" not in out and "\x1b[2J" not in out
+        # the stored text is the model's own (raw); only its display is neutralised
+        conv = app.controller.store.get_conversation(app.controller.conversation_id)
+        assert conv.messages[-1].content == "".join(HOSTILE)
+
+
+async def test_copy_uses_osc52_wrapped_for_tmux(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reply = ["Here:\n\n```sh\necho hi\n```\n"]
+    app = ChatApp(make_config(tmp_path), store=None, backend=ScriptedBackend(reply))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, app, "code please")
+        written: list[str] = []
+        app._driver.write = written.append
+        monkeypatch.delenv("TMUX", raising=False)
+        await pilot.press("f5")
+        import base64
+        full = base64.b64encode("".join(reply).encode()).decode()
+        assert written == [f"\x1b]52;c;{full}\x07"]
+        written.clear()
+        monkeypatch.setenv("TMUX", "/tmp/tmux-0/default,1,0")
+        await pilot.press("f6")
+        code = base64.b64encode(b"echo hi\n").decode()
+        bare = f"\x1b]52;c;{code}\x07"
+        assert written == [bare + "\x1bPtmux;" + bare.replace("\x1b", "\x1b\x1b") + "\x1b\\"]
+        assert app.clipboard == "echo hi\n"
+        # a focused message copies itself with "c"
+        written.clear()
+        app.chat.last("user").focus()
+        await pilot.press("c")
+        assert app.clipboard == "code please"
+
+
+async def test_theme_choice_is_remembered(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    app = ChatApp(cfg, store=None, backend=ScriptedBackend(["x"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        app.theme = "nord"
+        await pilot.pause()
+    saved = tomllib.loads(cfg.path.read_text())
+    assert saved["tui"]["theme"] == "nord"
+    from aigc_chat.config import load_config
+
+    app2 = ChatApp(load_config(cfg.path), store=None, backend=ScriptedBackend(["x"]))
+    async with app2.run_test(size=SIZE) as pilot:
+        assert app2.theme == "nord"
+
+
+async def test_save_as_default_writes_config_without_flags_or_keys(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    cfg.path.write_text('[openai]\nbase_url = "http://127.0.0.1:9/v1"\n')
+    from aigc_chat.config import load_config
+
+    cfg = load_config(cfg.path).with_overrides(temperature=1.5)  # a command-line flag
+    app = ChatApp(cfg, store=None, backend=ScriptedBackend(["x"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await pilot.press("f3")
+        field = app.query_one("#set-top_k")
+        field.focus()
+        field.value = ""
+        await type_text(pilot, "7")
+        await pilot.press("enter")
+        await pilot.pause()
+        app.query_one("#set-save").press()
+        await pilot.pause()
+    saved = tomllib.loads(cfg.path.read_text())
+    assert saved["generation"]["top_k"] == 7
+    assert saved["generation"]["temperature"] == 1.5  # the conversation's setting, flag included
+    assert saved["openai"]["base_url"] == "http://127.0.0.1:9/v1"
+    assert "api_key" not in cfg.path.read_text()
+
+
+async def test_80x24_no_color_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = ChatApp(make_config(tmp_path), store=HistoryStore(), backend=ScriptedBackend(["Hello", " there"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_idle(pilot, app)
+        assert app.no_color
+        await send(pilot, app, "hi")
+        text = screen_text(app)
+        lines = text.splitlines()
+        assert len(lines) == 24
+        assert "Hello there" in text and "idle" in lines[-2] and "Help" in lines[-1]
+        await pilot.press("f2")  # hide history for narrow terminals
+        await pilot.pause()
+        assert not app.history.display
+        await pilot.press("f1")
+        await pilot.pause()
+        await pilot.pause(0.3)
+        assert type(app.screen).__name__ == "HelpScreen"
+        assert "Keys" in screen_text(app) and "ctrl+j" in screen_text(app)
