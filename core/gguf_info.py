@@ -33,6 +33,10 @@ class GGUFInfo:
     tensor_count: int = 0
     tensor_types: set[int] = field(default_factory=set)
     file_size: int = 0
+    # (name, dims as stored, ggml type, offset from data_offset): lets a loader map tensors
+    # without gguf.GGUFReader, which is slow on large vocabularies.
+    tensors: list[tuple[str, list[int], int, int]] = field(default_factory=list)
+    data_offset: int = 0
 
     def get(self, key: str, default: Any = None) -> Any:
         """Architecture-scoped keys may be given without the prefix: get('context_length')."""
@@ -176,6 +180,7 @@ def _parse(buf: memoryview, path: Path, size: int, check_arch: bool) -> GGUFInfo
             raise ModelError(f"{path}: unsupported model architecture {arch!r}")
     align = int(info.metadata.get("general.alignment", 32) or 32)
     data_start = -(-cur.pos // align) * align
+    info.tensors, info.data_offset = tensors, data_start
     sizes = _quant_sizes()
     need = data_start
     for name, dims, ttype, offset in tensors:

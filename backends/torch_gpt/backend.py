@@ -1,0 +1,209 @@
+"""The torch backend: our own GPT (backends/torch_gpt/model.py) behind the Backend interface.
+
+This module must stay importable without torch: the config loader imports backend classes
+to validate `[torch]` options, and the llama.cpp path never loads torch. Everything that
+needs torch is imported in `load()` and later.
+
+Prompts are rendered with the same chat templates and tokenised with the same tokenizer as
+the llama backend, so for one conversation both backends evaluate identical token ids.
+Stop strings, max_tokens, cancellation and timing are ChatStream's (backends/base.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from aigc_chat.backends.base import (
+    Backend, BackendInfo, EngineEnd, EngineStart, Message, Option, ProgressCallback,
+)
+from aigc_chat.backends.torch_gpt.device import check_device, check_dtype
+from aigc_chat.errors import BackendError, ModelError, UsageError
+from aigc_chat.params import GenerationParams
+from aigc_chat.templates import ChatTemplate, choose_template
+
+
+def _check_ctx(v: Any) -> str | None:
+    return None if v == 0 or v >= 64 else "must be 0 (the model's own) or >= 64"
+
+
+def _check_quant(v: Any) -> str | None:
+    return None if v in ("none", "int8") else 'must be "none" or "int8"'
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    description = "our PyTorch GPT with a KV cache: GGUF (llama, gemma3), GPT-2 and nanoGPT checkpoints"
+    OPTIONS = {
+        "device": Option("auto", str, '"auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps"', check_device),
+        "dtype": Option("auto", str, '"auto" (bfloat16 on GPU, float32 on CPU), "float32", "bfloat16" or "float16"', check_dtype),
+        "n_ctx": Option(4096, int, "context size in tokens (the KV cache is allocated for it); 0 = the model's", _check_ctx),
+        "n_threads": Option(0, int, "CPU threads for torch; 0 = one per core", lambda v: None if v >= 0 else "must be >= 0"),
+        "compile": Option(False, bool, "torch.compile the decode step (slow first token, faster decode on GPU)"),
+        "quantize": Option("none", str, '"int8": weight-only int8 matrices (less memory traffic per token)', _check_quant),
+        "chat_template": Option("", str, 'override: "gemma", "chatml", "llama-3", "llama-2", "plain" or a Jinja string'),
+    }
+
+    def __init__(self, model: str | None, options: dict[str, Any] | None = None) -> None:
+        super().__init__(model, options)
+        self._runner: Any = None
+        self._tok: Any = None
+        self._template: ChatTemplate | None = None
+        self._ckpt_info: dict[str, Any] = {}
+        self._device: Any = None
+        self._dtype: Any = None
+
+    # -- loading ----------------------------------------------------------------------------
+    def load(self, progress: ProgressCallback | None = None) -> None:
+        report = progress or (lambda _msg: None)
+        torch = _import_torch()
+        from aigc_chat.backends.llama_cpp_backend import default_threads, resolve_model_path
+        from aigc_chat.backends.torch_gpt.checkpoint import open_checkpoint
+        from aigc_chat.backends.torch_gpt.device import describe, pick_device, pick_dtype
+        from aigc_chat.backends.torch_gpt.model import build_model
+        from aigc_chat.backends.torch_gpt.runner import Runner
+
+        device = pick_device(self.options["device"])
+        dtype = pick_dtype(self.options["dtype"], device)
+        if device.type == "cpu":
+            torch.set_num_threads(self.options["n_threads"] or default_threads())
+        path = resolve_model_path(self.model, report)
+        t0 = time.perf_counter()
+        report(f"reading {path.name}")
+        ckpt = open_checkpoint(path)
+        override = self.options["chat_template"]
+        if not override and ckpt.chat_template is None and ckpt.config.arch == "gpt2":
+            override = "plain"  # GPT-2 is a base model: no chat format of its own
+        template = choose_template(override, ckpt.chat_template, ckpt.config.arch)
+        report(f"moving weights to {device}")
+        try:
+            model = build_model(ckpt.config, ckpt.state, device, dtype)
+        except ValueError as exc:
+            raise ModelError(f"{path}: {exc}") from None
+        except RuntimeError as exc:  # out of memory and the like
+            raise BackendError(f"cannot place the model on {device}: {str(exc).splitlines()[0]}") from None
+        ckpt.state.clear()
+        if self.options["quantize"] == "int8":
+            from aigc_chat.backends.torch_gpt.quantize import quantize_int8
+
+            report("quantising to int8")
+            quantize_int8(model)
+        n_ctx = self.options["n_ctx"] or ckpt.config.context_length
+        n_ctx = min(n_ctx, ckpt.config.context_length)
+        model.setup_cache(n_ctx)
+        step = None
+        if self.options["compile"]:
+            from aigc_chat.backends.torch_gpt.compiled import compiled_step
+
+            report("compiling (first tokens are slow)")
+            step = compiled_step(model)
+        self._runner = Runner(model, step)
+        self._tok, self._template = ckpt.tokenizer, template
+        self._device, self._dtype = device, dtype
+        self._ckpt_info = {
+            "path": str(ckpt.path), "format": ckpt.format, "model_name": ckpt.name,
+            "load_s": round(time.perf_counter() - t0, 2), **ckpt.details,
+        }
+        self._describe = describe(device)
+        report("ready")
+
+    def close(self) -> None:
+        if self._tok is not None:
+            self._tok.close()
+        self._runner = self._tok = None
+
+    def info(self) -> BackendInfo:
+        runner = self._require()
+        return BackendInfo(
+            name=self.name,
+            model=self._ckpt_info.get("path", ""),
+            context_length=runner.max_len,
+            device=f"{self._describe}, {str(self._dtype).removeprefix('torch.')}",
+            gpu_offload=self._device.type != "cpu",
+            details={
+                **{k: v for k, v in self._ckpt_info.items() if k != "path"},
+                "chat_template": self._template.name if self._template else "",
+                "dtype": str(self._dtype).removeprefix("torch."),
+                "quantize": self.options["quantize"],
+                "compile": self.options["compile"],
+                "threads": _torch_threads(),
+            },
+        )
+
+    @classmethod
+    def doctor(cls) -> list[tuple[str, str]]:
+        """What `aigc-chat doctor` shows for this backend: the device and dtype "auto" picks."""
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return [("torch backend", "unavailable: pip install 'aigc-chat[torch]'")]
+        from aigc_chat.backends.torch_gpt.device import describe, pick_device, pick_dtype
+
+        try:
+            device = pick_device("auto")
+        except UsageError as exc:
+            return [("torch device", f"ERROR {exc}")]
+        dtype = str(pick_dtype("auto", device)).removeprefix("torch.")
+        return [("torch device", describe(device)), ("torch dtype", dtype),
+                ("torch threads", str(_torch_threads()))]
+
+    # -- prompts ----------------------------------------------------------------------------
+    def tokenize_messages(self, messages: Sequence[Message]) -> list[int]:
+        """Token ids of the rendered prompt, equal to the llama backend's for GGUF files."""
+        self._require()
+        assert self._template is not None
+        return self._tok.encode_segments(self._template.render(messages, "", self._tok.eos_text))
+
+    def count_tokens(self, messages: Sequence[Message]) -> int | None:
+        return len(self.tokenize_messages(messages))
+
+    # -- generation -------------------------------------------------------------------------
+    def _generate(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> Iterator[str | EngineStart | EngineEnd]:
+        from aigc_chat.backends.torch_gpt.sampling import make_generator, sample_next
+        from aigc_chat.backends.torch_gpt.tokenizer import PieceDecoder
+
+        runner = self._require()
+        prompt = self.tokenize_messages(messages)
+        n_ctx = runner.max_len
+        if len(prompt) >= n_ctx:
+            raise UsageError(f"the conversation ({len(prompt)} tokens) does not fit the context ({n_ctx} tokens)")
+        yield EngineStart(len(prompt))
+        generator = make_generator(params.seed)
+        decode = PieceDecoder(self._tok)
+        history = list(prompt)
+        logits = runner.prefill(prompt)
+        n = 0
+        while True:
+            token = sample_next(logits, params, history, generator)
+            if self._tok.is_eog(token):
+                yield EngineEnd("stop", len(prompt), n)
+                return
+            n += 1
+            history.append(token)
+            yield decode(token)
+            if len(prompt) + n >= n_ctx:
+                yield EngineEnd("length", len(prompt), n)
+                return
+            logits = runner.step(token)
+
+    def _require(self) -> Any:
+        if self._runner is None:
+            raise BackendError("the model is not loaded")
+        return self._runner
+
+
+def _import_torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise UsageError("the torch backend needs PyTorch: pip install 'aigc-chat[torch]'") from None
+    return torch
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()

@@ -1,0 +1,138 @@
+"""Tokenizers for the torch backend, both driven by the same rendered template segments.
+
+For GGUF files the tokenizer is llama.cpp's own, loaded vocabulary-only (no weights, about a
+second for Gemma's 262k tokens): it is the one exact equivalent of what the llama backend
+does, so both backends send identical token ids. This makes llama-cpp-python a requirement
+of the torch backend for GGUF files (not for GPT-2 / nanoGPT checkpoints).
+
+For Hugging Face checkpoints, `tokenizer.json` goes through the `tokenizers` library.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from aigc_chat.errors import ModelError, UsageError
+from aigc_chat.templates import Segment, merge_segments
+
+
+class Tokenizer(Protocol):
+    bos_text: str
+    eos_text: str
+    vocab_size: int
+
+    def encode_segments(self, segments: Sequence[Segment]) -> list[int]: ...
+
+    def token_bytes(self, token: int) -> bytes: ...
+
+    def is_eog(self, token: int) -> bool: ...
+
+
+class GGUFTokenizer:
+    """llama.cpp's tokenizer for a GGUF file, with the same calls the llama backend makes."""
+
+    def __init__(self, path: Path) -> None:
+        from aigc_chat.backends.llama_cpp_backend import import_llama_cpp, install_quiet_logger, last_log_error
+
+        llama_cpp = import_llama_cpp()
+        install_quiet_logger(llama_cpp)
+        try:
+            self._llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, n_ctx=256, verbose=False)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelError(f"llama.cpp could not read the vocabulary of {path}: {last_log_error() or exc}") from None
+        self._vocab = self._llm._model.vocab
+        self._is_eog = llama_cpp.llama_vocab_is_eog
+        self.vocab_size = int(self._llm.n_vocab())
+        self.bos_text = self._special_text(self._llm.token_bos())
+        self.eos_text = self._special_text(self._llm.token_eos())
+
+    def _special_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self._llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    def encode_segments(self, segments: Sequence[Segment]) -> list[int]:
+        """Exactly LlamaCppBackend.tokenize_messages: BOS on the first merged segment."""
+        tokens: list[int] = []
+        for i, seg in enumerate(merge_segments(segments)):
+            tokens += self._llm.tokenize(seg.text.encode("utf-8"), add_bos=(i == 0), special=seg.special)
+        return tokens
+
+    def token_bytes(self, token: int) -> bytes:
+        return self._llm.detokenize([token])
+
+    def is_eog(self, token: int) -> bool:
+        return bool(self._is_eog(self._vocab, token))
+
+    def close(self) -> None:
+        self._llm.close()
+
+
+def _byte_decoder() -> dict[str, int]:
+    """The printable-character alphabet byte-level BPE uses for raw bytes, inverted."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    chars = list(keep)
+    extra = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(keep, chars)}
+
+
+class HFTokenizer:
+    """A `tokenizer.json` (GPT-2 family). Text segments never produce special tokens."""
+
+    def __init__(self, path: Path, eos_text: str = "", bos_text: str = "") -> None:
+        try:
+            from tokenizers import Tokenizer as _Tok
+        except ImportError:
+            raise UsageError("the torch backend needs tokenizers: pip install 'aigc-chat[torch]'") from None
+        try:
+            self._tok: Any = _Tok.from_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - the library raises plain Exception
+            raise ModelError(f"{path}: not a usable tokenizer.json ({str(exc).splitlines()[0][:120]})") from None
+        self.vocab_size = int(self._tok.get_vocab_size(with_added_tokens=True))
+        self.eos_text, self.bos_text = eos_text, bos_text
+        self._eos_id = self._tok.token_to_id(eos_text) if eos_text else None
+        decoder = type(self._tok.decoder).__name__ if self._tok.decoder is not None else ""
+        self._bytes = _byte_decoder() if decoder == "ByteLevel" else None
+
+    def encode_segments(self, segments: Sequence[Segment]) -> list[int]:
+        tokens: list[int] = []
+        for seg in merge_segments(segments):
+            self._tok.encode_special_tokens = not seg.special
+            try:
+                tokens += self._tok.encode(seg.text, add_special_tokens=False).ids
+            finally:
+                self._tok.encode_special_tokens = False
+        return tokens
+
+    def token_bytes(self, token: int) -> bytes:
+        piece = self._tok.id_to_token(token)
+        if piece is None:
+            return b""
+        if self._bytes is not None and all(c in self._bytes for c in piece):
+            return bytes(self._bytes[c] for c in piece)
+        return self._tok.decode([token], skip_special_tokens=False).encode("utf-8")
+
+    def is_eog(self, token: int) -> bool:
+        return self._eos_id is not None and token == self._eos_id
+
+    def close(self) -> None:
+        pass
+
+
+class PieceDecoder:
+    """Token bytes -> text, holding back incomplete UTF-8 sequences between tokens."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tok = tokenizer
+        self._dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def __call__(self, token: int) -> str:
+        return self._dec.decode(self._tok.token_bytes(token))
