@@ -198,8 +198,8 @@ def _create_private_file(path: Path) -> None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         st = os.fstat(fd)
-        if st.st_mode & 0o077 and st.st_uid == os.getuid():
-            os.fchmod(fd, 0o600)
+        if hasattr(os, "fchmod") and st.st_mode & 0o077 and st.st_uid == os.getuid():
+            os.fchmod(fd, 0o600)  # an older file someone made readable: make it private again
     finally:
         os.close(fd)
 
@@ -243,22 +243,29 @@ class HistoryStore:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             return
+        self._refuse_newer(version)
         conn.execute("BEGIN IMMEDIATE")  # another process may be migrating the same file
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise HistoryError(
-                    f"the history {self.path} was written by a newer aigc-chat "
-                    f"(schema {version}, this one knows {SCHEMA_VERSION})"
-                )
+            self._refuse_newer(version)
             for step in range(version, SCHEMA_VERSION):
                 for statement in _split_sql(_MIGRATIONS[step]):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {step + 1}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
             raise
+
+    def _refuse_newer(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise HistoryError(
+                f"the history {self.path} was written by a newer aigc-chat "
+                f"(schema {version}, this one knows {SCHEMA_VERSION})"
+            )
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
