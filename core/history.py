@@ -184,6 +184,8 @@ def fts_query(text: str, *, prefix: bool = False) -> str:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
     text = str(exc) or type(exc).__name__
     if isinstance(exc, sqlite3.DatabaseError) and "not a database" in text:
         return "the file is not a history database (corrupt?)"
