@@ -35,8 +35,15 @@ def format_date(timestamp: float) -> str:
     return text_utils.format_date(timestamp)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(sanitize(text).split())
+def _one_line(text: str, width: int = 0) -> str:
+    """Untrusted text as one line, cut to `width` cells so each entry stays two lines."""
+    line = " ".join(sanitize(text).split())
+    if width and len(line) > width:
+        line = line[: width - 1] + "…"
+    return line
+
+
+WIDTH = 27  # text columns inside the pane (see #history in app.tcss)
 
 
 class HistoryList(OptionList):
@@ -105,8 +112,10 @@ class HistoryPane(Vertical):
         rows = []
         for c in convs:
             title = _one_line(c.title) or "untitled"
-            meta = f"{format_date(c.updated_at)} · {short_model(c.model)}"
-            options.append(Option(Content.assemble((title, "bold"), "\n", (_one_line(meta), "dim"))))
+            model = short_model(c.model).removesuffix(".gguf")
+            meta = f"{format_date(c.updated_at)} · {model}"
+            options.append(Option(Content.assemble((_one_line(title, WIDTH), "bold"), "\n",
+                                                   (_one_line(meta, WIDTH), "dim"))))
             rows.append((c.id, title))
         more = " (search to reach older ones)" if len(convs) == PAGE else ""
         self._fill(list(zip(rows, options)), f"{len(convs)} conversations{more}")
@@ -121,9 +130,9 @@ class HistoryPane(Vertical):
         items = []
         for h in hits:
             title = _one_line(h.title) or "untitled"
-            snippet = _one_line(h.snippet)
+            snippet = _one_line(h.snippet, WIDTH * 2)
             items.append(((h.conversation_id, title),
-                          Option(Content.assemble((title, "bold"), "\n", (snippet, "dim")))))
+                          Option(Content.assemble((_one_line(title, WIDTH), "bold"), "\n", (snippet, "dim")))))
         self._fill(items, f"{len(hits)} matches")
 
     def _fill(self, items: list[tuple[tuple[int, str], Option]], count: str) -> None:

@@ -76,7 +76,7 @@ class SettingsPane(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         yield Label("Backend")
-        yield Select([(b, b) for b in self.backends], id="set-backend", allow_blank=False)
+        yield Select([(b, b) for b in self.backends], id="set-backend", allow_blank=False, compact=True)
         yield Label("Model (Enter loads it)")
         yield Input(id="set-model", placeholder="empty: the default model")
         yield Static("", id="set-model-list", classes="hint")

@@ -1,0 +1,80 @@
+"""Snapshots of the main screens at fixed sizes (pytest-textual-snapshot).
+
+Deterministic by construction: the conversation is written to the store with fixed stats,
+dates are pinned, and the backend is a scripted one whose status line (device, context)
+does not depend on the machine (a real one would show "GPU" on a GPU box).
+Update after an intended change with `pytest tests/test_tui_snapshots.py --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aigc_chat.history import HistoryStore
+from aigc_chat.tui import history_pane
+from aigc_chat.tui.app import ChatApp
+from tests.test_tui_flows import make_config
+from tests.test_tui_terminal import ScriptedBackend
+
+REPLY = """Here is a decorator:
+
+```python
+def logged(fn):
+    def wrapper(*a):
+        print("calling", fn.__name__)
+        return fn(*a)
+    return wrapper
+```
+
+It prints **before** each call; `[bold]` stays literal."""
+
+
+def build_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ChatApp:
+    monkeypatch.setattr(history_pane, "format_date", lambda ts: "2026-01-02")
+    store = HistoryStore()
+    for title in ("Plan a trip to Lisbon", "How do zebras sleep?"):
+        cid = store.create_conversation(title, model="gemma-3-270m-q4_k_m.gguf", backend="llama")
+        store.add_message(cid, "user", title)
+        store.add_message(cid, "assistant", "Short answer.", finish_reason="stop", stats={"completion_tokens": 3})
+    cid = store.create_conversation("Explain Python decorators", model="gemma-3-270m-q4_k_m.gguf", backend="llama")
+    store.add_message(cid, "user", "Explain Python decorators with an example")
+    store.add_message(cid, "assistant", REPLY, finish_reason="stop",
+                      stats={"completion_tokens": 61, "time_to_first_token": 0.08, "decode_tokens_per_s": 71.5})
+    app = ChatApp(make_config(tmp_path), store=store, conversation_id=cid, backend=ScriptedBackend(["ok"]))
+    return app
+
+
+async def settle(pilot) -> None:
+    await pilot.pause(0.3)
+    pilot.app.query_one("#prompt").blur()  # no blinking cursor in the picture
+    await pilot.pause(0.1)
+
+
+def test_main_screen_100x30(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert snap_compare(build_app(tmp_path, monkeypatch), terminal_size=(100, 30), run_before=settle)
+
+
+def test_main_screen_80x24(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert snap_compare(build_app(tmp_path, monkeypatch), terminal_size=(80, 24), run_before=settle)
+
+
+def test_settings_pane(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def open_settings(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("f2", "f3")
+        await pilot.pause(0.2)
+        pilot.app.set_focus(None)
+        await pilot.pause(0.1)
+
+    assert snap_compare(build_app(tmp_path, monkeypatch), terminal_size=(100, 30), run_before=open_settings)
+
+
+def test_help_screen(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def open_help(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("f1")
+        await pilot.pause(0.3)
+
+    assert snap_compare(build_app(tmp_path, monkeypatch), terminal_size=(100, 30), run_before=open_help)
