@@ -103,13 +103,22 @@ class OneshotHistory:
         try:
             if msg.role == "user":
                 settings = self._settings()
-                if self.conversation_id is None:
+                created = self.conversation_id is None
+                if created:
                     self.conversation_id = self.store.create_conversation(
                         model=settings["model"], backend=settings["backend"], settings=settings)
                 else:
                     self.store.update_settings(self.conversation_id, settings,
                                                model=settings["model"], backend=settings["backend"])
-                self.store.add_message(self.conversation_id, "user", msg.content)
+                try:
+                    self.store.add_message(self.conversation_id, "user", msg.content)
+                except AigcError:
+                    if created:  # leave no empty conversation behind, if the store lets us
+                        try:
+                            self.store.delete_conversation(self.conversation_id)
+                        except AigcError:
+                            pass
+                    raise
                 from aigc_chat.history import ReplyRecorder
 
                 self.recorder = ReplyRecorder(self.store, self.conversation_id)

@@ -39,6 +39,9 @@ def test_a_oneshot_run_is_saved_and_can_be_continued(cli, gemma_path):
     assert (user.role, user.content, user.finish_reason) == ("user", "My name is Ada. Say hello.", None)
     assert reply.role == "assistant" and sanitize(reply.content).strip() == r.stdout.strip()
     assert reply.finish_reason in ("stop", "length") and reply.stats["completion_tokens"] > 0
+    # The question was on disk before generation began: the reply row appears with the first
+    # token, time_to_first_token after the engine started.
+    assert user.created_at <= reply.created_at - reply.stats["time_to_first_token"] + 0.01
     assert conv.summary.title == "My name is Ada. Say hello." and conv.summary.backend == "llama"
     assert conv.settings["generation"]["max_tokens"] == 8 and conv.settings["model"] == str(gemma_path)
     first_prompt = reply.stats["prompt_tokens"]
