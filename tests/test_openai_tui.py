@@ -1,0 +1,125 @@
+"""The TUI on the openai backend: the real app (App.run_test) talking to a loopback HTTP
+server of ours, for what a real inference server will not do on demand (refuse, 429, go
+silent). Failures must show as messages, never crash the app or leave it stuck.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aigc_chat.config import Config
+from aigc_chat.tui.app import ChatApp
+from aigc_chat.tui.chat_view import AssistantMessage, NoticeMessage
+from tests.test_openai_faults import KEY, KEY_ENV, FaultServer, chunk, free_port
+
+pytestmark = pytest.mark.asyncio
+
+SIZE = (100, 32)
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    with FaultServer() as srv:
+        yield srv
+
+
+def config(tmp: Path, url: str, model: str = "") -> Config:
+    cfg = Config(path=tmp / "config.toml", backend="openai", model=model)
+    cfg.backends["openai"] = {"base_url": url, "api_key_env": KEY_ENV, "read_timeout": 60.0}
+    cfg.generation = cfg.generation.with_updates(max_tokens=32)
+    return cfg
+
+
+async def wait_for(pilot: Any, cond: Any, timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}; state {pilot.app.state!r}"
+        await pilot.pause(0.05)
+
+
+async def send(pilot: Any, app: ChatApp, text: str) -> None:
+    app.query_one("#prompt").focus()
+    await pilot.press(*["space" if ch == " " else ch for ch in text])
+    await pilot.press("enter")
+
+
+def notices(app: ChatApp) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+def screen_text(app: ChatApp) -> str:
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+async def test_refused_connection_is_a_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    app = ChatApp(config(tmp_path, url))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state == "load failed", what="the load to fail")
+        assert app.load_error and "connection refused" in app.load_error and url in app.load_error
+        assert any("connection refused" in m for m in notices(app))
+        assert app.query(NoticeMessage)  # and a notice in the chat saying what to do
+        assert all(KEY not in m for m in notices(app))
+
+
+async def test_models_offered_reply_streams_and_429_is_a_message(
+    tmp_path: Path, server: FaultServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+    server.chat = lambda h, body: h.sse([chunk("Hello"), chunk(" from"), chunk(" the server"), chunk(None, "stop")])
+    app = ChatApp(config(tmp_path, server.url))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state == "idle", what="the backend to load")
+        assert app.controller.backend is not None and app.controller.backend.info().model == "m1"
+        await pilot.press("f3")  # the settings pane offers the server's models
+        await wait_for(pilot, lambda: app.settings_pane is not None, what="the settings pane")
+        await wait_for(pilot, lambda: "m1, m2" in str(app.query_one("#set-model-list").render()),
+                       what="the model list in the settings pane")
+        await pilot.press("f3")
+        await send(pilot, app, "hi")
+        await wait_for(pilot, lambda: app.state == "idle" and app.chat.last("assistant") is not None
+                       and app.controller.session.messages[-1].role == "assistant", what="the reply")
+        reply = app.chat.last("assistant")
+        assert isinstance(reply, AssistantMessage) and reply.text == "Hello from the server"
+        server.chat = lambda h, body: h.status(429, {"error": {"message": "slow down"}}, {"Retry-After": "3"})
+        await send(pilot, app, "again")
+        await wait_for(pilot, lambda: any("429" in m for m in notices(app)), what="the 429 message")
+        await wait_for(pilot, lambda: app.state == "idle", what="idle after the error")
+        assert all(KEY not in m for m in notices(app))
+        assert server.auth[-1] == f"Bearer {KEY}"
+
+
+async def test_escape_stops_a_silent_server_at_once(tmp_path: Path, server: FaultServer) -> None:
+    sent = threading.Event()
+
+    def chat(h: Any, body: dict) -> None:
+        h.sse_start()
+        h.sse_send(chunk("partial"))
+        sent.set()
+        h.stall_until_client_leaves()
+
+    server.chat = chat
+    app = ChatApp(config(tmp_path, server.url, "m2"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state == "idle", what="the backend to load")
+        await send(pilot, app, "hi")
+        await wait_for(pilot, lambda: app.state == "generating", what="generating")
+        # The TUI shows a delta when the next one arrives or the reply ends, so "partial" is
+        # not on screen yet: wait until the server has sent it and the client has had time.
+        await wait_for(pilot, sent.is_set, what="the first chunk")
+        await pilot.pause(1.0)
+        await pilot.press("escape")
+        t0 = time.monotonic()
+        await wait_for(pilot, lambda: app.state == "idle", timeout=10, what="idle after Esc")
+        assert time.monotonic() - t0 < 10  # the read timeout is 60 s: Esc did not wait for it
+        reply = app.chat.last("assistant")
+        assert isinstance(reply, AssistantMessage) and reply.text == "partial"
+        assert reply.finish_reason == "cancelled", (notices(app), screen_text(app))
+        assert server.disconnected.wait(10), "the server never saw the client leave"
