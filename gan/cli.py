@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--size", type=_positive, default=None, help="image size for mnist/folder data (e.g. 16, 28, 32)")
     t.add_argument("--epochs", type=_nonneg, default=None, help="total epochs (default 200 for digits, 20 otherwise)")
     t.add_argument("--batch-size", type=_positive, default=64)
-    t.add_argument("--lr", type=_float, default=2e-4, help="generator learning rate (D uses twice this)")
+    t.add_argument("--lr", type=_float, default=4e-4, help="generator learning rate (D uses twice this)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     t.add_argument("--out", default=None, help="folder for the checkpoint (default: the data dir's gan/)")
     t.add_argument("--resume", default=None, metavar="PATH", help="continue training from a checkpoint")
@@ -121,6 +121,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `gan sample | head`: the reader had enough; not our failure
+        import os
+
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 0
     except AigcError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return err.exit_code

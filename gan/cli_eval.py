@@ -21,20 +21,20 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rep.to_json(), indent=2))
         return 0
-    table = Table(title="GAN quality (reference-classifier features)", show_header=True)
+    table = Table(title="GAN quality, judged by the reference classifier's features")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    table.add_column("note")
-    table.add_row("Fréchet distance, generated vs held-out", f"{rep.fd_generated:.2f}",
-                  f"{rep.fd_ratio:.2f}x the real-vs-real baseline")
-    table.add_row("  baseline: real (train) vs held-out", f"{rep.fd_real:.2f}", "what a perfect generator scores")
-    table.add_row("  baseline: uniform noise vs held-out", f"{rep.fd_noise:.2f}", "what no generator scores")
+    table.add_column("meaning")
+    table.add_row("FD generated", f"{rep.fd_generated:.2f}", f"{rep.fd_ratio:.2f}x the real-vs-real baseline")
+    table.add_row("FD real vs real", f"{rep.fd_real:.2f}", "train vs held-out: a perfect generator")
+    table.add_row("FD noise", f"{rep.fd_noise:.2f}", "uniform noise: no generator at all")
     if rep.conditional_accuracy is not None:
-        table.add_row("conditional accuracy", f"{rep.conditional_accuracy:.1%}", "samples classified as the asked label")
+        table.add_row("conditional accuracy", f"{rep.conditional_accuracy:.1%}", "classified as the label asked for")
         worst = min(range(len(rep.per_class_accuracy)), key=rep.per_class_accuracy.__getitem__)
-        table.add_row("  weakest class", f"{rep.per_class_accuracy[worst]:.1%}", f"label {worst}")
+        table.add_row("weakest label", f"{rep.per_class_accuracy[worst]:.1%}", f"label {worst}")
     if rep.classifier_accuracy is not None:
-        table.add_row("classifier accuracy on held-out real", f"{rep.classifier_accuracy:.1%}", "the judge's own accuracy")
-    table.caption = f"{rep.n_generated} generated, {rep.n_held_out} held-out images, data: {rep.data}"
+        table.add_row("judge accuracy", f"{rep.classifier_accuracy:.1%}", "classifier on held-out real images")
+    table.caption = (f"FD = Fréchet distance; {rep.n_generated} generated vs {rep.n_held_out} held-out images; "
+                     f"data: {rep.data}")
     console.print(table)
     return 0

@@ -305,6 +305,9 @@ def tile_grid(images: np.ndarray, mode: str, scale: int, width: int, per_row: in
     tile_cols = tw // cw
     fit = max(1, (width + 1) // (tile_cols + 1))
     cols = max(1, min(n, fit, per_row or n))
+    if per_row and cols < min(n, per_row):
+        # rows of whole class groups keep each column one class (10 -> 5 -> 2 -> 1)
+        cols = max(d for d in range(1, cols + 1) if per_row % d == 0)
     rows = math.ceil(n / cols)
     H = rows * th + (rows - 1) * ch
     W = cols * tw + (cols - 1) * cw

@@ -1,7 +1,9 @@
 """The training loop, shared by `gan train`, the TUI's live view and the benchmark.
 
 Hinge loss with a spectral-norm projection discriminator (see model.py for why), Adam with
-the DCGAN betas (0.5, 0.999), and an exponential moving average of the generator's
+the DCGAN betas (0.5, 0.999) but twice DCGAN's learning rate (4e-4 for G, 8e-4 for D: with
+spectral norm the game stays stable and the digits reach the quality targets in about half
+the epochs of 2e-4, measured), and an exponential moving average of the generator's
 weights: on a tiny data set the raw generator wobbles from step to step, while the average
 is markedly better and costs nothing. Before every preview and save the averaged
 generator's BatchNorm statistics are re-estimated on fresh samples, so the inference form
@@ -35,7 +37,7 @@ from aigc_chat.gan.model import Discriminator, Generator
 class TrainOptions:
     epochs: int = 60
     batch_size: int = 64
-    lr: float = 2e-4
+    lr: float = 4e-4
     d_lr_ratio: float = 2.0  # two time-scale update rule: D learns faster than G
     betas: tuple[float, float] = (0.5, 0.999)
     ema_decay: float = 0.995

@@ -173,3 +173,11 @@ def test_sixteen_colour_escape_codes():
     art = render(img, "16")
     assert art.fg[0, 0] == 9 and art.bg[0, 0] == 0
     assert "\x1b[91;40m" in art.to_ansi()
+
+
+def test_class_rows_stay_aligned_when_narrow():
+    imgs = np.zeros((20, 8, 8, 1), np.float32)
+    # 80 columns fit 8 tiles of 8+1; with 10 classes a row takes 5 so columns stay classes
+    grid = tile_grid(imgs, "truecolor", scale=1, width=80, per_row=10)
+    assert grid.shape[1] == 5 * 8 + 4
+    assert tile_grid(imgs, "truecolor", scale=1, width=200, per_row=10).shape[1] == 10 * 8 + 9

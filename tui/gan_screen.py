@@ -40,7 +40,7 @@ class GanScreen(Screen):
     ]
 
     def __init__(self, checkpoint: str | None = None, n: int = 30, train_data: str = "digits",
-                 train_epochs: int = 250, out_dir: str | Path | None = None, **kwargs: Any) -> None:
+                 train_epochs: int = 200, out_dir: str | Path | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.checkpoint = checkpoint
         self.n = n
