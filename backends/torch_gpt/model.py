@@ -45,7 +45,7 @@ class ModelConfig:
     sandwich_norms: bool = False  # Gemma: norms after attention and FFN too
     embed_scale: bool = False  # Gemma: embeddings times sqrt(n_embd)
     gated_ffn: bool = True
-    activation: str = "silu"  # "silu", "gelu_tanh"
+    activation: str = "silu"  # "silu", "gelu_tanh" or "gelu" (exact)
     bias: bool = False
     tied_head: bool = True
     attn_scale: float = 0.0  # 0 = 1/sqrt(head_dim)
@@ -176,7 +176,9 @@ class FeedForward(nn.Module):
         self.act = cfg.activation
 
     def _act(self, x: torch.Tensor) -> torch.Tensor:
-        return F.silu(x) if self.act == "silu" else F.gelu(x, approximate="tanh")
+        if self.act == "silu":
+            return F.silu(x)
+        return F.gelu(x, approximate="tanh" if self.act == "gelu_tanh" else "none")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gate is not None:
