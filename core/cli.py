@@ -54,6 +54,7 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", "-b", metavar="NAME", help="backend: llama, torch, openai, or a plug-in's")
     p.add_argument("--model", "-m", metavar="PATH", help="model file (GGUF, checkpoint) or server model name")
     p.add_argument("--config", metavar="PATH", help="config file (default: see `aigc-chat config path`)")
+    p.add_argument("--device", metavar="DEV", help="torch backend device: auto, cpu, cuda, cuda:N, mps")
     p.add_argument("--base-url", metavar="URL", help="openai backend: the server's API root, e.g. http://127.0.0.1:8080/v1")
 
 
@@ -162,6 +163,8 @@ def _load(args: argparse.Namespace):
     )
     if getattr(args, "base_url", None):  # checked by the openai backend when it is built
         config.backends.setdefault("openai", {})["base_url"] = args.base_url
+    if getattr(args, "device", None):  # checked by the torch backend when it loads
+        config.backends.setdefault("torch", {})["device"] = args.device
     return config
 
 
