@@ -115,3 +115,32 @@ def test_screen_trains_live_and_can_cancel(tmp_path):
             assert "cancelled" in status
 
     asyncio.run(go())
+
+
+def test_moved_shipped_checkpoint_still_renders(tmp_path):
+    """A message saved with the shipped file's old absolute path draws the same after a reinstall."""
+    from aigc_chat.gan import DEFAULT_CHECKPOINT
+
+    async def go():
+        old_path = str(tmp_path / "old-venv" / DEFAULT_CHECKPOINT.name)
+        app = _WidgetApp(checkpoint=old_path, seed=3, label=None, n=10, mode="auto")
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            view = app.query_one(GanSamplesView)
+            assert np.array_equal(view.images, sample(None, n=10, seed=3).images)
+
+    asyncio.run(go())
+
+
+def test_screen_with_bad_checkpoint_falls_back(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint at all")
+
+    async def go():
+        screen = GanScreen(checkpoint=str(bad), n=5)
+        app = _ScreenApp(screen)
+        async with app.run_test(size=(100, 40)) as pilot:
+            await pilot.pause()
+            assert screen.checkpoint is None and screen.view.images.shape == (5, 8, 8)
+
+    asyncio.run(go())

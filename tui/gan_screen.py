@@ -56,7 +56,12 @@ class GanScreen(Screen):
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        ck = open_checkpoint(self.checkpoint)
+        try:
+            ck = open_checkpoint(self.checkpoint)
+        except AigcError as err:  # a bad --checkpoint must not take the app down
+            self.notify(f"{err}; showing the shipped generator", severity="error")
+            self.checkpoint = None
+            ck = open_checkpoint(None)
         labels = [("any label", ANY)] + [(f"label {name}", name) for name in ck.config.label_names()]
         yield Static("GAN", id="gan-title")
         with Horizontal(id="gan-controls"):

@@ -9,11 +9,13 @@ available for the look.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from textual.widgets import Static
 
+from aigc_chat.gan import DEFAULT_CHECKPOINT
 from aigc_chat.gan.render import MODES, render_grid
 from aigc_chat.gan.sampler import Samples, sample
 
@@ -24,6 +26,21 @@ def widget_mode(mode: str | None) -> str:
     """Map the modes a message may carry to a renderer mode (unknown ones to truecolor)."""
     mode = _ALIASES.get(mode, mode)  # type: ignore[arg-type]
     return mode if mode in MODES else "truecolor"
+
+
+def stored_checkpoint(path: str | None) -> str | None:
+    """A checkpoint path kept in a saved message, mapped to what exists now.
+
+    Messages store the shipped generator's absolute path; after a reinstall (a new
+    virtualenv, an upgrade) that path moves, so a missing file with the shipped name means
+    the shipped generator, which is what the message showed.
+    """
+    if not path:
+        return None
+    p = Path(path).expanduser()
+    if not p.exists() and p.name == DEFAULT_CHECKPOINT.name:
+        return None
+    return str(p)
 
 
 class GanSamplesView(Static):
@@ -47,7 +64,7 @@ class GanSamplesView(Static):
         **kwargs: Any,
     ) -> None:
         super().__init__("", **kwargs)
-        self.checkpoint = checkpoint or None
+        self.checkpoint = stored_checkpoint(checkpoint)
         self.mode = widget_mode(mode)
         self.palette = palette
         self.samples: Samples | None = None
@@ -60,7 +77,7 @@ class GanSamplesView(Static):
              checkpoint: str | None = None) -> Samples:
         """Sample (numpy, milliseconds) and show; raises UsageError for bad input."""
         if checkpoint is not None:
-            self.checkpoint = checkpoint or None
+            self.checkpoint = stored_checkpoint(checkpoint)
         n = n or (len(self.images) if self.images is not None else 10)
         s = sample(self.checkpoint, n=int(n), seed=seed, label=label)
         cfg = s.checkpoint.config
