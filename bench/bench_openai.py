@@ -2,7 +2,8 @@
 
 1. Decode tokens/s and time to first token through our backend against the openai client
    used directly on the same server (same prompt, seed and sampling), runs interleaved so
-   machine noise hits both alike: the cost of our helper thread and shared stream logic.
+   machine noise hits both alike: the cost of our helper thread and shared stream logic;
+   and the client-side first-token cost alone, against an instant loopback server.
 2. Cancel latency: from setting the cancel event to the stream's end, while the server is
    generating, and while it is silent (a stalled loopback server).
 3. How long failures take to surface: connection refused, unknown model.
@@ -135,6 +136,49 @@ class _Stall(http.server.BaseHTTPRequestHandler):
         time.sleep(30)
 
 
+class _Instant(_Stall):
+    """Answers a chat at once with 20 one-token chunks: isolates the client's own cost."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        piece = (b'data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"m",'
+                 b'"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}]}\n\n')
+        end = (b'data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"m",'
+               b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
+        try:
+            self.wfile.write(piece * 20 + end)
+        except OSError:
+            pass
+
+
+def client_overhead(rounds: int = 30) -> tuple[float, float]:
+    """Median time to first token against an instant server: ours, bare openai client."""
+    import openai
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Instant)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    b = OpenAIBackend("m", {"base_url": url})
+    b.load()
+    client = openai.OpenAI(base_url=url, api_key="no-key", max_retries=0)
+    ours_t, direct_t = [], []
+    for _ in range(rounds):
+        r = b.stream_chat([Message("user", "hi")], GenerationParams(max_tokens=64)).consume()
+        ours_t.append(r.time_to_first_token or 0.0)
+        t0 = time.perf_counter()
+        first = None
+        for chunk in client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], stream=True):
+            if first is None and chunk.choices and chunk.choices[0].delta.content:
+                first = time.perf_counter() - t0
+        direct_t.append(first or 0.0)
+    httpd.shutdown()
+    return statistics.median(ours_t), statistics.median(direct_t)
+
+
 def cancel_latency_silent() -> float:
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Stall)
     httpd.daemon_threads = True
@@ -190,6 +234,9 @@ def main() -> None:
             print(f"  {name:<6} first token {ttft * 1000:7.1f} ms   decode {rate:6.1f} tok/s")
         ratio = statistics.median(a[1] / b[1] for a, b in zip(rows["ours"], rows["direct"]) if b[1])
         print(f"  decode ratio ours/direct (median of paired rounds): {ratio:.3f}")
+        o, d = client_overhead()
+        print(f"client-side first-token cost against an instant local server: ours {o * 1000:.2f} ms, "
+              f"bare client {d * 1000:.2f} ms (median of 30)")
         gen = [cancel_latency_generating(url) for _ in range(3)]
         print(f"cancel while generating: stream ended {statistics.median(gen) * 1000:.1f} ms after the cancel (median of 3)")
         print(f"cancel while the server is silent (read_timeout 60 s): {cancel_latency_silent() * 1000:.1f} ms")
