@@ -91,6 +91,9 @@ def bench_train(epochs: int, eval_every: int, write_shipped: bool, seed: int) ->
     from aigc_chat.gan.evaluate import evaluate
     from aigc_chat.gan.train import Trainer, TrainOptions
 
+    import torch
+
+    torch.set_num_threads(1)  # as `gan train` does; evaluation between rounds too
     data = load_data("digits")
     trainer = Trainer(data, TrainOptions(epochs=0, seed=seed))
     reached = None

@@ -138,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, RuntimeError, ValueError, MemoryError) as err:
         print(f"{PROG}: error: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
+    except Exception as err:  # noqa: BLE001 - a bug still ends as one line, never a traceback
+        print(f"{PROG}: error: internal error ({type(err).__name__}: {err})", file=sys.stderr)
+        return 1
 
 
 def _write(path: str, writer) -> None:  # type: ignore[no-untyped-def]

@@ -185,7 +185,7 @@ def load_folder(directory: Path, size: int) -> ImageSet:
             with Image.open(path) as im:
                 im.load()
                 rgb = im.convert("RGB")
-        except (UnidentifiedImageError, OSError, ValueError) as err:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as err:
             raise UsageError(f"cannot read image {path}: {err}") from None
         w, h = rgb.size
         side = min(w, h)

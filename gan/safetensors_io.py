@@ -26,6 +26,7 @@ _DTYPES = {
 }
 _NAMES = {v: k for k, v in _DTYPES.items()}
 MAX_HEADER = 16 * 1024 * 1024
+MAX_FILE = 2 * 1024**3  # read whole into memory: refuse anything absurd up front
 
 
 class NotSafetensors(UsageError):
@@ -36,6 +37,8 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str,
     """Return (tensors, metadata) from a safetensors file, validating every offset."""
     path = Path(path)
     try:
+        if path.is_file() and path.stat().st_size > MAX_FILE:
+            raise UsageError(f"{path}: {path.stat().st_size // 2**20} MiB is too large for a GAN checkpoint")
         raw = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"checkpoint not found: {path}") from None

@@ -15,12 +15,13 @@ is how Ctrl-C and the TUI's cancel button end it between two steps.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -111,6 +112,19 @@ def _load_opt_state(opt: torch.optim.Optimizer, flat: dict[str, np.ndarray]) -> 
     opt.load_state_dict(sd)
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Use n intra-op threads for a while, then give the process its setting back (the TUI
+    may run the torch chat backend in the same process)."""
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 class Trainer:
     """Owns the networks, optimisers and the data; `run` trains, `save` checkpoints."""
 
@@ -120,8 +134,6 @@ class Trainer:
             raise UsageError("--epochs must be >= 0, --batch-size >= 1 and --lr > 0")
         self.opts = opts
         self.device = pick_device(opts.device)
-        if opts.threads and self.device.type == "cpu":
-            torch.set_num_threads(opts.threads)
         self.data = data
         if resume is not None:
             if not resume.resumable:
@@ -226,7 +238,7 @@ class Trainer:
     @torch.no_grad()
     def preview(self) -> np.ndarray:
         """The fixed preview grid from the averaged generator, N x C x H x W in [0, 1]."""
-        self.refresh_bn()
+        self.refresh_bn(batches=4)  # a quarter of the save-time estimate: it runs every epoch
         y = None if self.preview_y is None else self.preview_y.to(self.device)
         out = self.G_ema(self.preview_z.to(self.device), y)
         return ((out + 1) * 0.5).clamp(0, 1).cpu().numpy()
@@ -238,6 +250,15 @@ class Trainer:
         should_stop: Callable[[], bool] = lambda: False,
     ) -> bool:
         """Train up to opts.epochs (counting epochs already done); False if stopped early."""
+        with _torch_threads(self.opts.threads if self.device.type == "cpu" else None):
+            return self._run(on_step, on_epoch, should_stop)
+
+    def _run(
+        self,
+        on_step: Callable[[StepStats], None] | None,
+        on_epoch: Callable[[int, np.ndarray], None] | None,
+        should_stop: Callable[[], bool],
+    ) -> bool:
         self.G.train()
         self.D.train()
         n = len(self.x)
@@ -295,7 +316,8 @@ class Trainer:
 
     def save(self, path: str | Path, full: bool = True, half: bool = False) -> Path:
         """Write a checkpoint; `full` adds D, the raw G and the optimisers for --resume."""
-        groups = {"g": self.generator_state(half)}
+        with _torch_threads(self.opts.threads if self.device.type == "cpu" else None):
+            groups = {"g": self.generator_state(half)}
         if full:
             groups["gt"] = _to_numpy(self.G.state_dict())
             groups["d"] = _to_numpy(self.D.state_dict())

@@ -38,11 +38,15 @@ def test_trainer_steps_change_weights_and_checkpoint_round_trips(tmp_path):
 
     data = load_data("digits")
     data = data.subset(np.arange(256))
+    torch.set_num_threads(2)
     t = Trainer(data, TrainOptions(epochs=1, batch_size=64, seed=0, threads=1))
     before = {k: v.clone() for k, v in t.G.state_dict().items()}
     seen = []
     previews = []
-    assert t.run(on_step=seen.append, on_epoch=lambda e, imgs: previews.append(imgs)) is True
+    threads_seen = []
+    assert t.run(on_step=lambda st: (seen.append(st), threads_seen.append(torch.get_num_threads())),
+                 on_epoch=lambda e, imgs: previews.append(imgs)) is True
+    assert set(threads_seen) == {1} and torch.get_num_threads() == 2  # the process setting comes back
     assert len(seen) == 4 and all(np.isfinite([s.d_loss, s.g_loss]).all() for s in seen)
     assert previews and previews[0].shape == (20, 1, 8, 8)
     assert any(not torch.equal(before[k], v) for k, v in t.G.state_dict().items())
