@@ -47,7 +47,7 @@ class Generator(nn.Module):
         b = self.cfg.base_size
         x = self.fc(x).view(len(z), -1, b, b)
         x = torch.relu(self.bn0(x))
-        for up, bn in zip(self.ups, self.bns):
+        for up, bn in zip(self.ups, self.bns, strict=True):
             x = torch.relu(bn(up(x)))
         return torch.tanh(self.out(x))
 

@@ -215,7 +215,7 @@ class Trainer:
     @torch.no_grad()
     def _update_ema(self) -> None:
         decay = min(self.opts.ema_decay, (1 + self.step) / (10 + self.step))  # warm up the average
-        for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
+        for pe, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
             pe.lerp_(p, 1.0 - decay)
 
     @torch.no_grad()
