@@ -111,7 +111,7 @@ async def test_send_streams_reply_and_stores_it(tmp_path: Path, gemma_backend: A
         assert reply.text == result_text and result_text.strip()
         assert len({n for n in seen if n}) >= 2, "the reply should arrive in several batches"
         # the final render is complete: nothing a batch cut is lost
-        assert reply.query_one("Markdown").source == result_text
+        assert reply.shown_markdown == result_text
         assert reply.stats["completion_tokens"] == 24 and reply.finish_reason == "length"
         stats_line = str(reply.query_one(".stats").render())
         assert "tok/s" in stats_line and "24 tokens" in stats_line and "first token" in stats_line
@@ -349,3 +349,20 @@ async def test_slash_commands(tmp_path: Path, gemma_backend: Any) -> None:
         await pilot.press("escape")
         await pilot.pause()
         assert type(app.screen).__name__ != "HelpScreen"
+
+
+async def test_quit_while_streaming_keeps_the_partial_reply(tmp_path: Path, gemma_backend: Any) -> None:
+    store = open_store()
+    app = ChatApp(make_config(tmp_path, max_tokens=400), store=store, backend=gemma_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await type_text(pilot, "Count from one to two hundred in words.")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: (r := app.chat.last("assistant")) is not None and len(r.text) > 10, 60)
+        cid = app.controller.conversation_id
+        await pilot.press("ctrl+q")
+    from aigc_chat.history import HistoryStore
+
+    last = HistoryStore().get_conversation(cid).messages[-1]
+    assert last.role == "assistant" and last.finish_reason == "cancelled" and last.content
+    assert last.stats.get("completion_tokens", 0) > 0

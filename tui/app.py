@@ -93,25 +93,24 @@ class ChatApp(App[int]):
         self._recorder: Any = None
         self._theme_ready = False
         self.batch_interval = BATCH_INTERVAL
+        self._models: list[str] = []
+        self._worker_result: tuple[int, Any] | None = None
         theme = str(config.tui.get("theme", "textual-dark"))
         if theme in self.available_themes:
             self.theme = theme
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        from aigc_chat.backends import registry
-
         with Horizontal(id="main"):
             yield HistoryPane(self.controller.store, id="history")
             with Vertical(id="chat-column"):
                 yield ChatView(id="chat")
                 yield PromptInput(id="prompt")
-            yield SettingsPane(registry.available(), id="settings")
+            # the settings pane is mounted on first use: a faster first paint
         yield StatusBar(id="status")
         yield Footer()
 
     async def on_mount(self) -> None:
-        self.query_one("#settings").display = False
         self.query_one("#history").display = bool(self.config.tui.get("show_history", True))
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.call_after_refresh(self._enable_theme_saving)
@@ -139,8 +138,9 @@ class ChatApp(App[int]):
         return self.query_one("#history", HistoryPane)
 
     @property
-    def settings_pane(self) -> SettingsPane:
-        return self.query_one("#settings", SettingsPane)
+    def settings_pane(self) -> SettingsPane | None:
+        panes = self.query("#settings")
+        return panes.first(SettingsPane) if panes else None
 
     def set_state(self, state: str) -> None:
         self.state = state
@@ -148,7 +148,11 @@ class ChatApp(App[int]):
 
     def _refresh_settings(self, models: list[str] | None = None) -> None:
         s = self.controller.settings
-        self.settings_pane.load(s, models)
+        if models is not None:
+            self._models = models
+        pane = self.settings_pane
+        if pane is not None:
+            pane.load(s, self._models)
         self.status.backend = s.backend
         self.status.model = short_model(s.model)
 
@@ -193,7 +197,9 @@ class ChatApp(App[int]):
             pass
         self.status.backend = event.backend.name
         if event.models:
-            self.settings_pane.set_models(event.models)
+            self._models = list(event.models)
+            if self.settings_pane is not None:
+                self.settings_pane.set_models(self._models)
         self.set_state("idle")
         if self._queue:
             self.call_later(self._send_next_queued)
@@ -290,6 +296,7 @@ class ChatApp(App[int]):
                         last = now
                 shown.append(sanitizer.flush())
                 result = turn.result
+                self._worker_result = (job, result)  # for on_unmount if the UI is gone
         except AigcError as exc:
             self.post_message(ReplyFailed(job, str(exc)))
             return
@@ -629,8 +636,15 @@ class ChatApp(App[int]):
         self.history.display = True
         self.history.focus_search()
 
-    def action_toggle_settings(self) -> None:
+    async def action_toggle_settings(self) -> None:
         pane = self.settings_pane
+        if pane is None:
+            from aigc_chat.backends import registry
+
+            pane = SettingsPane(registry.available(), id="settings")
+            pane.display = False
+            await self.query_one("#main").mount(pane)
+            pane.load(self.controller.settings, self._models)
         pane.display = not pane.display
         if pane.display:
             pane.query_one("#set-temperature").focus()
@@ -713,6 +727,14 @@ class ChatApp(App[int]):
             self._cancel.set()
         if self.controller.backend_lock.acquire(timeout=5):
             self.controller.backend_lock.release()
+        # Quit while a reply was streaming: its ReplyFinished will never be handled, so the
+        # partial reply is finalised here (kept, marked cancelled) instead of left half-saved.
+        if self._recorder is not None and self._worker_result and self._worker_result[0] == self._job:
+            try:
+                self._recorder.finish(self._worker_result[1])
+            except Exception:  # noqa: BLE001 - closing must not fail
+                pass
+            self._recorder = None
         self.controller.close()
 
 

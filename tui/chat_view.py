@@ -1,9 +1,8 @@
 """The conversation: one widget per message, styled by role, replies streamed as Markdown.
 
-Streaming uses Textual's MarkdownStream, which re-parses only the last Markdown block per
-batch, so a long reply costs O(new text) per update instead of re-rendering it all; when the
-reply ends the whole text is rendered once more so nothing a batch may have cut (a code
-fence) stays wrong. Every string shown here has been through `aigc_chat.sanitize`: model
+A streamed reply is drawn as finished segments plus a short live tail (see AssistantMessage),
+so a batch costs the same at token 20,000 as at token 100; when the reply ends the whole
+text is rendered once more so nothing a cut may have split stays wrong. Every string shown here has been through `aigc_chat.sanitize`: model
 output never reaches the terminal as control sequences, and it is never parsed as markup.
 """
 
@@ -15,8 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
-from textual.widgets import Label, Markdown, Static
-from textual.widgets.markdown import MarkdownStream
+from textual.widgets import Label, Static
 
 from aigc_chat.sanitize import sanitize
 from aigc_chat.tui.text_utils import format_stats, last_code_block
@@ -58,21 +56,83 @@ class UserMessage(ChatMessage):
         yield Static(Content(sanitize(self.text)), classes="body")
 
 
+def split_point(text: str, min_keep: int) -> int:
+    """Where a growing Markdown text can be cut into a finished part and a live tail: the
+    last blank line outside a code fence, at least `min_keep` characters in; 0 if none."""
+    best = 0
+    in_fence = False
+    pos = 0
+    for line in text.splitlines(keepends=True):
+        stripped = line.lstrip()
+        if stripped.startswith(("```", "~~~")):
+            in_fence = not in_fence
+        pos += len(line)
+        if not in_fence and not line.strip() and pos >= min_keep and pos < len(text):
+            best = pos
+    return best
+
+
+class MarkdownView(Static):
+    """Markdown drawn as one widget (Rich's renderer, code highlighted with Pygments).
+
+    Why not Textual's Markdown widget: it makes a widget per block, and every layout change
+    walks every widget on the screen, so a long reply (or a long conversation) made each
+    streamed batch slower than the last. One widget per finished segment keeps the walk short.
+    The text is sanitised and is never read as markup; links are shown, not made clickable.
+    """
+
+    def __init__(self, source: str = "", *, classes: str = "") -> None:
+        super().__init__(classes=classes)
+        self.source = source
+        self._apply()
+
+    def set_source(self, source: str) -> None:
+        self.source = source
+        self._apply()
+
+    def _apply(self) -> None:
+        from rich.markdown import Markdown as RichMarkdown
+
+        dark = True
+        try:
+            dark = self.app.current_theme.dark
+        except Exception:  # noqa: BLE001 - not mounted yet: the default (dark) look
+            pass
+        self.update(RichMarkdown(self.source, code_theme="monokai" if dark else "default",
+                                 hyperlinks=False, inline_code_lexer=None))
+
+
 class AssistantMessage(ChatMessage):
-    """A reply: Markdown body plus a stats line (time to first token, tok/s, tokens)."""
+    """A reply: Markdown body plus a stats line (time to first token, tok/s, tokens).
+
+    While streaming, the body is a list of finished segments (each one widget, never redrawn
+    again) and a live tail that is redrawn per batch; the tail is cut at a block boundary
+    once it passes SEGMENT characters, so each batch costs O(batch + SEGMENT), not O(reply).
+    When the reply ends the body is redrawn once from the complete text.
+    """
+
+    SEGMENT = 1500
 
     def __init__(self, text: str = "", *, message_id: int | None = None,
                  stats: dict[str, Any] | None = None, finish_reason: str | None = None) -> None:
         super().__init__("assistant", text, message_id=message_id)
         self.stats = stats or {}
         self.finish_reason = finish_reason
-        self._stream: MarkdownStream | None = None
         self.streamed_chars = 0
+        self._frozen: list[str] = []
+        self._tail = ""
+        self._tail_view: MarkdownView | None = None
 
     def compose(self) -> ComposeResult:
         yield Label(ROLE_TITLES["assistant"], classes="role")
-        yield Markdown(sanitize(self.text), classes="body")
+        with Vertical(classes="body"):
+            yield MarkdownView(sanitize(self.text), classes="segment")
         yield Static(self._stats_content(), classes="stats")
+
+    @property
+    def shown_markdown(self) -> str:
+        """The Markdown currently on screen, all segments together."""
+        return "".join(v.source for v in self.query(MarkdownView))
 
     def _stats_content(self) -> Content:
         if self.finish_reason is None and not self.stats:
@@ -86,29 +146,47 @@ class AssistantMessage(ChatMessage):
     def start_stream(self) -> None:
         self.add_class("-streaming")
         self.query_one(".stats", Static).update(Content("generating…"))
-        self._stream = Markdown.get_stream(self.query_one(Markdown))
+        views = list(self.query(MarkdownView))
+        self._tail_view = views[-1] if views else None
+        self._tail = self._tail_view.source if self._tail_view else ""
 
     async def append(self, shown: str, raw_so_far: str) -> None:
         """Add sanitised text to the reply (a batch of deltas)."""
         self.text = raw_so_far
-        if self._stream is None:
+        if self._tail_view is None:
             self.start_stream()
-        assert self._stream is not None
+        assert self._tail_view is not None
         self.streamed_chars += len(shown)
-        await self._stream.write(shown)
+        self._tail += shown
+        if len(self._tail) > self.SEGMENT:
+            cut = split_point(self._tail, self.SEGMENT // 2)
+            if cut:
+                done, self._tail = self._tail[:cut], self._tail[cut:]
+                self._frozen.append(done)
+                self._tail_view.set_source(done)
+                self._tail_view = MarkdownView(self._tail, classes="segment")
+                await self.query_one(".body", Vertical).mount(self._tail_view)
+                return
+        self._tail_view.set_source(self._tail)
 
     async def finish(self, text: str, stats: dict[str, Any], finish_reason: str) -> None:
         """The reply is over: render the whole text once, show the stats."""
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
         self.text = text
         self.stats = stats
         self.finish_reason = finish_reason
         self.remove_class("-streaming")
         self.set_class(finish_reason == "cancelled", "-cancelled")
         self.set_class(finish_reason == "error", "-error")
-        await self.query_one(Markdown).update(sanitize(text))
+        body = self.query_one(".body", Vertical)
+        views = list(body.query(MarkdownView))
+        for extra in views[1:]:
+            await extra.remove()
+        full = sanitize(text)
+        if views:
+            views[0].set_source(full)
+        else:
+            await body.mount(MarkdownView(full, classes="segment"))
+        self._frozen, self._tail, self._tail_view = [], "", None
         self.query_one(".stats", Static).update(self._stats_content())
 
 
