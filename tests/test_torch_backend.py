@@ -40,7 +40,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def tiny_backend(tiny: dict[str, Path]) -> TorchBackend:
-    b = TorchBackend(str(tiny["gemma3"]), {"device": "cpu", "n_ctx": 256})
+    b = TorchBackend(str(tiny["gemma3"]), {"device": "cpu", "dtype": "float32", "n_ctx": 256})
     b.load()
     return b
 

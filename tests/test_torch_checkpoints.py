@@ -122,7 +122,7 @@ def nanogpt_ckpt(folder: Path, t: dict[str, np.ndarray], vocab: int, bias: bool 
 
 
 def _loaded(path: Path) -> TorchBackend:
-    b = TorchBackend(str(path), {"device": "cpu", "n_ctx": CTX})
+    b = TorchBackend(str(path), {"device": "cpu", "dtype": "float32", "n_ctx": CTX})
     b.load()
     return b
 

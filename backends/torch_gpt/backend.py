@@ -37,7 +37,7 @@ class TorchBackend(Backend):
     description = "our PyTorch GPT with a KV cache: GGUF (llama, gemma3), GPT-2 and nanoGPT checkpoints"
     OPTIONS = {
         "device": Option("auto", str, '"auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps"', check_device),
-        "dtype": Option("auto", str, '"auto" (bfloat16 on GPU, float32 on CPU), "float32", "bfloat16" or "float16"', check_dtype),
+        "dtype": Option("auto", str, '"auto" (bfloat16 on GPUs and CPUs with native bfloat16, else float32), "float32", "bfloat16" or "float16"', check_dtype),
         "n_ctx": Option(4096, int, "context size in tokens (the KV cache is allocated for it); 0 = the model's", _check_ctx),
         "n_threads": Option(0, int, "CPU threads for torch; 0 = one per core", lambda v: None if v >= 0 else "must be >= 0"),
         "compile": Option(False, bool, "torch.compile the decode step (slow first token, faster decode on GPU)"),
