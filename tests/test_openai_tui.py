@@ -64,7 +64,7 @@ async def test_refused_connection_is_a_message(tmp_path: Path, monkeypatch: pyte
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.state == "load failed", what="the load to fail")
         assert app.load_error and "connection refused" in app.load_error and url in app.load_error
-        assert any("connection refused" in m for m in notices(app))
+        await wait_for(pilot, lambda: any("connection refused" in m for m in notices(app)), what="the message")
         assert app.query(NoticeMessage)  # and a notice in the chat saying what to do
         assert all(KEY not in m for m in notices(app))
 
