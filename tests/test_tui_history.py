@@ -168,6 +168,11 @@ async def test_gan_item_is_saved_and_rerendered(tmp_path: Path, gemma_backend: A
         items = list(app.chat.query(GanMessage))
         assert len(items) == 1
         meta = items[0].meta
+        await pilot.pause(0.2)
+        first_views = list(items[0].query("GanSamplesView"))
+        assert len(first_views) == 1
+        first_render = str(first_views[0].render())
+        assert first_render.strip(), "samples are drawn"
         assert meta["label"] == 3 and meta["n"] == 4 and isinstance(meta["seed"], int) and meta["checkpoint"]
         cid = app.controller.conversation_id
     conv = HistoryStore().get_conversation(cid)
@@ -177,4 +182,14 @@ async def test_gan_item_is_saved_and_rerendered(tmp_path: Path, gemma_backend: A
         await wait_idle(pilot, app2)
         again = list(app2.chat.query(GanMessage))
         assert len(again) == 1 and again[0].meta == meta
+        views = list(again[0].query("GanSamplesView"))
+        assert len(views) == 1, "the GAN part's widget draws the samples"
+        # same checkpoint, seed, label and n: the same picture as before the restart
+        assert str(views[0].render()) == first_render
         assert app2.controller.session.messages == []  # not part of what the model is sent
+        await pilot.press("ctrl+g")  # the GAN screen opens over the chat, Esc comes back
+        await pilot.pause(0.3)
+        assert type(app2.screen).__name__ == "GanScreen"
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        assert type(app2.screen).__name__ != "GanScreen"

@@ -390,9 +390,14 @@ class ChatApp(App[int]):
         except UsageError as exc:
             self.notify(str(exc), severity="warning")
             return
-        widgets = self.chat.messages()
-        if widgets and isinstance(widgets[-1], AssistantMessage):
-            await widgets[-1].remove()
+        # the reply being replaced: the last assistant message after the last user message
+        # (inline GAN items may sit in between and stay)
+        for widget in reversed(self.chat.messages()):
+            if widget.role == "user":
+                break
+            if isinstance(widget, AssistantMessage):
+                await widget.remove()
+                break
         await self._start_job("regenerate", "")
 
     def action_edit_last(self) -> None:

@@ -216,7 +216,7 @@ class GanMessage(ChatMessage):
             return
         try:
             yield GanSamplesView(self.meta.get("checkpoint"), self.meta.get("seed"), self.meta.get("label"),
-                                 self.meta.get("n", 8), self.meta.get("mode", "halfblock"))
+                                 self.meta.get("n", 8), self.meta.get("mode", "auto"))
         except Exception as exc:  # noqa: BLE001 - a broken checkpoint must not take the chat down
             yield Static(Content(sanitize(f"cannot draw GAN samples: {exc}")), classes="notice -error")
 
