@@ -366,3 +366,35 @@ async def test_quit_while_streaming_keeps_the_partial_reply(tmp_path: Path, gemm
     last = HistoryStore().get_conversation(cid).messages[-1]
     assert last.role == "assistant" and last.finish_reason == "cancelled" and last.content
     assert last.stats.get("completion_tokens", 0) > 0
+
+
+async def test_autoscroll_only_while_at_the_bottom(tmp_path: Path, gemma_backend: Any) -> None:
+    store = open_store()
+    cid = store.create_conversation("long", settings={"generation": {"temperature": 0.0, "max_tokens": 30}})
+    for i in range(6):
+        store.add_message(cid, "user", f"question {i}")
+        store.add_message(cid, "assistant", "\n\n".join(f"paragraph {j} of answer {i}" for j in range(6)),
+                          finish_reason="stop")
+    app = ChatApp(make_config(tmp_path), store=store, conversation_id=cid, backend=gemma_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        chat = app.chat
+        await pilot.pause(0.2)
+        assert chat.max_scroll_y > 0 and chat.scroll_y == chat.max_scroll_y  # opened at the bottom
+        await type_text(pilot, "Count slowly from one to fifty.")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(chat.last("assistant").text) > 5, 60)
+        await pilot.pause(0.2)
+        assert chat.scroll_y == chat.max_scroll_y  # following the reply
+        chat.focus()
+        await pilot.press("home")  # the user scrolls up to read
+        await pilot.pause(0.1)
+        assert chat.scroll_y == 0
+        grown_from = chat.max_scroll_y
+        await wait_for(pilot, lambda: chat.max_scroll_y > grown_from or app.state == "idle", 60)
+        await wait_idle(pilot, app)
+        assert chat.scroll_y == 0, "the view must stay where the user put it"
+        # sending again brings the view back to the bottom and follows the new reply
+        await send(pilot, app, "Thanks")
+        await pilot.pause(0.2)
+        assert chat.scroll_y == chat.max_scroll_y
