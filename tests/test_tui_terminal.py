@@ -156,3 +156,32 @@ async def test_80x24_no_color_layout(tmp_path: Path, monkeypatch: pytest.MonkeyP
         await pilot.pause(0.3)
         assert type(app.screen).__name__ == "HelpScreen"
         assert "Keys" in screen_text(app) and "ctrl+j" in screen_text(app)
+
+
+async def test_no_history_keeps_nothing(tmp_path: Path, isolated_dirs: dict[str, Path]) -> None:
+    import argparse
+
+    from aigc_chat.tui.app import _open_store
+
+    store, note = _open_store(argparse.Namespace(no_history=True))
+    assert store is None and note == ""
+    app = ChatApp(make_config(tmp_path, max_tokens=50), store=store, backend=ScriptedBackend(["fine"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        reply = await send(pilot, app, "secret")
+        assert reply.text == "fine"
+        assert "history is off" in screen_text(app)
+    data = isolated_dirs["data"]
+    assert not data.exists() or not any(data.iterdir())
+
+
+async def test_bad_conversation_flags_are_one_line_errors(cli: str) -> None:
+    from tests.conftest import run_cli
+
+    for args, reason in ((["--conversation", "999"], "no conversation 999"),
+                         (["--conversation", "abc"], "expected a conversation id"),
+                         (["--continue"], "no saved conversation"),
+                         (["--continue", "--no-history"], "need the history")):
+        out = run_cli(cli, *args, timeout=60)
+        assert out.returncode == 2, (args, out.stderr)
+        assert reason in out.stderr and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
