@@ -54,8 +54,9 @@ async def test_hostile_model_output_is_shown_literally_and_never_reaches_the_ter
         app._driver.write = lambda data: (written.append(data), original(data))[1]
         reply = await send(pilot, app, "Say [bold]hi[/] \x1b[2J")
         assert reply.finish_reason == "stop", (reply.stats, app.controller.settings.params)
+        await pilot.pause(0.2)  # the final render is painted
         shown = screen_text(app)
-        assert "[bold]not bold[/]" in shown
+        assert "[bold]not bold[/]" in shown, shown
         assert "[link=http://x]y[/link]" in shown
         assert "print('[b]')" in shown
         assert "\x1b" not in shown and "\x07" not in shown
