@@ -79,7 +79,7 @@ class Norm(nn.Module):
         if self.kind == "layer":
             y = F.layer_norm(xf, (xf.shape[-1],), self.weight.float(), self.bias.float(), self.eps)
         else:
-            y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()
+            y = F.rms_norm(xf, (xf.shape[-1],), self.weight.float(), self.eps)
         return y.to(x.dtype)
 
 
@@ -131,14 +131,25 @@ class Attention(nn.Module):
         self.q_norm = Norm(hd, cfg.norm, cfg.norm_eps) if cfg.qk_norm else None
         self.k_norm = Norm(hd, cfg.norm, cfg.norm_eps) if cfg.qk_norm else None
         self.window = cfg.sliding_window if cfg.sliding_layers[layer] else 0
+        self.wqkv: nn.Linear | None = None  # set by fuse(): one matmul instead of three
+
+    def fuse(self) -> None:
+        """Replace wq, wk, wv by one concatenated projection (fewer, larger matmuls)."""
+        self.wqkv = _concat_linear([self.wq, self.wk, self.wv])
+        del self.wq, self.wk, self.wv
 
     def forward(self, x: torch.Tensor, pos0: int, cache: KVCache,
                 rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         cfg = self.cfg
         B, T, _ = x.shape
-        q = self.wq(x).view(B, T, cfg.n_head, cfg.head_dim)
-        k = self.wk(x).view(B, T, cfg.n_kv_head, cfg.head_dim)
-        v = self.wv(x).view(B, T, cfg.n_kv_head, cfg.head_dim)
+        if self.wqkv is not None:
+            nq, nkv = cfg.n_head * cfg.head_dim, cfg.n_kv_head * cfg.head_dim
+            q, k, v = self.wqkv(x).split([nq, nkv, nkv], dim=-1)
+        else:
+            q, k, v = self.wq(x), self.wk(x), self.wv(x)
+        q = q.view(B, T, cfg.n_head, cfg.head_dim)
+        k = k.view(B, T, cfg.n_kv_head, cfg.head_dim)
+        v = v.view(B, T, cfg.n_kv_head, cfg.head_dim)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
@@ -196,6 +207,13 @@ class FeedForward(nn.Module):
         self.gate = nn.Linear(cfg.n_embd, cfg.ffn_dim, bias=cfg.bias) if cfg.gated_ffn else None
         self.down = nn.Linear(cfg.ffn_dim, cfg.n_embd, bias=cfg.bias)
         self.act = cfg.activation
+        self.gate_up: nn.Linear | None = None  # set by fuse()
+
+    def fuse(self) -> None:
+        if self.gate is not None:
+            self.gate_up = _concat_linear([self.gate, self.up])
+            del self.gate, self.up
+            self.gate = self.up = None
 
     def _act(self, x: torch.Tensor) -> torch.Tensor:
         if self.act == "silu":
@@ -203,6 +221,9 @@ class FeedForward(nn.Module):
         return F.gelu(x, approximate="tanh" if self.act == "gelu_tanh" else "none")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gate_up is not None:
+            g, u = self.gate_up(x).chunk(2, dim=-1)
+            return self.down(self._act(g) * u)
         if self.gate is not None:
             return self.down(self._act(self.gate(x)) * self.up(x))
         return self.down(self._act(self.up(x)))
@@ -291,9 +312,10 @@ class GPT(nn.Module):
 
 
 def build_model(cfg: ModelConfig, state: dict[str, torch.Tensor], device: torch.device | str,
-                dtype: torch.dtype) -> GPT:
+                dtype: torch.dtype, fuse: bool = True) -> GPT:
     """A GPT holding `state` on `device`: matrices in `dtype`, norm weights kept in float32
-    (Gemma's are 1 + small values; bfloat16 would round them visibly)."""
+    (Gemma's are 1 + small values; bfloat16 would round them visibly). `fuse` joins Q/K/V
+    and gate/up into single matmuls: at batch 1 every operator costs launch overhead."""
     with torch.device("meta"):
         model = GPT(cfg)
     norms = {f"{n}.{p}" for n, m in model.named_modules() if isinstance(m, Norm) for p in ("weight", "bias")}
@@ -306,4 +328,17 @@ def build_model(cfg: ModelConfig, state: dict[str, torch.Tensor], device: torch.
         k: v.to(device=device, dtype=torch.float32 if k in norms else dtype) for k, v in state.items()
     }
     model.load_state_dict(converted, assign=True, strict=True)
+    if fuse:
+        for block in model.blocks:
+            block.attn.fuse()
+            block.ffn.fuse()
     return model.eval().requires_grad_(False)
+
+
+def _concat_linear(parts: list[nn.Linear]) -> nn.Linear:
+    w = torch.cat([p.weight for p in parts], dim=0)
+    out = nn.Linear(w.shape[1], w.shape[0], bias=parts[0].bias is not None, device=w.device, dtype=w.dtype)
+    out.weight = nn.Parameter(w, requires_grad=False)
+    if parts[0].bias is not None:
+        out.bias = nn.Parameter(torch.cat([p.bias for p in parts]), requires_grad=False)
+    return out
