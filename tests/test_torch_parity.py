@@ -7,6 +7,7 @@ KV-cache path must give what recomputing the whole sequence gives.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -101,8 +102,12 @@ def test_prefix_reuse_gives_the_same_logits_as_a_fresh_cache(tiny_files: dict[st
 def test_gemma_greedy_matches_llama_cpp(gemma_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from aigc_chat.backends.torch_gpt.backend import TorchBackend
 
-    backend = TorchBackend(str(gemma_path), {"n_ctx": 256, "device": "cpu"})
+    # The CPU default; AIGC_TORCH_PARITY_DTYPE / _QUANTIZE reproduce the other rows of docs/torch.md.
+    backend = TorchBackend(str(gemma_path), {
+        "n_ctx": 256, "device": "cpu", "dtype": os.environ.get("AIGC_TORCH_PARITY_DTYPE", "auto"),
+        "quantize": os.environ.get("AIGC_TORCH_PARITY_QUANTIZE", "none")})
     backend.load()
+    dtype = backend.info().details["dtype"]
     llm = parity.llama_reference(gemma_path, n_ctx=128)
     try:
         identical, kls, top1 = 0, [], []
@@ -119,7 +124,7 @@ def test_gemma_greedy_matches_llama_cpp(gemma_path: Path, capsys: pytest.Capture
         llm.close()
         backend.close()
     with capsys.disabled():
-        print(f"\ngemma parity ({backend.info().details['dtype']}): {identical}/5 identical greedy continuations; over {len(kls)} positions "
+        print(f"\ngemma parity ({dtype}, quantize {backend.options['quantize']}): {identical}/5 identical greedy continuations; over {len(kls)} positions "
               f"top-1 agreement {np.mean(top1):.4f}, mean KL {np.mean(kls):.5f} nats")
     assert len(kls) >= 256
     # The issue asks for 4 of 5; measured 3 of 5, diverging at near-ties (docs/torch.md).

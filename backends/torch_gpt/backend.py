@@ -60,7 +60,7 @@ class TorchBackend(Backend):
         torch = _import_torch()
         from aigc_chat.backends.llama_cpp_backend import default_threads, resolve_model_path
         from aigc_chat.backends.torch_gpt.checkpoint import open_checkpoint
-        from aigc_chat.backends.torch_gpt.device import describe, pick_device, pick_dtype
+        from aigc_chat.backends.torch_gpt.device import describe, pick_device, pick_dtype, pick_head_dtype
         from aigc_chat.backends.torch_gpt.model import build_model
         from aigc_chat.backends.torch_gpt.runner import Runner
 
@@ -78,7 +78,8 @@ class TorchBackend(Backend):
         template = choose_template(override, ckpt.chat_template, ckpt.config.arch)
         report(f"moving weights to {device}")
         try:
-            model = build_model(ckpt.config, ckpt.state, device, dtype)
+            model = build_model(ckpt.config, ckpt.state, device, dtype,
+                                head_dtype=pick_head_dtype(device, dtype))
         except ValueError as exc:
             raise ModelError(f"{path}: {exc}") from None
         except RuntimeError as exc:  # out of memory and the like

@@ -261,6 +261,7 @@ class GPT(nn.Module):
         self.out_norm = Norm(cfg.n_embd, cfg.norm, cfg.norm_eps)
         self.lm_head = None if cfg.tied_head else nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.cache: KVCache | None = None
+        self.compute_dtype = torch.float32  # activations; the head may be stored differently
         self._rope: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- set-up ---------------------------------------------------------------------------
@@ -269,7 +270,7 @@ class GPT(nn.Module):
         w = self.tok_emb.weight
         if self.cfg.positions == "learned":
             max_len = min(max_len, self.cfg.context_length)
-        self.cache = KVCache(self.cfg, max_len, batch, w.dtype, w.device)
+        self.cache = KVCache(self.cfg, max_len, batch, self.compute_dtype, w.device)
         self._rope = {}
         cfg = self.cfg
         if cfg.positions == "rope":
@@ -292,7 +293,7 @@ class GPT(nn.Module):
         T = tokens.shape[1]
         if pos0 + T > cache.max_len:
             raise ValueError(f"sequence of {pos0 + T} tokens exceeds the cache ({cache.max_len})")
-        x = self.tok_emb(tokens)
+        x = self.tok_emb(tokens).to(self.compute_dtype)
         if cfg.embed_scale:
             x = (x.float() * math.sqrt(cfg.n_embd)).to(x.dtype)
         if self.pos_emb is not None:
@@ -307,15 +308,21 @@ class GPT(nn.Module):
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         if self.lm_head is not None:
+            w = getattr(self.lm_head, "weight", None)
+            if isinstance(self.lm_head, nn.Linear) and w is not None and w.dtype != x.dtype:
+                return self.lm_head(x.to(w.dtype)).float()
             return self.lm_head(x).float()
-        return F.linear(x, self.tok_emb.weight).float()
+        w = self.tok_emb.weight
+        return F.linear(x.to(w.dtype), w).float()
 
 
 def build_model(cfg: ModelConfig, state: dict[str, torch.Tensor], device: torch.device | str,
-                dtype: torch.dtype, fuse: bool = True) -> GPT:
+                dtype: torch.dtype, fuse: bool = True, head_dtype: torch.dtype | None = None) -> GPT:
     """A GPT holding `state` on `device`: matrices in `dtype`, norm weights kept in float32
     (Gemma's are 1 + small values; bfloat16 would round them visibly). `fuse` joins Q/K/V
-    and gate/up into single matmuls: at batch 1 every operator costs launch overhead."""
+    and gate/up into single matmuls: at batch 1 every operator costs launch overhead.
+    `head_dtype` stores the output head (and a tied embedding) differently: float16 beside
+    bfloat16 on CPU is both faster there and 8x finer (docs/torch.md)."""
     with torch.device("meta"):
         model = GPT(cfg)
     norms = {f"{n}.{p}" for n, m in model.named_modules() if isinstance(m, Norm) for p in ("weight", "bias")}
@@ -324,10 +331,16 @@ def build_model(cfg: ModelConfig, state: dict[str, torch.Tensor], device: torch.
     if missing or unexpected:
         what = f"missing {sorted(missing)[0]}" if missing else f"unexpected {sorted(unexpected)[0]}"
         raise ValueError(f"checkpoint does not fit the model ({what})")
-    converted = {
-        k: v.to(device=device, dtype=torch.float32 if k in norms else dtype) for k, v in state.items()
-    }
+    head_keys = {"lm_head.weight"} if not cfg.tied_head else {"tok_emb.weight"}
+
+    def target(k: str) -> torch.dtype:
+        if k in norms:
+            return torch.float32
+        return head_dtype if (head_dtype is not None and k in head_keys) else dtype
+
+    converted = {k: v.to(device=device, dtype=target(k)) for k, v in state.items()}
     model.load_state_dict(converted, assign=True, strict=True)
+    model.compute_dtype = dtype
     if fuse:
         for block in model.blocks:
             block.attn.fuse()

@@ -46,7 +46,7 @@ class Int8Linear(nn.Module):
 
 def quantize_int8(model: GPT) -> GPT:
     """Replace every nn.Linear in the blocks, and the (possibly tied) head, in place."""
-    dtype = model.tok_emb.weight.dtype
+    dtype = model.compute_dtype
     for block in model.blocks:
         for parent in (block.attn, block.ffn):
             for name, child in list(parent.named_children()):
