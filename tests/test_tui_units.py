@@ -111,3 +111,19 @@ def test_help_lists_every_command_and_newline_key() -> None:
     for name in slash.COMMANDS:
         assert f"`/{name}" in text
     assert "ctrl+j" in text and "Esc" in text
+
+
+def test_ui_leaves_a_core_for_the_screen_on_small_machines() -> None:
+    from pathlib import Path
+
+    from aigc_chat.tui.controller import tui_config, ui_threads
+
+    assert ui_threads(1) == 1 and ui_threads(2) == 1 and ui_threads(4) == 3 and ui_threads(16) is None
+    cfg = Config(path=Path("/nonexistent.toml"))
+    cfg.backends["llama"] = {"n_threads": 6}
+    assert tui_config(cfg, "llama").backends["llama"]["n_threads"] == 6  # explicit: kept
+    cfg.backends["llama"] = {"n_ctx": 128}
+    out = tui_config(cfg, "llama").backends["llama"]
+    assert out["n_ctx"] == 128 and out.get("n_threads", 0) == (ui_threads() or 0)
+    assert cfg.backends["llama"] == {"n_ctx": 128}  # the caller's config is not changed
+    assert tui_config(cfg, "openai") is cfg

@@ -119,6 +119,7 @@ class AssistantMessage(ChatMessage):
         self.stats = stats or {}
         self.finish_reason = finish_reason
         self.streamed_chars = 0
+        self.batches = 0
         self._frozen: list[str] = []
         self._tail = ""
         self._tail_view: MarkdownView | None = None
@@ -157,6 +158,7 @@ class AssistantMessage(ChatMessage):
             self.start_stream()
         assert self._tail_view is not None
         self.streamed_chars += len(shown)
+        self.batches += 1
         self._tail += shown
         if len(self._tail) > self.SEGMENT:
             cut = split_point(self._tail, self.SEGMENT // 2)

@@ -9,6 +9,7 @@ connections belong to one thread); backend calls happen on worker threads only.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,36 @@ from aigc_chat.tui.text_utils import title_from
 
 if TYPE_CHECKING:  # the store is optional at run time (--no-history)
     from aigc_chat.history import Conversation, HistoryStore, ReplyRecorder
+
+
+def ui_threads(cores: int | None = None) -> int | None:
+    """llama.cpp threads that leave the UI a core, or None to keep the backend's default.
+
+    llama.cpp's worker threads wait for each other at every step; when the screen's own
+    thread takes one of their cores, they stall. On this 2-core machine, streaming into
+    the TUI with 2 llama threads fell from ~70 to under 1 token/s; with 1 it kept ~70. The
+    backend's automatic choice already leaves half the cores free past 4, so only small
+    machines are changed.
+    """
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            cores = os.cpu_count() or 1
+    return max(1, cores - 1) if cores <= 4 else None
+
+
+def tui_config(config: Config, backend: str) -> Config:
+    """The config the TUI loads a backend with: an explicit n_threads is kept, "auto" (0)
+    leaves a core for the UI on small machines."""
+    if backend != "llama":
+        return config
+    opts = dict(config.backends.get("llama", {}))
+    threads = ui_threads()
+    if opts.get("n_threads", 0) or threads is None:
+        return config
+    opts["n_threads"] = threads
+    return replace(config, backends={**config.backends, "llama": opts})
 
 
 @dataclass
@@ -89,8 +120,8 @@ class ChatController:
         from aigc_chat.loader import load_backend
 
         with self.backend_lock:
-            backend = load_backend(self.config, progress, backend=self.settings.backend,
-                                   model=self.settings.model or None)
+            backend = load_backend(tui_config(self.config, self.settings.backend), progress,
+                                   backend=self.settings.backend, model=self.settings.model or None)
         return backend
 
     def attach_backend(self, backend: Backend) -> None:
