@@ -30,7 +30,6 @@ import select
 import shutil
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import termios

@@ -8,7 +8,6 @@ backend it was given).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from aigc_chat.config import Config, load_config
+from aigc_chat.config import Config
 from aigc_chat.loader import load_backend
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.chat_view import AssistantMessage, NoticeMessage, UserMessage

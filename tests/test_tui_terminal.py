@@ -14,8 +14,7 @@ from aigc_chat.backends.base import Backend, BackendInfo, EngineEnd, EngineStart
 from aigc_chat.history import HistoryStore
 from aigc_chat.params import GenerationParams
 from aigc_chat.tui.app import ChatApp
-from aigc_chat.tui.chat_view import AssistantMessage
-from tests.test_tui_flows import SIZE, gemma_backend, make_config, screen_text, send, type_text, wait_idle  # noqa: F401
+from tests.test_tui_flows import SIZE, make_config, screen_text, send, type_text, wait_for, wait_idle
 
 pytestmark = [pytest.mark.asyncio]
 
@@ -54,7 +53,7 @@ async def test_hostile_model_output_is_shown_literally_and_never_reaches_the_ter
         app._driver.write = lambda data: (written.append(data), original(data))[1]
         reply = await send(pilot, app, "Say [bold]hi[/] \x1b[2J")
         assert reply.finish_reason == "stop", (reply.stats, app.controller.settings.params)
-        await pilot.pause(0.2)  # the final render is painted
+        await wait_for(pilot, lambda: "[bold]not bold[/]" in screen_text(app), 10, "the final paint")
         shown = screen_text(app)
         assert "[bold]not bold[/]" in shown, shown
         assert "[link=http://x]y[/link]" in shown
@@ -145,6 +144,7 @@ async def test_80x24_no_color_layout(tmp_path: Path, monkeypatch: pytest.MonkeyP
         await wait_idle(pilot, app)
         assert app.no_color
         await send(pilot, app, "hi")
+        await wait_for(pilot, lambda: "Hello there" in screen_text(app), 10, "the reply on screen")
         text = screen_text(app)
         lines = text.splitlines()
         assert len(lines) == 24
