@@ -118,7 +118,7 @@ class HistoryPane(Vertical):
                                                    (_one_line(meta, WIDTH), "dim"))))
             rows.append((c.id, title))
         more = " (search to reach older ones)" if len(convs) == PAGE else ""
-        self._fill(list(zip(rows, options)), f"{len(convs)} conversations{more}")
+        self._fill(list(zip(rows, options)), f"{len(convs)} conversation{'s' if len(convs) != 1 else ''}{more}")
 
     def _run_search(self) -> None:
         assert self.store is not None
@@ -133,7 +133,7 @@ class HistoryPane(Vertical):
             snippet = _one_line(h.snippet, WIDTH * 2)
             items.append(((h.conversation_id, title),
                           Option(Content.assemble((_one_line(title, WIDTH), "bold"), "\n", (snippet, "dim")))))
-        self._fill(items, f"{len(hits)} matches")
+        self._fill(items, f"{len(hits)} match{'es' if len(hits) != 1 else ''}")
 
     def _fill(self, items: list[tuple[tuple[int, str], Option]], count: str) -> None:
         option_list = self.query_one(HistoryList)
