@@ -184,7 +184,7 @@ class LlamaCppBackend(Backend):
         )
         try:
             for token in tokens:
-                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                if ends_turn(llama_cpp, vocab, token):
                     yield EngineEnd("stop", len(prompt), n)
                     return
                 n += 1
@@ -306,6 +306,13 @@ def last_log_error() -> str:
         if level == 3 and text.strip():
             return text.strip()
     return ""
+
+
+def ends_turn(llama_cpp: Any, vocab: Any, token: int) -> bool:
+    """End of generation, or any other control token: a base model that emits
+    `<start_of_turn>` has left its turn (control tokens render as nothing, so without this
+    the reply would run on into a made-up "user" turn)."""
+    return bool(llama_cpp.llama_vocab_is_eog(vocab, token) or llama_cpp.llama_vocab_is_control(vocab, token))
 
 
 def _n_ctx(llm: Any) -> int:

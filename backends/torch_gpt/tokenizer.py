@@ -44,7 +44,7 @@ class GGUFTokenizer:
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelError(f"llama.cpp could not read the vocabulary of {path}: {last_log_error() or exc}") from None
         self._vocab = self._llm._model.vocab
-        self._is_eog = llama_cpp.llama_vocab_is_eog
+        self._llama_cpp = llama_cpp
         self.vocab_size = int(self._llm.n_vocab())
         self.bos_text = self._special_text(self._llm.token_bos())
         self.eos_text = self._special_text(self._llm.token_eos())
@@ -65,7 +65,9 @@ class GGUFTokenizer:
         return self._llm.detokenize([token])
 
     def is_eog(self, token: int) -> bool:
-        return bool(self._is_eog(self._vocab, token))
+        from aigc_chat.backends.llama_cpp_backend import ends_turn
+
+        return ends_turn(self._llama_cpp, self._vocab, token)  # the llama backend's rule
 
     def close(self) -> None:
         self._llm.close()
