@@ -206,6 +206,22 @@ def _create_private_file(path: Path) -> None:
         os.close(fd)
 
 
+def _switch_to_wal(conn: sqlite3.Connection) -> str:
+    """Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is
+    locked" at once, without its busy handler, when two processes switch the same new file
+    at the same moment: retry for as long as the busy timeout would have waited."""
+    import time
+
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class HistoryStore:
     """The conversation history. One connection, usable from several threads (a lock
     serialises calls); several processes may open the same file at once."""
@@ -225,7 +241,7 @@ class HistoryStore:
         self._conn = conn
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _switch_to_wal(conn)
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL: a killed process loses nothing committed
