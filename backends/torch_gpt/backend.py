@@ -28,8 +28,11 @@ def _check_ctx(v: Any) -> str | None:
     return None if v == 0 or v >= 64 else "must be 0 (the model's own) or >= 64"
 
 
+QUANTIZE = ("none", "int8", "head-int4")
+
+
 def _check_quant(v: Any) -> str | None:
-    return None if v in ("none", "int8") else 'must be "none" or "int8"'
+    return None if v in QUANTIZE else 'must be "none", "int8" or "head-int4"'
 
 
 class TorchBackend(Backend):
@@ -41,7 +44,7 @@ class TorchBackend(Backend):
         "n_ctx": Option(4096, int, "context size in tokens (the KV cache is allocated for it); 0 = the model's", _check_ctx),
         "n_threads": Option(0, int, "CPU threads for torch; 0 = one per core", lambda v: None if v >= 0 else "must be >= 0"),
         "compile": Option(False, bool, "torch.compile the decode step (slow first token, faster decode on GPU)"),
-        "quantize": Option("none", str, '"int8": weight-only int8 matrices (less memory traffic per token)', _check_quant),
+        "quantize": Option("none", str, '"int8": weight-only int8 matrices (less memory traffic per token); "head-int4": 4-bit output head, exact top logits (CPU)', _check_quant),
         "chat_template": Option("", str, 'override: "gemma", "chatml", "llama-3", "llama-2", "plain" or a Jinja string'),
     }
 
@@ -90,6 +93,13 @@ class TorchBackend(Backend):
 
             report("quantising to int8")
             quantize_int8(model)
+        elif self.options["quantize"] == "head-int4":
+            from aigc_chat.backends.torch_gpt.quantize import quantize_head_int4
+
+            if device.type != "cpu":
+                raise UsageError('quantize = "head-int4" uses a CPU kernel; use it with device = "cpu"')
+            report("quantising the output head to int4")
+            quantize_head_int4(model)
         n_ctx = self.options["n_ctx"] or ckpt.config.context_length
         n_ctx = min(n_ctx, ckpt.config.context_length)
         model.setup_cache(n_ctx)

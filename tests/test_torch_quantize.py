@@ -1,0 +1,26 @@
+"""The 4-bit output head: its leading logits must be the exact ones, the rest close."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from aigc_chat.backends.torch_gpt.quantize import RefinedInt4Head  # noqa: E402
+
+
+def test_int4_head_keeps_leading_logits_exact() -> None:
+    gen = torch.Generator().manual_seed(0)
+    weight = (torch.randn(4096, 128, generator=gen) * 0.05).to(torch.float16)
+    x = torch.randn(3, 128, generator=gen).to(torch.bfloat16)
+    head = RefinedInt4Head(weight, refine=32)
+    got = head(x)
+    want = x.float() @ weight.float().T
+    assert got.shape == want.shape and got.dtype == torch.float32
+    # Greedy picks and the leading logits are the float16 head's...
+    assert torch.equal(got.argmax(-1), want.argmax(-1))
+    top = want.topk(8, dim=-1).indices
+    torch.testing.assert_close(got.gather(1, top), want.gather(1, top), rtol=1e-4, atol=1e-4)
+    # ...and the 4-bit tail is an approximation, not noise.
+    rel = ((got - want).norm() / want.norm()).item()
+    assert 0 < rel < 0.15
