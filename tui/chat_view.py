@@ -100,6 +100,12 @@ class MarkdownView(Static):
             pass
         self.update(RichMarkdown(self.source, code_theme="monokai" if dark else "default",
                                  hyperlinks=False, inline_code_lexer=None))
+        # Textual (8.2) starts a new layout generation for a widget only when no layout is
+        # pending yet. If a layout pass ran between the pending request and this update, the
+        # box model cached from the old text outlives it and the reply stays drawn at its old
+        # height: under load a finished reply showed up empty. Start the generation ourselves.
+        if hasattr(self, "_layout_updates"):
+            self._layout_updates += 1
 
 
 class AssistantMessage(ChatMessage):
