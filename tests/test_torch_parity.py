@@ -84,6 +84,28 @@ def test_kv_cache_generation_equals_full_recompute(tiny_files: dict[str, Path], 
     np.testing.assert_allclose(np.stack(stepped), full, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_static_shape_steps_equal_the_dynamic_ones(tiny_files: dict[str, Path], arch: str) -> None:
+    """The static-shape step (what a CUDA graph records: position as a tensor, attention
+    over a fixed cache length with a mask) against the plain step, past the gemma3 window
+    and across a cache-length bucket boundary."""
+    from aigc_chat.backends.torch_gpt.cuda_graphs import buckets, static_step
+
+    assert buckets(1000) == [256, 512, 1000] and buckets(256) == [256] and buckets(4096)[-1] == 4096
+    model = _model(tiny_files[arch], max_len=300)
+    prompt = [2 if arch == "gemma3" else 1] + list(range(40, 290))  # 251 tokens
+    plain, static = Runner(model), Runner(model, static_step(model))
+    a = parity.torch_greedy(plain, prompt, 12)
+    b = parity.torch_greedy(static, prompt, 12)  # positions 251..262: buckets 256 and 300
+    assert a == b
+    plain.reset()
+    static.reset()
+    plain.prefill(prompt)
+    static.prefill(prompt)
+    for t in a:
+        np.testing.assert_allclose(static.step(t).numpy(), plain.step(t).numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_prefix_reuse_gives_the_same_logits_as_a_fresh_cache(tiny_files: dict[str, Path]) -> None:
     model = _model(tiny_files["gemma3"])
     runner = Runner(model)

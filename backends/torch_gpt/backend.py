@@ -44,6 +44,7 @@ class TorchBackend(Backend):
         "n_ctx": Option(4096, int, "context size in tokens (the KV cache is allocated for it); 0 = the model's", _check_ctx),
         "n_threads": Option(0, int, "CPU threads for torch; 0 = one per core", lambda v: None if v >= 0 else "must be >= 0"),
         "compile": Option(False, bool, "torch.compile the decode step (slow first token, faster decode on GPU)"),
+        "cuda_graphs": Option(True, bool, "on CUDA, replay each decode step as a CUDA graph (one launch instead of hundreds)"),
         "quantize": Option("none", str, '"int8": weight-only int8 matrices (less memory traffic per token); "head-int4": 4-bit output head, exact top logits (CPU)', _check_quant),
         "chat_template": Option("", str, 'override: "gemma", "chatml", "llama-3", "llama-2", "plain" or a Jinja string'),
     }
@@ -56,6 +57,7 @@ class TorchBackend(Backend):
         self._ckpt_info: dict[str, Any] = {}
         self._device: Any = None
         self._dtype: Any = None
+        self._graphs = False
 
     # -- loading ----------------------------------------------------------------------------
     def load(self, progress: ProgressCallback | None = None) -> None:
@@ -104,7 +106,16 @@ class TorchBackend(Backend):
         n_ctx = min(n_ctx, ckpt.config.context_length)
         model.setup_cache(n_ctx)
         step = None
-        if self.options["compile"]:
+        self._graphs = device.type == "cuda" and self.options["cuda_graphs"]
+        if self._graphs:
+            from aigc_chat.backends.torch_gpt.cuda_graphs import GraphedDecoder
+
+            fn = None
+            if self.options["compile"]:
+                report("compiling (first tokens are slow)")
+                fn = torch.compile(model.forward, dynamic=False)
+            step = GraphedDecoder(model, fn)
+        elif self.options["compile"]:
             from aigc_chat.backends.torch_gpt.compiled import compiled_step
 
             report("compiling (first tokens are slow)")
@@ -138,6 +149,7 @@ class TorchBackend(Backend):
                 "dtype": str(self._dtype).removeprefix("torch."),
                 "quantize": self.options["quantize"],
                 "compile": self.options["compile"],
+                "cuda_graphs": self._graphs,
                 "threads": _torch_threads(),
             },
         )

@@ -8,6 +8,10 @@ for the same GGUF file, so logits can be compared position by position.
 
 The cache is allocated once for the whole context: a decode step writes one slot per layer
 and attends over a view of the filled part, so no per-token allocation grows with length.
+
+A decode step can also run with static shapes (the position as a tensor, attention over a
+fixed `kv_len` of the cache with a mask), which is what a CUDA graph needs: see
+`cuda_graphs.py`. Same arithmetic, only the masked-out keys differ.
 """
 
 from __future__ import annotations
@@ -92,6 +96,8 @@ class KVCache(nn.Module):
         shape = (cfg.n_layer, batch, cfg.n_kv_head, max_len, cfg.head_dim)
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        # slot indices, for the masks of static-shape decode steps
+        self.register_buffer("positions", torch.arange(max_len, device=device), persistent=False)
         self.max_len = max_len
 
 
@@ -138,8 +144,10 @@ class Attention(nn.Module):
         self.wqkv = _concat_linear([self.wq, self.wk, self.wv])
         del self.wq, self.wk, self.wv
 
-    def forward(self, x: torch.Tensor, pos0: int, cache: KVCache,
-                rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pos0: int | torch.Tensor, cache: KVCache,
+                rope: tuple[torch.Tensor, torch.Tensor] | None, kv_len: int = 0) -> torch.Tensor:
+        """pos0 an int: T tokens from there, attending over the filled cache. pos0 a tensor
+        [1] (with kv_len): one token, attending over the first kv_len slots, static shapes."""
         cfg = self.cfg
         B, T, _ = x.shape
         if self.wqkv is not None:
@@ -152,24 +160,38 @@ class Attention(nn.Module):
         v = v.view(B, T, cfg.n_kv_head, cfg.head_dim)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
+        static = isinstance(pos0, torch.Tensor)
         if rope is not None:
-            cos, sin = rope[0][pos0 : pos0 + T], rope[1][pos0 : pos0 + T]
+            if static:
+                cos, sin = rope[0].index_select(0, pos0), rope[1].index_select(0, pos0)
+            else:
+                cos, sin = rope[0][pos0 : pos0 + T], rope[1][pos0 : pos0 + T]
             q = apply_rope(q, cos, sin, cfg.rope_neox, cfg.rope_dim)
             k = apply_rope(k, cos, sin, cfg.rope_neox, cfg.rope_dim)
-        end = pos0 + T
         kc, vc = cache.k[self.layer], cache.v[self.layer]
-        kc[:, :, pos0:end] = k.transpose(1, 2)
-        vc[:, :, pos0:end] = v.transpose(1, 2)
-        # Keys before `start` are outside every query's window; the mask handles the rest.
-        start = max(0, end - T - self.window + 1) if self.window else 0
-        keys, values = kc[:, :, start:end], vc[:, :, start:end]
         mask = None
-        if T > 1:
-            qpos = torch.arange(pos0, end, device=x.device)[:, None]
-            kpos = torch.arange(start, end, device=x.device)[None, :]
-            mask = kpos <= qpos
+        if static:
+            kc.index_copy_(2, pos0, k.transpose(1, 2))
+            vc.index_copy_(2, pos0, v.transpose(1, 2))
+            keys, values = kc[:, :, :kv_len], vc[:, :, :kv_len]
+            kpos = cache.positions[:kv_len]
+            mask = kpos <= pos0
             if self.window:
-                mask &= (qpos - kpos) < self.window
+                mask &= (pos0 - kpos) < self.window
+            mask = mask[None, :]
+        else:
+            end = pos0 + T
+            kc[:, :, pos0:end] = k.transpose(1, 2)
+            vc[:, :, pos0:end] = v.transpose(1, 2)
+            # Keys before `start` are outside every query's window; the mask handles the rest.
+            start = max(0, end - T - self.window + 1) if self.window else 0
+            keys, values = kc[:, :, start:end], vc[:, :, start:end]
+            if T > 1:
+                qpos = torch.arange(pos0, end, device=x.device)[:, None]
+                kpos = torch.arange(start, end, device=x.device)[None, :]
+                mask = kpos <= qpos
+                if self.window:
+                    mask &= (qpos - kpos) < self.window
         q = q.transpose(1, 2)
         if x.device.type == "cpu":
             out = _attention(q, keys, values, mask, cfg.attn_scale)
@@ -239,9 +261,9 @@ class Block(nn.Module):
         self.post_attn_norm = Norm(cfg.n_embd, cfg.norm, cfg.norm_eps) if cfg.sandwich_norms else None
         self.post_ffn_norm = Norm(cfg.n_embd, cfg.norm, cfg.norm_eps) if cfg.sandwich_norms else None
 
-    def forward(self, x: torch.Tensor, pos0: int, cache: KVCache,
-                rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-        h = self.attn(self.attn_norm(x), pos0, cache, rope)
+    def forward(self, x: torch.Tensor, pos0: int | torch.Tensor, cache: KVCache,
+                rope: tuple[torch.Tensor, torch.Tensor] | None, kv_len: int = 0) -> torch.Tensor:
+        h = self.attn(self.attn_norm(x), pos0, cache, rope, kv_len)
         if self.post_attn_norm is not None:
             h = self.post_attn_norm(h)
         x = x + h
@@ -285,24 +307,33 @@ class GPT(nn.Module):
         return self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
 
     # -- running --------------------------------------------------------------------------
-    def forward(self, tokens: torch.Tensor, pos0: int = 0, all_logits: bool = False) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, pos0: int | torch.Tensor = 0, all_logits: bool = False,
+                kv_len: int = 0) -> torch.Tensor:
         """tokens [B, T] at positions pos0.. -> float32 logits [B, T, V] (or [B, V] for the
-        last position only, which is all generation needs: the head is the largest matmul)."""
+        last position only, which is all generation needs: the head is the largest matmul).
+
+        A static-shape decode step passes pos0 as a tensor [1] and kv_len, the number of cache
+        slots to attend over (> the position): no Python value in it changes between steps."""
         cfg, cache = self.cfg, self.cache
         assert cache is not None, "call setup_cache() first"
         T = tokens.shape[1]
-        if pos0 + T > cache.max_len:
+        static = isinstance(pos0, torch.Tensor)
+        if static:
+            if T != 1 or not 0 < kv_len <= cache.max_len:
+                raise ValueError("a static-shape step takes one token and 0 < kv_len <= the cache")
+        elif pos0 + T > cache.max_len:
             raise ValueError(f"sequence of {pos0 + T} tokens exceeds the cache ({cache.max_len})")
         x = self.tok_emb(tokens).to(self.compute_dtype)
         if cfg.embed_scale:
             x = (x.float() * math.sqrt(cfg.n_embd)).to(x.dtype)
         if self.pos_emb is not None:
-            x = x + self.pos_emb(torch.arange(pos0, pos0 + T, device=tokens.device))[None]
+            where = pos0 if static else torch.arange(pos0, pos0 + T, device=tokens.device)
+            x = x + self.pos_emb(where)[None]
         for i, block in enumerate(self.blocks):
             rope = None
             if cfg.positions == "rope":
                 rope = self._rope["local" if cfg.sliding_layers[i] else "global"]
-            x = block(x, pos0, cache, rope)
+            x = block(x, pos0, cache, rope, kv_len)
         x = self.out_norm(x if all_logits else x[:, -1])
         return self.project(x)
 
