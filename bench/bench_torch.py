@@ -8,7 +8,7 @@
    large tensor copy measures on the same device.
 
     .venv/bin/python bench/bench_torch.py [--device cpu|cuda] [--dtype auto|float32|bfloat16]
-        [--quantize none|int8|head-int4] [--compile] [--rounds 3] [--tokens 64] [--model PATH]
+        [--quantize auto|none|int8|head-int4] [--compile] [--rounds 3] [--tokens 64] [--model PATH]
         [--no-llama]   # torch figures only (e.g. a GPU box whose llama.cpp is CPU-only)
 """
 
@@ -163,7 +163,7 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="GGUF file (default: the bundled Gemma 3 270M Q4_K_M)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto")
-    ap.add_argument("--quantize", default="none", choices=["none", "int8", "head-int4"])
+    ap.add_argument("--quantize", default="auto", choices=["auto", "none", "int8", "head-int4"])
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tokens", type=int, default=48)

@@ -183,6 +183,7 @@ def test_info_reports_device_and_dtype(tiny_backend: TorchBackend) -> None:
     assert info.name == "torch" and "cpu" in info.device and "float32" in info.device
     assert info.details["architecture"] == "gemma3" and info.details["chat_template"] in ("gemma", "gguf")
     assert TorchBackend.doctor()[0][0] == "torch device"
+    assert info.details["quantize"] == "none (auto)" and info.details["cuda_graphs"] is False
 
 
 def test_importing_the_backend_class_does_not_import_torch() -> None:

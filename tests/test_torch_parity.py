@@ -127,29 +127,38 @@ def test_gemma_greedy_matches_llama_cpp(gemma_path: Path, capsys: pytest.Capture
     # The CPU default; AIGC_TORCH_PARITY_DTYPE / _QUANTIZE reproduce the other rows of docs/torch.md.
     backend = TorchBackend(str(gemma_path), {
         "n_ctx": 256, "device": "cpu", "dtype": os.environ.get("AIGC_TORCH_PARITY_DTYPE", "auto"),
-        "quantize": os.environ.get("AIGC_TORCH_PARITY_QUANTIZE", "none")})
+        "quantize": os.environ.get("AIGC_TORCH_PARITY_QUANTIZE", "auto")})
     backend.load()
-    dtype = backend.info().details["dtype"]
+    dtype, quantize = backend.info().details["dtype"], backend.info().details["quantize"]
     llm = parity.llama_reference(gemma_path, n_ctx=128)
     try:
-        identical, kls, top1 = 0, [], []
+        identical, itself, kls, top1, self_kls, self_top1 = 0, 0, [], [], [], []
         for text in GEMMA_PROMPTS:
             prompt = backend.tokenize_messages([Message("user", text)])
             ref = parity.llama_greedy(llm, prompt, 48)  # 48 for the KL figures, 32 compared
             ours = parity.torch_greedy(backend._runner, prompt, 32)
             identical += ref[:32] == ours
+            itself += ref[:32] == parity.llama_greedy_stepwise(llm, prompt, 32)
             seq = prompt + ref
             lr, lo = parity.llama_logits(llm, seq), parity.torch_logits(backend._runner.model, seq)
             kls += list(parity.kl_divergence(lr, lo))
             top1 += list(lr.argmax(-1) == lo.argmax(-1))
+            ls = parity.llama_logits_stepwise(llm, seq)
+            self_kls += list(parity.kl_divergence(lr, ls))
+            self_top1 += list(lr.argmax(-1) == ls.argmax(-1))
     finally:
         llm.close()
         backend.close()
     with capsys.disabled():
-        print(f"\ngemma parity ({dtype}, quantize {backend.options['quantize']}): {identical}/5 identical greedy continuations; over {len(kls)} positions "
-              f"top-1 agreement {np.mean(top1):.4f}, mean KL {np.mean(kls):.5f} nats")
+        print(f"\ngemma parity ({dtype}, quantize {quantize}): {identical}/5 identical greedy continuations "
+              f"(llama.cpp against itself, prompt token by token: {itself}/5); over {len(kls)} positions "
+              f"top-1 agreement {np.mean(top1):.4f}, mean KL {np.mean(kls):.5f} nats "
+              f"(llama.cpp against itself: {np.mean(self_top1):.4f}, {np.mean(self_kls):.5f})")
     assert len(kls) >= 256
-    # The issue asks for 4 of 5; measured 3 of 5, diverging at near-ties (docs/torch.md).
     assert np.mean(top1) > 0.97
     assert np.mean(kls) < 0.05
-    assert identical >= 3
+    # The issue asks for 4 of 5. llama.cpp itself, on the same weights and machine, agrees
+    # with its own batched-prompt continuation on only 2 of these 5 (diverging at the same
+    # near-ties, tokens 7 and 8): we must agree with it at least as well as it agrees with
+    # itself, and do (3 of 5 measured; docs/torch.md).
+    assert identical >= max(itself, 3)

@@ -24,3 +24,16 @@ def test_int4_head_keeps_leading_logits_exact() -> None:
     # ...and the 4-bit tail is an approximation, not noise.
     rel = ((got - want).norm() / want.norm()).item()
     assert 0 < rel < 0.15
+
+
+def test_auto_picks_the_int4_head_only_where_it_was_measured_to_pay() -> None:
+    from aigc_chat.backends.torch_gpt.quantize import auto_quantize
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    gemma_head = torch.empty(262144, 640, device="meta")
+    small_head = torch.empty(50257, 64, device="meta")
+    assert auto_quantize(cpu, torch.bfloat16, gemma_head) == "head-int4"
+    assert auto_quantize(cpu, torch.float32, gemma_head) == "none"  # the kernel wants bfloat16
+    assert auto_quantize(cuda, torch.bfloat16, gemma_head) == "none"  # a CPU kernel
+    assert auto_quantize(cpu, torch.bfloat16, small_head) == "none"  # the head is not the cost
+    assert auto_quantize(cpu, torch.bfloat16, torch.empty(262144, 600, device="meta")) == "none"  # groups of 32

@@ -28,11 +28,11 @@ def _check_ctx(v: Any) -> str | None:
     return None if v == 0 or v >= 64 else "must be 0 (the model's own) or >= 64"
 
 
-QUANTIZE = ("none", "int8", "head-int4")
+QUANTIZE = ("auto", "none", "int8", "head-int4")
 
 
 def _check_quant(v: Any) -> str | None:
-    return None if v in QUANTIZE else 'must be "none", "int8" or "head-int4"'
+    return None if v in QUANTIZE else 'must be "auto", "none", "int8" or "head-int4"'
 
 
 class TorchBackend(Backend):
@@ -45,7 +45,7 @@ class TorchBackend(Backend):
         "n_threads": Option(0, int, "CPU threads for torch; 0 = one per core", lambda v: None if v >= 0 else "must be >= 0"),
         "compile": Option(False, bool, "torch.compile the decode step (slow first token, faster decode on GPU)"),
         "cuda_graphs": Option(True, bool, "on CUDA, replay each decode step as a CUDA graph (one launch instead of hundreds)"),
-        "quantize": Option("none", str, '"int8": weight-only int8 matrices (less memory traffic per token); "head-int4": 4-bit output head, exact top logits (CPU)', _check_quant),
+        "quantize": Option("auto", str, '"auto" (head-int4 on CPU with bfloat16 for a large vocabulary, else none), "none", "int8" (weight-only int8 matrices) or "head-int4" (4-bit output head, exact top 256 logits; CPU)', _check_quant),
         "chat_template": Option("", str, 'override: "gemma", "chatml", "llama-3", "llama-2", "plain" or a Jinja string'),
     }
 
@@ -58,6 +58,7 @@ class TorchBackend(Backend):
         self._device: Any = None
         self._dtype: Any = None
         self._graphs = False
+        self._quantize = "none"
 
     # -- loading ----------------------------------------------------------------------------
     def load(self, progress: ProgressCallback | None = None) -> None:
@@ -90,12 +91,18 @@ class TorchBackend(Backend):
         except RuntimeError as exc:  # out of memory and the like
             raise BackendError(f"cannot place the model on {device}: {str(exc).splitlines()[0]}") from None
         ckpt.state.clear()
-        if self.options["quantize"] == "int8":
+        quantize = self.options["quantize"]
+        if quantize == "auto":
+            from aigc_chat.backends.torch_gpt.quantize import auto_quantize
+
+            quantize = auto_quantize(device, dtype, model.head_weight())
+        self._quantize = quantize
+        if quantize == "int8":
             from aigc_chat.backends.torch_gpt.quantize import quantize_int8
 
             report("quantising to int8")
             quantize_int8(model)
-        elif self.options["quantize"] == "head-int4":
+        elif quantize == "head-int4":
             from aigc_chat.backends.torch_gpt.quantize import quantize_head_int4
 
             if device.type != "cpu":
@@ -147,7 +154,7 @@ class TorchBackend(Backend):
                 **{k: v for k, v in self._ckpt_info.items() if k != "path"},
                 "chat_template": self._template.name if self._template else "",
                 "dtype": str(self._dtype).removeprefix("torch."),
-                "quantize": self.options["quantize"],
+                "quantize": self._quantize if self.options["quantize"] != "auto" else f"{self._quantize} (auto)",
                 "compile": self.options["compile"],
                 "cuda_graphs": self._graphs,
                 "threads": _torch_threads(),

@@ -47,6 +47,14 @@ def torch_logits(model: GPT, tokens: Sequence[int]) -> np.ndarray:
     return model(x, 0, all_logits=True)[0].float().cpu().numpy()
 
 
+def llama_logits_stepwise(llm: Any, tokens: Sequence[int]) -> np.ndarray:
+    """llama_logits with one token per evaluation (llama.cpp's single-row kernels)."""
+    llm.reset()
+    for t in tokens:
+        llm.eval([t])
+    return np.array(llm.scores[: len(tokens)], dtype=np.float32)
+
+
 def nmse(ours: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Per position: |ours - ref|^2 / |ref|^2."""
     return ((ours - ref) ** 2).sum(-1) / (ref**2).sum(-1)
@@ -70,6 +78,21 @@ def llama_greedy(llm: Any, prompt: Sequence[int], n: int) -> list[int]:
         out.append(int(tok))
         if len(out) >= n:
             break
+    return out
+
+
+def llama_greedy_stepwise(llm: Any, prompt: Sequence[int], n: int) -> list[int]:
+    """Greedy like llama_greedy, but the prompt is evaluated one token at a time: the same
+    weights and the same machine, only llama.cpp's batch kernels differ. How often this
+    agrees with llama_greedy is the reference's own reproducibility."""
+    llm.reset()
+    for t in prompt:
+        llm.eval([t])
+    out: list[int] = []
+    for _ in range(n):
+        out.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
+        if len(out) < n:
+            llm.eval([out[-1]])
     return out
 
 
