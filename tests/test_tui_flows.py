@@ -400,3 +400,51 @@ async def test_autoscroll_only_while_at_the_bottom(tmp_path: Path, gemma_backend
         await send(pilot, app, "Thanks")
         await pilot.pause(0.2)
         assert chat.scroll_y == chat.max_scroll_y
+
+
+async def test_multiline_system_prompt_from_the_pane(tmp_path: Path) -> None:
+    """Enter makes a new line in the system prompt field; leaving the field applies it,
+    it is what the backend receives, it is saved with the conversation and shown again."""
+    from tests.scripted_backend import ScriptedBackend
+
+    backend = ScriptedBackend(["ok"])
+    store = open_store()
+    app = ChatApp(make_config(tmp_path), store=store, backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await pilot.press("f3")
+        area = app.query_one("#set-system")
+        area.focus()
+        await type_text(pilot, "Be terse.")
+        await pilot.press("enter")
+        await type_text(pilot, "Answer in French.")
+        await pilot.pause()
+        assert app.controller.settings.system_prompt == ""  # not applied while typing
+        await pilot.press("tab")  # leave the field
+        await pilot.pause()
+        assert app.controller.settings.system_prompt == "Be terse.\nAnswer in French."
+        await send(pilot, app, "hello")
+        assert backend.seen[-1][0].role == "system"
+        assert backend.seen[-1][0].content == "Be terse.\nAnswer in French."
+        cid = app.controller.conversation_id
+        # ctrl+s applies without leaving the field
+        area.focus()
+        await pilot.press("ctrl+s")  # unchanged: nothing new is applied
+        area.load_text("Only English.")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.controller.settings.system_prompt == "Only English."
+        assert app.focused is area
+        # hiding the pane while typing there applies what was typed
+        area.load_text("Only English, please.")
+        await pilot.press("f3")
+        await pilot.pause()
+        assert app.controller.settings.system_prompt == "Only English, please."
+    reopened = ChatApp(make_config(tmp_path), store=open_store(), conversation_id=cid,
+                       backend=ScriptedBackend(["ok"]))
+    async with reopened.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, reopened)
+        await pilot.press("f3")
+        await pilot.pause()
+        assert reopened.query_one("#set-system").text == "Only English, please."
+        assert reopened.controller.settings.system_prompt == "Only English, please."

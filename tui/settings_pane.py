@@ -2,7 +2,9 @@
 
 Each field is checked with the same `coerce_param` the CLI and config use, so a bad value
 gets the same reason everywhere; it is shown under the field and the old value stays in
-force. Valid values are applied when the field is submitted (Enter) or left.
+force. Valid values are applied when the field is submitted (Enter) or left. The system
+prompt is multi-line (Enter is a newline there): it applies when the field is left or with
+ctrl+s.
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.message import Message
 from textual.suggester import SuggestFromList
-from textual.widgets import Button, Input, Label, OptionList, Select, Static
+from textual.widgets import Button, Input, Label, OptionList, Select, Static, TextArea
 
 from aigc_chat.errors import ParamError
 from aigc_chat.params import coerce_param
@@ -44,6 +46,30 @@ class StopList(OptionList):
 
     def action_remove_stop(self) -> None:
         self.query_ancestor(SettingsPane).remove_highlighted_stop()
+
+
+class SystemPromptArea(TextArea):
+    """A system prompt can be paragraphs long: Enter makes a new line here, and the text
+    is applied when the field is left (Tab, F3, a click elsewhere) or with ctrl+s."""
+
+    BINDINGS = [Binding("ctrl+s", "apply", "Apply system prompt")]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, soft_wrap=True, show_line_numbers=False, tab_behavior="focus")
+        self.applied = ""
+
+    def show(self, text: str) -> None:
+        """Set the text without reporting it as a change."""
+        self.applied = text
+        self.load_text(text)
+
+    def action_apply(self) -> None:
+        if self.text != self.applied:
+            self.applied = self.text
+            self.post_message(SettingsPane.SystemPromptChanged(self.text))
+
+    def on_blur(self, event: events.Blur) -> None:
+        self.action_apply()
 
 
 class SettingsPane(VerticalScroll):
@@ -88,8 +114,8 @@ class SettingsPane(VerticalScroll):
         yield StopList(id="set-stops")
         yield Input(id="set-stop-add", placeholder="add a stop sequence, Enter")
         yield Static("", id="err-stop", classes="error")
-        yield Label("System prompt (Enter applies)")
-        yield Input(id="set-system", placeholder="none")
+        yield Label("System prompt (applies on leaving, ctrl+s)")
+        yield SystemPromptArea(id="set-system")
         with Horizontal(id="settings-buttons"):
             yield Button("Save as default", id="set-save", variant="primary")
 
@@ -113,7 +139,7 @@ class SettingsPane(VerticalScroll):
                 self._applied[name] = value
                 self._show_error(name, "")
             self._set_stops(p.stop)
-            self.query_one("#set-system", Input).value = settings.system_prompt
+            self.query_one("#set-system", SystemPromptArea).show(settings.system_prompt)
             self.set_models(models or [])
         finally:
             self.call_after_refresh(self._done_loading)
@@ -196,10 +222,6 @@ class SettingsPane(VerticalScroll):
         self.post_message(self.ParamChanged("stop", stops))
 
     # -- the rest ---------------------------------------------------------------------------
-    @on(Input.Submitted, "#set-system")
-    def _system_submitted(self, event: Input.Submitted) -> None:
-        self.post_message(self.SystemPromptChanged(event.value))
-
     @on(Input.Submitted, "#set-model")
     def _model_submitted(self, event: Input.Submitted) -> None:
         backend = self.query_one("#set-backend", Select).value
