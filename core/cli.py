@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from aigc_chat import __version__
+from aigc_chat.argtypes import integer
 
 PROG = "aigc-chat"
 SUBCOMMANDS = {
@@ -42,13 +43,6 @@ def _float_flag(name: str) -> Callable[[str], float]:
     return parse
 
 
-def _int_flag(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
 def add_model_flags(p: argparse.ArgumentParser) -> None:
     """Flags shared by the TUI, one-shot mode and `models`."""
     p.add_argument("--backend", "-b", metavar="NAME", help="backend: llama, torch, openai, or a plug-in's")
@@ -74,12 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("generation")
     g.add_argument("--temperature", "-t", type=_float_flag("temperature"), metavar="X")
     g.add_argument("--top-p", type=_float_flag("top_p"), metavar="X")
-    g.add_argument("--top-k", type=_int_flag, metavar="N")
+    g.add_argument("--top-k", type=integer(), metavar="N")
     g.add_argument("--min-p", type=_float_flag("min_p"), metavar="X")
     g.add_argument("--repeat-penalty", type=_float_flag("repeat_penalty"), metavar="X")
-    g.add_argument("--max-tokens", "-n", type=_int_flag, metavar="N")
+    g.add_argument("--max-tokens", "-n", type=integer(), metavar="N")
     g.add_argument("--stop", action="append", metavar="TEXT", help="stop sequence (repeatable)")
-    g.add_argument("--seed", type=_int_flag, metavar="N", help="same seed, same text")
+    g.add_argument("--seed", type=integer(), metavar="N", help="same seed, same text")
     o = p.add_argument_group("one-shot output")
     o.add_argument("--json", action="store_true", help="print one JSON object: text, finish reason, usage")
     o.add_argument("--verbose", "-v", action="store_true", help="model and speed figures on stderr")

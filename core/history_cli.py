@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from aigc_chat.argtypes import conversation_id, positive
 from aigc_chat.errors import UsageError
 
 PROG = "aigc-chat history"
@@ -26,48 +27,28 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _conversation_id(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a conversation id, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a conversation id, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Saved conversations (newest first).")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     s = sub.add_parser("list", help="id, date, model and title of each conversation, newest first (tab-separated)")
-    s.add_argument("--limit", "-n", type=_positive, default=50, metavar="N", help="at most N (default 50)")
+    s.add_argument("--limit", "-n", type=positive, default=50, metavar="N", help="at most N (default 50)")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s = sub.add_parser("show", help="print a conversation")
-    s.add_argument("id", type=_conversation_id, metavar="ID")
+    s.add_argument("id", type=conversation_id, metavar="ID")
     s = sub.add_parser("search", help="full-text search over every message and title")
     s.add_argument("query", nargs="+", metavar="QUERY", help="words to find (taken literally, all must appear)")
-    s.add_argument("--limit", "-n", type=_positive, default=20, metavar="N", help="at most N hits (default 20)")
+    s.add_argument("--limit", "-n", type=positive, default=20, metavar="N", help="at most N hits (default 20)")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s = sub.add_parser("export", help="write a conversation as Markdown or JSON")
-    s.add_argument("id", type=_conversation_id, metavar="ID")
+    s.add_argument("id", type=conversation_id, metavar="ID")
     s.add_argument("--format", "-f", choices=("markdown", "json"), default="markdown")
     s.add_argument("--output", "-o", metavar="PATH", help="write to PATH instead of stdout")
     s = sub.add_parser("rename", help="give a conversation a new title")
-    s.add_argument("id", type=_conversation_id, metavar="ID")
+    s.add_argument("id", type=conversation_id, metavar="ID")
     s.add_argument("title", nargs="+", metavar="TITLE")
     s = sub.add_parser("delete", help="delete a conversation")
-    s.add_argument("id", type=_conversation_id, metavar="ID")
+    s.add_argument("id", type=conversation_id, metavar="ID")
     sub.add_parser("path", help="print where the history is kept")
     return p
 

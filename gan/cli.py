@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import NoReturn, Sequence
 
+from aigc_chat.argtypes import non_negative, number, positive
 from aigc_chat.errors import AigcError, UsageError
 
 PROG = "aigc-chat gan"
@@ -20,33 +21,6 @@ SUBCOMMANDS = ("sample", "train", "eval")
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line instead of usage + message
         raise UsageError(message)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
-    return value
-
-
-def _nonneg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
-    return value
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,13 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--mode", default="auto", choices=("auto", *MODES),
                        help="how to draw: auto decides from COLORTERM, TERM and NO_COLOR")
         p.add_argument("--palette", default="grey", choices=PALETTES, help="colour map for grey images")
-        p.add_argument("--scale", type=_positive, default=None, help="pixel scale (default: fit the terminal)")
-        p.add_argument("--width", type=_positive, default=None, help="columns to fit (default: the terminal's)")
+        p.add_argument("--scale", type=positive, default=None, help="pixel scale (default: fit the terminal)")
+        p.add_argument("--width", type=positive, default=None, help="columns to fit (default: the terminal's)")
 
     s = sub.add_parser("sample", help="draw a grid of samples (the default)")
-    s.add_argument("--n", type=_positive, default=20, help="number of samples (default 20)")
+    s.add_argument("--n", type=positive, default=20, help="number of samples (default 20)")
     s.add_argument("--label", default=None, help="class to draw (index or name); default: every class in turn")
-    s.add_argument("--seed", type=_nonneg, default=None, help="same seed, same images (default: random)")
+    s.add_argument("--seed", type=non_negative, default=None, help="same seed, same images (default: random)")
     s.add_argument("--checkpoint", default=None, help="a checkpoint from `gan train` (default: the shipped digits)")
     s.add_argument("--save", default=None, metavar="PATH.png", help="also write the grid as a PNG")
     s.add_argument("--save-array", default=None, metavar="PATH.npy", help="also write the raw samples (float, [0, 1])")
@@ -74,23 +48,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a GAN live, with a progress bar and the samples as they improve")
     t.add_argument("--data", default=None, help="digits (default), mnist:DIR or folder:DIR")
-    t.add_argument("--size", type=_positive, default=None, help="image size for mnist/folder data (e.g. 16, 28, 32)")
-    t.add_argument("--epochs", type=_nonneg, default=None, help="total epochs (default 200 for digits, 20 otherwise)")
-    t.add_argument("--batch-size", type=_positive, default=64)
-    t.add_argument("--lr", type=_float, default=4e-4, help="generator learning rate (D uses twice this)")
+    t.add_argument("--size", type=positive, default=None, help="image size for mnist/folder data (e.g. 16, 28, 32)")
+    t.add_argument("--epochs", type=non_negative, default=None, help="total epochs (default 200 for digits, 20 otherwise)")
+    t.add_argument("--batch-size", type=positive, default=64)
+    t.add_argument("--lr", type=number(), default=4e-4, help="generator learning rate (D uses twice this)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     t.add_argument("--out", default=None, help="folder for the checkpoint (default: the data dir's gan/)")
     t.add_argument("--resume", default=None, metavar="PATH", help="continue training from a checkpoint")
-    t.add_argument("--seed", type=_nonneg, default=0)
-    t.add_argument("--threads", type=_positive, default=1, help="CPU threads (default 1: fastest for these small nets)")
+    t.add_argument("--seed", type=non_negative, default=0)
+    t.add_argument("--threads", type=positive, default=1, help="CPU threads (default 1: fastest for these small nets)")
     t.add_argument("--no-preview", action="store_true", help="do not draw the samples each epoch")
     look(t)
 
     e = sub.add_parser("eval", help="quality figures: Frechet distance with baselines, conditional accuracy")
     e.add_argument("--checkpoint", default=None, help="default: the shipped digits generator")
     e.add_argument("--data", default=None, help="data the checkpoint was trained on (default: from its header)")
-    e.add_argument("--size", type=_positive, default=None)
-    e.add_argument("--seed", type=_nonneg, default=0)
+    e.add_argument("--size", type=positive, default=None)
+    e.add_argument("--seed", type=non_negative, default=0)
     e.add_argument("--json", action="store_true", help="print the figures as JSON")
     return parser
 

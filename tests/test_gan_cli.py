@@ -114,9 +114,9 @@ def _assert_one_line_error(r, code, text):
     [
         (["--label", "11"], "unknown label"),
         (["--label", "cat"], "unknown label"),
-        (["--n", "0"], "at least 1"),
-        (["--n", "x"], "not an integer"),
-        (["--seed", "-3"], "negative"),
+        (["--n", "0"], "expected a positive integer, got '0'"),
+        (["--n", "x"], "expected a positive integer, got 'x'"),
+        (["--seed", "-3"], "expected a non-negative integer, got '-3'"),
         (["--mode", "sixel"], "invalid choice"),
         (["--palette", "rainbow"], "invalid choice"),
         (["--bogus"], "unrecognized"),
