@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from aigc_chat import __version__
-from aigc_chat.argtypes import integer
+from aigc_chat.argtypes import integer, number
 
 PROG = "aigc-chat"
 SUBCOMMANDS = {
@@ -30,17 +30,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         raise SystemExit(2)
-
-
-def _float_flag(name: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-    parse.__name__ = name
-    return parse
 
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
@@ -66,11 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", "-s", metavar="TEXT", help="system prompt")
     add_model_flags(p)
     g = p.add_argument_group("generation")
-    g.add_argument("--temperature", "-t", type=_float_flag("temperature"), metavar="X")
-    g.add_argument("--top-p", type=_float_flag("top_p"), metavar="X")
+    g.add_argument("--temperature", "-t", type=number(), metavar="X")
+    g.add_argument("--top-p", type=number(), metavar="X")
     g.add_argument("--top-k", type=integer(), metavar="N")
-    g.add_argument("--min-p", type=_float_flag("min_p"), metavar="X")
-    g.add_argument("--repeat-penalty", type=_float_flag("repeat_penalty"), metavar="X")
+    g.add_argument("--min-p", type=number(), metavar="X")
+    g.add_argument("--repeat-penalty", type=number(), metavar="X")
     g.add_argument("--max-tokens", "-n", type=integer(), metavar="N")
     g.add_argument("--stop", action="append", metavar="TEXT", help="stop sequence (repeatable)")
     g.add_argument("--seed", type=integer(), metavar="N", help="same seed, same text")
