@@ -37,3 +37,12 @@ def test_auto_picks_the_int4_head_only_where_it_was_measured_to_pay() -> None:
     assert auto_quantize(cuda, torch.bfloat16, gemma_head) == "none"  # a CPU kernel
     assert auto_quantize(cpu, torch.bfloat16, small_head) == "none"  # the head is not the cost
     assert auto_quantize(cpu, torch.bfloat16, torch.empty(262144, 600, device="meta")) == "none"  # groups of 32
+
+
+def test_int4_head_packed_in_blocks_equals_packed_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    gen = torch.Generator().manual_seed(1)
+    weight = (torch.randn(2500, 64, generator=gen) * 0.05).to(torch.float16)
+    whole = RefinedInt4Head(weight)
+    monkeypatch.setattr(RefinedInt4Head, "PACK_ROWS", 1000)  # three blocks, the last one short
+    blocks = RefinedInt4Head(weight)
+    assert torch.equal(whole.weight, blocks.weight) and torch.equal(whole.scale, blocks.scale)

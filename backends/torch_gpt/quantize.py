@@ -55,18 +55,25 @@ class RefinedInt4Head(nn.Module):
     was measured first: no faster than float16 here, and its bfloat16 output blurs near-ties."""
 
     GROUP = 32
+    PACK_ROWS = 8192
 
     def __init__(self, weight: torch.Tensor, refine: int = 256) -> None:
         super().__init__()
         V, D = weight.shape
         g = self.GROUP
-        w = weight.detach().float().view(V, D // g, g)
-        lo, hi = w.amin(-1, keepdim=True), w.amax(-1, keepdim=True)
-        scale = ((hi - lo) / 15).clamp(min=1e-8)
-        q = torch.round((w - lo) / scale).clamp(0, 15).to(torch.int32).view(V, D)
-        self.register_buffer("weight", torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1))
-        # The kernel computes (q - 8) * scale + zero per group.
-        sz = torch.stack([scale.squeeze(-1), (lo + 8 * scale).squeeze(-1)], -1).transpose(0, 1)
+        # In blocks of rows: the float32 temporaries of one block stay in cache (0.44 s for
+        # Gemma's head here, against 1.7 s in one piece); the packed rows are the same.
+        packed, scales, zeros = [], [], []
+        for start in range(0, V, self.PACK_ROWS):
+            w = weight[start : start + self.PACK_ROWS].detach().float().view(-1, D // g, g)
+            lo, hi = w.amin(-1, keepdim=True), w.amax(-1, keepdim=True)
+            scale = ((hi - lo) / 15).clamp(min=1e-8)
+            q = ((w - lo) / scale).round_().clamp_(0, 15).to(torch.int32).view(-1, D)
+            packed.append(torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1))
+            scales.append(scale.squeeze(-1))
+            zeros.append((lo + 8 * scale).squeeze(-1))  # the kernel computes (q - 8) * scale + zero
+        self.register_buffer("weight", torch.cat(packed))
+        sz = torch.stack([torch.cat(scales), torch.cat(zeros)], -1).transpose(0, 1)
         self.register_buffer("scale", sz.contiguous().to(torch.bfloat16))
         self.exact = weight.detach()
         self.refine = refine
