@@ -41,8 +41,19 @@ def test_auto_picks_the_int4_head_only_where_it_was_measured_to_pay() -> None:
 
 def test_int4_head_packed_in_blocks_equals_packed_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     gen = torch.Generator().manual_seed(1)
-    weight = (torch.randn(2500, 64, generator=gen) * 0.05).to(torch.float16)
+    # 2480 rows: a multiple of 16 but not of the kernel's 64-row tiles, so the tail is partial
+    weight = (torch.randn(2480, 64, generator=gen) * 0.05).to(torch.float16)
     whole = RefinedInt4Head(weight)
-    monkeypatch.setattr(RefinedInt4Head, "PACK_ROWS", 1000)  # three blocks, the last one short
+    monkeypatch.setattr(RefinedInt4Head, "PACK_ROWS", 1024)  # three blocks, the last one short
     blocks = RefinedInt4Head(weight)
     assert torch.equal(whole.weight, blocks.weight) and torch.equal(whole.scale, blocks.scale)
+    x = torch.randn(2, 64, generator=gen).to(torch.bfloat16)
+    assert torch.equal(whole(x), blocks(x))
+
+
+def test_int4_head_refuses_shapes_the_kernel_cannot_pack() -> None:
+    from aigc_chat.backends.torch_gpt.quantize import auto_quantize
+
+    odd = torch.empty(262150, 640, device="meta")  # rows not a multiple of 16
+    assert not RefinedInt4Head.fits(odd)
+    assert auto_quantize(torch.device("cpu"), torch.bfloat16, odd) == "none"

@@ -108,7 +108,10 @@ class TorchBackend(Backend):
             if device.type != "cpu":
                 raise UsageError('quantize = "head-int4" uses a CPU kernel; use it with device = "cpu"')
             report("quantising the output head to int4")
-            quantize_head_int4(model)
+            try:
+                quantize_head_int4(model)
+            except ValueError as exc:
+                raise UsageError(f'quantize = "head-int4": {exc}') from None
         n_ctx = self.options["n_ctx"] or ckpt.config.context_length
         n_ctx = min(n_ctx, ckpt.config.context_length)
         model.setup_cache(n_ctx)

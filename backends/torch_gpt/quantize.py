@@ -55,7 +55,7 @@ class RefinedInt4Head(nn.Module):
     was measured first: no faster than float16 here, and its bfloat16 output blurs near-ties."""
 
     GROUP = 32
-    PACK_ROWS = 8192
+    PACK_ROWS = 8192  # a multiple of the packed layout's row tiles, so blocks pack like the whole
 
     def __init__(self, weight: torch.Tensor, refine: int = 256) -> None:
         super().__init__()
@@ -78,6 +78,12 @@ class RefinedInt4Head(nn.Module):
         self.exact = weight.detach()
         self.refine = refine
 
+    @classmethod
+    def fits(cls, weight: torch.Tensor) -> bool:
+        """The packed kernel wants rows in multiples of 16 and groups that divide a row."""
+        V, D = weight.shape
+        return V % 16 == 0 and D % cls.GROUP == 0
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
@@ -95,7 +101,7 @@ def auto_quantize(device: torch.device, dtype: torch.dtype, head: torch.Tensor) 
     top-1 agreement with llama.cpp are unchanged (docs/torch.md). Otherwise "none"."""
     V, D = head.shape
     if (device.type == "cpu" and dtype == torch.bfloat16 and V * D >= 32_000_000
-            and D % RefinedInt4Head.GROUP == 0 and V >= 4 * 256
+            and RefinedInt4Head.fits(head) and V >= 4 * 256
             and hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu")):
         return "head-int4"
     return "none"
@@ -104,6 +110,9 @@ def auto_quantize(device: torch.device, dtype: torch.dtype, head: torch.Tensor) 
 def quantize_head_int4(model: GPT) -> GPT:
     """Only the (possibly tied) head, in place; the tied embedding keeps its rows."""
     head = model.lm_head.weight if model.lm_head is not None else model.tok_emb.weight
+    if not RefinedInt4Head.fits(head):
+        raise ValueError(f"a {head.shape[0]} x {head.shape[1]} head cannot be packed to 4 bits "
+                         f"(rows must be a multiple of 16, columns of {RefinedInt4Head.GROUP})")
     model.lm_head = RefinedInt4Head(head)
     return model
 
