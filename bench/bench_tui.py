@@ -1,6 +1,6 @@
 """TUI figures: start-up to first paint, streaming cost per 1,000 tokens, history pane at scale.
 
-    .venv/bin/python bench/bench_tui.py [startup] [stream] [history] [--runs N]
+    .venv/bin/python bench/bench_tui.py [startup] [stream] [history] [traffic] [--runs N]
 
 startup  `aigc-chat` is spawned in a pseudo-terminal (100x30, TERM=xterm-256color) and timed
          until the first frame that contains the status bar has been written: what a user
@@ -14,6 +14,10 @@ stream   20,000 tokens of Markdown (paragraphs, lists, code blocks) pushed into 
          (b) in 20-token batches awaited one by one (each batch parsed, laid out and
              painted before the next): time per 1,000 tokens at the start and at the end.
              Flat means streaming costs O(new text), not O(reply length).
+traffic  what goes over the wire (an SSH session's bytes): `aigc-chat` in a pseudo-terminal
+         (100x30) on the default model answers one prompt (greedy, --max-tokens); every byte
+         it writes to the terminal while the reply streams is counted and set against the
+         reply's tokens, against the reply's own text, and against one full-screen paint.
 history  10,000 conversations / 200,000 messages (built with bench_history.populate):
          opening the pane (list of 500 newest + painting it), a search in the pane, and
          opening the newest conversation into the chat view.
@@ -123,6 +127,92 @@ def bench_startup(runs: int) -> None:
             times = [first_paint([exe, *extra], env) for _ in range(runs)]
             print(f"startup to first paint, {label}: median {statistics.median(times):.3f} s "
                   f"(min {min(times):.3f}, max {max(times):.3f}, {runs} runs; target <= 0.5 s)")
+
+
+# -- terminal traffic -------------------------------------------------------------------------
+
+class PtyReader:
+    """Everything a child writes to its pseudo-terminal, read as it comes."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.buf = fd, bytearray()
+
+    def until(self, done, timeout: float, quiet: float = 0.0) -> bool:
+        """Read until done(buf) holds (then until `quiet` seconds pass with no output)."""
+        deadline = time.perf_counter() + timeout
+        met = False
+        last = time.perf_counter()
+        while time.perf_counter() < deadline:
+            r, _, _ = select.select([self.fd], [], [], 0.05)
+            if self.fd in r:
+                try:
+                    data = os.read(self.fd, 65536)
+                except OSError:
+                    return met
+                self.buf += data
+                last = time.perf_counter()
+            if not met and done(self.buf):
+                met = True
+            if met and time.perf_counter() - last >= quiet:
+                return True
+        return met
+
+
+IDLE_S = 10.0
+
+
+def bench_traffic(max_tokens: int, interval_ms: int) -> None:
+    from aigc_chat.history import HistoryStore
+
+    Path(os.environ["AIGC_CHAT_CONFIG"]).write_text(f"[tui]\nstream_interval_ms = {interval_ms}\n")
+
+    exe = shutil.which("aigc-chat", path=str(Path(sys.executable).parent)) or "aigc-chat"
+    env = dict(os.environ, TERM="xterm-256color", COLORTERM="truecolor")
+    cmd = [exe, "--temperature", "0", "--max-tokens", str(max_tokens)]
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        os.execvpe(cmd[0], cmd, env)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    out = PtyReader(fd)
+    try:
+        out.until(lambda b: "│ ctx".encode() in b, 30)
+        first_frame = len(out.buf)
+        if not out.until(lambda b: b"idle" in b, 120):
+            raise SystemExit("traffic: the model did not load in 120 s")
+        out.until(lambda b: False, 2.0)  # let the load's last paints go out
+        mark = len(out.buf)
+        out.until(lambda b: False, IDLE_S)  # nobody types: what does an idle screen cost?
+        idle = len(out.buf) - mark
+        start = len(out.buf)
+        t0 = time.perf_counter()
+        os.write(fd, b"Write a long story about a lighthouse keeper and the sea.\r")
+        if not out.until(lambda b: b"tok/s" in b[start:], 300):
+            raise SystemExit("traffic: no finished reply in 300 s")
+        elapsed = time.perf_counter() - t0
+        sent = len(out.buf) - start
+    finally:
+        try:
+            os.write(fd, b"\x11")  # ctrl+q
+            out.until(lambda b: False, 3)
+        finally:
+            os.close(fd)
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+    store = HistoryStore()
+    conv = store.get_conversation(store.latest_conversation_id())
+    reply = conv.messages[-1]
+    tokens = int((reply.stats or {}).get("completion_tokens") or 0)
+    text_bytes = len(reply.content.encode())
+    print(f"[tui] stream_interval_ms = {interval_ms}, 100x30: idle screen {idle:,} bytes in {IDLE_S:.0f} s "
+          f"({idle / IDLE_S:.0f} B/s)")
+    print(f"  reply, default model, greedy, {tokens} tokens in {elapsed:.1f} s: "
+          f"{sent:,} bytes written while the reply streamed")
+    print(f"  {sent / max(tokens, 1):.0f} bytes per token, {sent / elapsed / 1024:.1f} KiB/s; the reply's own "
+          f"text is {text_bytes:,} bytes ({sent / max(text_bytes, 1):.1f}x); one full-screen paint is "
+          f"{first_frame:,} bytes (a repaint per token would be {first_frame * tokens / max(sent, 1):.0f}x this)")
 
 
 # -- streaming --------------------------------------------------------------------------------
@@ -254,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens", type=int, default=20_000)
     p.add_argument("--conversations", type=int, default=10_000)
     p.add_argument("--messages", type=int, default=200_000)
+    p.add_argument("--max-tokens", type=int, default=300, help="traffic: reply length")
+    p.add_argument("--intervals", default="50,100,200", help="traffic: [tui] stream_interval_ms values")
     a = p.parse_args(argv)
     os.environ.setdefault("AIGC_CHAT_CACHE_DIR", str(REPO / ".test-cache"))
     tmp_home = tempfile.mkdtemp()
@@ -267,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(stream_batches(a.tokens))
     if "history" in a.what:
         asyncio.run(bench_history(a.conversations, a.messages, a.runs))
+    if "traffic" in a.what:
+        for ms in a.intervals.split(","):
+            bench_traffic(a.max_tokens, int(ms))
     shutil.rmtree(tmp_home, ignore_errors=True)
     return 0
 

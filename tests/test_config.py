@@ -53,6 +53,8 @@ def test_backend_section_validated_against_backend_options(isolated_dirs):
         ('[llama]\nn_gpu_layers = "many"', "llama.n_gpu_layers", "must be"),
         ("[llama]\nn_ctx = true", "llama.n_ctx", "expected int"),
         ("[tui]\nshow_history = 3", "tui.show_history", "expected bool"),
+        ("[tui]\nstream_interval_ms = 5", "tui.stream_interval_ms", "must be between 10 and 2000, got 5"),
+        ("[tui]\ncursor_blink = 1", "tui.cursor_blink", "expected bool"),
     ],
 )
 def test_bad_config_names_file_and_key(isolated_dirs, text, key, reason):

@@ -186,3 +186,4 @@ async def test_bad_conversation_flags_are_one_line_errors(cli: str) -> None:
         out = run_cli(cli, *args, timeout=60)
         assert out.returncode == 2, (args, out.stderr)
         assert reason in out.stderr and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+

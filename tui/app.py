@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -92,7 +92,8 @@ class ChatApp(App[int]):
         self._reply: AssistantMessage | None = None
         self._recorder: Any = None
         self._theme_ready = False
-        self.batch_interval = BATCH_INTERVAL
+        self.batch_interval = int(config.tui.get("stream_interval_ms", BATCH_INTERVAL * 1000)) / 1000
+        self.cursor_blink = bool(config.tui.get("cursor_blink", False))
         self._models: list[str] = []
         self._worker_result: tuple[int, Any] | None = None
         theme = str(config.tui.get("theme", "textual-dark"))
@@ -109,6 +110,12 @@ class ChatApp(App[int]):
             # the settings pane is mounted on first use: a faster first paint
         yield StatusBar(id="status")
         yield Footer()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        # Only a focused field shows a cursor; [tui] cursor_blink decides whether it blinks
+        # (off by default: every blink is a repaint sent over the wire, forever).
+        if hasattr(event.widget, "cursor_blink"):
+            event.widget.cursor_blink = self.cursor_blink
 
     async def on_mount(self) -> None:
         self.query_one("#history").display = bool(self.config.tui.get("show_history", True))

@@ -3,8 +3,7 @@
 Each field is checked with the same `coerce_param` the CLI and config use, so a bad value
 gets the same reason everywhere; it is shown under the field and the old value stays in
 force. Valid values are applied when the field is submitted (Enter) or left. The system
-prompt is multi-line (Enter is a newline there): it applies when the field is left or with
-ctrl+s.
+prompt is multi-line (Enter is a newline there): it applies when the field is left.
 """
 
 from __future__ import annotations
@@ -50,9 +49,8 @@ class StopList(OptionList):
 
 class SystemPromptArea(TextArea):
     """A system prompt can be paragraphs long: Enter makes a new line here, and the text
-    is applied when the field is left (Tab, F3, a click elsewhere) or with ctrl+s."""
-
-    BINDINGS = [Binding("ctrl+s", "apply", "Apply system prompt")]
+    is applied when the field is left (Tab, F3, a click elsewhere). No key of its own:
+    ctrl+s is flow control on some links (docs/tui.md, "Keys")."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, soft_wrap=True, show_line_numbers=False, tab_behavior="focus")
@@ -114,7 +112,7 @@ class SettingsPane(VerticalScroll):
         yield StopList(id="set-stops")
         yield Input(id="set-stop-add", placeholder="add a stop sequence, Enter")
         yield Static("", id="err-stop", classes="error")
-        yield Label("System prompt (applies on leaving, ctrl+s)")
+        yield Label("System prompt (applies on leaving: Tab)")
         yield SystemPromptArea(id="set-system")
         with Horizontal(id="settings-buttons"):
             yield Button("Save as default", id="set-save", variant="primary")
