@@ -182,7 +182,10 @@ def test_info_reports_device_and_dtype(tiny_backend: TorchBackend) -> None:
     info = tiny_backend.info()
     assert info.name == "torch" and "cpu" in info.device and "float32" in info.device
     assert info.details["architecture"] == "gemma3" and info.details["chat_template"] in ("gemma", "gguf")
-    assert TorchBackend.doctor()[0][0] == "torch device"
+    doctor = dict(TorchBackend.doctor())
+    assert list(doctor)[0] == "torch device"
+    dtype = doctor["torch dtype"]  # what auto picks here decides the quantize line
+    assert doctor["torch quantize (auto)"] == ("4-bit head for large vocabularies" if dtype == "bfloat16" else "none")
     assert info.details["quantize"] == "none (auto)" and info.details["cuda_graphs"] is False
 
 

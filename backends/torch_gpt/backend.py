@@ -177,9 +177,17 @@ class TorchBackend(Backend):
             device = pick_device("auto")
         except UsageError as exc:
             return [("torch device", f"ERROR {exc}")]
-        dtype = str(pick_dtype("auto", device)).removeprefix("torch.")
+        picked = pick_dtype("auto", device)
+        dtype = str(picked).removeprefix("torch.")
+        import torch
+
+        from aigc_chat.backends.torch_gpt.quantize import auto_quantize
+
+        big_head = torch.empty(262144, 640, device="meta")  # Gemma 3's: what "auto" is about
+        quant = "4-bit head for large vocabularies" if auto_quantize(device, picked, big_head) == "head-int4" else "none"
+        graphs = ", CUDA graphs" if device.type == "cuda" else ""
         return [("torch device", describe(device)), ("torch dtype", dtype),
-                ("torch threads", str(_torch_threads()))]
+                ("torch threads", str(_torch_threads())), ("torch quantize (auto)", quant + graphs)]
 
     # -- prompts ----------------------------------------------------------------------------
     def tokenize_messages(self, messages: Sequence[Message]) -> list[int]:
