@@ -390,17 +390,15 @@ async def test_autoscroll_only_while_at_the_bottom(tmp_path: Path, gemma_backend
         # the view an instant before the anchor scrolls it, seen once under load)
         await wait_for(pilot, lambda: chat.scroll_y == chat.max_scroll_y, 5, "the view to follow the reply")
         chat.focus()
-        await pilot.press("home")  # the user scrolls up to read
-        await pilot.pause(0.1)
-        assert chat.scroll_y == 0
+        await pilot.press("home")  # the user scrolls up to read (an animated scroll: under
+        await wait_for(pilot, lambda: chat.scroll_y == 0, 5, "the scroll home")  # load, > 0.1 s)
         grown_from = chat.max_scroll_y
         await wait_for(pilot, lambda: chat.max_scroll_y > grown_from or app.state == "idle", 60)
         await wait_idle(pilot, app)
         assert chat.scroll_y == 0, "the view must stay where the user put it"
         # sending again brings the view back to the bottom and follows the new reply
         await send(pilot, app, "Thanks")
-        await pilot.pause(0.2)
-        assert chat.scroll_y == chat.max_scroll_y
+        await wait_for(pilot, lambda: chat.scroll_y == chat.max_scroll_y, 5, "the view back at the bottom")
 
 
 async def test_multiline_system_prompt_from_the_pane(tmp_path: Path) -> None:
