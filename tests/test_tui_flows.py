@@ -390,8 +390,9 @@ async def test_autoscroll_only_while_at_the_bottom(tmp_path: Path, gemma_backend
         # the view an instant before the anchor scrolls it, seen once under load)
         await wait_for(pilot, lambda: chat.scroll_y == chat.max_scroll_y, 5, "the view to follow the reply")
         chat.focus()
-        await pilot.press("home")  # the user scrolls up to read (an animated scroll: under
-        await wait_for(pilot, lambda: chat.scroll_y == 0, 5, "the scroll home")  # load, > 0.1 s)
+        await pilot.press("home")  # the user scrolls up to read
+        # an animated scroll: under load it takes more than 0.1 s to arrive
+        await wait_for(pilot, lambda: chat.scroll_y == 0, 5, "the scroll home")
         grown_from = chat.max_scroll_y
         await wait_for(pilot, lambda: chat.max_scroll_y > grown_from or app.state == "idle", 60)
         await wait_idle(pilot, app)
