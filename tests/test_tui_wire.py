@@ -27,20 +27,33 @@ def _idle_bytes(cli: str, config: Path, seconds: float) -> int:
         os.execvpe(cli, [cli, "--model", str(config.parent / "missing.gguf")], env)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
 
-    def drain(until: float) -> int:
-        n = 0
+    def drain(until: float, marker: bytes = b"", quiet: float = 0.0, settle_max: float = 6.0) -> tuple[int, bytes]:
+        """Read until the deadline, or until `marker` was seen (then until `quiet` seconds
+        pass with no output, or settle_max seconds: a blinking cursor is never quiet)."""
+        n, seen, last, found, found_at = 0, b"", time.monotonic(), False, 0.0
         while time.monotonic() < until:
             r, _, _ = select.select([fd], [], [], 0.05)
             if fd in r:
                 try:
-                    n += len(os.read(fd, 65536))
+                    data = os.read(fd, 65536)
                 except OSError:
                     break
-        return n
+                n += len(data)
+                seen = (seen + data)[-4096:]
+                last = time.monotonic()
+            if not found and marker and marker in seen:
+                found, found_at = True, time.monotonic()
+            now = time.monotonic()
+            if found and (now - last >= quiet or now - found_at >= settle_max):
+                break
+        return n, seen
 
     try:
-        assert drain(time.monotonic() + 4.0) > 0  # start-up, first paint, the load failure
-        return drain(time.monotonic() + seconds)
+        # start-up, first paint, the load failure (a toast for 8 s and a status "load
+        # failed"); then let the paints settle (under load they trail for a while)
+        n, _ = drain(time.monotonic() + 60, marker=b"load failed", quiet=1.0)
+        assert n > 0
+        return drain(time.monotonic() + seconds)[0]
     finally:
         os.write(fd, b"\x11")  # ctrl+q
         drain(time.monotonic() + 1.0)
