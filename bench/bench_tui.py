@@ -28,22 +28,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import pty
 import random
-import select
 import shutil
 import statistics
-import struct
 import sys
 import tempfile
-import termios
-import fcntl
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
+
+from tests.pty_app import PtyApp  # noqa: E402
 
 WORDS = ("the model streams tokens into the chat view while the user reads and scrolls back "
          "to earlier replies with code blocks lists and tables").split()
@@ -75,44 +72,12 @@ def markdown_tokens(n: int, seed: int = 1) -> list[str]:
 # -- start-up ---------------------------------------------------------------------------------
 
 def first_paint(cmd: list[str], env: dict[str, str], marker: bytes = "│ ctx".encode()) -> float:
-    pid, fd = pty.fork()
-    if pid == 0:  # child
-        os.execvpe(cmd[0], cmd, env)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
     t0 = time.perf_counter()
-    buf = b""
-    elapsed = float("nan")
-    deadline = t0 + 30
-    while time.perf_counter() < deadline:
-        r, _, _ = select.select([fd], [], [], 0.05)
-        if fd in r:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:
-                break
-            buf += data
-            if marker in buf:
-                elapsed = time.perf_counter() - t0
-                break
+    app = PtyApp(cmd, env)
     try:
-        os.write(fd, b"\x11")  # ctrl+q
-        end = time.time() + 10
-        while time.time() < end:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            r, _, _ = select.select([fd], [], [], 0.05)
-            if fd in r:
-                try:
-                    os.read(fd, 65536)
-                except OSError:
-                    pass
-        else:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
+        return time.perf_counter() - t0 if app.read(30, marker=marker) else float("nan")
     finally:
-        os.close(fd)
-    return elapsed
+        app.close()
 
 
 def bench_startup(runs: int) -> None:
@@ -131,33 +96,6 @@ def bench_startup(runs: int) -> None:
 
 # -- terminal traffic -------------------------------------------------------------------------
 
-class PtyReader:
-    """Everything a child writes to its pseudo-terminal, read as it comes."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd, self.buf = fd, bytearray()
-
-    def until(self, done, timeout: float, quiet: float = 0.0) -> bool:
-        """Read until done(buf) holds (then until `quiet` seconds pass with no output)."""
-        deadline = time.perf_counter() + timeout
-        met = False
-        last = time.perf_counter()
-        while time.perf_counter() < deadline:
-            r, _, _ = select.select([self.fd], [], [], 0.05)
-            if self.fd in r:
-                try:
-                    data = os.read(self.fd, 65536)
-                except OSError:
-                    return met
-                self.buf += data
-                last = time.perf_counter()
-            if not met and done(self.buf):
-                met = True
-            if met and time.perf_counter() - last >= quiet:
-                return True
-        return met
-
-
 IDLE_S = 10.0
 
 
@@ -169,38 +107,25 @@ def bench_traffic(max_tokens: int, interval_ms: int) -> None:
     exe = shutil.which("aigc-chat", path=str(Path(sys.executable).parent)) or "aigc-chat"
     env = dict(os.environ, TERM="xterm-256color", COLORTERM="truecolor")
     cmd = [exe, "--temperature", "0", "--max-tokens", str(max_tokens)]
-    pid, fd = pty.fork()
-    if pid == 0:  # child
-        os.execvpe(cmd[0], cmd, env)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-    out = PtyReader(fd)
+    app = PtyApp(cmd, env)
     try:
-        out.until(lambda b: "│ ctx".encode() in b, 30)
-        first_frame = len(out.buf)
-        if not out.until(lambda b: b"idle" in b, 120):
+        app.read(30, marker="│ ctx".encode())
+        first_frame = len(app.buf)
+        if not app.read(120, marker=b"idle"):
             raise SystemExit("traffic: the model did not load in 120 s")
-        out.until(lambda b: False, 2.0)  # let the load's last paints go out
-        mark = len(out.buf)
-        out.until(lambda b: False, IDLE_S)  # nobody types: what does an idle screen cost?
-        idle = len(out.buf) - mark
-        start = len(out.buf)
+        app.read(2.0)  # let the load's last paints go out
+        mark = len(app.buf)
+        app.read(IDLE_S)  # nobody types: what does an idle screen cost?
+        idle = len(app.buf) - mark
+        start = len(app.buf)
         t0 = time.perf_counter()
-        os.write(fd, b"Write a long story about a lighthouse keeper and the sea.\r")
-        if not out.until(lambda b: b"tok/s" in b[start:], 300):
+        app.write(b"Write a long story about a lighthouse keeper and the sea.\r")
+        if not app.read(300, marker=b"tok/s", since=start):
             raise SystemExit("traffic: no finished reply in 300 s")
         elapsed = time.perf_counter() - t0
-        sent = len(out.buf) - start
+        sent = len(app.buf) - start
     finally:
-        try:
-            os.write(fd, b"\x11")  # ctrl+q
-            out.until(lambda b: False, 3)
-        finally:
-            os.close(fd)
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
-            os.waitpid(pid, 0)
+        app.close()
     store = HistoryStore()
     conv = store.get_conversation(store.latest_conversation_id())
     reply = conv.messages[-1]

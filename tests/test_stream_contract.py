@@ -9,7 +9,6 @@ import io
 import json
 import sys
 
-import pytest
 
 from aigc_chat import cli, oneshot
 from aigc_chat.backends.base import Message

@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from aigc_chat.backends.base import Backend
-from aigc_chat.config import Config, load_config, save_config
+from aigc_chat.config import TUI_DEFAULTS, Config, load_config, save_config
 from aigc_chat.errors import AigcError, ParamError, UsageError
 from aigc_chat.sanitize import StreamSanitizer
 from aigc_chat.tui import slash
@@ -41,9 +41,6 @@ from aigc_chat.tui.prompt_input import PromptInput
 from aigc_chat.tui.settings_pane import SettingsPane
 from aigc_chat.tui.status_bar import StatusBar
 from aigc_chat.tui.text_utils import result_stats, short_model
-
-#: Seconds between batches of streamed text sent to the screen: modest redraw traffic over SSH.
-BATCH_INTERVAL = 0.05
 
 
 class ChatApp(App[int]):
@@ -92,8 +89,9 @@ class ChatApp(App[int]):
         self._reply: AssistantMessage | None = None
         self._recorder: Any = None
         self._theme_ready = False
-        self.batch_interval = int(config.tui.get("stream_interval_ms", BATCH_INTERVAL * 1000)) / 1000
-        self.cursor_blink = bool(config.tui.get("cursor_blink", False))
+        tui = {**TUI_DEFAULTS, **config.tui}
+        self.batch_interval = tui["stream_interval_ms"] / 1000  # seconds between screen batches
+        self.cursor_blink = bool(tui["cursor_blink"])
         self._models: list[str] = []
         self._worker_result: tuple[int, Any] | None = None
         theme = str(config.tui.get("theme", "textual-dark"))

@@ -168,7 +168,7 @@ class TorchBackend(Backend):
     def doctor(cls) -> list[tuple[str, str]]:
         """What `aigc-chat doctor` shows for this backend: the device and dtype "auto" picks."""
         try:
-            import torch  # noqa: F401
+            import torch
         except ImportError:
             return [("torch backend", "unavailable: pip install 'aigc-chat[torch]'")]
         from aigc_chat.backends.torch_gpt.device import describe, pick_device, pick_dtype
@@ -179,8 +179,6 @@ class TorchBackend(Backend):
             return [("torch device", f"ERROR {exc}")]
         picked = pick_dtype("auto", device)
         dtype = str(picked).removeprefix("torch.")
-        import torch
-
         from aigc_chat.backends.torch_gpt.quantize import auto_quantize
 
         big_head = torch.empty(262144, 640, device="meta")  # Gemma 3's: what "auto" is about

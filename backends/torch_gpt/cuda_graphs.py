@@ -32,6 +32,11 @@ def buckets(max_len: int, smallest: int = 256) -> list[int]:
     return out
 
 
+def bucket_for(sizes: list[int], pos: int) -> int:
+    """The smallest cache length that holds position `pos`."""
+    return next(b for b in sizes if b > pos)
+
+
 class GraphedDecoder:
     """A Runner step function: (token [1, 1], position) -> logits [1, V]."""
 
@@ -49,13 +54,10 @@ class GraphedDecoder:
         self.pool = torch.cuda.graph_pool_handle()  # one memory pool shared by every bucket
         self.failed = ""  # why recording failed, if it did
 
-    def kv_len(self, pos: int) -> int:
-        return next(b for b in self.buckets if b > pos)
-
     def __call__(self, x: torch.Tensor, pos: int) -> torch.Tensor:
         if self.failed:
             return self.model(x, pos)
-        kv_len = self.kv_len(pos)
+        kv_len = bucket_for(self.buckets, pos)
         self.token.copy_(x)
         self.position.fill_(pos)
         entry = self.graphs.get(kv_len)
@@ -94,8 +96,9 @@ class GraphedDecoder:
 def static_step(model: GPT) -> StaticStep:
     """The same static-shape step without a graph (CPU tests; what the graph records)."""
 
+    sizes = buckets(model.max_len)
+
     def step(x: torch.Tensor, pos: int) -> torch.Tensor:
-        kv_len = next(b for b in buckets(model.max_len) if b > pos)
-        return model(x, torch.tensor([pos], device=x.device), kv_len=kv_len)
+        return model(x, torch.tensor([pos], device=x.device), kv_len=bucket_for(sizes, pos))
 
     return step

@@ -211,7 +211,7 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
 
     q [B, H, T, D]; k, v [B, KV, L, D]; mask [T, L] (True = attend) or None."""
     B, H, T, D = q.shape
-    KV, L = k.shape[1], k.shape[2]
+    KV = k.shape[1]
     G = H // KV  # query heads per KV head; head h reads KV head h // G
     qg = q.reshape(B, KV, G * T, D)
     scores = torch.matmul(qg, k.transpose(-1, -2)).float() * scale

@@ -85,14 +85,10 @@ def llama_greedy_stepwise(llm: Any, prompt: Sequence[int], n: int) -> list[int]:
     """Greedy like llama_greedy, but the prompt is evaluated one token at a time: the same
     weights and the same machine, only llama.cpp's batch kernels differ. How often this
     agrees with llama_greedy is the reference's own reproducibility."""
-    llm.reset()
-    for t in prompt:
-        llm.eval([t])
-    out: list[int] = []
-    for _ in range(n):
+    out = [int(np.argmax(llama_logits_stepwise(llm, prompt)[-1]))]
+    while len(out) < n:
+        llm.eval([out[-1]])
         out.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
-        if len(out) < n:
-            llm.eval([out[-1]])
     return out
 
 
