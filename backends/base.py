@@ -268,6 +268,11 @@ class ChatStream:
         # Text held back because it looked like the start of a stop string turned out not to
         # be one: release it now that the stream is over.
         tail = stops.flush()
+        if stops.stopped and self.result.stop_sequence is None:
+            # a stop completed while a longer one was still possible, then the engine ended
+            self.result.stop_sequence = stops.matched
+            if self.result.finish_reason == "length":
+                self.result.finish_reason = "stop"
         if tail:
             pieces.append(tail)
             self.result.text += tail

@@ -3,7 +3,8 @@
 Engines see stop strings token by token; a string split across tokens, or a delta that shows
 the first half of a stop string before the rest arrives, are the classic bugs. `StopFilter`
 holds back exactly the tail that could still become a stop string, so what it releases is
-final, and cuts the text at the earliest complete match.
+final, and cuts the text at the earliest match. A stop that is complete is not final while
+a longer one that starts earlier may still complete ("Y" inside a pending "<Y<").
 """
 
 from __future__ import annotations
@@ -25,23 +26,33 @@ class StopFilter:
         if not self.stops:
             return delta
         text = self._held + delta
-        first = -1
+        first, matched = self._earliest(text)
+        pending = len(text) - self._partial_suffix(text)  # where an unfinished stop could begin
+        if first != -1 and first <= pending:
+            self.stopped, self.matched, self._held = True, matched, ""
+            return text[:first]
+        self._held = text[pending:]
+        return text[:pending]
+
+    def flush(self) -> str:
+        """The generation ended: the held tail is ordinary text, up to a stop it may hold."""
+        held, self._held = self._held, ""
+        if self.stopped:
+            return ""
+        first, matched = self._earliest(held)
+        if first != -1:
+            self.stopped, self.matched = True, matched
+            return held[:first]
+        return held
+
+    def _earliest(self, text: str) -> tuple[int, str | None]:
+        """Where the earliest complete stop begins (-1 if none), and which one."""
+        first, matched = -1, None
         for stop in self.stops:
             idx = text.find(stop)
             if idx != -1 and (first == -1 or idx < first):
-                first, self.matched = idx, stop
-        if first != -1:
-            self.stopped = True
-            self._held = ""
-            return text[:first]
-        keep = self._partial_suffix(text)
-        self._held = text[len(text) - keep:] if keep else ""
-        return text[: len(text) - keep]
-
-    def flush(self) -> str:
-        """The generation ended without a stop: the held tail was ordinary text after all."""
-        held, self._held = self._held, ""
-        return "" if self.stopped else held
+                first, matched = idx, stop
+        return first, matched
 
     def _partial_suffix(self, text: str) -> int:
         """Length of the longest tail of `text` that is a proper prefix of some stop string."""

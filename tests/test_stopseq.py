@@ -72,3 +72,17 @@ def test_any_split_gives_the_text_before_the_first_stop(text, stops, cuts):
     assert out == expected
     for s in stops:
         assert s not in out
+
+
+def test_a_complete_stop_waits_for_a_longer_one_that_starts_earlier():
+    """Found by the property test below: with stops "Y" and "<Y<", the text "<Y" holds a
+    complete "Y", but "<Y<" may still complete from position 0 and must win if it does."""
+    f = StopFilter(["Y", "<Y<"])
+    assert f.feed("<Y") == "" and not f.stopped
+    assert f.feed("<") == "" and f.stopped and f.matched == "<Y<"
+    g = StopFilter(["Y", "<Y<"])
+    assert g.feed("<Y") == ""
+    assert g.feed("b") == "<" and g.stopped and g.matched == "Y"
+    h = StopFilter(["Y", "<Y<"])
+    assert h.feed("<Y") == ""
+    assert h.flush() == "<" and h.stopped and h.matched == "Y"  # the engine ended there

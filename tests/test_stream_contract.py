@@ -97,3 +97,9 @@ def test_oneshot_engine_error_exit_1_partial_kept(monkeypatch, capsys):
     assert rc == 1
     assert out.out == "partial\n"
     assert out.err.strip() == "aigc-chat: error: RuntimeError: engine exploded"
+
+
+def test_a_stop_decided_only_when_the_engine_ends_is_reported() -> None:
+    b = ScriptedBackend(["<Y"])
+    r = b.stream_chat([Message("user", "hi")], GenerationParams(stop=("Y", "<Y<"))).consume()
+    assert r.text == "<" and r.finish_reason == "stop" and r.stop_sequence == "Y"
