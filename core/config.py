@@ -17,6 +17,7 @@ from typing import Any
 from aigc_chat import paths
 from aigc_chat.errors import ConfigError, ParamError, UsageError
 from aigc_chat.params import PARAM_NAMES, GenerationParams, coerce_param
+from aigc_chat.safe_open import read_regular
 
 DEFAULT_BACKEND = "llama"
 TUI_DEFAULTS: dict[str, Any] = {
@@ -28,6 +29,7 @@ TUI_DEFAULTS: dict[str, Any] = {
     "stream_interval_ms": 50,
 }
 STREAM_INTERVAL_MS = (10, 2000)
+CONFIG_LIMIT = 1 << 20  # 1 MiB: a hand-written config is a few KiB
 
 
 @dataclass
@@ -96,11 +98,14 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None)
     path = path or paths.config_file()
     cfg = Config(path=path)
     if path.exists():
+        # Only a regular file, and only up to a size no real config reaches: a config path
+        # pointing at /dev/zero or a FIFO must end with one line, not read (or wait) forever.
+        data = read_regular(path, CONFIG_LIMIT, "config file")
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            raw = tomllib.loads(data.decode("utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(path, "", f"invalid TOML: {exc}") from None
-        except (OSError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
             raise ConfigError(path, "", f"cannot read: {exc}") from None
         _apply_file(cfg, raw)
     if env.get("AIGC_CHAT_BACKEND"):

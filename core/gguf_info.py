@@ -9,12 +9,14 @@ table is checked against the file size.
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aigc_chat.errors import ModelError
+from aigc_chat.safe_open import open_regular
 
 _MAGIC = b"GGUF"
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
@@ -121,8 +123,8 @@ def read_gguf_info(path: str | Path, check_architecture: bool = True) -> GGUFInf
     if p.is_dir():
         raise ModelError(f"{p} is a directory, not a GGUF file")
     try:
-        size = p.stat().st_size
-        with p.open("rb") as fh:
+        with open_regular(p, "model file", ModelError) as fh:  # never a FIFO or a device
+            size = os.fstat(fh.fileno()).st_size
             head = fh.read(4)
             if head != _MAGIC:
                 what = "empty" if not head else f"starts with {head!r}"

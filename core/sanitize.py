@@ -2,8 +2,10 @@
 
 A model can emit ESC sequences (clear screen, set title, OSC 52 clipboard writes, hyperlinks)
 or bare control bytes. Nothing of that may reach the user's terminal: escape sequences are
-dropped whole, other control characters become visible Unicode control pictures. Newline and
-tab are kept; CR LF becomes LF.
+dropped whole, other control characters become visible Unicode control pictures, and
+invisible characters that change how text looks (bidi overrides, zero-width spaces) are shown
+as `⟨U+202E⟩`. Newline and tab are kept; CR LF becomes LF. This is for display and for
+anything that leaves the process as text (clipboard, stdout, exports); stored text stays exact.
 """
 
 from __future__ import annotations
@@ -21,7 +23,19 @@ _ESCAPE = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Characters that change how text *looks* without being seen ("Trojan Source"): the bidi
+# embeddings, overrides and isolates, the direction marks, zero-width spaces and joiners'
+# invisible kin (word joiner, BOM, invisible operators), the deprecated format characters,
+# interlinear annotations, line/paragraph separators (a newline to some terminals, nothing
+# to others), soft hyphen and the invisible "tag" characters used to smuggle text. ZWJ and
+# ZWNJ (U+200D, U+200C) stay: emoji and several scripts need them, and they reorder nothing.
+_INVISIBLE = (
+    "\u00ad\u061c\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f"
+    "\ufeff\ufff9-\ufffb\U000e0000-\U000e007f"
+)
+# Lone surrogates: what Python makes of bytes that are not UTF-8 (argv, environment, file
+# names); they cannot be encoded for the terminal at all.
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_INVISIBLE}\\ud800-\\udfff]")
 # Characters that may start a sequence whose rest is still to come.
 _STARTERS = "\x1b\x9b\x9d\x90\x98\x9e\x9f\r"
 
@@ -32,7 +46,9 @@ def _visible(match: re.Match[str]) -> str:
         return chr(0x2400 + code)  # ␀ .. ␟
     if code == 0x7F:
         return "\u2421"  # ␡
-    return "\ufffd"
+    if code <= 0x9F or 0xD800 <= code <= 0xDFFF:
+        return "\ufffd"  # C1 controls, lone surrogates
+    return f"\u27e8U+{code:04X}\u27e9"  # ⟨U+202E⟩: seen for what it is, and harmless
 
 
 def sanitize(text: str) -> str:

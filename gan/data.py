@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from aigc_chat.errors import UsageError
+from aigc_chat.safe_open import read_regular
 from aigc_chat.gan.arch import plan_size
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -67,9 +68,12 @@ def digits_split() -> tuple[ImageSet, ImageSet]:
     return full.subset(np.flatnonzero(~mask)), full.subset(np.flatnonzero(mask))
 
 
+MAX_DATA_FILE = 1 << 30  # MNIST's largest file is 47 MB unpacked
+
+
 def _open_maybe_gz(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, MAX_DATA_FILE, "data file")  # never a FIFO or a device
     except OSError as err:
         raise UsageError(f"cannot read {path}: {err.strerror or err}") from None
     if raw[:2] == b"\x1f\x8b":

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from aigc_chat.errors import UsageError
+from aigc_chat.safe_open import read_regular
 
 _DTYPES = {
     "F32": np.dtype("<f4"),
@@ -37,13 +38,7 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str,
     """Return (tensors, metadata) from a safetensors file, validating every offset."""
     path = Path(path)
     try:
-        if path.is_file() and path.stat().st_size > MAX_FILE:
-            raise UsageError(f"{path}: {path.stat().st_size // 2**20} MiB is too large for a GAN checkpoint")
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"checkpoint not found: {path}") from None
-    except IsADirectoryError:
-        raise UsageError(f"checkpoint is a directory: {path}") from None
+        raw = read_regular(path, MAX_FILE, "checkpoint")  # never a FIFO or a device
     except OSError as err:
         raise UsageError(f"cannot read checkpoint {path}: {err.strerror or err}") from None
     bad = NotSafetensors(f"{path}: not a safetensors checkpoint")

@@ -21,15 +21,16 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.notifications import SeverityLevel
 from textual.widgets import Footer
 
 from aigc_chat.backends.base import Backend
 from aigc_chat.config import TUI_DEFAULTS, Config, load_config, save_config
 from aigc_chat.errors import AigcError, ParamError, UsageError
-from aigc_chat.sanitize import StreamSanitizer
+from aigc_chat.sanitize import StreamSanitizer, sanitize
 from aigc_chat.tui import slash
 from aigc_chat.tui.chat_view import AssistantMessage, ChatView, GanMessage, NoticeMessage, UserMessage
-from aigc_chat.tui.clipboard import clipboard_sequences
+from aigc_chat.tui.clipboard import clipboard_sequences, clipboard_text
 from aigc_chat.tui.controller import ChatController
 from aigc_chat.tui.dialogs import ConfirmDialog, HelpScreen, TextDialog
 from aigc_chat.tui.events import (
@@ -665,12 +666,28 @@ class ChatApp(App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(help_markdown()))
 
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Notices often carry untrusted text (an error from a server, a file name, a model's
+        metadata): never parsed as markup (a `[` must not restyle or crash the screen), and
+        sanitised like everything else shown."""
+        super().notify(sanitize(message), title=sanitize(title), severity=severity,
+                       timeout=timeout, markup=markup)
+
     def copy_text(self, text: str, what: str = "text") -> None:
-        """OSC 52 to the terminal, wrapped for tmux when inside tmux."""
-        self._clipboard = text
+        """Copy with a notice; what lands on the clipboard is what the screen shows."""
+        self.copy_to_clipboard(text)
+        self.notify(f"copied {what} ({len(self._clipboard)} characters)")
+
+    def copy_to_clipboard(self, text: str) -> None:
+        """Every copy, Textual's own (a selection, a TextArea) included, goes through here:
+        the text is sanitised exactly as the screen shows it, so a reply carrying `ESC[201~`
+        and a carriage return cannot end a bracketed paste and run a command in the shell it
+        is pasted into. OSC 52 to the terminal, wrapped for tmux when inside tmux."""
+        safe = clipboard_text(text)
+        self._clipboard = safe
         if self._driver is not None:
-            self._driver.write(clipboard_sequences(text))
-        self.notify(f"copied {what} ({len(text)} characters)")
+            self._driver.write(clipboard_sequences(safe))
 
     def action_copy_reply(self) -> None:
         last = self.chat.last("assistant")

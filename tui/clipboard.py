@@ -11,6 +11,14 @@ import base64
 import os
 from collections.abc import Mapping
 
+from aigc_chat.sanitize import sanitize
+
+
+def clipboard_text(text: str) -> str:
+    """What may go on the clipboard: the text as the screen shows it (escape sequences
+    dropped, other controls and invisible direction changes made visible)."""
+    return sanitize(text)
+
 
 def osc52(text: str) -> str:
     """The bare OSC 52 'set clipboard' sequence for `text`."""
@@ -35,7 +43,7 @@ def clipboard_sequences(text: str, environ: Mapping[str, str] | None = None) -> 
     `set-clipboard` option is on, the wrapped one reaches the outer terminal when
     `allow-passthrough` is on. Whichever the user's tmux allows, the copy lands.
     """
-    seq = osc52(text)
+    seq = osc52(clipboard_text(text))  # never raw: idempotent on text already made safe
     if in_tmux(environ):
         return seq + tmux_wrap(seq)
     return seq

@@ -18,12 +18,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Label, ProgressBar, Select, Sparkline, Static
+from textual.content import Content
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from aigc_chat.errors import AigcError
 from aigc_chat.gan.palettes import PALETTES
 from aigc_chat.gan.render import MODES
 from aigc_chat.gan.sampler import open_checkpoint
+from aigc_chat.sanitize import sanitize
 from aigc_chat.tui.gan_widgets import GanSamplesView
 
 ANY = "any"
@@ -94,7 +96,7 @@ class GanScreen(Screen):
         source = self.checkpoint or "shipped digits generator"
         what = f"label {self.label}" if self.label is not None else "every label in turn"
         seed = f"seed {view.seed}" if view.seed is not None else "live training preview"
-        self.query_one("#gan-caption", Static).update(f"{what} · {seed} · {source}")
+        self.query_one("#gan-caption", Static).update(Content(sanitize(f"{what} · {seed} · {source}")))
 
     # -- sampling -----------------------------------------------------------------------
     def action_new_samples(self) -> None:
@@ -150,7 +152,7 @@ class GanScreen(Screen):
         self.train_error = None
         self.query_one("#gan-train-panel").add_class("-active")
         self.query_one("#gan-train", Button).label = "Cancel"
-        self.query_one("#gan-train-status", Static).update(f"starting: loading {self.train_data} and torch ...")
+        self.query_one("#gan-train-status", Static).update(Content(sanitize(f"starting: loading {self.train_data} and torch ...")))
         self._worker = self._train()
 
     def action_close(self) -> None:
@@ -222,7 +224,7 @@ class GanScreen(Screen):
         self.checkpoint = str(path)
         self.query_one("#gan-train", Button).label = "Train"
         state = "done" if finished else "cancelled"
-        self.query_one("#gan-train-status", Static).update(f"{state} at epoch {epoch}: saved {path}")
+        self.query_one("#gan-train-status", Static).update(Content(sanitize(f"{state} at epoch {epoch}: saved {path}")))
         try:
             self.view.draw(seed=None, label=self.label, n=self.n, checkpoint=str(path))
         except AigcError as err:
@@ -233,5 +235,5 @@ class GanScreen(Screen):
     def _on_failed(self, message: str) -> None:
         self.train_error = message
         self.query_one("#gan-train", Button).label = "Train"
-        self.query_one("#gan-train-status", Static).update(f"training failed: {message}")
+        self.query_one("#gan-train-status", Static).update(Content(sanitize(f"training failed: {message}")))
         self.notify(message, severity="error")

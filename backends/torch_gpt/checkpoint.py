@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aigc_chat.errors import ModelError
+from aigc_chat.safe_open import open_regular
 
 if TYPE_CHECKING:
     import torch
@@ -42,7 +43,7 @@ def detect_format(path: Path) -> str:
     if path.name == "config.json":
         return "hf-gpt2"
     try:
-        with path.open("rb") as fh:
+        with open_regular(path, "model", ModelError) as fh:  # never a FIFO or a device
             head = fh.read(4)
     except OSError as exc:
         raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from None
