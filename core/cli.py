@@ -10,9 +10,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any, TextIO
 
 from aigc_chat import __version__
-from aigc_chat.argtypes import integer, number
+from aigc_chat.argtypes import conversation_id, integer, number, stop_text, text
 
 PROG = "aigc-chat"
 SUBCOMMANDS = {
@@ -51,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    p.add_argument("--prompt", "-p", metavar="TEXT", help="one-shot: answer TEXT on stdout and exit ('-' reads only stdin)")
-    p.add_argument("--system", "-s", metavar="TEXT", help="system prompt")
+    p.add_argument("--prompt", "-p", metavar="TEXT", type=text, help="one-shot: answer TEXT on stdout and exit ('-' reads only stdin)")
+    p.add_argument("--system", "-s", metavar="TEXT", type=text, help="system prompt")
     add_model_flags(p)
     g = p.add_argument_group("generation")
     g.add_argument("--temperature", "-t", type=number(), metavar="X")
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--min-p", type=number(), metavar="X")
     g.add_argument("--repeat-penalty", type=number(), metavar="X")
     g.add_argument("--max-tokens", "-n", type=integer(), metavar="N")
-    g.add_argument("--stop", action="append", metavar="TEXT", help="stop sequence (repeatable)")
+    g.add_argument("--stop", action="append", metavar="TEXT", type=stop_text,
+                   help=r"stop sequence (repeatable); \n \t \r \\ \xHH \uHHHH are escapes")
     g.add_argument("--seed", type=integer(), metavar="N", help="same seed, same text")
     o = p.add_argument_group("one-shot output")
     o.add_argument("--json", action="store_true", help="print one JSON object: text, finish reason, usage")
@@ -70,13 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     h = p.add_argument_group("history")
     h.add_argument("--no-history", action="store_true", help="do not save this conversation")
     h.add_argument("--continue", "-c", dest="continue_", action="store_true", help="continue the latest conversation")
-    h.add_argument("--conversation", metavar="ID", help="continue conversation ID")
+    h.add_argument("--conversation", metavar="ID", type=conversation_id, help="continue conversation ID")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    stdout_closed = _ensure_std_streams()
     try:
+        if stdout_closed:
+            from aigc_chat.errors import AigcError
+
+            raise AigcError("stdout is closed: there is nowhere to write the output")
         return _dispatch(args_list)
     except KeyboardInterrupt:
         sys.stderr.write("\n")
@@ -85,18 +92,90 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return 0
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
-        from aigc_chat.errors import AigcError
+        from aigc_chat.errors import AigcError, OutputError
+        from aigc_chat.sanitize import sanitize
 
+        if isinstance(exc, OutputError):
+            _silence_stdout()  # what is still buffered cannot be written either
         if isinstance(exc, AigcError):
-            sys.stderr.write(f"{PROG}: error: {exc}\n")
+            # Messages quote file names, server replies and model metadata: untrusted text.
+            sys.stderr.write(f"{PROG}: error: {sanitize(str(exc))}\n")
             return exc.exit_code
         if os.environ.get("AIGC_CHAT_DEBUG"):
             raise
         sys.stderr.write(
-            f"{PROG}: internal error: {type(exc).__name__}: {exc} "
+            f"{PROG}: internal error: {type(exc).__name__}: {sanitize(str(exc))} "
             "(set AIGC_CHAT_DEBUG=1 for a traceback)\n"
         )
         return 1
+
+
+class _GuardedOutput:
+    """sys.stdout, with a failed write (a full disk, `> /dev/full`, an I/O error) turned
+    into one error line and exit 1 instead of a traceback. A closed pipe stays a
+    BrokenPipeError: that ends quietly. Everything else is the wrapped stream's."""
+
+    def __init__(self, stream: TextIO, name: str) -> None:
+        self._stream = stream
+        self._name = name
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._error(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: OSError) -> Exception:
+        from aigc_chat.errors import OutputError
+
+        return OutputError(f"cannot write to {self._name}: {exc.strerror or exc}")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _ensure_std_streams() -> bool:
+    """Give every closed standard descriptor /dev/null, before anything opens a file.
+
+    With fd 1 closed (`>&-`) the next file opened (the history database) would get fd 1,
+    and anything written to "stdout" by native code would land in it. A closed stderr
+    (`2>&-`) must not cost the answer: status lines go to /dev/null instead. Returns
+    whether stdout was closed (then there is nowhere to put the answer)."""
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+            try:
+                got = os.open(os.devnull, os.O_RDWR)
+                if got != fd:
+                    os.dup2(got, fd)
+                    os.close(got)
+            except OSError:
+                pass
+    if sys.stderr is None or 2 in closed:
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    if sys.stdin is None or 0 in closed:
+        sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    if sys.stdout is not None and 1 not in closed:
+        if hasattr(sys.stdout, "reconfigure"):
+            sys.stdout.reconfigure(errors="replace")  # a lone surrogate must not end the run
+        if not isinstance(sys.stdout, _GuardedOutput):
+            sys.stdout = _GuardedOutput(sys.stdout, "stdout")  # type: ignore[assignment]
+        return False
+    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 - /dev/null now
+    return True
 
 
 def _dispatch(argv: list[str]) -> int:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aigc_chat.cli import PROG, _Parser, add_model_flags
+from aigc_chat.sanitize import sanitize
 
 
 def run(name: str, argv: list[str]) -> int:
@@ -35,7 +36,7 @@ def config_cmd(argv: list[str]) -> int:
     import tomli_w
 
     cfg = _load(args)
-    sys.stdout.write(f"# effective settings (file: {cfg.path}{'' if cfg.path.exists() else ', not present'})\n")
+    sys.stdout.write(sanitize(f"# effective settings (file: {cfg.path}{'' if cfg.path.exists() else ', not present'})\n"))
     sys.stdout.write(tomli_w.dumps(cfg.to_toml_dict()))
     return 0
 
@@ -49,7 +50,7 @@ def models_cmd(argv: list[str]) -> int:
     cfg = _load(args)
     backend = create_backend(cfg)
     for name in backend.list_models():
-        print(name)
+        print(sanitize(name))  # names come from the server: untrusted
     return 0
 
 
@@ -118,8 +119,15 @@ def doctor_cmd(argv: list[str]) -> int:
                 add(name, f"ERROR {exc}")
 
     if cfg is not None:
-        if cfg.backend == "llama" and not cfg.model and default_model.state().startswith("missing"):
+        model_state = default_model.state()
+        if cfg.backend == "llama" and not cfg.model and model_state.startswith("missing"):
             problems.append(default_model.INSTALL_HINT)
+        elif cfg.backend in ("llama", "torch") and not cfg.model and model_state.startswith("cannot"):
+            problems.append(f"the default model {model_state}")
+    for label, where in (("data dir", paths.data_dir()),):
+        problem = paths.dir_problem(where)
+        if problem:
+            problems.append(f"{label}: {problem}")
         if cfg.model and cfg.backend in ("llama", "torch") and cfg.model.endswith(".gguf"):
             from aigc_chat.errors import ModelError
             from aigc_chat.gguf_info import read_gguf_info
@@ -133,10 +141,10 @@ def doctor_cmd(argv: list[str]) -> int:
 
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+        print(sanitize(f"{key:<{width}}  {value}"))  # paths, model metadata: shown, never obeyed
     if problems:
         for problem in problems:
-            print(f"{PROG} doctor: problem: {problem}", file=sys.stderr)
+            print(f"{PROG} doctor: problem: {sanitize(problem)}", file=sys.stderr)
         return 1
     print("ok: the default run can work")
     return 0

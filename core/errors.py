@@ -40,3 +40,7 @@ class ModelError(AigcError):
 
 class BackendError(AigcError):
     """A backend failed at run time (load failure, server error, ...)."""
+
+
+class OutputError(AigcError):
+    """stdout (or an output file) cannot be written: a full disk, /dev/full, an I/O error."""

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aigc_chat.argtypes import conversation_id, positive
+from aigc_chat.argtypes import conversation_id, positive, text
 from aigc_chat.errors import UsageError
 
 PROG = "aigc-chat history"
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="print a conversation")
     s.add_argument("id", type=conversation_id, metavar="ID")
     s = sub.add_parser("search", help="full-text search over every message and title")
-    s.add_argument("query", nargs="+", metavar="QUERY", help="words to find (taken literally, all must appear)")
+    s.add_argument("query", nargs="+", type=text, metavar="QUERY", help="words to find (taken literally, all must appear)")
     s.add_argument("--limit", "-n", type=positive, default=20, metavar="N", help="at most N hits (default 20)")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s = sub.add_parser("export", help="write a conversation as Markdown or JSON")
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output", "-o", metavar="PATH", help="write to PATH instead of stdout")
     s = sub.add_parser("rename", help="give a conversation a new title")
     s.add_argument("id", type=conversation_id, metavar="ID")
-    s.add_argument("title", nargs="+", metavar="TITLE")
+    s.add_argument("title", nargs="+", type=text, metavar="TITLE")
     s = sub.add_parser("delete", help="delete a conversation")
     s.add_argument("id", type=conversation_id, metavar="ID")
     sub.add_parser("path", help="print where the history is kept")

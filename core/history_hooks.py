@@ -112,12 +112,15 @@ class OneshotHistory:
                                                model=settings["model"], backend=settings["backend"])
                 try:
                     self.store.add_message(self.conversation_id, "user", msg.content)
-                except AigcError:
-                    if created:  # leave no empty conversation behind, if the store lets us
+                except BaseException:
+                    # Whatever failed (the store, or text it cannot encode), leave no empty
+                    # "(untitled)" conversation behind, if the store lets us.
+                    if created:
                         try:
                             self.store.delete_conversation(self.conversation_id)
-                        except AigcError:
+                        except Exception:  # noqa: BLE001 - the first error is the one to report
                             pass
+                        self.conversation_id = None
                     raise
                 from aigc_chat.history import ReplyRecorder
 

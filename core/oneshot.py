@@ -17,16 +17,30 @@ from aigc_chat.backends.base import GenerationResult
 from aigc_chat.config import Config
 from aigc_chat.errors import UsageError
 from aigc_chat.loader import load_backend
-from aigc_chat.sanitize import StreamSanitizer
+from aigc_chat.safe_open import read_stream
+from aigc_chat.sanitize import StreamSanitizer, sanitize
 from aigc_chat.session import ChatSession
+
+
+# More than any context holds (a 128k-token context is ~0.5 MiB of text), small enough that
+# `< /dev/zero` ends at once with one line instead of filling the memory.
+STDIN_LIMIT = 16 << 20
 
 
 def read_prompt(prompt: str, stdin: TextIO | None) -> str:
     """`--prompt -` reads only stdin; otherwise piped stdin comes first, then the prompt."""
     piped = ""
     if stdin is not None and not stdin.isatty():
-        data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read()
-        piped = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+        if hasattr(stdin, "buffer"):
+            data = read_stream(stdin.buffer, STDIN_LIMIT, "stdin")
+            piped = data.decode("utf-8", errors="replace")
+            if "\ufffd" in piped and b"\xef\xbf\xbd" not in data:
+                sys.stderr.write("aigc-chat: warning: stdin is not valid UTF-8; "
+                                 "its invalid bytes became U+FFFD (\ufffd)\n")
+        else:
+            piped = stdin.read(STDIN_LIMIT + 1)
+            if len(piped) > STDIN_LIMIT:
+                raise UsageError(f"stdin is over the {STDIN_LIMIT >> 20} MiB limit")
     if prompt == "-":
         text = piped
     elif piped.strip():
@@ -95,13 +109,13 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
         out.write(json.dumps(_json_record(result, _info_dict(backend)), ensure_ascii=True) + "\n")
         out.flush()
     for warning in result.warnings:
-        err.write(f"aigc-chat: warning: {warning}\n")
+        err.write(f"aigc-chat: warning: {sanitize(warning)}\n")
     if args.verbose:
         _print_stats(err, backend, result, load_time, session)
     if interrupted:
         return 130
     if result.finish_reason == "error":
-        err.write(f"aigc-chat: error: {result.error}\n")
+        err.write(f"aigc-chat: error: {sanitize(str(result.error))}\n")
         return 1
     return 0
 
@@ -145,12 +159,12 @@ def _print_stats(err: TextIO, backend: Any, result: GenerationResult, load_time:
     info = backend.info()
     ttft = f"{result.time_to_first_token * 1000:.0f} ms" if result.time_to_first_token is not None else "-"
     rate = f"{result.decode_tokens_per_s:.1f} tok/s" if result.decode_tokens_per_s else "-"
-    err.write(
+    err.write(sanitize(
         f"[{info.name}] {info.model} on {info.device}, context {info.context_length}, "
         f"loaded in {load_time:.2f} s\n"
         f"prompt {result.prompt_tokens} tok, completion {result.completion_tokens} tok, "
         f"first token {ttft}, decode {rate}, finish {result.finish_reason}\n"
-    )
+    ))
     plan = session.last_plan
     if plan is not None and plan.dropped:
         err.write(f"{plan.dropped} old messages were left out to fit the context\n")

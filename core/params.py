@@ -16,7 +16,7 @@ from aigc_chat.errors import ParamError
 _NUMERIC: dict[str, tuple[float | None, float | None, type]] = {
     "temperature": (0.0, 2.0, float),
     "top_p": (0.0, 1.0, float),
-    "top_k": (0, None, int),
+    "top_k": (0, 1_000_000, int),  # passed to llama.cpp as a 32-bit int; no vocabulary is larger
     "min_p": (0.0, 1.0, float),
     "repeat_penalty": (0.0, 10.0, float),
     "max_tokens": (1, 1_000_000, int),

@@ -43,3 +43,50 @@ def test_sequence_split_across_deltas_is_still_removed_whole():
 
 def test_markup_like_text_is_left_alone():
     assert sanitize("[bold]x[/] ~~y~~") == "[bold]x[/] ~~y~~"
+
+
+# "Trojan Source": characters that change how text looks without being seen.
+INVISIBLE = ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069",
+             "\u200e", "\u200f", "\u061c", "\u200b", "\ufeff", "\u2060", "\u2028", "\u2029", "\U000e0041"]
+
+
+def test_invisible_direction_changes_are_shown_visibly():
+    for ch in INVISIBLE:
+        out = sanitize(f"a{ch}b")
+        assert out == f"a\u27e8U+{ord(ch):04X}\u27e9b", (hex(ord(ch)), out)
+
+
+def test_joiners_that_scripts_and_emoji_need_are_kept():
+    family = "\U0001F468\u200d\U0001F469\u200d\U0001F467"
+    assert sanitize(family) == family
+    assert sanitize("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645") == "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
+
+
+def test_lone_surrogates_become_replacement_characters():
+    # what Python makes of bytes that are not UTF-8 in argv, file names or the environment
+    out = sanitize("caf\udce9")
+    assert out == "caf\ufffd"
+    out.encode("utf-8")  # encodable for any terminal
+
+
+_ANY_TEXT = st.text(alphabet=st.sampled_from(["a", " ", "\n", "\t", "\r", "\x1b", "[", "2", "J", "]", "\x07",
+                                              "\x9b", "\\", *INVISIBLE, "\u200d", "\udce9", "é"]), max_size=60)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_ANY_TEXT)
+def test_sanitised_text_is_safe_and_sanitising_again_changes_nothing(text):
+    out = sanitize(text)
+    assert not any(ch in out for ch in INVISIBLE)
+    assert not any((ord(c) < 0x20 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F for c in out)
+    assert not any(0xD800 <= ord(c) <= 0xDFFF for c in out)
+    assert sanitize(out) == out  # the clipboard sanitises what the screen already did
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_ANY_TEXT, max_size=6))
+def test_streamed_sanitising_matches_whole_text(pieces):
+    s = StreamSanitizer()
+    streamed = "".join(s.feed(p) for p in pieces) + s.flush()
+    assert not any(ch in streamed for ch in INVISIBLE)
+    assert "\x1b" not in streamed and "\r" not in streamed.replace("\u240d", "")

@@ -20,6 +20,7 @@ from textual.message import Message
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, OptionList, Select, Static, TextArea
 
+from aigc_chat.argtypes import escape, unescape
 from aigc_chat.errors import ParamError
 from aigc_chat.params import coerce_param
 from aigc_chat.sanitize import sanitize
@@ -110,7 +111,7 @@ class SettingsPane(VerticalScroll):
             yield Static("", id=f"err-{name}", classes="error")
         yield Label("Stop sequences")
         yield StopList(id="set-stops")
-        yield Input(id="set-stop-add", placeholder="add a stop sequence, Enter")
+        yield Input(id="set-stop-add", placeholder=r"add a stop sequence (\n = newline), Enter")
         yield Static("", id="err-stop", classes="error")
         yield Label("System prompt (applies on leaving: Tab)")
         yield SystemPromptArea(id="set-system")
@@ -154,7 +155,8 @@ class SettingsPane(VerticalScroll):
 
     def _set_stops(self, stops: tuple[str, ...]) -> None:
         self._stops = tuple(stops)
-        self.query_one(StopList).set_options([Content(repr(s)) for s in self._stops])
+        # shown as typed: the escapes the input takes (\n, \t, ...), then made safe to show
+        self.query_one(StopList).set_options([Content(sanitize(escape(s))) for s in self._stops])
 
     def _show_error(self, name: str, reason: str) -> None:
         err = self.query_one(f"#err-{name}", Static)
@@ -199,7 +201,7 @@ class SettingsPane(VerticalScroll):
     # -- stops ------------------------------------------------------------------------------
     @on(Input.Submitted, "#set-stop-add")
     def _stop_added(self, event: Input.Submitted) -> None:
-        text = event.value
+        text = unescape(event.value)  # the command line's rule: `\n\n` is two newlines
         try:
             stops = coerce_param("stop", self._stops + (text,))
         except ParamError as exc:

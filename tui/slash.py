@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aigc_chat.argtypes import unescape as unescape_stop
 from aigc_chat.errors import UsageError
 
 #: name -> (argument synopsis, one line of help). The help screen and /help print this.
@@ -65,8 +66,9 @@ def parse(text: str) -> SlashCommand:
         if sub == "clear" and not rest.strip():
             return SlashCommand(name, "", ("clear",))
         if sub == "add" and rest.strip():
-            # keep inner spaces of the stop text; only the separator space is dropped
-            return SlashCommand(name, arg[len("add "):], ("add",))
+            # keep inner spaces of the stop text; only the separator space is dropped. The
+            # escapes are the command line's (`/stop add \n\n`: aigc_chat.argtypes.unescape).
+            return SlashCommand(name, unescape_stop(arg[len("add "):]), ("add",))
         raise UsageError("usage: /stop add TEXT or /stop clear")
     if name in ("model", "backend", "export") and not arg:
         raise UsageError(f"/{name} needs an argument: /{name} {COMMANDS[name][0]}")
