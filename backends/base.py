@@ -1,12 +1,14 @@
 """The one interface both front ends use to talk to any engine.
 
 A backend implements `_generate()`, a plain iterator of per-token text pieces. Everything
-that must behave the same for every engine lives here instead: stop sequences, cancellation,
-timing, the result record, and the check that a backend honours the parameters it is given.
+that must behave the same for every engine lives here instead: UTF-8 decoding of raw token
+bytes, stop sequences, cancellation, timing, the result record, and the check that a backend
+honours the parameters it is given. Whatever the stream yields, joined, is the result's text.
 """
 
 from __future__ import annotations
 
+import codecs
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -126,9 +128,14 @@ class Backend(ABC):
     @abstractmethod
     def _generate(
         self, messages: Sequence[Message], params: GenerationParams
-    ) -> Iterator[str | EngineStart | EngineEnd]:
-        """Yield one text piece per generated token (may be ''), optionally EngineStart
-        first and EngineEnd last. Closing the iterator must stop the engine."""
+    ) -> Iterator[str | bytes | EngineStart | EngineEnd]:
+        """Yield one piece per generated token (may be empty), optionally EngineStart
+        first and EngineEnd last. Closing the iterator must stop the engine.
+
+        A piece is text (str) or the token's raw bytes, one kind for the whole reply: a
+        token may end inside a UTF-8 sequence, so local engines yield bytes and ChatStream
+        decodes them incrementally, flushing at every end (stop, length, cancel, error), so
+        that an incomplete sequence left at the end shows as U+FFFD rather than vanishing."""
 
     # -- optional ---------------------------------------------------------------------
     def count_tokens(self, messages: Sequence[Message]) -> int | None:
@@ -215,6 +222,8 @@ class ChatStream:
         finish: FinishReason = "stop"
         error: str | None = None
         interrupted = False
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        decode = decoder.decode
         gen = self.backend._generate(self.messages, self.params)
         try:
             for item in gen:
@@ -236,6 +245,8 @@ class ChatStream:
                 if self.cancel_event.is_set():
                     finish = "cancelled"
                     break
+                if item.__class__ is bytes:
+                    item = decode(item)
                 out = stops.feed(item)
                 if out:
                     pieces.append(out)
@@ -265,9 +276,10 @@ class ChatStream:
                 self.result = self._make_result(
                     pieces, finish, prompt_tokens, n_tokens, t_start, t_first, t_last, error, stops, warnings,
                 )
-        # Text held back because it looked like the start of a stop string turned out not to
-        # be one: release it now that the stream is over.
-        tail = stops.flush()
+        # Bytes of an unfinished UTF-8 sequence (U+FFFD now), and text held back because it
+        # looked like the start of a stop string and turned out not to be one: release them now
+        # that the stream is over (after a stop, feed() drops them).
+        tail = stops.feed(decode(b"", True)) + stops.flush()
         if stops.stopped and self.result.stop_sequence is None:
             # a stop completed while a longer one was still possible, then the engine ended
             self.result.stop_sequence = stops.matched
@@ -276,8 +288,7 @@ class ChatStream:
         if tail:
             pieces.append(tail)
             self.result.text += tail
-            if not interrupted:
-                yield tail
+            yield tail  # also after Ctrl-C: what is stored must have been shown
         if interrupted:
             raise KeyboardInterrupt
 

@@ -9,7 +9,6 @@ its history only evaluates the new turn.
 
 from __future__ import annotations
 
-import codecs
 import collections
 import ctypes
 import os
@@ -69,6 +68,7 @@ class LlamaCppBackend(Backend):
         self._path: Path | None = None
         self._gpu_layers = 0
         self._extra_bufts = True
+        self._pieces: TokenPieces | None = None
         self._bos = ""
         self._eos = ""
 
@@ -113,8 +113,9 @@ class LlamaCppBackend(Backend):
         self._llm, self._gguf, self._template, self._path = llm, info, template, path
         n_layers = info.block_count or 0
         self._gpu_layers = 0 if not gpu else (n_layers + 1 if layers == -1 else min(layers, n_layers + 1))
-        self._bos = _piece(llm, llm.token_bos())
-        self._eos = _piece(llm, llm.token_eos())
+        self._pieces = TokenPieces(llama_cpp, llm._model.vocab)
+        self._bos = self._pieces.special_text(llm.token_bos())
+        self._eos = self._pieces.special_text(llm.token_eos())
         report("ready")
 
     def close(self) -> None:
@@ -156,7 +157,7 @@ class LlamaCppBackend(Backend):
     # -- generation -------------------------------------------------------------------
     def _generate(
         self, messages: Sequence[Message], params: GenerationParams
-    ) -> Iterator[str | EngineStart | EngineEnd]:
+    ) -> Iterator[str | bytes | EngineStart | EngineEnd]:
         llm = self._require()
         llama_cpp = import_llama_cpp()
         prompt = self.tokenize_messages(messages)
@@ -171,8 +172,9 @@ class LlamaCppBackend(Backend):
             llm.set_seed(params.seed)
         else:
             llm.set_seed(llama_cpp.LLAMA_DEFAULT_SEED)  # llama.cpp then picks a random seed
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         vocab = llm._model.vocab
+        piece = self._pieces
+        assert piece is not None
         n = 0
         tokens = llm.generate(
             prompt,
@@ -188,7 +190,7 @@ class LlamaCppBackend(Backend):
                     yield EngineEnd("stop", len(prompt), n)
                     return
                 n += 1
-                yield decoder.decode(llm.detokenize([token]))
+                yield piece(token)  # raw bytes: ChatStream decodes them and flushes at the end
                 if n >= room:
                     yield EngineEnd("length", len(prompt), n)
                     return
@@ -320,8 +322,38 @@ def _n_ctx(llm: Any) -> int:
     return min(llm.n_ctx(), llm.context_params.n_ctx)
 
 
-def _piece(llm: Any, token: int) -> str:
-    try:
-        return llm.detokenize([token], special=True).decode("utf-8", errors="replace")
-    except Exception:
-        return ""
+class TokenPieces:
+    """Token id -> the exact bytes llama.cpp renders for it, however long they are.
+
+    The one place llama.cpp tokens become text, for the llama backend and the torch backend's
+    GGUF tokenizer alike. llama-cpp-python's `detokenize` goes through a fixed 32-byte buffer
+    and returns nothing for a longer piece (Gemma 3 has 379 such tokens, SmolLM2 47: a
+    newline and 32 spaces, 64 dashes, long Devanagari words); here the buffer grows to what
+    llama.cpp asks for (a negative return means "need -n bytes"). It is allocated once per
+    instance, not per token, so a token costs one ctypes call. lstrip=0: nothing is trimmed.
+    Not thread-safe (one buffer); each backend or tokenizer owns its own.
+    """
+
+    __slots__ = ("_fn", "_vocab", "_n_vocab", "_buf", "_size")
+
+    def __init__(self, llama_cpp: Any, vocab: Any, size: int = 64) -> None:
+        self._fn = llama_cpp.llama_token_to_piece
+        self._vocab = vocab
+        self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(vocab))
+        self._size = size
+        self._buf = ctypes.create_string_buffer(size)
+
+    def __call__(self, token: int, special: bool = False) -> bytes:
+        """The piece's bytes; special=True renders control tokens' text (as llama.cpp does)."""
+        n = self._fn(self._vocab, token, self._buf, self._size, 0, special)
+        if n < 0:
+            self._size = -n
+            self._buf = ctypes.create_string_buffer(self._size)
+            n = self._fn(self._vocab, token, self._buf, self._size, 0, special)
+        return self._buf[:n]
+
+    def special_text(self, token: int) -> str:
+        """A special token's text (BOS, EOS) for templates; "" when the model has none."""
+        if not 0 <= token < self._n_vocab:
+            return ""
+        return self(token, special=True).decode("utf-8", errors="replace")

@@ -200,9 +200,8 @@ class TorchBackend(Backend):
     # -- generation -------------------------------------------------------------------------
     def _generate(
         self, messages: Sequence[Message], params: GenerationParams
-    ) -> Iterator[str | EngineStart | EngineEnd]:
+    ) -> Iterator[str | bytes | EngineStart | EngineEnd]:
         from aigc_chat.backends.torch_gpt.sampling import make_generator, sample_next
-        from aigc_chat.backends.torch_gpt.tokenizer import PieceDecoder
 
         runner = self._require()
         prompt = self.tokenize_messages(messages)
@@ -211,7 +210,7 @@ class TorchBackend(Backend):
             raise UsageError(f"the conversation ({len(prompt)} tokens) does not fit the context ({n_ctx} tokens)")
         yield EngineStart(len(prompt))
         generator = make_generator(params.seed)
-        decode = PieceDecoder(self._tok)
+        token_bytes = self._tok.token_bytes
         history = list(prompt)
         logits = runner.prefill(prompt)
         n = 0
@@ -222,7 +221,7 @@ class TorchBackend(Backend):
                 return
             n += 1
             history.append(token)
-            yield decode(token)
+            yield token_bytes(token)  # raw bytes: ChatStream decodes them and flushes at the end
             if len(prompt) + n >= n_ctx:
                 yield EngineEnd("length", len(prompt), n)
                 return

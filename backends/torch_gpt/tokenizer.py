@@ -6,11 +6,13 @@ does, so both backends send identical token ids. This makes llama-cpp-python a r
 of the torch backend for GGUF files (not for GPT-2 / nanoGPT checkpoints).
 
 For Hugging Face checkpoints, `tokenizer.json` goes through the `tokenizers` library.
+
+`token_bytes` gives a token's raw bytes, which may end inside a UTF-8 sequence; the backend
+yields them as they are and ChatStream decodes them (and flushes the decoder at every end).
 """
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,7 +37,9 @@ class GGUFTokenizer:
     """llama.cpp's tokenizer for a GGUF file, with the same calls the llama backend makes."""
 
     def __init__(self, path: Path) -> None:
-        from aigc_chat.backends.llama_cpp_backend import import_llama_cpp, install_quiet_logger, last_log_error
+        from aigc_chat.backends.llama_cpp_backend import (
+            TokenPieces, import_llama_cpp, install_quiet_logger, last_log_error,
+        )
 
         llama_cpp = import_llama_cpp()
         install_quiet_logger(llama_cpp)
@@ -45,14 +49,10 @@ class GGUFTokenizer:
             raise ModelError(f"llama.cpp could not read the vocabulary of {path}: {last_log_error() or exc}") from None
         self._vocab = self._llm._model.vocab
         self._llama_cpp = llama_cpp
+        self._pieces = TokenPieces(llama_cpp, self._vocab)  # the llama backend's renderer
         self.vocab_size = int(self._llm.n_vocab())
-        self.bos_text = self._special_text(self._llm.token_bos())
-        self.eos_text = self._special_text(self._llm.token_eos())
-
-    def _special_text(self, token: int) -> str:
-        if token < 0:
-            return ""
-        return self._llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+        self.bos_text = self._pieces.special_text(self._llm.token_bos())
+        self.eos_text = self._pieces.special_text(self._llm.token_eos())
 
     def encode_segments(self, segments: Sequence[Segment]) -> list[int]:
         """Exactly LlamaCppBackend.tokenize_messages: BOS on the first merged segment."""
@@ -62,7 +62,7 @@ class GGUFTokenizer:
         return tokens
 
     def token_bytes(self, token: int) -> bytes:
-        return self._llm.detokenize([token])
+        return self._pieces(token)
 
     def is_eog(self, token: int) -> bool:
         from aigc_chat.backends.llama_cpp_backend import ends_turn
@@ -128,13 +128,3 @@ class HFTokenizer:
     def close(self) -> None:
         pass
 
-
-class PieceDecoder:
-    """Token bytes -> text, holding back incomplete UTF-8 sequences between tokens."""
-
-    def __init__(self, tokenizer: Tokenizer) -> None:
-        self._tok = tokenizer
-        self._dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def __call__(self, token: int) -> str:
-        return self._dec.decode(self._tok.token_bytes(token))
