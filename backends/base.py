@@ -98,6 +98,24 @@ class Option:
     check: Callable[[Any], str | None] | None = None  # returns a reason when invalid
 
 
+# Limits for numbers that reach native code. llama.cpp keeps at most 512 threads
+# (GGML_MAX_N_THREADS) and segfaults past it; its counts are 32-bit. No real value comes near.
+MAX_THREADS = 512
+MAX_CONTEXT = 1 << 24  # 16M tokens: past the longest context any released model has
+
+
+def int_range(low: int, high: int, *, zero_means: str = "") -> Callable[[Any], str | None]:
+    """An Option check for an integer in [low, high] (or 0, when `zero_means` names what 0 is)."""
+    def check(v: Any) -> str | None:
+        if (zero_means and v == 0) or low <= v <= high:
+            return None
+        if zero_means:
+            return f"must be 0 ({zero_means}) or from {low} to {high}"
+        return f"must be from {low} to {high}"
+
+    return check
+
+
 class Backend(ABC):
     """Base class for engines. Subclasses set `name`, `OPTIONS` and implement the abstract methods.
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from aigc_chat.backends.base import (
-    Backend, BackendInfo, EngineEnd, EngineStart, Message, Option, ProgressCallback,
+    MAX_CONTEXT, MAX_THREADS, Backend, BackendInfo, EngineEnd, EngineStart, Message, Option,
+    ProgressCallback, int_range,
 )
 from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.gguf_info import GGUFInfo, read_gguf_info
@@ -27,32 +28,28 @@ from aigc_chat.params import GenerationParams
 from aigc_chat.templates import ChatTemplate, choose_template, merge_segments
 
 
+MAX_LAYERS = 100_000  # llama.cpp's count is 32-bit; no model has a thousand layers
+
+
 def _check_gpu_layers(v: Any) -> str | None:
-    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= -1):
+    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and -1 <= v <= MAX_LAYERS):
         return None
-    return 'must be "auto", -1 (all layers) or a number of layers >= 0'
+    return f'must be "auto", -1 (all layers) or a number of layers from 0 to {MAX_LAYERS}'
 
 
 def _check_tristate(v: Any) -> str | None:
     return None if v in ("auto", "on", "off") else 'must be "auto", "on" or "off"'
 
 
-def _check_nonneg(v: Any) -> str | None:
-    return None if v >= 0 else "must be >= 0"
-
-
-def _check_ctx(v: Any) -> str | None:
-    return None if v == 0 or v >= 256 else "must be 0 (the model's own) or >= 256"
-
-
 class LlamaCppBackend(Backend):
     name = "llama"
     description = "GGUF models through llama.cpp (llama-cpp-python), GPU offload when built for it"
     OPTIONS = {
-        "n_ctx": Option(8192, int, "context size in tokens; 0 = the model's training context", _check_ctx),
+        "n_ctx": Option(8192, int, "context size in tokens; 0 = the model's training context",
+                        int_range(256, MAX_CONTEXT, zero_means="the model's own")),
         "n_gpu_layers": Option("auto", (str, int), '"auto" = all layers when llama.cpp was built with GPU offload, else 0', _check_gpu_layers),
-        "n_threads": Option(0, int, "CPU threads; 0 = one per core", _check_nonneg),
-        "n_batch": Option(512, int, "prompt evaluation batch size", lambda v: None if v >= 1 else "must be >= 1"),
+        "n_threads": Option(0, int, "CPU threads; 0 = one per core", int_range(1, MAX_THREADS, zero_means="one per core")),
+        "n_batch": Option(512, int, "prompt evaluation batch size", int_range(1, MAX_CONTEXT)),
         "flash_attn": Option("auto", str, '"auto", "on" or "off"', _check_tristate),
         "chat_template": Option("", str, 'override: "gemma", "chatml", "llama-3", "llama-2", "plain" or a Jinja string'),
         "extra_buffers": Option("auto", str, 'CPU weight repacking; "auto" turns it off on CPUs with AMX (llama.cpp issue 20824)', _check_tristate),

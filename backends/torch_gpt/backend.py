@@ -16,16 +16,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from aigc_chat.backends.base import (
-    Backend, BackendInfo, EngineEnd, EngineStart, Message, Option, ProgressCallback,
+    MAX_CONTEXT, MAX_THREADS, Backend, BackendInfo, EngineEnd, EngineStart, Message, Option,
+    ProgressCallback, int_range,
 )
 from aigc_chat.backends.torch_gpt.device import check_device, check_dtype
 from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.params import GenerationParams
 from aigc_chat.templates import ChatTemplate, choose_template
-
-
-def _check_ctx(v: Any) -> str | None:
-    return None if v == 0 or v >= 64 else "must be 0 (the model's own) or >= 64"
 
 
 QUANTIZE = ("auto", "none", "int8", "head-int4")
@@ -41,8 +38,10 @@ class TorchBackend(Backend):
     OPTIONS = {
         "device": Option("auto", str, '"auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps"', check_device),
         "dtype": Option("auto", str, '"auto" (bfloat16 on GPUs and CPUs with native bfloat16, else float32), "float32", "bfloat16" or "float16"', check_dtype),
-        "n_ctx": Option(4096, int, "context size in tokens (the KV cache is allocated for it); 0 = the model's", _check_ctx),
-        "n_threads": Option(0, int, "CPU threads for torch; 0 = one per core", lambda v: None if v >= 0 else "must be >= 0"),
+        "n_ctx": Option(4096, int, "context size in tokens (the KV cache is allocated for it); 0 = the model's",
+                        int_range(64, MAX_CONTEXT, zero_means="the model's own")),
+        "n_threads": Option(0, int, "CPU threads for torch; 0 = one per core",
+                            int_range(1, MAX_THREADS, zero_means="one per core")),
         "compile": Option(False, bool, "torch.compile the decode step (slow first token, faster decode on GPU)"),
         "cuda_graphs": Option(True, bool, "on CUDA, replay each decode step as a CUDA graph (one launch instead of hundreds)"),
         "quantize": Option("auto", str, '"auto" (head-int4 on CPU with bfloat16 for a large vocabulary, else none), "none", "int8" (weight-only int8 matrices) or "head-int4" (4-bit output head, exact top 256 logits; CPU)', _check_quant),
