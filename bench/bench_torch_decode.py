@@ -9,6 +9,7 @@ device-to-device copy reaches on the same device, measured in the same run.
 
     python bench/bench_torch_decode.py --device cuda [--shapes gemma3-270m,llama-1b,llama-8b]
         [--modes eager,graphs,compile+graphs] [--tokens 256] [--context 64] [--dtype bfloat16]
+        [--bandwidth-gbs GBPS]   # the ceiling measured elsewhere in the same run (bench/gpu_check.sh)
 
 Run from the repo with the package installed (or its folders on PYTHONPATH as aigc_chat).
 """
@@ -105,18 +106,23 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--context", type=int, default=64, help="prompt tokens before decoding")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--bandwidth-gbs", type=float, default=0.0,
+                    help="copy bandwidth (GB/s, read + write) to use as the ceiling; 0: measure it here")
     args = ap.parse_args()
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
-    bw = copy_bandwidth(device, mib=1024 if device.type == "cuda" else 512)
+    given = args.bandwidth_gbs > 0
+    bw = args.bandwidth_gbs * 1e9 if given else copy_bandwidth(device, mib=1024 if device.type == "cuda" else 512)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"{name}, torch {torch.__version__}, {args.dtype}; copy bandwidth {bw / 1e9:.0f} GB/s "
-          f"(read + write); {args.tokens} tokens after a {args.context}-token prompt, best of {args.rounds}")
+          f"(read + write, {'given' if given else 'measured here'}); {args.tokens} tokens after a "
+          f"{args.context}-token prompt, best of {args.rounds}")
     print(f"{'shape':12} {'mode':15} {'tok/s':>8} {'ms/tok':>7} {'MB/tok':>7} {'GB/s':>6} {'share':>6}")
     for shape in args.shapes.split(","):
         cfg = SHAPES[shape]
         model = random_model(cfg, device, dtype, max_len=args.context + args.tokens + 8)
         nbytes = matrix_bytes(model)
         prompt = [int(t) for t in torch.randint(10, cfg.vocab_size, (args.context,))]
+        runner = None  # no mode may run: graphs and compile are CUDA only
         for mode in args.modes.split(","):
             if mode != "eager" and device.type != "cuda":
                 continue
