@@ -10,18 +10,25 @@ Why SQLite and why these settings:
   triggers, so search never drifts from the rows, whatever front end wrote them.
 - The file is created 0600 in a 0700 directory before SQLite opens it (SQLite gives its
   -wal and -shm files the same mode): conversations are nobody else's business.
+- A history that cannot be written (a read-only file, directory or mount) can still be read:
+  `HistoryStore(path, readonly=True)` opens it `mode=ro`, and, when even that fails because
+  WAL's -shm file cannot be created next to it, `immutable=1` (no locks, no WAL: safe then,
+  since no process can be writing a WAL file there either). `open_for_reading` tries the
+  normal open first and falls back to that.
 
 Every sqlite3 failure leaves this module as a `HistoryError` with one readable line.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +108,15 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 class HistoryError(AigcError):
-    """The history file cannot be opened, read or written; the message says which and why."""
+    """The history file cannot be opened, read or written; the message says which and why.
+
+    `reason` is the why alone ("database is locked by another process", "disk is full"),
+    for front ends that word their own notice; `path` is the file."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+        self.reason = reason or message
 
 
 @dataclass(frozen=True)
@@ -184,12 +199,32 @@ def fts_query(text: str, *, prefix: bool = False) -> str:
 
 
 def _describe(exc: BaseException) -> str:
+    """One short line saying why, in the words a user acts on."""
     if isinstance(exc, OSError) and exc.strerror:
+        if exc.errno == errno.ENOSPC:
+            return "disk is full"
         return exc.strerror
     text = str(exc) or type(exc).__name__
-    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in text:
-        return "the file is not a history database (corrupt?)"
+    if isinstance(exc, sqlite3.DatabaseError):
+        if "not a database" in text:
+            return "the file is not a history database (corrupt?)"
+        if "database is locked" in text or "database table is locked" in text:
+            return "database is locked by another process"
+        if "database or disk is full" in text:
+            return "disk is full"
+        if "readonly database" in text:
+            return "the file is read-only"
     return text
+
+
+def _error(doing: str, path: Path, exc: BaseException) -> HistoryError:
+    reason = _describe(exc)
+    return HistoryError(f"cannot {doing} the history {path}: {reason}", path=path, reason=reason)
+
+
+def _readonly_uri(path: Path, *, immutable: bool) -> str:
+    quoted = urllib.parse.quote(str(path.absolute()))
+    return f"file:{quoted}?{'immutable=1' if immutable else 'mode=ro'}"
 
 
 def _create_private_file(path: Path) -> None:
@@ -206,13 +241,11 @@ def _create_private_file(path: Path) -> None:
         os.close(fd)
 
 
-def _switch_to_wal(conn: sqlite3.Connection) -> str:
+def _switch_to_wal(conn: sqlite3.Connection, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> str:
     """Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is
     locked" at once, without its busy handler, when two processes switch the same new file
     at the same moment: retry for as long as the busy timeout would have waited."""
-    import time
-
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + busy_timeout_ms / 1000
     while True:
         try:
             return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
@@ -224,24 +257,37 @@ def _switch_to_wal(conn: sqlite3.Connection) -> str:
 
 class HistoryStore:
     """The conversation history. One connection, usable from several threads (a lock
-    serialises calls); several processes may open the same file at once."""
+    serialises calls); several processes may open the same file at once.
 
-    def __init__(self, path: Path | None = None) -> None:
+    `readonly=True` opens an existing file for reading only (see the module notes); its
+    writes raise HistoryError. `busy_timeout_ms` is how long a write waits for another
+    process's write to end before it fails with "database is locked"."""
+
+    def __init__(self, path: Path | None = None, *, readonly: bool = False,
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = Path(path) if path is not None else default_path()
+        self.readonly = readonly
+        self.immutable = False
+        self.busy_timeout_ms = int(busy_timeout_ms)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._before_read: Callable[[], None] | None = None  # see HistoryWriter: read your writes
+        if readonly:
+            self._open_readonly()
+            return
         try:
             _create_private_file(self.path)
             conn = sqlite3.connect(
-                str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                str(self.path), timeout=self.busy_timeout_ms / 1000, isolation_level=None,
                 check_same_thread=False,
             )
-        except (OSError, sqlite3.Error) as exc:
-            raise HistoryError(f"cannot open the history {self.path}: {_describe(exc)}") from None
+        except (OSError, sqlite3.Error, UsageError) as exc:
+            # UsageError: the data directory cannot be created (ensure_dir says why)
+            raise _error("open", self.path, exc) from None
         self._conn = conn
         try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            mode = _switch_to_wal(conn)
+            conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+            mode = _switch_to_wal(conn, self.busy_timeout_ms)
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL: a killed process loses nothing committed
@@ -252,7 +298,58 @@ class HistoryStore:
             self._conn = None
             if isinstance(exc, HistoryError):
                 raise
-            raise HistoryError(f"cannot open the history {self.path}: {_describe(exc)}") from None
+            raise _error("open", self.path, exc) from None
+
+    @classmethod
+    def open_for_reading(cls, path: Path | None = None) -> "HistoryStore":
+        """The normal (read-write) store if the file can be opened so, else the same file
+        read-only; if neither works, the error of the normal open (it says why best)."""
+        try:
+            return cls(path)
+        except HistoryError as exc:
+            problem = exc
+        try:
+            return cls(path, readonly=True)
+        except HistoryError:
+            raise problem from None
+
+    def _open_readonly(self) -> None:
+        """mode=ro first (sees a live WAL); immutable=1 when the -shm cannot be created."""
+        if not self.path.exists():
+            raise HistoryError(f"cannot open the history {self.path}: it does not exist",
+                               path=self.path, reason="it does not exist")
+        last: BaseException | None = None
+        for immutable in (False, True):
+            try:
+                conn = sqlite3.connect(_readonly_uri(self.path, immutable=immutable), uri=True,
+                                       timeout=self.busy_timeout_ms / 1000, isolation_level=None,
+                                       check_same_thread=False)
+            except sqlite3.Error as exc:
+                last = exc
+                continue
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+                version = conn.execute("PRAGMA user_version").fetchone()[0]  # reads the file: fails here
+            except sqlite3.Error as exc:
+                conn.close()
+                last = exc
+                if "not a database" in str(exc):
+                    break  # corrupt: immutable=1 would say the same
+                continue
+            if version > SCHEMA_VERSION:
+                conn.close()
+                self._refuse_newer(version)
+            if version < SCHEMA_VERSION:
+                conn.close()
+                raise HistoryError(
+                    f"cannot open the history {self.path}: it is read-only and needs an upgrade "
+                    f"(schema {version}, this build uses {SCHEMA_VERSION})",
+                    path=self.path, reason="it is read-only and needs an upgrade")
+            self._conn = conn
+            self.immutable = immutable
+            return
+        assert last is not None
+        raise _error("open", self.path, last) from None
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -282,7 +379,8 @@ class HistoryStore:
         if version > SCHEMA_VERSION:
             raise HistoryError(
                 f"the history {self.path} was written by a newer aigc-chat "
-                f"(schema {version}, this one knows {SCHEMA_VERSION})"
+                f"(schema {version}, this one knows {SCHEMA_VERSION})",
+                path=self.path, reason="it was written by a newer aigc-chat",
             )
 
     def _db(self) -> sqlite3.Connection:
@@ -293,12 +391,16 @@ class HistoryStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One short write transaction; takes the write lock up front so it cannot deadlock."""
+        if self.readonly:
+            reason = "it is open read-only"
+            raise HistoryError(f"cannot write the history {self.path}: {reason}", path=self.path,
+                               reason=reason)
         with self._lock:
             conn = self._db()
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise HistoryError(f"cannot write the history {self.path}: {_describe(exc)}") from None
+                raise _error("write", self.path, exc) from None
             try:
                 yield conn
                 conn.execute("COMMIT")
@@ -308,17 +410,20 @@ class HistoryStore:
                 except sqlite3.Error:
                     pass
                 if isinstance(exc, sqlite3.Error):
-                    raise HistoryError(f"cannot write the history {self.path}: {_describe(exc)}") from None
+                    raise _error("write", self.path, exc) from None
                 raise
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
+        hook = self._before_read
+        if hook is not None:
+            hook()  # a writer thread owns this store's writes: let what it was given land first
         with self._lock:
             conn = self._db()
             try:
                 yield conn
             except sqlite3.Error as exc:
-                raise HistoryError(f"cannot read the history {self.path}: {_describe(exc)}") from None
+                raise _error("read", self.path, exc) from None
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -521,29 +626,34 @@ class ReplyRecorder:
     """Persists one assistant reply while it streams: the row is created at start, the text is
     written at most about once a second while deltas arrive, and finalised with stats and the
     finish reason at the end (also when cancelled or failed). A process killed mid-reply
-    therefore loses at most `interval` seconds of text."""
+    therefore loses at most `interval` seconds of text.
 
-    def __init__(self, store: HistoryStore, conversation_id: int, *, interval: float = 1.0) -> None:
+    `store` may also be a `history_writer.QueuedStore` (the TUI): then every write is queued
+    for the writer thread and the ids here are Futures it resolves. `clock` is for tests."""
+
+    def __init__(self, store: Any, conversation_id: Any, *, interval: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.conversation_id = conversation_id
         self.interval = interval
-        self.message_id: int | None = None
+        self.clock = clock
+        self.message_id: Any = None
         self._written = ""
         self._pending = ""
         self._last_flush = 0.0
         self.finished = False
 
-    def start(self) -> int:
+    def start(self) -> Any:
         if self.message_id is None:
             self.message_id = self.store.add_message(self.conversation_id, "assistant", "")
-            self._last_flush = time.monotonic()
+            self._last_flush = self.clock()
         return self.message_id
 
     def feed(self, text_so_far: str) -> None:
         self._pending = text_so_far
         if self.message_id is None:
             self.start()
-        now = time.monotonic()
+        now = self.clock()
         if now - self._last_flush >= self.interval and text_so_far != self._written:
             self._last_flush = now
             self.store.update_message(self.message_id, text_so_far)
@@ -554,7 +664,7 @@ class ReplyRecorder:
         if self.message_id is not None and self._pending != self._written:
             self.store.update_message(self.message_id, self._pending)
             self._written = self._pending
-            self._last_flush = time.monotonic()
+            self._last_flush = self.clock()
 
     def finish(self, result: "GenerationResult") -> None:
         """Record the final text, stats and finish reason. A failure that produced no text

@@ -4,6 +4,8 @@ Everything printed that came from a conversation (titles, messages, snippets, mo
 passes through `sanitize()`: model output is untrusted and must not drive the terminal.
 JSON output is escaped by json.dumps(ensure_ascii=True) instead, so it stays exact.
 A history that cannot be opened is one line on stderr and exit 1, never a traceback.
+Reading commands (list, show, search, export) also work on a history they cannot write (a
+read-only file, directory or mount: it is opened read-only); rename and delete then say so.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    from aigc_chat.history import HistoryStore, default_path
+    from aigc_chat.history import HistoryError, HistoryStore, default_path
 
     if args.command == "path":
         sys.stdout.write(f"{default_path()}\n")
@@ -69,7 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args.command == "list" else 1  # nothing saved yet: do not create the file
     if not exists:
         raise UsageError(f"no conversation {args.id}")
-    with HistoryStore(path) as store:
+    if args.command in _WRITING:
+        try:
+            store = HistoryStore(path)
+        except HistoryError as exc:
+            raise HistoryError(f"cannot {args.command} conversation {args.id}: the history {path} "
+                               f"cannot be written ({exc.reason})", path=path, reason=exc.reason) from None
+    else:
+        store = HistoryStore.open_for_reading(path)  # a read-only file or mount is still readable
+    with store:
         return _COMMANDS[args.command](store, args)
 
 
@@ -177,5 +187,6 @@ def _cell(text: str) -> str:
     return " ".join(text.split())
 
 
+_WRITING = ("rename", "delete")
 _COMMANDS = {"list": _list, "show": _show, "search": _search, "export": _export,
              "rename": _rename, "delete": _delete}
