@@ -39,13 +39,20 @@ def titles_shown(app: ChatApp) -> list[str]:
     return [title for _, title in app.history.rows()]
 
 
+def exported(app: ChatApp, path: Path) -> bool:
+    """The export has been written (off the UI thread) and notified."""
+    return any(f"exported to {path}" in n.message for n in app._notifications)
+
+
 async def test_pane_lists_newest_first_and_search_opens_a_conversation(tmp_path: Path, gemma_backend: Any) -> None:
     store = HistoryStore()
     ids = fill(store)
     app = ChatApp(make_config(tmp_path), store=store, backend=gemma_backend)
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
-        assert titles_shown(app) == ["Plan a trip to Lisbon", "Explain Python decorators", "How do zebras sleep?"]
+        # the pane is filled from the history's reader thread
+        await wait_for(pilot, lambda: titles_shown(app) == ["Plan a trip to Lisbon", "Explain Python decorators",
+                                                            "How do zebras sleep?"], 5, "the pane")
         await pilot.press("ctrl+f")
         assert app.focused.id == "history-search"
         await type_text(pilot, "standing")
@@ -87,7 +94,7 @@ async def test_rename_delete_and_export_from_the_pane(tmp_path: Path, gemma_back
         await pilot.press("enter")
         await pilot.pause()
         assert store.get_conversation(ids[1]).summary.title == "Decorators [bold]101[/]"
-        assert "Decorators [bold]101[/]" in titles_shown(app)
+        await wait_for(pilot, lambda: "Decorators [bold]101[/]" in titles_shown(app), 5, "the new title")
 
         # export: the dialog proposes a path; .json gives JSON, anything else Markdown
         listing.focus()
@@ -99,7 +106,7 @@ async def test_rename_delete_and_export_from_the_pane(tmp_path: Path, gemma_back
         out = tmp_path / "exported.json"
         field.value = str(out)
         await pilot.press("enter")
-        await pilot.pause()
+        await wait_for(pilot, lambda: exported(app, out), 5, "the export")  # written off the UI thread
         data = json.loads(out.read_text())
         assert "decorator wraps" in json.dumps(data)
 
@@ -116,7 +123,7 @@ async def test_rename_delete_and_export_from_the_pane(tmp_path: Path, gemma_back
         await pilot.press("y")
         await pilot.pause()
         assert [c.id for c in store.list_conversations()] == [ids[2], ids[1]]
-        assert "How do zebras sleep?" not in titles_shown(app)
+        await wait_for(pilot, lambda: "How do zebras sleep?" not in titles_shown(app), 5, "the pane after the delete")
 
         # /export of the open conversation writes Markdown
         app.query_one("#prompt").focus()
@@ -124,7 +131,7 @@ async def test_rename_delete_and_export_from_the_pane(tmp_path: Path, gemma_back
         md = tmp_path / "chat.md"
         await type_text(pilot, f"/export {md}")
         await pilot.press("enter")
-        await pilot.pause()
+        await wait_for(pilot, lambda: exported(app, md), 5, "the /export")
         text = md.read_text()
         assert "Hello there" in text and not text.lstrip().startswith("{")
 
@@ -140,7 +147,7 @@ async def test_new_conversation_and_continue_after_restart(tmp_path: Path, gemma
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert not app.chat.messages() and app.controller.conversation_id is None
-        assert titles_shown(app)[0] == "Remember the number 42"
+        await wait_for(pilot, lambda: titles_shown(app)[:1] == ["Remember the number 42"], 5, "the pane")
     # "restart": a new app on a fresh store object, opened on the latest conversation
     store2 = HistoryStore()
     latest = store2.latest_conversation_id()

@@ -3,7 +3,14 @@
 Long work runs in thread workers so the screen never freezes: loading a model (group
 "load") and generating a reply (group "generate"). Backends are not thread-safe, so the
 controller's lock keeps those two from touching an engine at once. Workers post messages;
-all store writes and widget changes happen on the UI thread.
+widget changes happen on the UI thread.
+
+The history never runs on the UI thread either (tui/history_service.py): writes are queued
+for its writer thread, reads (the pane, opening and exporting a conversation) run on its
+reader thread and are awaited. If saving fails (a lock held by another process, a full
+disk), the user is told once, the status bar and the pane say "not saving", and the
+conversation goes on in memory. Config writes (theme, "save as default") run on a thread
+of their own too.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import random
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +28,7 @@ from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.notifications import SeverityLevel
 from textual.widgets import Footer
@@ -27,6 +36,7 @@ from textual.widgets import Footer
 from aigc_chat.backends.base import Backend
 from aigc_chat.config import TUI_DEFAULTS, Config, load_config, save_config
 from aigc_chat.errors import AigcError, ParamError, UsageError
+from aigc_chat.history_writer import SerialThread, known
 from aigc_chat.sanitize import StreamSanitizer, sanitize
 from aigc_chat.tui import slash
 from aigc_chat.tui.chat_view import AssistantMessage, ChatView, GanMessage, NoticeMessage, UserMessage
@@ -38,10 +48,19 @@ from aigc_chat.tui.events import (
 )
 from aigc_chat.tui.help_text import help_markdown
 from aigc_chat.tui.history_pane import HistoryPane
+from aigc_chat.tui.history_service import HistoryActionDone, HistoryFailed
 from aigc_chat.tui.prompt_input import PromptInput
 from aigc_chat.tui.settings_pane import SettingsPane
 from aigc_chat.tui.status_bar import StatusBar
 from aigc_chat.tui.text_utils import result_stats, short_model
+
+
+@dataclass
+class Notice(Message):
+    """A notification for the UI thread from another thread (config writes)."""
+
+    text: str
+    severity: str = "information"
 
 
 class ChatApp(App[int]):
@@ -75,7 +94,7 @@ class ChatApp(App[int]):
     ) -> None:
         super().__init__()
         self.config = config
-        self.controller = ChatController(config, store)
+        self.controller = ChatController(config, store, on_history_failure=self._history_failed_in_writer)
         self.initial_conversation = conversation_id
         self.keep_model = keep_model
         self._given_backend = backend
@@ -95,6 +114,10 @@ class ChatApp(App[int]):
         self.cursor_blink = bool(tui["cursor_blink"])
         self._models: list[str] = []
         self._worker_result: tuple[int, Any] | None = None
+        self._opening = 0  # conversations being read in; a message sent meanwhile is queued
+        self._status_note = ""  # "history off │ " while nothing is being saved
+        self._history_told = False
+        self._io = SerialThread("config-writer")  # config.toml writes: theme, save as default
         theme = str(config.tui.get("theme", "textual-dark"))
         if theme in self.available_themes:
             self.theme = theme
@@ -102,7 +125,7 @@ class ChatApp(App[int]):
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
-            yield HistoryPane(self.controller.store, id="history")
+            yield HistoryPane(self.controller.history, off_reason=self._off_reason(), id="history")
             with Vertical(id="chat-column"):
                 yield ChatView(id="chat")
                 yield PromptInput(id="prompt")
@@ -116,20 +139,54 @@ class ChatApp(App[int]):
         if hasattr(event.widget, "cursor_blink"):
             event.widget.cursor_blink = self.cursor_blink
 
+    def _off_reason(self) -> str:
+        if self.controller.store is None and self.history_note:
+            return "history is off: it cannot be opened (see the notice)"
+        return ""
+
     async def on_mount(self) -> None:
         self.query_one("#history").display = bool(self.config.tui.get("show_history", True))
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.call_after_refresh(self._enable_theme_saving)
         if self.history_note:
-            self.notify(self.history_note, severity="warning")
-        if self.initial_conversation is not None:
-            await self._open(self.initial_conversation, keep_model=self.keep_model)
+            if self.controller.store is not None or self.controller.history.problem:
+                self._mark_not_saving(self.controller.history.problem or "read-only")
+            else:
+                self._mark_not_saving("")
         self._refresh_settings()
         self.query_one(PromptInput).focus()
+        if self.initial_conversation is not None:
+            # read in on the reader thread; the model it names is loaded once it is open
+            self._opening += 1
+            self.run_worker(self._open_initial(self.initial_conversation), group="open", exit_on_error=False)
+        else:
+            await self._show_history_note()
+            self._begin_model()
+
+    async def _show_history_note(self) -> None:
+        """The start-up notice about the history: a toast, and a line in the chat that stays."""
+        if not self.history_note:
+            return
+        await self.chat.add(NoticeMessage(self.history_note, severity="warning"))
+        # after the first refresh, so the toast rack is there to show it
+        self.call_after_refresh(self.notify, self.history_note, title="History", severity="warning",
+                                timeout=15)
+
+    def _begin_model(self) -> None:
         if self._given_backend is not None:
             self.post_message(ModelLoaded(self._given_backend, []))
         else:
             self.start_load()
+
+    async def _open_initial(self, conversation_id: int) -> None:
+        try:
+            await self._open(conversation_id, keep_model=self.keep_model)
+        except AigcError as exc:
+            self.notify(str(exc), severity="error")
+        finally:
+            self._opening -= 1
+        await self._show_history_note()
+        self._begin_model()
 
     @property
     def chat(self) -> ChatView:
@@ -150,7 +207,35 @@ class ChatApp(App[int]):
 
     def set_state(self, state: str) -> None:
         self.state = state
-        self.status.state = state
+        self._show_state(state)
+
+    def _show_state(self, text: str) -> None:
+        self.status.state = self._status_note + text
+
+    # -- history trouble: told once, marked in the status bar and the pane ----------------------
+    def _history_failed_in_writer(self, exc: Exception) -> None:
+        """Called on the history's writer thread: hand the news to the UI thread."""
+        path = getattr(exc, "path", None) or getattr(self.controller.store, "path", "")
+        try:
+            self.post_message(HistoryFailed(getattr(exc, "reason", "") or str(exc), str(path)))
+        except RuntimeError:  # the app's loop is gone (quitting): nobody to tell
+            pass
+
+    async def on_history_failed(self, event: HistoryFailed) -> None:
+        if self._history_told:
+            return
+        self._history_told = True
+        text = (f"history not saved: {event.reason}. This conversation goes on in memory only; "
+                f"nothing more from this session is saved to {event.path}.")
+        self.notify(text, title="History", severity="warning", timeout=15)
+        self._mark_not_saving(event.reason)
+        await self.chat.add(NoticeMessage(text[0].upper() + text[1:], severity="warning"))
+
+    def _mark_not_saving(self, reason: str) -> None:
+        self._status_note = "history off │ "
+        self._show_state(self.state)
+        if reason:
+            self.history.show_not_saving(reason)
 
     def _refresh_settings(self, models: list[str] | None = None) -> None:
         s = self.controller.settings
@@ -190,7 +275,7 @@ class ChatApp(App[int]):
 
     def on_model_progress(self, event: ModelProgress) -> None:
         if self.state == "loading":
-            self.status.state = f"loading: {event.text}"
+            self._show_state(f"loading: {event.text}")
 
     def on_model_loaded(self, event: ModelLoaded) -> None:
         self.controller.attach_backend(event.backend)
@@ -206,7 +291,7 @@ class ChatApp(App[int]):
             self._models = list(event.models)
             if self.settings_pane is not None:
                 self.settings_pane.set_models(self._models)
-        self.set_state("idle")
+        self.set_state("opening" if self._opening else "idle")
         if self._queue:
             self.call_later(self._send_next_queued)
 
@@ -242,9 +327,10 @@ class ChatApp(App[int]):
             return
         prompt.remember(text)
         prompt.load_text("")
-        if self.state in ("generating", "loading") or self.state.startswith("loading"):
+        if self.state in ("generating", "loading", "opening") or self.state.startswith("loading"):
             self._queue.append(text)
-            what = "the reply ends" if self.state == "generating" else "the model is loaded"
+            what = {"generating": "the reply ends", "opening": "the conversation is open"}.get(
+                self.state, "the model is loaded")
             self.notify(f"queued: sends when {what}")
             return
         await self.send(text)
@@ -254,26 +340,23 @@ class ChatApp(App[int]):
         if self.controller.backend is None:
             self.notify(f"no model is loaded: {self.load_error or 'still loading'}", severity="error")
             return
-        try:
-            user_id = self.controller.store_user_message(text)
-        except AigcError as exc:
-            self.notify(str(exc), severity="error")
-            return
-        await self.chat.add(UserMessage(text, message_id=user_id))
+        # queued for the history's writer thread, ahead of every row of the reply: never waits
+        user_id = self.controller.store_user_message(text)
+        await self.chat.add(UserMessage(text, message_id=known(user_id)))
         self.chat.anchor()
-        self.history.current_id = self.controller.conversation_id
+        self.history.current_id = self.controller.conversation_ref
         await self._start_job("send", text)
         self.history.reload()
 
     async def _send_next_queued(self) -> None:
-        if self._queue and self.state == "idle":
+        if self._queue and self.state == "idle" and not self._opening:
             await self.send(self._queue.pop(0))
 
     async def _start_job(self, action: str, text: str) -> None:
         self._job += 1
         self._cancel = threading.Event()
         self._recorder = self.controller.recorder()
-        self._reply = AssistantMessage(message_id=self.controller.last_assistant_id)
+        self._reply = AssistantMessage(message_id=known(self.controller.last_assistant_id))
         await self.chat.add(self._reply)
         self._reply.start_stream()
         self.set_state("generating")
@@ -377,7 +460,7 @@ class ChatApp(App[int]):
         if self.state == "generating" and self._cancel is not None:
             self._cancel.set()
             self._queue.clear()
-            self.status.state = "stopping"
+            self._show_state("stopping")
             return
         if self.editing:
             self._stop_editing()
@@ -385,8 +468,9 @@ class ChatApp(App[int]):
 
     async def action_regenerate(self) -> None:
         if self.state != "idle":
-            self.notify("wait for the current reply (Esc stops it)" if self.state == "generating"
-                        else "no model is ready", severity="warning")
+            self.notify({"generating": "wait for the current reply (Esc stops it)",
+                         "opening": "wait: the conversation is still opening"}.get(self.state, "no model is ready"),
+                        severity="warning")
             return
         if self.controller.backend is None:
             self.notify("no model is loaded", severity="error")
@@ -478,7 +562,7 @@ class ChatApp(App[int]):
         elif cmd.name == "backend":
             await self.switch_model(cmd.arg, "")
         elif cmd.name == "export":
-            self.export_conversation(c.conversation_id, cmd.arg)
+            self.export_conversation(c.conversation_ref, cmd.arg)
         elif cmd.name == "gan":
             await self.add_gan(None if cmd.args[0] == "" else int(cmd.args[0]), int(cmd.args[1]))
 
@@ -489,19 +573,31 @@ class ChatApp(App[int]):
         self._refresh_settings()
         self.start_load()
 
-    def export_conversation(self, conversation_id: int | None, path_text: str) -> None:
-        store = self.controller.store
-        if store is None:
+    def export_conversation(self, conversation_id: Any, path_text: str) -> None:
+        """Export a stored conversation (an id, or the writer's Future of one) to a file: the
+        read and the file write run on the history's reader thread; the result is notified."""
+        if not self.controller.history.available:
             raise UsageError("history is off (--no-history): nothing to export")
         if conversation_id is None:
             raise UsageError("nothing to export yet: send a message first")
         path = Path(path_text).expanduser()
         fmt = "json" if path.suffix.lower() == ".json" else "markdown"
+        self._export(conversation_id, path, fmt)
+
+    @work(group="export", exit_on_error=False)
+    async def _export(self, conversation_id: Any, path: Path, fmt: str) -> None:
+        def job(store: Any, cid: int) -> None:
+            data = store.export(cid, fmt)
+            try:
+                path.write_text(data, encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
         try:
-            data = store.export(conversation_id, fmt)
-            path.write_text(data, encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+            await self.controller.history.read(job, conversation_id)
+        except AigcError as exc:
+            self.notify(str(exc), severity="error")
+            return
         self.notify(f"exported to {path} ({fmt})")
 
     async def add_gan(self, label: int | None, n: int) -> None:
@@ -512,13 +608,9 @@ class ChatApp(App[int]):
             checkpoint = ""
         meta = {"checkpoint": checkpoint, "seed": random.randrange(2**31), "label": label, "n": n}
         text = f"GAN samples: label {label if label is not None else 'any'}, n {n}, seed {meta['seed']}"
-        try:
-            row = self.controller.store_extra("assistant", text, "gan", meta)
-        except AigcError as exc:
-            self.notify(str(exc), severity="error")
-            row = None
-        self.history.current_id = self.controller.conversation_id
-        await self.chat.add(GanMessage(meta, message_id=row, text=text))
+        row = self.controller.store_extra("assistant", text, "gan", meta)  # queued: never waits
+        self.history.current_id = self.controller.conversation_ref
+        await self.chat.add(GanMessage(meta, message_id=known(row), text=text))
         self.history.reload()
 
     # -- conversations --------------------------------------------------------------------------
@@ -534,9 +626,37 @@ class ChatApp(App[int]):
         self._refresh_settings()
         self.query_one(PromptInput).focus()
 
+    def _open_in_background(self, conversation_id: int, *, keep_model: bool = False) -> None:
+        """Read a conversation in and show it; messages sent meanwhile wait for it."""
+        self._opening += 1
+        if self.state == "idle":
+            self.set_state("opening")
+        self.run_worker(self._open_job(conversation_id, keep_model), group="open", exit_on_error=False)
+
+    async def _open_job(self, conversation_id: int, keep_model: bool) -> None:
+        try:
+            await self._open(conversation_id, keep_model=keep_model)
+            ok = True
+        except AigcError as exc:
+            self.notify(str(exc), severity="error")
+            self.history.reload()
+            ok = False
+        finally:
+            self._opening -= 1
+            if not self._opening and self.state == "opening":
+                self.set_state("idle")
+        if ok and len(self.screen_stack) == 1:  # no dialog opened meanwhile
+            self.query_one(PromptInput).focus()
+        if self._queue:
+            await self._send_next_queued()
+
     async def _open(self, conversation_id: int, *, keep_model: bool = False) -> None:
+        """Read the conversation on the history's reader thread, then show it."""
+        if not self.controller.history.available:
+            raise UsageError("history is off (--no-history)")
+        conv = await self.controller.history.read(lambda s: s.get_conversation(conversation_id))
         old = (self.controller.settings.backend, self.controller.settings.model)
-        conv = self.controller.open_conversation(conversation_id, keep_model=keep_model)
+        self.controller.load_conversation(conv, keep_model=keep_model)
         widgets: list[Any] = []
         for m in conv.messages:
             if m.kind == "gan":
@@ -558,43 +678,33 @@ class ChatApp(App[int]):
             self.start_load()
 
     @on(HistoryPane.Open)
-    async def _open_from_pane(self, event: HistoryPane.Open) -> None:
+    def _open_from_pane(self, event: HistoryPane.Open) -> None:
         if self.state == "generating":
             self.notify("wait for the reply to end (Esc stops it)", severity="warning")
             return
-        try:
-            await self._open(event.conversation_id)
-        except AigcError as exc:
-            self.notify(str(exc), severity="error")
-            self.history.reload()
-            return
-        self.query_one(PromptInput).focus()
+        self._open_in_background(event.conversation_id)
 
     @on(HistoryPane.Request)
     def _pane_request(self, event: HistoryPane.Request) -> None:
-        store = self.controller.store
-        if store is None:
+        if not self.controller.history.available:
             return
         cid = event.conversation_id
         if event.action == "rename":
             def renamed(title: str | None) -> None:
                 if title is None or not title.strip():
                     return
-                store.rename(cid, title.strip())
-                self.history.reload()
+                self._history_action("rename", cid, lambda: self.controller.rename(cid, title.strip()))
             self.push_screen(TextDialog("Rename conversation", event.title), renamed)
         elif event.action == "delete":
             async def confirmed(ok: bool | None) -> None:
                 if not ok:
                     return
-                if cid == self.controller.conversation_id:
+                if self.controller.is_current(cid):
                     if self.state == "generating":
                         self.notify("wait for the reply to end before deleting it", severity="warning")
                         return
                     await self.action_new_conversation()
-                store.delete_conversation(cid)
-                self.history.reload()
-                self.notify("conversation deleted")
+                self._history_action("delete", cid, lambda: self.controller.delete_conversation(cid))
             self.push_screen(ConfirmDialog(f"Delete “{event.title}” and all its messages?"), confirmed)
         elif event.action == "export":
             def chosen(path: str | None) -> None:
@@ -606,6 +716,30 @@ class ChatApp(App[int]):
                     self.notify(str(exc), severity="error")
             default = str(Path.cwd() / f"conversation-{cid}.md")
             self.push_screen(TextDialog("Export to (.json: JSON, anything else: Markdown)", default), chosen)
+
+    def _history_action(self, action: str, cid: int, submit: Any) -> None:
+        """Queue a rename or delete; its outcome comes back as a HistoryActionDone."""
+        try:
+            fut = submit()
+        except AigcError as exc:
+            self.notify(str(exc), severity="error")
+            return
+
+        def done(f: Any) -> None:  # on the writer thread
+            error = "" if f.cancelled() or f.exception() is None else str(f.exception())
+            try:
+                self.post_message(HistoryActionDone(action, cid, error))
+            except RuntimeError:
+                pass
+
+        fut.add_done_callback(done)
+
+    def on_history_action_done(self, event: HistoryActionDone) -> None:
+        if event.error:
+            self.notify(f"could not {event.action} the conversation: {event.error}", severity="error")
+        elif event.action == "delete":
+            self.notify("conversation deleted")
+        self.history.reload()
 
     # -- settings -----------------------------------------------------------------------------
     @on(SettingsPane.ParamChanged)
@@ -629,12 +763,27 @@ class ChatApp(App[int]):
 
     @on(SettingsPane.SaveDefault)
     def _save_default(self) -> None:
+        settings = replace(self.controller.settings)  # what it is now, written off the UI thread
+
+        def save() -> None:
+            try:
+                path = self.controller.save_as_default(settings)
+            except (AigcError, OSError) as exc:
+                self._post_notice(f"could not save: {exc}", "error")
+                return
+            self._post_notice(f"saved as default in {path}", "information")
+
+        self._io.submit(save)
+
+    def _post_notice(self, text: str, severity: str) -> None:
+        """A notification from a thread (post_message is the thread-safe way in)."""
         try:
-            path = self.controller.save_as_default()
-        except (AigcError, OSError) as exc:
-            self.notify(f"could not save: {exc}", severity="error")
-            return
-        self.notify(f"saved as default in {path}")
+            self.post_message(Notice(text, severity))
+        except RuntimeError:
+            pass
+
+    def on_notice(self, event: "Notice") -> None:
+        self.notify(event.text, severity=event.severity)  # type: ignore[arg-type]
 
     # -- panes, help, clipboard, theme ----------------------------------------------------------
     def action_toggle_history(self) -> None:
@@ -721,12 +870,16 @@ class ChatApp(App[int]):
         if self.config.tui.get("theme") == name:
             return
         self.config.tui["theme"] = name
-        try:
-            cfg = load_config(self.config.path, environ={})
-            cfg.tui["theme"] = name
-            save_config(cfg)
-        except (AigcError, OSError) as exc:
-            self.notify(f"theme not remembered: {exc}", severity="warning")
+
+        def save() -> None:  # on the config-writer thread: the file may be slow to write
+            try:
+                cfg = load_config(self.config.path, environ={})
+                cfg.tui["theme"] = name
+                save_config(cfg)
+            except (AigcError, OSError) as exc:
+                self._post_notice(f"theme not remembered: {exc}", "warning")
+
+        self._io.submit(save)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -762,17 +915,34 @@ class ChatApp(App[int]):
             except Exception:  # noqa: BLE001 - closing must not fail
                 pass
             self._recorder = None
-        self.controller.close()
+        self._io.close(timeout=5)  # a theme or default being written: let it land
+        self.controller.close()  # writes what the history's writer still has queued (a few s at most)
 
 
 def _open_store(args: argparse.Namespace) -> tuple[Any, str]:
+    """The store and a notice for the user. A history that cannot be written is opened
+    read-only (browse and search it, nothing is saved); one that cannot be opened at all
+    (corrupt, unreadable) leaves the TUI running as with --no-history. Only --continue and
+    --conversation need it: without it they fail, as in the one-shot mode."""
     if getattr(args, "no_history", False):
         return None, ""
     try:
-        from aigc_chat.history import HistoryStore
+        from aigc_chat.history import HistoryError, HistoryStore
     except ImportError:
         return None, "history is not available in this build: conversations are not saved"
-    return HistoryStore(), ""
+    try:
+        return HistoryStore(), ""
+    except HistoryError as exc:
+        problem = exc
+    try:
+        store = HistoryStore(problem.path, readonly=True)
+    except HistoryError:
+        if getattr(args, "conversation", None) or getattr(args, "continue_", False):
+            raise problem from None
+        return None, (f"History is off: {problem}. This session runs as with --no-history: "
+                      "nothing is saved.")
+    return store, (f"History is read-only: cannot write {store.path} ({problem.reason}). You can "
+                   "browse and search it; nothing from this session is saved.")
 
 
 def _conversation_to_open(store: Any, args: argparse.Namespace) -> int | None:

@@ -3,8 +3,12 @@ its rows in the history store.
 
 Everything the TUI does to a conversation (send, regenerate, edit, open, switch model,
 change a setting) goes through here, so the bookkeeping that keeps the store and the
-session in step lives in one place. Store calls happen on the UI thread only (SQLite
-connections belong to one thread); backend calls happen on worker threads only.
+session in step lives in one place. No store call happens on the UI thread: writes are
+queued for the history's writer thread (tui/history_service.py), which hands back Futures
+for the ids it has not made yet (a new conversation, a new message), and the next queued
+write resolves them. So `conversation_ref`, `last_user_id` and `last_assistant_id` may be
+Futures; `known_conversation_id` is the id without waiting. Backend calls happen on worker
+threads only.
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ from aigc_chat.config import Config, load_config, save_config
 from aigc_chat.errors import ParamError, UsageError
 from aigc_chat.params import GenerationParams
 from aigc_chat.session import ChatSession, TurnStream
+from aigc_chat.tui.history_service import HistoryService
 from aigc_chat.tui.text_utils import title_from
 
 if TYPE_CHECKING:  # the store is optional at run time (--no-history)
+    from concurrent.futures import Future
+
     from aigc_chat.history import Conversation, HistoryStore, ReplyRecorder
 
 
@@ -101,16 +108,18 @@ class ConversationSettings:
 class ChatController:
     """Owns the ChatSession, the settings and the link to the history store."""
 
-    def __init__(self, config: Config, store: "HistoryStore | None" = None) -> None:
+    def __init__(self, config: Config, store: "HistoryStore | None" = None,
+                 on_history_failure: Any = None) -> None:
         self.config = config
-        self.store = store
+        self.store = store  # owned by the history's writer thread from now on
+        self.history = HistoryService(store, on_failure=on_history_failure)
         self.settings = ConversationSettings.from_config(config)
         self.backend: Backend | None = None
         self.session = ChatSession(backend=None, params=self.settings.params,  # type: ignore[arg-type]
                                    system_prompt=self.settings.system_prompt)
-        self.conversation_id: int | None = None
-        self.last_user_id: int | None = None
-        self.last_assistant_id: int | None = None
+        self.conversation_ref: "int | Future | None" = None
+        self.last_user_id: "int | Future | None" = None
+        self.last_assistant_id: "int | Future | None" = None
         self.backend_lock = threading.Lock()  # one engine call at a time (load or generate)
         self.external_backend: Backend | None = None  # given by the caller: theirs to close
 
@@ -159,29 +168,54 @@ class ChatController:
             self.settings.model = model
         self._save_settings()
 
-    def save_as_default(self) -> str:
-        """Write the conversation's settings to config.toml as the new defaults.
+    def save_as_default(self, settings: ConversationSettings | None = None) -> str:
+        """Write the conversation's settings (or `settings`, a copy taken earlier: the app
+        runs this off the UI thread) to config.toml as the new defaults.
 
         The file is re-read first so command-line flags of this run are not written, and
         nothing but backend, model, system prompt and generation changes in it (an API key
         is never added; whatever the file holds stays as it was)."""
+        s = settings if settings is not None else self.settings
         base = load_config(self.config.path, environ={})
-        base.backend = self.settings.backend
-        base.model = self.settings.model
-        base.system_prompt = self.settings.system_prompt
-        base.generation = self.settings.params
+        base.backend = s.backend
+        base.model = s.model
+        base.system_prompt = s.system_prompt
+        base.generation = s.params
         path = save_config(base)
         return str(path)
 
     def _save_settings(self) -> None:
-        if self.store is not None and self.conversation_id is not None:
-            self.store.update_settings(self.conversation_id, self.settings.to_dict(),
-                                       model=self.settings.model, backend=self.settings.backend)
+        if self.history.saving and self.conversation_ref is not None:
+            self.history.queued.update_settings(self.conversation_ref, self.settings.to_dict(),
+                                                model=self.settings.model, backend=self.settings.backend)
+
+    # -- the conversation's id --------------------------------------------------------------
+    @property
+    def known_conversation_id(self) -> int | None:
+        """The stored id, if the writer has made it already (never waits)."""
+        from aigc_chat.history_writer import known
+
+        return known(self.conversation_ref)
+
+    @property
+    def conversation_id(self) -> int | None:
+        """The stored id, waiting for the writer if it is still creating it. Not for the UI
+        thread (it uses `conversation_ref` / `known_conversation_id`): for tests and scripts."""
+        ref = self.conversation_ref
+        if ref is None or isinstance(ref, int):
+            return ref
+        try:
+            return int(ref.result(timeout=30))
+        except Exception:  # noqa: BLE001 - not saved (the history failed): no id
+            return None
+
+    def is_current(self, conversation_id: int) -> bool:
+        return self.known_conversation_id == conversation_id
 
     # -- conversations --------------------------------------------------------------------
     def new_conversation(self) -> None:
         """Start afresh: defaults from the config, but the loaded backend and model stay."""
-        self.conversation_id = None
+        self.conversation_ref = None
         self.last_user_id = self.last_assistant_id = None
         self.session.messages.clear()
         self.session.last_plan = None
@@ -190,18 +224,15 @@ class ChatController:
         self.session.params = self.settings.params
         self.session.system_prompt = self.settings.system_prompt
 
-    def open_conversation(self, conversation_id: int, *, keep_model: bool = False) -> "Conversation":
-        """Load a stored conversation into the session; returns it for the view to draw.
+    def load_conversation(self, conv: "Conversation", *, keep_model: bool = False) -> "Conversation":
+        """Put a stored conversation (read on the reader thread) into the session.
 
         `keep_model` keeps the current backend/model (the user named one on the command line)."""
-        if self.store is None:
-            raise UsageError("history is off (--no-history)")
-        conv = self.store.get_conversation(conversation_id)
         settings = self.settings.merged(conv.settings or {})
         if keep_model:
             settings.backend, settings.model = self.settings.backend, self.settings.model
         self.settings = settings
-        self.conversation_id = conv.summary.id
+        self.conversation_ref = conv.summary.id
         self.session.params = settings.params
         self.session.system_prompt = settings.system_prompt
         self.session.last_plan = None
@@ -221,32 +252,33 @@ class ChatController:
                 self.last_assistant_id = m.id
         return conv
 
-    def _ensure_conversation(self, first_text: str) -> int | None:
-        if self.store is None:
+    def _ensure_conversation(self, first_text: str) -> "int | Future | None":
+        if not self.history.saving:
             return None
-        if self.conversation_id is None:
-            self.conversation_id = self.store.create_conversation(
+        if self.conversation_ref is None:
+            self.conversation_ref = self.history.queued.create_conversation(
                 title_from(first_text), model=self.settings.model, backend=self.settings.backend,
                 settings=self.settings.to_dict(),
             )
-        return self.conversation_id
+        return self.conversation_ref
 
-    # -- turns: the UI thread prepares the store, the worker drives the session ------------
-    def store_user_message(self, text: str) -> int | None:
-        """Save the user's message before generation starts (so nothing typed is lost)."""
+    # -- turns: the UI thread queues the writes, the worker drives the session -------------
+    def store_user_message(self, text: str) -> "int | Future | None":
+        """Queue the user's message before generation starts (so nothing typed is lost: the
+        writer writes it before any row of the reply). Never waits, never raises."""
         conv = self._ensure_conversation(text)
-        if conv is None or self.store is None:
+        if conv is None:
             return None
-        self.last_user_id = self.store.add_message(conv, "user", text)
+        self.last_user_id = self.history.queued.add_message(conv, "user", text)
         self.last_assistant_id = None
         return self.last_user_id
 
-    def store_extra(self, role: str, content: str, kind: str, meta: dict[str, Any]) -> int | None:
-        """Save an inline item that is not part of the chat sent to the model (GAN samples)."""
+    def store_extra(self, role: str, content: str, kind: str, meta: dict[str, Any]) -> "int | Future | None":
+        """Queue an inline item that is not part of the chat sent to the model (GAN samples)."""
         conv = self._ensure_conversation(content)
-        if conv is None or self.store is None:
+        if conv is None:
             return None
-        return self.store.add_message(conv, role, content, kind=kind, meta=meta)
+        return self.history.queued.add_message(conv, role, content, kind=kind, meta=meta)
 
     def check_regenerate(self) -> None:
         msgs = self.session.messages
@@ -256,8 +288,8 @@ class ChatController:
     def prepare_regenerate(self) -> None:
         """Forget the stored last reply; the worker then calls `session.regenerate`."""
         self.check_regenerate()
-        if self.store is not None and self.last_assistant_id is not None:
-            self.store.delete_message(self.last_assistant_id)
+        if self.history.saving and self.last_assistant_id is not None:
+            self.history.queued.delete_message(self.last_assistant_id)
         self.last_assistant_id = None
 
     def last_user_text(self) -> str | None:
@@ -272,23 +304,40 @@ class ChatController:
             raise UsageError("empty message")
         if self.last_user_text() is None:
             raise UsageError("there is no message to edit")
-        if self.store is not None:
+        if self.history.saving:
             for row in (self.last_assistant_id, self.last_user_id):
                 if row is not None:
-                    self.store.delete_message(row)
-            if self.conversation_id is not None:
-                self.last_user_id = self.store.add_message(self.conversation_id, "user", text)
+                    self.history.queued.delete_message(row)
+            if self.conversation_ref is not None:
+                self.last_user_id = self.history.queued.add_message(self.conversation_ref, "user", text)
         self.last_assistant_id = None
 
     def recorder(self) -> "ReplyRecorder | None":
-        """A recorder for the reply about to stream (None without history)."""
-        if self.store is None or self.conversation_id is None:
+        """A recorder for the reply about to stream (None when nothing is being saved); its
+        writes are queued for the writer thread, at most about one a second."""
+        if not self.history.saving or self.conversation_ref is None:
             return None
         from aigc_chat.history import ReplyRecorder
 
-        rec = ReplyRecorder(self.store, self.conversation_id)
+        rec = ReplyRecorder(self.history.queued, self.conversation_ref)
         self.last_assistant_id = rec.start()
         return rec
+
+    # -- the user's own changes to stored conversations (errors reported to them) -----------
+    def rename(self, conversation_id: int, title: str) -> "Future":
+        return self._action("rename", conversation_id, title)
+
+    def delete_conversation(self, conversation_id: int) -> "Future":
+        return self._action("delete_conversation", conversation_id)
+
+    def _action(self, method: str, *args: Any) -> "Future":
+        if not self.history.available:
+            raise UsageError("history is off (--no-history)")
+        if self.history.writer is None:
+            raise UsageError(f"the history is read-only: cannot change it ({self.store.path})")
+        from aigc_chat.history import HistoryStore
+
+        return self.history.submit_action(getattr(HistoryStore, method), *args)
 
     # -- worker side ------------------------------------------------------------------------
     def start_turn(self, action: str, text: str, cancel: threading.Event) -> TurnStream:
@@ -310,5 +359,4 @@ class ChatController:
             except Exception:  # noqa: BLE001
                 pass
         self.backend = None
-        if self.store is not None:
-            self.store.close()
+        self.history.close()

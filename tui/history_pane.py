@@ -1,8 +1,10 @@
 """The history pane: conversations newest first, full-text search, rename/delete/export keys.
 
-The pane reads the store directly (attributes down) and asks the app to act on a
-conversation by posting messages (messages up), since opening or deleting one changes the
-chat view and the session as well.
+The pane reads the history through the app's HistoryService (attributes down): every read
+runs on the history's reader thread in an async worker, and the list is filled when the
+result comes back, so a slow or locked history never holds up the screen. It asks the app to
+act on a conversation by posting messages (messages up), since opening or deleting one
+changes the chat view and the session as well.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -25,7 +27,7 @@ from aigc_chat.tui import text_utils
 from aigc_chat.tui.text_utils import short_model
 
 if TYPE_CHECKING:
-    from aigc_chat.history import HistoryStore
+    from aigc_chat.tui.history_service import HistoryService
 
 PAGE = 500  # conversations listed at once; older ones are reached by search
 
@@ -81,13 +83,17 @@ class HistoryPane(Vertical):
         conversation_id: int
         title: str
 
-    def __init__(self, store: "HistoryStore | None", *, id: str | None = None) -> None:
+    def __init__(self, history: "HistoryService | None", *, off_reason: str = "",
+                 id: str | None = None) -> None:
         super().__init__(id=id)
-        self.store = store
+        self.history = history
+        self.off_reason = off_reason or "history is off (--no-history)"
         self._rows: list[tuple[int, str]] = []  # (conversation id, title) per option
         self._search_timer: Timer | None = None
         self.query_text = ""
-        self.current_id: int | None = None
+        self.current_id: Any = None  # an id, or the writer's Future of one (a new conversation)
+        self.not_saving = ""  # why nothing is being saved ("" while all is well)
+        self._count = ""
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="Search all messages", id="history-search")
@@ -100,14 +106,28 @@ class HistoryPane(Vertical):
 
     # -- filling ------------------------------------------------------------------------
     def reload(self) -> None:
-        """Re-read the list (or re-run the search) from the store."""
-        if self.store is None:
-            self._fill([], "history is off (--no-history)")
+        """Re-read the list (or re-run the search) on the reader thread; filled on return."""
+        if self.history is None or not self.history.available:
+            self._fill([], self.off_reason)
             return
-        if self.query_text:
-            self._run_search()
+        self._load(self.query_text)
+
+    @work(exclusive=True, group="history-pane", exit_on_error=False)
+    async def _load(self, query: str) -> None:
+        assert self.history is not None
+        if query:
+            try:
+                hits = await self.history.read(lambda s: s.search(query, limit=100, prefix=True))
+            except Exception as exc:  # noqa: BLE001 - a bad query shows a reason, never a crash
+                self._fill([], f"search failed: {exc}")
+                return
+            self._fill_hits(hits)
             return
-        convs = self.store.list_conversations(limit=PAGE)
+        try:
+            convs = await self.history.read(lambda s: s.list_conversations(limit=PAGE))
+        except Exception as exc:  # noqa: BLE001 - an unreadable history says why, never a crash
+            self._fill([], f"cannot read the history: {getattr(exc, 'reason', exc)}")
+            return
         options = []
         rows = []
         for c in convs:
@@ -120,13 +140,7 @@ class HistoryPane(Vertical):
         more = " (search to reach older ones)" if len(convs) == PAGE else ""
         self._fill(list(zip(rows, options)), f"{len(convs)} conversation{'s' if len(convs) != 1 else ''}{more}")
 
-    def _run_search(self) -> None:
-        assert self.store is not None
-        try:
-            hits = self.store.search(self.query_text, limit=100, prefix=True)
-        except Exception as exc:  # noqa: BLE001 - a bad query shows a reason, never a crash
-            self._fill([], f"search failed: {exc}")
-            return
+    def _fill_hits(self, hits: list[Any]) -> None:
         items = []
         for h in hits:
             title = _one_line(h.title) or "untitled"
@@ -135,18 +149,37 @@ class HistoryPane(Vertical):
                           Option(Content.assemble((_one_line(title, WIDTH), "bold"), "\n", (snippet, "dim")))))
         self._fill(items, f"{len(hits)} match{'es' if len(hits) != 1 else ''}")
 
+    def show_not_saving(self, reason: str) -> None:
+        """Mark the pane: nothing from this session is being saved (and say why, briefly)."""
+        self.not_saving = reason
+        self.border_title = "History (not saving)"
+        count = self.query_one("#history-count", Static)
+        count.styles.height = "auto"  # the count line, then the reason (a few lines at most)
+        count.styles.max_height = 5
+        self._show_count()
+
+    def _show_count(self) -> None:
+        text = self._count
+        if self.not_saving:
+            text = f"{text}\nnot saving: {self.not_saving}" if text else f"not saving: {self.not_saving}"
+        self.query_one("#history-count", Static).update(Content(text))
+
     def _fill(self, items: list[tuple[tuple[int, str], Option]], count: str) -> None:
+        from aigc_chat.history_writer import known
+
         option_list = self.query_one(HistoryList)
         self._rows = [row for row, _ in items]
         option_list.set_options([opt for _, opt in items])
         if self._rows:
             option_list.highlighted = 0
-        if self.current_id is not None:
+        current = known(self.current_id)
+        if current is not None:
             for i, (cid, _) in enumerate(self._rows):
-                if cid == self.current_id:
+                if cid == current:
                     option_list.highlighted = i
                     break
-        self.query_one("#history-count", Static).update(Content(count))
+        self._count = count
+        self._show_count()
 
     # -- events -----------------------------------------------------------------------------
     @on(Input.Changed, "#history-search")
