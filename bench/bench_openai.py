@@ -30,7 +30,7 @@ os.environ.setdefault("AIGC_CHAT_CACHE_DIR", str(REPO / ".test-cache"))
 
 from aigc_chat.backends.base import Message  # noqa: E402
 from aigc_chat.backends.openai_backend import OpenAIBackend  # noqa: E402
-from aigc_chat.default_model import ensure_default_model  # noqa: E402
+from aigc_chat.default_model import ensure_gemma  # noqa: E402  (the figures in the docs are Gemma 3 270M's)
 from aigc_chat.errors import BackendError  # noqa: E402
 from aigc_chat.params import GenerationParams  # noqa: E402
 
@@ -46,7 +46,7 @@ def free_port() -> int:
 def start_server(threads: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "openai_llama_server.py"), "--model", str(ensure_default_model()),
+        [sys.executable, str(REPO / "tests" / "openai_llama_server.py"), "--model", str(ensure_gemma()),
          "--port", str(port), "--n_threads", str(threads)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
     )

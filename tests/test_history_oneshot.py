@@ -22,8 +22,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)
-def _model(gemma_path):
-    return gemma_path
+def _model(default_path):
+    return default_path
 
 
 def _conversations() -> list:
@@ -31,7 +31,7 @@ def _conversations() -> list:
         return [s.get_conversation(c.id) for c in s.list_conversations()]
 
 
-def test_a_oneshot_run_is_saved_and_can_be_continued(cli, gemma_path):
+def test_a_oneshot_run_is_saved_and_can_be_continued(cli, default_path):
     r = run_cli(cli, "--prompt", "My name is Ada. Say hello.", *FAST)
     assert r.returncode == 0 and r.stderr == ""
     (conv,) = _conversations()
@@ -43,7 +43,7 @@ def test_a_oneshot_run_is_saved_and_can_be_continued(cli, gemma_path):
     # token, time_to_first_token after the engine started.
     assert user.created_at <= reply.created_at - reply.stats["time_to_first_token"] + 0.01
     assert conv.summary.title == "My name is Ada. Say hello." and conv.summary.backend == "llama"
-    assert conv.settings["generation"]["max_tokens"] == 8 and conv.settings["model"] == str(gemma_path)
+    assert conv.settings["generation"]["max_tokens"] == 8 and conv.settings["model"] == str(default_path)
     first_prompt = reply.stats["prompt_tokens"]
 
     r = run_cli(cli, "--prompt", "Something else.", *FAST)  # a second, newer conversation

@@ -16,9 +16,9 @@ FAST = ("--temperature", "0", "--max-tokens", "12")
 
 
 @pytest.fixture(autouse=True)
-def _model(gemma_path):
+def _model(default_path):
     """Every test here runs on the real default model (assembled once)."""
-    return gemma_path
+    return default_path
 
 
 def test_answer_on_stdout_nothing_else(cli):

@@ -120,17 +120,19 @@ def test_prefix_reuse_gives_the_same_logits_as_a_fresh_cache(tiny_files: dict[st
     np.testing.assert_allclose(reused, fresh, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.slow
-def test_gemma_greedy_matches_llama_cpp(gemma_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _greedy_parity(path: Path, label: str, capsys: pytest.CaptureFixture[str]) -> dict:
+    """Our backend against llama.cpp on one real file: greedy continuations of the five
+    prompts, and top-1 agreement and KL over every position of those continuations, beside
+    the same figures for llama.cpp against itself (prompt batched vs token by token)."""
     from aigc_chat.backends.torch_gpt.backend import TorchBackend
 
     # The CPU default; AIGC_TORCH_PARITY_DTYPE / _QUANTIZE reproduce the other rows of docs/torch.md.
-    backend = TorchBackend(str(gemma_path), {
+    backend = TorchBackend(str(path), {
         "n_ctx": 256, "device": "cpu", "dtype": os.environ.get("AIGC_TORCH_PARITY_DTYPE", "auto"),
         "quantize": os.environ.get("AIGC_TORCH_PARITY_QUANTIZE", "auto")})
     backend.load()
     dtype, quantize = backend.info().details["dtype"], backend.info().details["quantize"]
-    llm = parity.llama_reference(gemma_path, n_ctx=128)
+    llm = parity.llama_reference(path, n_ctx=128)
     try:
         identical, itself, kls, top1, self_kls, self_top1 = 0, 0, [], [], [], []
         for text in GEMMA_PROMPTS:
@@ -150,15 +152,34 @@ def test_gemma_greedy_matches_llama_cpp(gemma_path: Path, capsys: pytest.Capture
         llm.close()
         backend.close()
     with capsys.disabled():
-        print(f"\ngemma parity ({dtype}, quantize {quantize}): {identical}/5 identical greedy continuations "
+        print(f"\n{label} parity ({dtype}, quantize {quantize}): {identical}/5 identical greedy continuations "
               f"(llama.cpp against itself, prompt token by token: {itself}/5); over {len(kls)} positions "
               f"top-1 agreement {np.mean(top1):.4f}, mean KL {np.mean(kls):.5f} nats "
               f"(llama.cpp against itself: {np.mean(self_top1):.4f}, {np.mean(self_kls):.5f})")
-    assert len(kls) >= 256
-    assert np.mean(top1) > 0.97
-    assert np.mean(kls) < 0.05
+    return {"identical": identical, "itself": itself, "positions": len(kls),
+            "top1": float(np.mean(top1)), "kl": float(np.mean(kls))}
+
+
+@pytest.mark.slow
+def test_gemma_greedy_matches_llama_cpp(gemma_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    r = _greedy_parity(gemma_path, "gemma", capsys)
+    assert r["positions"] >= 256
+    assert r["top1"] > 0.97
+    assert r["kl"] < 0.05
     # The issue asks for 4 of 5. llama.cpp itself, on the same weights and machine, agrees
     # with its own batched-prompt continuation on only 2 of these 5 (diverging at the same
     # near-ties, tokens 7 and 8): we must agree with it at least as well as it agrees with
     # itself, and do (3 of 5 measured; docs/torch.md).
-    assert identical >= max(itself, 3)
+    assert r["identical"] >= max(r["itself"], 3)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # the token-by-token llama.cpp reference is slow on a busy 2-core box
+def test_smollm2_default_greedy_matches_llama_cpp(default_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The default model (SmolLM2-135M-Instruct Q4_1, llama architecture, ChatML through its
+    own template) runs on the torch backend with the same gates as Gemma."""
+    r = _greedy_parity(default_path, "smollm2", capsys)
+    assert r["positions"] >= 256
+    assert r["top1"] > 0.97
+    assert r["kl"] < 0.05
+    assert r["identical"] >= max(r["itself"], 3)

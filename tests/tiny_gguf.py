@@ -48,8 +48,11 @@ def vocab(arch: str) -> tuple[list[str], list[float], list[int], dict[str, int]]
 
 def write_tiny_gguf(path: str | Path, arch: str = "llama", seed: int = 0, *,
                     n_layer: int | None = None, sliding_window: int = 4,
-                    context_length: int = 256) -> Path:
-    """Write a random tiny model of `arch` to `path` and return the path."""
+                    context_length: int = 256, name: str | None = None,
+                    extra: dict | None = None) -> Path:
+    """Write a random tiny model of `arch` to `path` and return the path. `extra` adds
+    metadata keys (str, bool, int as uint32, float as float32): a chat template, sampling
+    recommendations, a general.type."""
     import gguf
 
     if arch not in ARCHS:
@@ -64,7 +67,16 @@ def write_tiny_gguf(path: str | Path, arch: str = "llama", seed: int = 0, *,
     tokens, scores, types, ids = vocab(arch)
 
     w = gguf.GGUFWriter(str(path), arch)
-    w.add_name(f"tiny-{arch}")
+    w.add_name(name or f"tiny-{arch}")
+    for key, value in (extra or {}).items():
+        if isinstance(value, str):
+            w.add_string(key, value)
+        elif isinstance(value, bool):
+            w.add_bool(key, value)
+        elif isinstance(value, int):
+            w.add_uint32(key, value)
+        else:
+            w.add_float32(key, float(value))
     w.add_context_length(context_length)
     w.add_embedding_length(n_embd)
     w.add_block_count(n_layer)
