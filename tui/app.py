@@ -80,6 +80,7 @@ class ChatApp(App[int]):
         Binding("f5", "copy_reply", "Copy"),
         Binding("f6", "copy_code", "Code", show=False, priority=True),  # TextArea uses f6 too
         Binding("ctrl+g", "gan_screen", "GAN", priority=True, show=False),
+        Binding("f4", "pick_model", "Model", show=False),
     ]
 
     def __init__(
@@ -852,6 +853,11 @@ class ChatApp(App[int]):
             return
         last.action_copy_code()
 
+    def action_pick_model(self) -> None:
+        from aigc_chat.tui.model_picker import open_picker
+
+        open_picker(self)
+
     def action_gan_screen(self) -> None:
         try:
             from aigc_chat.tui.gan_screen import GanScreen
@@ -890,6 +896,7 @@ class ChatApp(App[int]):
         yield SystemCommand("Toggle history pane", "Show or hide the history (F2)", self.action_toggle_history)
         yield SystemCommand("Search history", "Full-text search over every message (ctrl+f)", self.action_search)
         yield SystemCommand("Toggle settings pane", "Model, sampling, stops, system prompt (F3)", self.action_toggle_settings)
+        yield SystemCommand("Switch model", "Pick a model on this machine, loaded in the background (F4)", self.action_pick_model)
         yield SystemCommand("Copy last reply", "OSC 52 clipboard, works over SSH (F5)", self.action_copy_reply)
         yield SystemCommand("Copy last code block", "The last code block of the last reply (F6)", self.action_copy_code)
         yield SystemCommand("Save settings as default", "Write them to config.toml", self._save_default)

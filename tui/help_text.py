@@ -16,6 +16,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("ctrl+f", "search every message (history pane)"),
     ("n r d e", "in the history list: new, rename, delete, export"),
     ("F3", "show / hide the settings pane"),
+    ("F4", "switch model: the models on this machine, filter as you type"),
     ("F5 / F6", "copy the last reply / its last code block (OSC 52: works over SSH and in tmux)"),
     ("tab, then c / b", "on a focused message: copy it / its last code block"),
     ("ctrl+g", "GAN screen"),

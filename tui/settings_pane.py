@@ -4,6 +4,10 @@ Each field is checked with the same `coerce_param` the CLI and config use, so a 
 gets the same reason everywhere; it is shown under the field and the old value stays in
 force. Valid values are applied when the field is submitted (Enter) or left. The system
 prompt is multi-line (Enter is a newline there): it applies when the field is left.
+
+Each sampling field's label says where its value came from (aigc_chat.model_settings: a
+flag, config [models."GLOB"], config [generation], the model file, the built-in table, the
+default), or "this conversation" once it differs from what the config and model give.
 """
 
 from __future__ import annotations
@@ -106,10 +110,10 @@ class SettingsPane(VerticalScroll):
         yield Input(id="set-model", placeholder="empty: the default model")
         yield Static("", id="set-model-list", classes="hint")
         for name, title in NUMERIC_FIELDS:
-            yield Label(title)
+            yield Label(title, id=f"lbl-{name}")
             yield Input(id=f"set-{name}", classes="param")
             yield Static("", id=f"err-{name}", classes="error")
-        yield Label("Stop sequences")
+        yield Label("Stop sequences", id="lbl-stop")
         yield StopList(id="set-stops")
         yield Input(id="set-stop-add", placeholder=r"add a stop sequence (\n = newline), Enter")
         yield Static("", id="err-stop", classes="error")
@@ -138,10 +142,27 @@ class SettingsPane(VerticalScroll):
                 self._applied[name] = value
                 self._show_error(name, "")
             self._set_stops(p.stop)
+            self._show_sources(settings)
             self.query_one("#set-system", SystemPromptArea).show(settings.system_prompt)
             self.set_models(models or [])
         finally:
             self.call_after_refresh(self._done_loading)
+
+    def _show_sources(self, settings: ConversationSettings) -> None:
+        config = getattr(getattr(self.app, "controller", None), "config", None)
+        titles = dict(NUMERIC_FIELDS, stop="Stop sequences")
+        for name, title in titles.items():
+            value = getattr(settings.params, name)
+            if config is not None and value == getattr(config.generation, name, object()):
+                source = config.source(name)
+            else:
+                source = "this conversation"
+            self._show_source(name, source, title)
+
+    def _show_source(self, name: str, source: str, title: str | None = None) -> None:
+        title = title or dict(NUMERIC_FIELDS, stop="Stop sequences")[name]
+        self.query_one(f"#lbl-{name}", Label).update(Content.assemble(
+            title, ("  · " + sanitize(source), "dim")))
 
     def _done_loading(self) -> None:
         self._loading = False
@@ -196,6 +217,7 @@ class SettingsPane(VerticalScroll):
         ok, value = self._check(name, field.value)
         if ok:
             self._applied[name] = field.value
+            self._show_source(name, "this conversation")
             self.post_message(self.ParamChanged(name, value))
 
     # -- stops ------------------------------------------------------------------------------
@@ -210,6 +232,7 @@ class SettingsPane(VerticalScroll):
         self._show_error("stop", "")
         event.input.value = ""
         self._set_stops(stops)
+        self._show_source("stop", "this conversation")
         self.post_message(self.ParamChanged("stop", stops))
 
     def remove_highlighted_stop(self) -> None:
@@ -219,6 +242,7 @@ class SettingsPane(VerticalScroll):
             return
         stops = self._stops[:index] + self._stops[index + 1:]
         self._set_stops(stops)
+        self._show_source("stop", "this conversation")
         self.post_message(self.ParamChanged("stop", stops))
 
     # -- the rest ---------------------------------------------------------------------------

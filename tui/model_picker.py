@@ -1,0 +1,236 @@
+"""The model picker (F4, or "Switch model" in the command palette).
+
+It lists what `aigc-chat models` lists (aigc_chat.discovery: the bundled models, config
+models_dir, the Hugging Face cache, LM Studio, llama.cpp's cache, Ollama) with the same facts,
+filtered as you type (every word must appear in the name, architecture, quantisation, kind,
+source or path). Files that are not chat models (embeddings, vision projectors, unreadable
+files) are shown but cannot be picked.
+
+Picking loads the model on a worker thread while the old one stays attached: a failure keeps
+the old model and says why. On success the new model takes over the conversation (the whole
+conversation is sent to it with the next message), and the sampling values that came from the
+old model's defaults are replaced by the new model's (aigc_chat.model_settings); values set by
+a flag or changed in this conversation are kept. The old model is closed: switching back
+loads it again (a 100-300 MB model loads in about a second; keeping several resident is left
+to a later change).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from aigc_chat.discovery import Found, human_params, human_size
+from aigc_chat.sanitize import sanitize
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+
+def row_text(e: Found) -> str:
+    """One line of facts, as `aigc-chat models` prints them."""
+    chat = "chat" if e.chat_template else "no template"
+    kind = "" if e.kind in ("chat", "text") else f"  [{e.kind}{': ' + e.error if e.error else ''}]"
+    parts = f", {e.parts} parts" if e.parts > 1 else ""
+    facts = (f"{e.architecture or '?':<8} {human_params(e.parameters):>6} {e.quantization or '?':<7} "
+             f"{human_size(e.size) if e.size else '?':>8}  ctx {e.context_length or '?':<6} {chat:<11}")
+    return sanitize(f"{e.name:<32} {facts} {e.source}{parts}{kind}")
+
+
+def matches(e: Found, text: str) -> bool:
+    hay = " ".join([e.name, e.architecture, e.quantization, e.kind, e.source, e.label, e.path,
+                    e.title]).lower()
+    return all(word in hay for word in text.lower().split())
+
+
+class ModelPicker(ModalScreen["Found | None"]):
+    """Choose a model; dismissed with the chosen Found, or None."""
+
+    CSS_PATH = "model_picker.tcss"
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("down", "move(1)", "Next", show=False),
+        Binding("up", "move(-1)", "Previous", show=False),
+    ]
+
+    def __init__(self, config: Any = None, current: str = "", entries: list[Found] | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.current = current
+        self.entries: list[Found] | None = entries
+        self.shown: list[Found] = []
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="picker"):
+            yield Label("Switch model: type to filter, Enter loads, Esc closes", id="picker-title")
+            yield Input(id="picker-filter", placeholder="filter: part of a name, an architecture, a source…")
+            yield OptionList(id="picker-list")
+            yield Static("looking for models…", id="picker-status")
+
+    def on_mount(self) -> None:
+        self.query_one("#picker-filter", Input).focus()
+        if self.entries is None:
+            self._scan()
+        else:
+            self._refilter()
+
+    @work(thread=True, exclusive=True, group="picker-scan", exit_on_error=False)
+    def _scan(self) -> None:
+        from aigc_chat import discovery
+
+        try:
+            entries = discovery.scan(self.config)
+            error = ""
+        except Exception as exc:
+            entries, error = [], f"cannot list models: {exc}"
+        self.app.call_from_thread(self._scanned, entries, error)
+
+    def _scanned(self, entries: list[Found], error: str) -> None:
+        self.entries = entries
+        self._refilter()
+        if error:
+            self.query_one("#picker-status", Static).update(Content(sanitize(error)))
+
+    @on(Input.Changed, "#picker-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self._refilter()
+
+    def _refilter(self) -> None:
+        if self.entries is None:
+            return
+        text = self.query_one("#picker-filter", Input).value
+        self.shown = [e for e in self.entries if matches(e, text)]
+        options = self.query_one("#picker-list", OptionList)
+        options.clear_options()
+        options.add_options([
+            Option(Content(("● " if self._is_current(e) else "  ") + row_text(e)), id=str(i),
+                   disabled=not e.chattable)
+            for i, e in enumerate(self.shown)
+        ])
+        first = next((i for i, e in enumerate(self.shown) if e.chattable), None)
+        options.highlighted = first
+        chat = sum(e.chattable for e in self.shown)
+        self.query_one("#picker-status", Static).update(Content(
+            f"{len(self.shown)} of {len(self.entries)} files, {chat} can chat"
+            + ("" if self.shown else " (nothing matches the filter)")))
+
+    def _is_current(self, e: Found) -> bool:
+        return bool(self.current) and self.current in (e.name, e.path)
+
+    def action_move(self, step: int) -> None:
+        options = self.query_one("#picker-list", OptionList)
+        if step > 0:
+            options.action_cursor_down()
+        else:
+            options.action_cursor_up()
+
+    @on(Input.Submitted, "#picker-filter")
+    def _submitted(self, event: Input.Submitted) -> None:
+        index = self.query_one("#picker-list", OptionList).highlighted
+        if index is not None and 0 <= index < len(self.shown) and self.shown[index].chattable:
+            self.dismiss(self.shown[index])
+
+    @on(OptionList.OptionSelected, "#picker-list")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        entry = self.shown[int(event.option.id or 0)]
+        if entry.chattable:
+            self.dismiss(entry)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+# -- switching, from the app ------------------------------------------------------------------
+
+
+def open_picker(app: Any) -> None:
+    """Push the picker; a pick starts the background switch."""
+    controller = app.controller
+    current = controller.settings.model
+
+    def picked(found: Found | None) -> None:
+        if found is not None:
+            start_switch(app, found)
+
+    app.push_screen(ModelPicker(controller.config, current), picked)
+
+
+def model_ref(found: Found) -> str:
+    """What the conversation records: a bundled model's name (its file may move), else the path."""
+    return found.name if found.source == "bundled" else found.path
+
+
+def start_switch(app: Any, found: Found) -> None:
+    from aigc_chat.loader import LOCAL_BACKENDS
+
+    if app.state == "generating":
+        app.notify("wait for the reply to end (Esc stops it) before switching model", severity="warning")
+        return
+    if app.state == "loading":
+        app.notify("a model is loading; pick again when it is ready", severity="warning")
+        return
+    backend = app.controller.settings.backend
+    if backend not in LOCAL_BACKENDS:
+        backend = "llama"  # a GGUF file: the llama.cpp backend
+    previous = app.state
+    app.set_state("loading")
+    app._show_state(f"loading: {found.name}")
+    app.run_worker(lambda: _load(app, found, backend, previous), thread=True, group="model-switch",
+                   exclusive=True, exit_on_error=False)
+
+
+def _load(app: Any, found: Found, backend: str, previous: str) -> None:
+    from aigc_chat.loader import load_backend
+    from aigc_chat.tui.controller import tui_config
+
+    controller = app.controller
+    try:
+        with controller.backend_lock:  # the old model is not generating: we were idle
+            new = load_backend(tui_config(controller.config, backend), None, backend=backend,
+                               model=model_ref(found))
+    except Exception as exc:
+        reason = str(exc) if str(exc) else type(exc).__name__
+        app.call_from_thread(_failed, app, found, reason, previous)
+        return
+    app.call_from_thread(_loaded, app, found, backend, new)
+
+
+def _failed(app: Any, found: Found, reason: str, previous: str) -> None:
+    old = app.controller.settings.model or "the default model"
+    app.set_state(previous)
+    app.notify(sanitize(f"{reason}; still on {old}"), title=sanitize(f"Could not load {found.name}"),
+               severity="error", timeout=8)
+    if getattr(app, "_queue", None):
+        app.call_later(app._send_next_queued)
+
+
+def _loaded(app: Any, found: Found, backend: str, new: Any) -> None:
+    from aigc_chat.loader import model_settings_for
+    from aigc_chat.params import PARAM_NAMES
+    from aigc_chat.tui.events import ModelLoaded
+
+    controller = app.controller
+    old_cfg = controller.config
+    ref = model_ref(found)
+    new_cfg = model_settings_for(replace(old_cfg, backend=backend, model=ref), backend, ref)
+    changes: dict[str, Any] = {}
+    for name in PARAM_NAMES:
+        if old_cfg.source(name) == "flag":
+            continue
+        current = getattr(controller.settings.params, name)
+        if current == getattr(old_cfg.generation, name):  # not changed in this conversation
+            value = getattr(new_cfg.generation, name)
+            if value != current:
+                changes[name] = value
+    controller.config = replace(new_cfg, model=old_cfg.model, backend=old_cfg.backend)
+    controller.set_model(backend, ref)
+    if changes:
+        controller.set_params(**changes)
+    app.post_message(ModelLoaded(new, []))  # the app attaches it (closing the old one)
+    app._refresh_settings()
+    app.notify(sanitize(f"now answering with {found.name}"), title="Model switched")
