@@ -182,8 +182,8 @@ class ChatApp(App[int]):
     async def _open_initial(self, conversation_id: int) -> None:
         try:
             await self._open(conversation_id, keep_model=self.keep_model)
-        except AigcError as exc:
-            self.notify(str(exc), severity="error")
+        except Exception as exc:  # noqa: BLE001 - the app must start with or without it
+            self.notify(_open_failure(exc), severity="error")
         finally:
             self._opening -= 1
         await self._show_history_note()
@@ -638,8 +638,8 @@ class ChatApp(App[int]):
         try:
             await self._open(conversation_id, keep_model=keep_model)
             ok = True
-        except AigcError as exc:
-            self.notify(str(exc), severity="error")
+        except Exception as exc:  # noqa: BLE001 - shown, never a crash
+            self.notify(_open_failure(exc), severity="error")
             self.history.reload()
             ok = False
         finally:
@@ -924,6 +924,10 @@ class ChatApp(App[int]):
             self._recorder = None
         self._io.close(timeout=5)  # a theme or default being written: let it land
         self.controller.close()  # writes what the history's writer still has queued (a few s at most)
+
+
+def _open_failure(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, AigcError) else f"cannot open the conversation: {type(exc).__name__}: {exc}"
 
 
 def _open_store(args: argparse.Namespace) -> tuple[Any, str]:
