@@ -16,7 +16,9 @@ of their own too.
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -975,11 +977,45 @@ def _conversation_to_open(store: Any, args: argparse.Namespace) -> int | None:
     return cid
 
 
+def require_terminal(stdin: Any = None, stdout: Any = None) -> None:
+    """The TUI reads keys from stdin and draws on stdout; without a terminal on both it
+    would spin on end-of-file forever (`aigc-chat </dev/null`) or draw into a pipe."""
+    stdin = sys.stdin if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    for name, stream in (("stdin", stdin), ("stdout", stdout)):
+        try:
+            tty = bool(stream.isatty())
+        except (AttributeError, ValueError, OSError):
+            tty = False
+        if not tty:
+            raise UsageError(f"the TUI needs a terminal, and {name} is not one "
+                             "(for scripts and pipes: --prompt TEXT, or --prompt - to read stdin)")
+
+
+def _exit_when_stuck(code: int, grace: float = 3.0) -> None:
+    """After the app has quit, a worker thread may still sit in a call that cannot be
+    interrupted (a model load from a hung network mount). It must not keep the process
+    alive: give the threads a moment to finish, then leave without waiting for them."""
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread is threading.main_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        os._exit(code)
+
+
 def run_tui(config: Config, args: argparse.Namespace) -> int:
     """Open the TUI; returns the exit code."""
     store, note = _open_store(args)
     try:
-        cid = _conversation_to_open(store, args)
+        cid = _conversation_to_open(store, args)  # a wrong flag is reported first
+        require_terminal()
     except BaseException:
         if store is not None:
             store.close()
@@ -987,4 +1023,6 @@ def run_tui(config: Config, args: argparse.Namespace) -> int:
     keep = getattr(args, "model", None) is not None or getattr(args, "backend", None) is not None
     app = ChatApp(config, store=store, conversation_id=cid, keep_model=keep, history_note=note)
     result = app.run()
-    return int(result or 0) if app.return_code in (None, 0) else int(app.return_code or 1)
+    code = int(result or 0) if app.return_code in (None, 0) else int(app.return_code or 1)
+    _exit_when_stuck(code)
+    return code
