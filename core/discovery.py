@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ class Found:
         return self.kind in ("chat", "text")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # flat: no deep copies
 
 
 @dataclass
@@ -259,7 +259,10 @@ class _Index:
 
     def facts(self, path: Path, parts: list[Path]) -> dict[str, Any]:
         try:
-            stamp = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in parts]
+            stamp = []
+            for p in parts:
+                st = os.stat(p)
+                stamp.append([str(p), st.st_size, st.st_mtime_ns])
         except OSError as exc:
             return {"kind": "unreadable", "error": f"cannot read {path}: {exc.strerror or exc}"}
         key = str(path)
@@ -345,11 +348,11 @@ def scan(config: Any = None, environ: dict[str, str] | None = None, use_index: b
         if Path(b.path).is_file():
             _fill(b, index.facts(Path(b.path), [Path(b.path)]), [Path(b.path)])
             seen_keys.add(b.path)
-            seen_real.add(os.path.realpath(b.path))
+            seen_real.add(_real(Path(b.path)))
     for loc in locations(config, environ):
         for parts, label, name, problem in _group_splits(_candidates(loc)):
             first = parts[0]
-            real = os.path.realpath(first)
+            real = _real(first)
             if real in seen_real:
                 continue  # the same blob in two revisions, or a folder listed twice
             seen_real.add(real)
@@ -367,6 +370,12 @@ def scan(config: Any = None, environ: dict[str, str] | None = None, use_index: b
             found.append(entry)
     index.save(seen_keys)
     return found
+
+
+def _real(path: Path) -> str:
+    """The file behind a path, for listing a file once: symlinks (the HF cache's snapshots) are
+    followed; a plain file is itself (one lstat instead of realpath's walk)."""
+    return os.path.realpath(path) if os.path.islink(path) else os.path.abspath(path)
 
 
 def _fill(entry: Found, facts: dict[str, Any], parts: list[Path]) -> None:
