@@ -114,8 +114,9 @@ def _assert_one_line_error(r, code, text):
     [
         (["--label", "11"], "unknown label"),
         (["--label", "cat"], "unknown label"),
-        (["--n", "0"], "expected a positive integer, got '0'"),
-        (["--n", "x"], "expected a positive integer, got 'x'"),
+        (["--n", "0"], "expected an integer from 1 to 10000, got '0'"),
+        (["--n", "x"], "expected an integer from 1 to 10000, got 'x'"),
+        (["--n", "10001"], "expected an integer from 1 to 10000, got '10001'"),
         (["--seed", "-3"], "expected a non-negative integer, got '-3'"),
         (["--mode", "sixel"], "invalid choice"),
         (["--palette", "rainbow"], "invalid choice"),
