@@ -85,7 +85,7 @@ def open_store():
 def gemma_backend(gemma_path: Path):
     from aigc_chat.tui.controller import tui_config
 
-    cfg = Config(path=Path("/nonexistent/config.toml"))
+    cfg = Config(path=Path("/nonexistent/config.toml"), model=str(gemma_path))  # no longer the default
     backend = load_backend(tui_config(cfg, "llama"))  # as the TUI loads it
     yield backend
     backend.close()
