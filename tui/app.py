@@ -148,6 +148,8 @@ class ChatApp(App[int]):
         return ""
 
     async def on_mount(self) -> None:
+        if not self.is_headless:
+            self._watch_terminal()
         self.query_one("#history").display = bool(self.config.tui.get("show_history", True))
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.call_after_refresh(self._enable_theme_saving)
@@ -817,6 +819,39 @@ class ChatApp(App[int]):
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(help_markdown()))
+
+    # -- the terminal going away (an SSH link dropped, the tmux pane killed) ---------------
+    def _watch_terminal(self) -> None:
+        """When the terminal hangs up, quit (saving what is queued) instead of running on.
+
+        Textual's input thread treats end-of-file as "no input yet" and polls again at
+        once, so a TUI whose terminal has gone spins a core forever. SIGHUP is the usual
+        notice; a poll of the input once a second (no bytes are sent) catches a hang-up
+        that comes without one."""
+        import asyncio
+        import select
+        import signal
+
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hang_up)
+        except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover - not Unix
+            pass
+
+        def check() -> None:
+            try:
+                poller = select.poll()
+                poller.register(sys.__stdin__.fileno(), select.POLLIN)
+                events = poller.poll(0)
+            except (OSError, ValueError, AttributeError):
+                self._hang_up()
+                return
+            if any(mask & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _fd, mask in events):
+                self._hang_up()
+
+        self.set_interval(1.0, check, name="terminal-watch")
+
+    def _hang_up(self) -> None:
+        self.exit(return_code=129)  # 128 + SIGHUP, as a shell reports it
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:

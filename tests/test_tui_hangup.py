@@ -1,0 +1,60 @@
+"""The terminal goes away under a running TUI (an SSH link drops, a tmux pane is killed).
+
+Textual's input thread treats end-of-file as "no input yet", so a TUI whose terminal has
+gone spun a core forever (seen: 44 CPU-minutes from one orphaned `make run`). The app now
+quits on SIGHUP and, when no SIGHUP comes (the terminal was not its controlling one), on the
+hang-up its input shows. Both run the installed app in a real pseudo-terminal and close it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.pty_app import PtyApp
+
+# Runs the app in a session of its own, so the pty is not its controlling terminal and
+# closing it sends no SIGHUP: only the input's hang-up tells.
+NO_SIGHUP = (
+    "import os, signal, sys\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.setsid()\n"
+    "    os.execv(sys.argv[1], sys.argv[1:])\n"
+    "signal.signal(signal.SIGHUP, signal.SIG_IGN)  # this wrapper owns the terminal; it waits\n"
+    "_, status = os.waitpid(pid, 0)\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
+def _exit_status(pid: int, timeout: float) -> int | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    return None
+
+
+@pytest.mark.parametrize("sighup", [True, False], ids=["sighup", "no-sighup"])
+def test_tui_quits_when_its_terminal_goes_away(cli: str, isolated_dirs: dict[str, Path], sighup: bool) -> None:
+    env = dict(os.environ)
+    cmd = [cli, "--model", str(isolated_dirs["home"] / "missing.gguf")]
+    if not sighup:
+        cmd = [sys.executable, "-c", NO_SIGHUP, *cmd]
+    app = PtyApp(cmd, env, rows=24, cols=80)
+    try:
+        assert app.read(60, marker=b"load failed", quiet=0.5), bytes(app.buf[-400:])
+    finally:
+        os.close(app.fd)  # the terminal goes away
+    code = _exit_status(app.pid, 20)
+    if code is None:
+        os.kill(app.pid, 9)
+        os.waitpid(app.pid, 0)
+        raise AssertionError("the TUI kept running after its terminal went away")
+    assert code == 129, code
