@@ -26,6 +26,7 @@ NO_SIGHUP = (
     "    os.setsid()\n"
     "    os.execv(sys.argv[1], sys.argv[1:])\n"
     "signal.signal(signal.SIGHUP, signal.SIG_IGN)  # this wrapper owns the terminal; it waits\n"
+    "open(os.environ['AIGC_TEST_CHILD_PID'], 'w').write(str(pid))\n"
     "_, status = os.waitpid(pid, 0)\n"
     "sys.exit(os.waitstatus_to_exitcode(status))\n"
 )
@@ -43,7 +44,8 @@ def _exit_status(pid: int, timeout: float) -> int | None:
 
 @pytest.mark.parametrize("sighup", [True, False], ids=["sighup", "no-sighup"])
 def test_tui_quits_when_its_terminal_goes_away(cli: str, isolated_dirs: dict[str, Path], sighup: bool) -> None:
-    env = dict(os.environ)
+    pidfile = isolated_dirs["home"] / "child.pid"
+    env = dict(os.environ, AIGC_TEST_CHILD_PID=str(pidfile))
     cmd = [cli, "--model", str(isolated_dirs["home"] / "missing.gguf")]
     if not sighup:
         cmd = [sys.executable, "-c", NO_SIGHUP, *cmd]
@@ -54,7 +56,9 @@ def test_tui_quits_when_its_terminal_goes_away(cli: str, isolated_dirs: dict[str
         os.close(app.fd)  # the terminal goes away
     code = _exit_status(app.pid, 20)
     if code is None:
-        os.kill(app.pid, 9)
+        for pid in (int(pidfile.read_text()) if pidfile.exists() else None, app.pid):
+            if pid:
+                os.kill(pid, 9)  # the app in its own session would outlive the wrapper
         os.waitpid(app.pid, 0)
         raise AssertionError("the TUI kept running after its terminal went away")
     assert code == 129, code
