@@ -197,16 +197,21 @@ def _apply_file(cfg: Config, raw: dict[str, Any]) -> None:
 def _generation(path: Path, table: Any) -> GenerationParams:
     if not isinstance(table, dict):
         raise ConfigError(path, "generation", "expected a table")
+    return GenerationParams(**_checked_params(path, "generation", table))
+
+
+def _checked_params(path: Path, where: str, table: dict[str, Any]) -> dict[str, Any]:
+    """Generation values from a config table, each checked; a bad one names `where.key`."""
     values: dict[str, Any] = {}
     for name, value in table.items():
         if name not in PARAM_NAMES:
-            raise ConfigError(path, f"generation.{name}", "unknown key")
+            raise ConfigError(path, f"{where}.{name}", "unknown key")
         try:
             values[name] = coerce_param(name, value)
         except ParamError as exc:
             reason = str(exc).split(": ", 1)[-1]
-            raise ConfigError(path, f"generation.{name}", reason) from None
-    return GenerationParams(**values)
+            raise ConfigError(path, f"{where}.{name}", reason) from None
+    return values
 
 
 def _models(path: Path, table: Any) -> dict[str, dict[str, Any]]:
@@ -217,16 +222,7 @@ def _models(path: Path, table: Any) -> dict[str, dict[str, Any]]:
     for glob, values in table.items():
         if not isinstance(values, dict):
             raise ConfigError(path, f"models.{glob}", "expected a table of generation values")
-        checked: dict[str, Any] = {}
-        for name, value in values.items():
-            if name not in PARAM_NAMES:
-                raise ConfigError(path, f"models.{glob}.{name}", "unknown key")
-            try:
-                checked[name] = coerce_param(name, value)
-            except ParamError as exc:
-                reason = str(exc).split(": ", 1)[-1]
-                raise ConfigError(path, f"models.{glob}.{name}", reason) from None
-        out[glob] = checked
+        out[glob] = _checked_params(path, f"models.{glob}", values)
     return out
 
 
