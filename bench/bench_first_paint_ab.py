@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/bench_first_paint_ab.py REV [--runs N]
 
-The older tree is laid out as the installed package (core/ -> aigc_chat, tui/, backends/,
-gan/ under it) in a temp dir and put first on PYTHONPATH; both run with this venv, in a real
+The older tree is laid out as the installed package (src/aigc_chat, or core/ before the
+src layout, with tui/, backends/ and gan/ under it) in a temp dir and put first on PYTHONPATH; both run with this venv, in a real
 pty, with no model to load (`--model missing.gguf`), interleaved so load affects both alike.
 """
 
@@ -33,9 +33,12 @@ def main() -> None:
         tree, pkg = Path(tmp) / "tree", Path(tmp) / "pkg"
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "-q", "--detach", str(tree), args.rev], check=True)
         try:
-            shutil.copytree(tree / "core", pkg / "aigc_chat")
-            for part in ("tui", "backends", "gan"):
-                shutil.copytree(tree / part, pkg / "aigc_chat" / part)
+            if (tree / "src" / "aigc_chat").is_dir():  # links to tui/ etc. are followed
+                shutil.copytree(tree / "src" / "aigc_chat", pkg / "aigc_chat", symlinks=False)
+            else:
+                shutil.copytree(tree / "core", pkg / "aigc_chat")
+                for part in ("tui", "backends", "gan"):
+                    shutil.copytree(tree / part, pkg / "aigc_chat" / part)
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
         base = dict(os.environ, TERM="xterm-256color", AIGC_CHAT_CONFIG=f"{tmp}/c.toml",

@@ -96,7 +96,7 @@ step_install() {
   local whl=() ours=""
   # Our wheel from this very tree, so the installed package is the code the tests run;
   # the prepared wheel if that build fails (setuptools missing, say).
-  cp -r "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/core" "$REPO/backends" "$REPO/tui" "$REPO/gan" "$W/pkg/"
+  cp -r "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/src" "$REPO/backends" "$REPO/tui" "$REPO/gan" "$W/pkg/"
   find "$W/pkg" -name __pycache__ -prune -exec rm -rf {} +
   if "$PY" -m pip wheel -q --no-deps --no-build-isolation --no-index -w "$W/dist" "$W/pkg" >"$W/pkg.log" 2>&1; then
     ours=$(ls "$W"/dist/aigc_chat-*.whl)

@@ -179,7 +179,7 @@ wheels() {
   # our wheel, from a copy of the tree (the build leaves build/ and *.egg-info behind)
   local tmp reqs=() name v
   tmp=$(mktemp -d)
-  cp -r pyproject.toml README.md core backends tui gan "$tmp/"
+  cp -r pyproject.toml README.md src backends tui gan "$tmp/"
   find "$tmp" -name __pycache__ -prune -exec rm -rf {} +
   rm -f "$PREP"/wheels/aigc_chat-*.whl
   "$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$PREP/wheels" "$tmp" >"$tmp.log" 2>&1 ||
@@ -197,7 +197,7 @@ wheels() {
 
 # The bundled models' specs: the parity model (Gemma 3 270M, the torch backend's parity
 # model) and the default chat model when that is another file. Refreshed when the source
-# file changed (the default model is whatever core/default_model.py says today).
+# file changed (the default model is whatever src/aigc_chat/default_model.py says today).
 specs() {
   local role path want have found
   found=$(AIGC_CHAT_CACHE_DIR=$REPO/.test-cache "$PY" -c '

@@ -1,4 +1,4 @@
-"""The history's writer thread (core/history_writer.py) on real SQLite files: order, ids that
+"""The history's writer thread (src/aigc_chat/history_writer.py) on real SQLite files: order, ids that
 are Futures, read-your-writes, one failure reported once, and four processes at once."""
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from aigc_chat.params import GenerationParams  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
 from tests.scripted_backend import ScriptedBackend  # noqa: E402
 
-# -- the GGUF vocabulary, read independently of llama.cpp and of core/gguf_info.py ----------
+# -- the GGUF vocabulary, read independently of llama.cpp and of src/aigc_chat/gguf_info.py ----------
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
             10: "<Q", 11: "<q", 12: "<d"}
