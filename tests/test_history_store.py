@@ -9,10 +9,10 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
 
+from aigc_chat import history
 from aigc_chat.backends.base import GenerationResult
 from aigc_chat.errors import UsageError
 from aigc_chat.history import (
@@ -23,6 +23,8 @@ from aigc_chat.history import (
     default_path,
     fts_query,
 )
+
+from tests.fake_clock import FakeClock, TimeModule
 
 
 @pytest.fixture
@@ -140,12 +142,16 @@ def test_disk_full_is_a_history_error_and_the_store_stays_usable(store):
     _fts_ok(store.connection)
 
 
-def test_conversations_titles_order_and_counts(store):
+def test_conversations_titles_order_and_counts(store, monkeypatch):
+    # the store stamps rows with time.time(): a fake one, stepped, orders them for certain
+    clock = FakeClock(1_700_000_000.0)
+    monkeypatch.setattr(history, "time", TimeModule(clock))
     a = store.create_conversation(model="a.gguf", backend="llama", settings={"k": 1})
     store.add_message(a, "user", "\n  First   line of the question that goes on and on and on, longer than sixty chars\nmore")
+    clock.advance(1.0)
     b = store.create_conversation("Given title")
     store.add_message(b, "user", "ignored for the title")
-    time.sleep(0.01)
+    clock.advance(1.0)
     store.add_message(a, "assistant", "answer")  # a is now the most recently active
     listed = store.list_conversations()
     assert [c.id for c in listed] == [a, b]
@@ -224,7 +230,8 @@ def test_search_matches_literal_words_with_snippets(store):
 
 def test_reply_recorder_writes_at_most_once_per_interval_then_finalises(store):
     cid = store.create_conversation()
-    rec = ReplyRecorder(store, cid, interval=0.3)
+    clock = FakeClock()
+    rec = ReplyRecorder(store, cid, interval=0.5, clock=clock)
     mid = rec.start()
 
     def stored() -> str:
@@ -232,13 +239,15 @@ def test_reply_recorder_writes_at_most_once_per_interval_then_finalises(store):
 
     assert stored() == "" and store.get_conversation(cid).messages[0].finish_reason is None
     rec.feed("Hel")
+    clock.advance(0.25)
     rec.feed("Hello")
     assert stored() == ""  # within the interval: nothing written yet
-    time.sleep(0.35)
-    rec.feed("Hello wor")
+    clock.advance(0.3)
+    rec.feed("Hello wor")  # past the interval: written
     assert stored() == "Hello wor"
+    clock.advance(0.25)
     rec.feed("Hello world")
-    assert stored() == "Hello wor"
+    assert stored() == "Hello wor"  # the next interval has only just begun
     rec.finish(GenerationResult("Hello world!", "cancelled", prompt_tokens=5, completion_tokens=4,
                                 time_to_first_token=0.1, decode_tokens_per_s=20.0, total_time=0.3))
     m = store.get_conversation(cid).messages[0]

@@ -21,15 +21,8 @@ from aigc_chat.history_writer import (
     known,
 )
 
+from tests.fake_clock import FakeClock
 from tests.history_faults import LockHolder, fill_up
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -44,12 +37,12 @@ def test_jobs_run_in_order_and_future_ids_resolve(store: HistoryStore) -> None:
     q = QueuedStore(writer)
     conv = q.create_conversation("", model="m.gguf", backend="llama")
     user = q.add_message(conv, "user", "What is a pelican?")
-    clock = Clock()
+    clock = FakeClock()
     rec = ReplyRecorder(q, conv, clock=clock)
     reply = rec.start()
     assert isinstance(conv, Future) and isinstance(reply, Future)
     rec.feed("A large")
-    clock.now += 1.0
+    clock.advance(1.0)
     rec.feed("A large bird")  # a second later: written
     rec.feed("A large bird with")  # within the second: not yet
     rec.finish(GenerationResult("A large bird with a pouch.", "stop", completion_tokens=7))
@@ -66,7 +59,7 @@ def test_the_recorder_through_the_writer_writes_at_most_once_per_interval(store:
     writer = HistoryWriter(store)
     q = QueuedStore(writer)
     conv = q.create_conversation("t")
-    clock = Clock()
+    clock = FakeClock()
     rec = ReplyRecorder(q, conv, clock=clock)
     rec.start()
     writes: list[str] = []
@@ -82,7 +75,7 @@ def test_the_recorder_through_the_writer_writes_at_most_once_per_interval(store:
         for i in range(50):  # 50 deltas over 2.45 s of (fake) time
             text += f" w{i}"
             rec.feed(text)
-            clock.now += 0.05
+            clock.advance(0.05)
         writer.wait()
         assert len(writes) == 2  # at 1.0 s and 2.0 s: at most one write a second
         stored = store.get_conversation(conv.result()).messages[0].content
