@@ -4,16 +4,22 @@ A backend implements `_generate()`, a plain iterator of per-token text pieces. E
 that must behave the same for every engine lives here instead: UTF-8 decoding of raw token
 bytes, stop sequences, cancellation, timing, the result record, and the check that a backend
 honours the parameters it is given. Whatever the stream yields, joined, is the result's text.
+
+A backend gets everything it needs through `_generate(messages, params, cancel)`: nothing is
+passed on the side, so a plug-in sees exactly what the built-in engines see.
 """
 
 from __future__ import annotations
 
 import codecs
+import inspect
 import threading
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any, ClassVar, Literal
 
 from aigc_chat.errors import AigcError, ParamError
@@ -145,7 +151,7 @@ class Backend(ABC):
 
     @abstractmethod
     def _generate(
-        self, messages: Sequence[Message], params: GenerationParams
+        self, messages: Sequence[Message], params: GenerationParams, cancel: threading.Event
     ) -> Iterator[str | bytes | EngineStart | EngineEnd]:
         """Yield one piece per generated token (may be empty), optionally EngineStart
         first and EngineEnd last. Closing the iterator must stop the engine.
@@ -153,7 +159,11 @@ class Backend(ABC):
         A piece is text (str) or the token's raw bytes, one kind for the whole reply: a
         token may end inside a UTF-8 sequence, so local engines yield bytes and ChatStream
         decodes them incrementally, flushing at every end (stop, length, cancel, error), so
-        that an incomplete sequence left at the end shows as U+FFFD rather than vanishing."""
+        that an incomplete sequence left at the end shows as U+FFFD rather than vanishing.
+
+        `cancel` is the stream's own event, set from any thread. ChatStream already looks at
+        it between pieces; an engine that can wait a long time for its next piece (a server
+        that has gone quiet) watches it too and returns at once when it is set."""
 
     # -- optional ---------------------------------------------------------------------
     def count_tokens(self, messages: Sequence[Message]) -> int | None:
@@ -216,7 +226,15 @@ class ChatStream:
         return next(self._iter)
 
     def cancel(self) -> None:
+        """Ask the stream to stop; safe from any thread (the worker sees it at its next piece)."""
         self.cancel_event.set()
+
+    def close(self) -> None:
+        """End the stream now, from the thread that consumes it, so no caller reaches into
+        the generator. A running stream stops its engine and `result` is final, 'cancelled',
+        with the text shown so far; an ended stream is left as it is. A stream never started
+        stays unstarted: no engine ran, `result` stays None and iterating yields nothing."""
+        self._iter.close()
 
     def consume(self) -> GenerationResult:
         """Run to the end and return the result (for callers that do not stream)."""
@@ -242,7 +260,7 @@ class ChatStream:
         interrupted = False
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         decode = decoder.decode
-        gen = self.backend._generate(self.messages, self.params)
+        gen = _start_engine(self.backend, self.messages, self.params, self.cancel_event)
         try:
             for item in gen:
                 if isinstance(item, EngineStart):
@@ -338,3 +356,30 @@ class ChatStream:
             stop_sequence=stops.matched if stops.stopped else None,
             warnings=warnings,
         )
+
+
+def _start_engine(
+    backend: Backend, messages: list[Message], params: GenerationParams, cancel: threading.Event,
+) -> Iterator[str | bytes | EngineStart | EngineEnd]:
+    """Call `_generate`, with the cancel event unless the backend predates it: plug-ins
+    written for `_generate(messages, params)` keep working, with a deprecation warning."""
+    if _takes_cancel(type(backend)._generate):
+        return backend._generate(messages, params, cancel)
+    warnings.warn(
+        f"{type(backend).__name__}._generate(messages, params) is deprecated: "
+        "take the cancel event as a third argument, _generate(messages, params, cancel)",
+        DeprecationWarning, stacklevel=3,
+    )
+    return backend._generate(messages, params)  # type: ignore[call-arg]
+
+
+@lru_cache(maxsize=64)
+def _takes_cancel(fn: Callable[..., Any]) -> bool:
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())[1:]  # after self
+    except (TypeError, ValueError):  # a builtin or an odd callable: assume the current contract
+        return True
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return True
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3

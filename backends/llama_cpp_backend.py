@@ -153,8 +153,10 @@ class LlamaCppBackend(Backend):
 
     # -- generation -------------------------------------------------------------------
     def _generate(
-        self, messages: Sequence[Message], params: GenerationParams
+        self, messages: Sequence[Message], params: GenerationParams, cancel: threading.Event
     ) -> Iterator[str | bytes | EngineStart | EngineEnd]:
+        # `cancel` needs nothing here: a token comes every few milliseconds and ChatStream
+        # looks at the event before showing each one.
         llm = self._require()
         llama_cpp = import_llama_cpp()
         prompt = self.tokenize_messages(messages)

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from aigc_chat.backends.base import (
-    Backend, BackendInfo, ChatStream, EngineEnd, Message, Option, ProgressCallback,
+    Backend, BackendInfo, EngineEnd, Message, Option, ProgressCallback,
 )
 from aigc_chat.errors import BackendError, UsageError
 from aigc_chat.params import GenerationParams
@@ -104,7 +104,6 @@ class OpenAIBackend(Backend):
         self._context_length = int(self.options["context_length"])
         self._usage_source = "not yet known"
         self._send_usage_option = bool(self.options["stream_usage"])
-        self._cancels: dict[int, tuple[Sequence[Message], threading.Event]] = {}
 
     # -- connection -----------------------------------------------------------------------
     @property
@@ -194,17 +193,6 @@ class OpenAIBackend(Backend):
         )
 
     # -- generation -------------------------------------------------------------------
-    def stream_chat(
-        self, messages: Sequence[Message], params: GenerationParams, cancel: threading.Event | None = None,
-    ) -> ChatStream:
-        # _generate() has no cancel argument, but needs the event to stop waiting at once:
-        # it gets it through the stream's own message list, which ChatStream passes on.
-        stream = super().stream_chat(messages, params, cancel)
-        self._cancels[id(stream.messages)] = (stream.messages, stream.cancel_event)
-        while len(self._cancels) > 16:  # streams made but never started
-            self._cancels.pop(next(iter(self._cancels)))
-        return stream
-
     def request_body(self, messages: Sequence[Message], params: GenerationParams) -> dict[str, Any]:
         """The chat.completions.create() arguments for these messages and parameters."""
         body: dict[str, Any] = {
@@ -232,12 +220,10 @@ class OpenAIBackend(Backend):
         return body
 
     def _generate(
-        self, messages: Sequence[Message], params: GenerationParams
+        self, messages: Sequence[Message], params: GenerationParams, cancel: threading.Event
     ) -> Iterator[str | EngineEnd]:
         if not (self._model_id or self.model):
             self.load()
-        owner, event = self._cancels.pop(id(messages), (None, None))
-        cancel = event if owner is messages and event is not None else threading.Event()
         call = _StreamingCall(self, self.request_body(messages, params))
         call.start()
         finish: str | None = None

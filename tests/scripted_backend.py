@@ -6,6 +6,7 @@ markup in its output, engine failures mid-stream, exact token boundaries.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 
 from aigc_chat.backends.base import Backend, BackendInfo, EngineEnd, EngineStart, Message
@@ -35,7 +36,8 @@ class ScriptedBackend(Backend):
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return sum(len(m.content.split()) + 4 for m in messages)
 
-    def _generate(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[object]:
+    def _generate(self, messages: Sequence[Message], params: GenerationParams,
+                  cancel: threading.Event) -> Iterator[object]:
         self.seen.append(list(messages))
         yield EngineStart(self.count_tokens(messages))
         try:

@@ -23,7 +23,7 @@ class ReverseBackend(Backend):
     def info(self):
         return BackendInfo("reverse", "none", 1024, "CPU", False)
 
-    def _generate(self, messages, params):
+    def _generate(self, messages, params, cancel):
         text = messages[-1].content[::-1]
         for ch in (text.upper() if self.options["shout"] else text):
             yield ch

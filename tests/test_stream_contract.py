@@ -8,7 +8,9 @@ from __future__ import annotations
 import io
 import json
 import sys
+import threading
 
+import pytest
 
 from aigc_chat import cli, oneshot
 from aigc_chat.backends.base import Message
@@ -103,3 +105,68 @@ def test_a_stop_decided_only_when_the_engine_ends_is_reported() -> None:
     b = ScriptedBackend(["<Y"])
     r = b.stream_chat([Message("user", "hi")], GenerationParams(stop=("Y", "<Y<"))).consume()
     assert r.text == "<" and r.finish_reason == "stop" and r.stop_sequence == "Y"
+
+
+# -- the engine gets what it needs through the interface -----------------------------------
+
+
+def test_generate_receives_the_streams_own_cancel_event() -> None:
+    seen: list[threading.Event] = []
+
+    class Watching(ScriptedBackend):
+        def _generate(self, messages, params, cancel):
+            seen.append(cancel)
+            yield "a"
+            cancel.set()  # the engine, too, may see and raise the flag mid-reply
+            yield "b"
+
+    mine = threading.Event()
+    stream = Watching([]).stream_chat(HI, GenerationParams(), mine)
+    assert list(stream) == ["a"] and stream.result.finish_reason == "cancelled"
+    assert seen == [mine]
+    other = Watching([]).stream_chat(HI, GenerationParams())  # no event given: one of its own
+    other.consume()
+    assert seen[1] is other.cancel_event and seen[1] is not mine
+
+
+def test_a_plugin_written_for_the_old_two_argument_generate_still_runs() -> None:
+    class Old(ScriptedBackend):
+        def _generate(self, messages, params):  # type: ignore[override]
+            yield from ("old ", "style")
+
+    with pytest.warns(DeprecationWarning, match="cancel"):
+        r = Old([]).stream_chat(HI, GenerationParams()).consume()
+    assert r.text == "old style" and r.finish_reason == "stop"
+
+
+# -- ChatStream.close(): callers end a stream without reaching into it -----------------------
+
+
+def test_close_mid_reply_stops_the_engine_and_finalises_a_cancelled_result() -> None:
+    b = ScriptedBackend(["one ", "two ", "three"])
+    stream = b.stream_chat(HI, GenerationParams())
+    assert next(stream) == "one "
+    stream.close()
+    assert b.closed_early  # the engine's generator was closed, not drained
+    assert stream.result is not None
+    assert (stream.result.finish_reason, stream.result.text) == ("cancelled", "one ")
+    assert list(stream) == []  # and nothing more comes
+
+
+def test_close_after_the_end_changes_nothing() -> None:
+    b = ScriptedBackend(["done"])
+    stream = b.stream_chat(HI, GenerationParams())
+    result = stream.consume()
+    stream.close()
+    stream.close()
+    assert stream.result is result and (result.finish_reason, result.text) == ("stop", "done")
+    assert not b.closed_early
+
+
+def test_close_before_the_start_runs_no_engine() -> None:
+    b = ScriptedBackend(["never"])
+    stream = b.stream_chat(HI, GenerationParams())
+    stream.close()
+    assert b.seen == [] and stream.result is None  # no engine ran, so there is nothing to record
+    assert list(stream) == []
+

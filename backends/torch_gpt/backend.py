@@ -11,6 +11,7 @@ Stop strings, max_tokens, cancellation and timing are ChatStream's (backends/bas
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -198,8 +199,10 @@ class TorchBackend(Backend):
 
     # -- generation -------------------------------------------------------------------------
     def _generate(
-        self, messages: Sequence[Message], params: GenerationParams
+        self, messages: Sequence[Message], params: GenerationParams, cancel: threading.Event
     ) -> Iterator[str | bytes | EngineStart | EngineEnd]:
+        # `cancel` needs nothing here: a token comes every few milliseconds and ChatStream
+        # looks at the event before showing each one.
         from aigc_chat.backends.torch_gpt.sampling import make_generator, sample_next
 
         runner = self._require()
