@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar, Literal
 
-from aigc_chat.errors import AigcError, ParamError
+from aigc_chat.errors import AigcError, ParamError, UsageError
 from aigc_chat.params import PARAM_NAMES, GenerationParams
 from aigc_chat.stopseq import StopFilter
 
@@ -120,6 +120,20 @@ def int_range(low: int, high: int, *, zero_means: str = "") -> Callable[[Any], s
         return f"must be from {low} to {high}"
 
     return check
+
+
+def fit_prompt(
+    tokenize: Callable[[Sequence[Message]], list[int]], messages: Sequence[Message], n_ctx: int,
+) -> list[int]:
+    """The prompt's token ids, refused in one line when they leave no room for a reply, the
+    same words from every local engine (llama.cpp would fail deep inside, torch would run
+    past its KV cache)."""
+    tokens = tokenize(messages)
+    if len(tokens) >= n_ctx:
+        raise UsageError(
+            f"the conversation ({len(tokens)} tokens) does not fit the context ({n_ctx} tokens)"
+        )
+    return tokens
 
 
 class Backend(ABC):

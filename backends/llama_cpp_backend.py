@@ -20,7 +20,7 @@ from typing import Any
 
 from aigc_chat.backends.base import (
     MAX_CONTEXT, MAX_THREADS, Backend, BackendInfo, EngineEnd, EngineStart, Message, Option,
-    ProgressCallback, int_range,
+    ProgressCallback, fit_prompt, int_range,
 )
 from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.gguf_info import GGUFInfo, read_gguf_info
@@ -159,12 +159,8 @@ class LlamaCppBackend(Backend):
         # looks at the event before showing each one.
         llm = self._require()
         llama_cpp = import_llama_cpp()
-        prompt = self.tokenize_messages(messages)
         n_ctx = _n_ctx(llm)
-        if len(prompt) >= n_ctx:
-            raise UsageError(
-                f"the conversation ({len(prompt)} tokens) does not fit the context ({n_ctx} tokens)"
-            )
+        prompt = fit_prompt(self.tokenize_messages, messages, n_ctx)
         yield EngineStart(len(prompt))
         room = n_ctx - len(prompt)
         if params.seed is not None:

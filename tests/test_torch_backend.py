@@ -126,6 +126,33 @@ def test_a_conversation_longer_than_the_context_is_refused(tiny: dict[str, Path]
     assert r.finish_reason == "error" and "does not fit the context" in (r.error or "")
 
 
+def test_both_local_backends_refuse_an_overlong_prompt_in_the_same_words(tiny: dict[str, Path]) -> None:
+    """One rule for both engines: a prompt that leaves no room for a reply is refused before
+    any decoding, in the same line, and one token less is accepted."""
+    llama = LlamaCppBackend(str(tiny["llama"]), {"n_ctx": 256})
+    ours = TorchBackend(str(tiny["llama"]), {"device": "cpu", "n_ctx": 256})
+    llama.load()
+    ours.load()
+    try:
+        n_ctx = llama.info().context_length
+        assert ours.info().context_length == n_ctx
+        by_size = {}
+        for words in range(n_ctx // 4, n_ctx + 1):
+            conv = [Message("user", " ".join(["a"] * words))]
+            by_size.setdefault(llama.count_tokens(conv), conv)
+        assert n_ctx in by_size and n_ctx - 1 in by_size, sorted(by_size)[-5:]
+        refused = f"the conversation ({n_ctx} tokens) does not fit the context ({n_ctx} tokens)"
+        for b in (llama, ours):
+            r = b.stream_chat(by_size[n_ctx], GenerationParams(max_tokens=4)).consume()
+            assert (r.finish_reason, r.error, r.text, r.completion_tokens) == ("error", refused, "", 0), b.name
+            r = b.stream_chat(by_size[n_ctx - 1], GenerationParams(max_tokens=4, seed=1)).consume()
+            assert r.error is None and r.prompt_tokens == n_ctx - 1, b.name
+            assert r.completion_tokens <= 1  # the one position left
+    finally:
+        llama.close()
+        ours.close()
+
+
 def test_generation_fills_the_context_then_reports_length(tiny: dict[str, Path]) -> None:
     b = TorchBackend(str(tiny["llama"]), {"device": "cpu", "n_ctx": 64})
     b.load()

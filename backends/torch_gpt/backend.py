@@ -18,7 +18,7 @@ from typing import Any
 
 from aigc_chat.backends.base import (
     MAX_CONTEXT, MAX_THREADS, Backend, BackendInfo, EngineEnd, EngineStart, Message, Option,
-    ProgressCallback, int_range,
+    ProgressCallback, fit_prompt, int_range,
 )
 from aigc_chat.backends.torch_gpt.device import check_device, check_dtype
 from aigc_chat.errors import BackendError, ModelError, UsageError
@@ -206,10 +206,8 @@ class TorchBackend(Backend):
         from aigc_chat.backends.torch_gpt.sampling import make_generator, sample_next
 
         runner = self._require()
-        prompt = self.tokenize_messages(messages)
         n_ctx = runner.max_len
-        if len(prompt) >= n_ctx:
-            raise UsageError(f"the conversation ({len(prompt)} tokens) does not fit the context ({n_ctx} tokens)")
+        prompt = fit_prompt(self.tokenize_messages, messages, n_ctx)
         yield EngineStart(len(prompt))
         generator = make_generator(params.seed)
         token_bytes = self._tok.token_bytes
