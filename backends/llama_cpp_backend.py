@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from aigc_chat.backends.base import (
     MAX_CONTEXT, MAX_THREADS, Backend, BackendInfo, EngineEnd, EngineStart, Message, Option,
     ProgressCallback, fit_prompt, int_range,
 )
+from aigc_chat.cpu import usable_cores
 from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.gguf_info import GGUFInfo, read_gguf_info
 from aigc_chat.params import GenerationParams
@@ -249,11 +249,10 @@ def extra_buffers_enabled(setting: str, cpuinfo: str | None = None) -> bool:
 
 
 def default_threads() -> int:
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        n = os.cpu_count() or 1
-    return n if n <= 4 else max(4, n // 2)  # past 4, assume SMT siblings: one per core
+    """llama.cpp threads when none are configured: one per usable core, and past 4, half of
+    them (assume SMT siblings), since its workers wait for each other at every step."""
+    n = usable_cores()
+    return n if n <= 4 else max(4, n // 2)
 
 
 _LOAD_LOCK = threading.Lock()
