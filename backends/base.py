@@ -17,10 +17,10 @@ import threading
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from aigc_chat.errors import AigcError, ParamError, UsageError
 from aigc_chat.params import PARAM_NAMES, GenerationParams
@@ -122,6 +122,15 @@ def int_range(low: int, high: int, *, zero_means: str = "") -> Callable[[Any], s
     return check
 
 
+class DoctorLine(NamedTuple):
+    """One `aigc-chat doctor` row. `problem`, when set, says why this backend cannot run
+    here; doctor reports it (and exits 1) only for the backend the config uses."""
+
+    key: str
+    value: str
+    problem: str = ""
+
+
 def fit_prompt(
     tokenize: Callable[[Sequence[Message]], list[int]], messages: Sequence[Message], n_ctx: int,
 ) -> list[int]:
@@ -187,6 +196,14 @@ class Backend(ABC):
     def list_models(self) -> list[str]:
         """Models this backend can offer (e.g. a server's /v1/models)."""
         return [self.model] if self.model else []
+
+    @classmethod
+    def doctor_lines(cls, options: Mapping[str, Any]) -> list[DoctorLine]:
+        """What `aigc-chat doctor` shows about this engine on this machine, without loading
+        a model. Each backend answers for its own dependencies, so doctor needs none of
+        their internals and a plug-in can add its own lines. `options` are this backend's
+        configured options (its defaults when the config cannot be read)."""
+        return []
 
     def close(self) -> None:
         """Free the model."""

@@ -12,14 +12,14 @@ from __future__ import annotations
 import collections
 import ctypes
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from aigc_chat.backends.base import (
-    MAX_CONTEXT, MAX_THREADS, Backend, BackendInfo, EngineEnd, EngineStart, Message, Option,
-    ProgressCallback, fit_prompt, int_range,
+    MAX_CONTEXT, MAX_THREADS, Backend, BackendInfo, DoctorLine, EngineEnd, EngineStart, Message,
+    Option, ProgressCallback, fit_prompt, int_range,
 )
 from aigc_chat.cpu import usable_cores
 from aigc_chat.errors import BackendError, ModelError, UsageError
@@ -138,6 +138,26 @@ class LlamaCppBackend(Backend):
             },
         )
 
+    @classmethod
+    def doctor_lines(cls, options: Mapping[str, Any]) -> list[DoctorLine]:
+        """Whether llama.cpp imports, whether this build offloads to a GPU, what it was
+        built with, and whether the AMX workaround (extra buffers off) applies here."""
+        lines = []
+        try:
+            import llama_cpp
+
+            gpu = bool(llama_cpp.llama_supports_gpu_offload())
+            lines.append(DoctorLine("llama.cpp GPU offload", "yes" if gpu else "no (CPU build)"))
+            lines.append(DoctorLine("llama.cpp build", build_summary(llama_cpp.llama_print_system_info())))
+        except Exception as exc:  # ImportError, or OSError from its shared library
+            lines.append(DoctorLine("llama.cpp", f"ERROR cannot import llama_cpp: {exc}",
+                                    "llama-cpp-python is not importable: pip install 'aigc-chat[llama]'"))
+        amx = cpu_has_amx()
+        extra = extra_buffers_enabled(str(options.get("extra_buffers", "auto")))
+        lines.append(DoctorLine("CPU AMX", f"{'yes' if amx else 'no'}; llama.cpp extra buffers "
+                                f"{'on' if extra else 'off (avoids the AMX segfault)'}"))
+        return lines
+
     # -- prompts --------------------------------------------------------------------------
     def tokenize_messages(self, messages: Sequence[Message]) -> list[int]:
         """Token ids of the rendered prompt: markup parsed as special tokens, text not."""
@@ -246,6 +266,24 @@ def extra_buffers_enabled(setting: str, cpuinfo: str | None = None) -> bool:
     if setting == "off":
         return False
     return not cpu_has_amx(cpuinfo)
+
+
+def build_summary(system_info: bytes | str) -> str:
+    """llama.cpp's system info ("CUDA : ARCHS = 890 | ... | CPU : AVX2 = 1 | AMX_INT8 = 1 |")
+    as one short line: each device, then the features it was built with."""
+    text = system_info.decode("utf-8", "replace") if isinstance(system_info, bytes) else system_info
+    groups: list[tuple[str, list[str]]] = []
+    for part in (p.strip() for p in text.split("|")):
+        if " : " in part:
+            device, part = (x.strip() for x in part.split(" : ", 1))
+            groups.append((device, []))
+        if not part or not groups:
+            continue
+        key, _, value = (x.strip() for x in part.partition("="))
+        if value != "0":
+            groups[-1][1].append(key if value in ("1", "") else f"{key}={value}")
+    return "; ".join(f"{device}: {' '.join(features)}" if features else device
+                     for device, features in groups) or "unknown"
 
 
 def default_threads() -> int:

@@ -23,12 +23,12 @@ import queue
 import re
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from aigc_chat.backends.base import (
-    Backend, BackendInfo, EngineEnd, Message, Option, ProgressCallback,
+    Backend, BackendInfo, DoctorLine, EngineEnd, Message, Option, ProgressCallback,
 )
 from aigc_chat.errors import BackendError, UsageError
 from aigc_chat.params import GenerationParams
@@ -143,6 +143,20 @@ class OpenAIBackend(Backend):
         """What the server offers (GET /models); one clear line if it cannot be asked.
         The names come from the server, so they are made safe to print."""
         return [sanitize(str(m["id"])) for m in self._fetch_models() or [] if m.get("id")]
+
+    @classmethod
+    def doctor_lines(cls, options: Mapping[str, Any]) -> list[DoctorLine]:
+        """Where replies would come from and whether a key is set; the server itself is not
+        contacted (doctor must answer offline; `aigc-chat models --backend openai` asks it)."""
+        import importlib.util
+
+        if importlib.util.find_spec("openai") is None:
+            return [DoctorLine("openai backend", "unavailable: pip install 'aigc-chat[openai]'",
+                               "the openai backend needs the openai package: pip install 'aigc-chat[openai]'")]
+        env = str(options.get("api_key_env", ""))
+        key = f"key in ${env}: {'set' if os.environ.get(env) else 'not set'}" if env else "no key"
+        url = display_url(str(options.get("base_url", "")))
+        return [DoctorLine("openai server", f"{url} (not contacted); {key}")]
 
     # -- loading ------------------------------------------------------------------------
     def load(self, progress: ProgressCallback | None = None) -> None:

@@ -98,8 +98,8 @@ def test_missing_package_says_how_to_install(tmp_path, package, args, hint):
 def test_doctor_reports_and_passes(cli, default_path, gemma_path):
     r = run_cli(cli, "doctor")
     assert r.returncode == 0, r.stdout + r.stderr
-    for key in ("python", "textual", "llama-cpp-python", "llama.cpp GPU offload", "CPU AMX",
-                "data dir", "cache dir", "default model", "gemma3-270m"):
+    for key in ("python", "textual", "llama-cpp-python", "llama.cpp GPU offload", "llama.cpp build",
+                "CPU AMX", "data dir", "cache dir", "default model", "gemma3-270m"):
         assert key in r.stdout
     assert "default model  " in r.stdout and "ready: smollm2-135m" in r.stdout
 
@@ -112,3 +112,15 @@ def test_doctor_fails_on_a_bad_configured_model(cli, isolated_dirs, tmp_path):
     r = run_cli(cli, "doctor")
     assert r.returncode == 1
     assert "not a GGUF file" in r.stderr
+
+
+def test_doctor_with_an_unreadable_config_still_reports_every_backend(cli, isolated_dirs, default_path):
+    isolated_dirs["config"].parent.mkdir(parents=True, exist_ok=True)
+    isolated_dirs["config"].write_text("backend = [not toml\n")
+    r = run_cli(cli, "doctor")
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "internal error" not in r.stderr
+    assert "config " in r.stdout and "ERROR" in r.stdout
+    for key in ("llama.cpp GPU offload", "CPU AMX", "torch device", "openai server"):
+        assert key in r.stdout  # each backend, with its default options
+    problems = r.stderr.strip().splitlines()
+    assert len(problems) == 1 and problems[0].startswith("aigc-chat doctor: problem: "), r.stderr

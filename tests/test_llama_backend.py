@@ -7,7 +7,9 @@ import threading
 import pytest
 
 from aigc_chat.backends.base import Message
-from aigc_chat.backends.llama_cpp_backend import LlamaCppBackend, cpu_has_amx, extra_buffers_enabled
+from aigc_chat.backends.llama_cpp_backend import (
+    LlamaCppBackend, build_summary, cpu_has_amx, extra_buffers_enabled,
+)
 from aigc_chat.params import GenerationParams
 from aigc_chat.session import ChatSession
 
@@ -46,6 +48,23 @@ def test_amx_cpus_get_extra_buffers_off():
     assert extra_buffers_enabled("auto", PLAIN_CPUINFO) is True
     assert extra_buffers_enabled("on", AMX_CPUINFO) is True
     assert extra_buffers_enabled("off", PLAIN_CPUINFO) is False
+
+
+def test_doctor_lines_say_what_this_build_is_and_what_the_config_turns_off():
+    import llama_cpp
+
+    lines = {line.key: line for line in LlamaCppBackend.doctor_lines({"extra_buffers": "off"})}
+    gpu = llama_cpp.llama_supports_gpu_offload()
+    assert lines["llama.cpp GPU offload"].value == ("yes" if gpu else "no (CPU build)")
+    assert lines["llama.cpp build"].value.startswith(("CPU:", "CUDA", "Metal", "Vulkan"))
+    assert lines["CPU AMX"].value.endswith("extra buffers off (avoids the AMX segfault)")
+    assert not any(line.problem for line in lines.values())
+    on = {line.key: line for line in LlamaCppBackend.doctor_lines({"extra_buffers": "on"})}
+    assert on["CPU AMX"].value.endswith("extra buffers on")
+    # a CUDA build's system info: each device and its features, on one line
+    info = b"CUDA : ARCHS = 890 | USE_GRAPHS = 1 | PEER_MAX_BATCH_SIZE = 128 | CPU : SSE3 = 1 | AVX = 0 | OPENMP = 1 | "
+    assert build_summary(info) == "CUDA: ARCHS=890 USE_GRAPHS PEER_MAX_BATCH_SIZE=128; CPU: SSE3 OPENMP"
+    assert build_summary("") == "unknown"
 
 
 def test_the_amx_workaround_reaches_llama_cpp_and_decodes(gemma_path, monkeypatch):

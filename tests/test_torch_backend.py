@@ -209,11 +209,30 @@ def test_info_reports_device_and_dtype(tiny_backend: TorchBackend) -> None:
     info = tiny_backend.info()
     assert info.name == "torch" and "cpu" in info.device and "float32" in info.device
     assert info.details["architecture"] == "gemma3" and info.details["chat_template"] in ("gemma", "gguf")
-    doctor = dict(TorchBackend.doctor())
+    doctor = {line.key: line.value for line in TorchBackend.doctor_lines({"device": "auto", "dtype": "auto"})}
+    import torch
+
     assert list(doctor)[0] == "torch device"
+    assert doctor["torch CUDA"] == (f"yes, {torch.version.cuda}" if torch.cuda.is_available() else "no")
     dtype = doctor["torch dtype"]  # what auto picks here decides the quantize line
     assert doctor["torch quantize (auto)"] == ("4-bit head for large vocabularies" if dtype == "bfloat16" else "none")
     assert info.details["quantize"] == "none (auto)" and info.details["cuda_graphs"] is False
+
+
+def test_doctor_lines_follow_the_configured_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """doctor shows what the config would pick, and a device that cannot work is a problem."""
+    import torch
+
+    monkeypatch.delenv("AIGC_CHAT_TORCH_DEVICE", raising=False)
+    lines = {line.key: line for line in TorchBackend.doctor_lines({"device": "cpu", "dtype": "float32"})}
+    assert lines["torch device"].value == "cpu" and lines["torch dtype"].value == "float32"
+    assert not any(line.problem for line in lines.values())
+    if not torch.cuda.is_available():
+        bad = {line.key: line for line in TorchBackend.doctor_lines({"device": "cuda", "dtype": "auto"})}
+        assert bad["torch device"].value.startswith("ERROR ") and "no usable CUDA" in bad["torch device"].problem
+        monkeypatch.setenv("AIGC_CHAT_TORCH_DEVICE", "cpu")  # the override wins, as when loading
+        lines = {line.key: line for line in TorchBackend.doctor_lines({"device": "cuda", "dtype": "auto"})}
+        assert lines["torch device"].value == "cpu" and not lines["torch device"].problem
 
 
 def test_importing_the_backend_class_does_not_import_torch() -> None:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from aigc_chat.backends.base import (
-    MAX_CONTEXT, MAX_THREADS, Backend, BackendInfo, EngineEnd, EngineStart, Message, Option,
-    ProgressCallback, fit_prompt, int_range,
+    MAX_CONTEXT, MAX_THREADS, Backend, BackendInfo, DoctorLine, EngineEnd, EngineStart, Message,
+    Option, ProgressCallback, fit_prompt, int_range,
 )
 from aigc_chat.backends.torch_gpt.device import check_device, check_dtype
 from aigc_chat.errors import BackendError, ModelError, UsageError
@@ -165,27 +165,30 @@ class TorchBackend(Backend):
         )
 
     @classmethod
-    def doctor(cls) -> list[tuple[str, str]]:
-        """What `aigc-chat doctor` shows for this backend: the device and dtype "auto" picks."""
+    def doctor_lines(cls, options: Mapping[str, Any]) -> list[DoctorLine]:
+        """The device and dtype the configured settings pick here (CUDA or not), the CPU
+        threads and what quantize "auto" would do, without loading a model."""
         try:
             import torch
         except ImportError:
-            return [("torch backend", "unavailable: pip install 'aigc-chat[torch]'")]
+            return [DoctorLine("torch backend", "unavailable: pip install 'aigc-chat[torch]'",
+                               "the torch backend needs PyTorch: pip install 'aigc-chat[torch]'")]
         from aigc_chat.backends.torch_gpt.device import describe, pick_device, pick_dtype
-
-        try:
-            device = pick_device("auto")
-        except UsageError as exc:
-            return [("torch device", f"ERROR {exc}")]
-        picked = pick_dtype("auto", device)
-        dtype = str(picked).removeprefix("torch.")
         from aigc_chat.backends.torch_gpt.quantize import auto_quantize
 
+        cuda = f"yes, {torch.version.cuda}" if torch.cuda.is_available() else "no"
+        try:
+            device = pick_device(str(options.get("device", "auto")))
+        except UsageError as exc:
+            return [DoctorLine("torch CUDA", cuda), DoctorLine("torch device", f"ERROR {exc}", str(exc))]
+        picked = pick_dtype(str(options.get("dtype", "auto")), device)
+        dtype = str(picked).removeprefix("torch.")
         big_head = torch.empty(262144, 640, device="meta")  # Gemma 3's: what "auto" is about
         quant = "4-bit head for large vocabularies" if auto_quantize(device, picked, big_head) == "head-int4" else "none"
         graphs = ", CUDA graphs" if device.type == "cuda" else ""
-        return [("torch device", describe(device)), ("torch dtype", dtype),
-                ("torch threads", str(_torch_threads())), ("torch quantize (auto)", quant + graphs)]
+        return [DoctorLine("torch device", describe(device)), DoctorLine("torch CUDA", cuda),
+                DoctorLine("torch dtype", dtype), DoctorLine("torch threads", str(_torch_threads())),
+                DoctorLine("torch quantize (auto)", quant + graphs)]
 
     # -- prompts ----------------------------------------------------------------------------
     def tokenize_messages(self, messages: Sequence[Message]) -> list[int]:

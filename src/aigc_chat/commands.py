@@ -8,9 +8,13 @@ import platform
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aigc_chat.cli import PROG, _Parser, add_model_flags
 from aigc_chat.sanitize import sanitize
+
+if TYPE_CHECKING:
+    from aigc_chat.config import Config
 
 
 def run(name: str, argv: list[str]) -> int:
@@ -104,6 +108,25 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _backend_lines(name: str, cfg: Config | None) -> list[tuple[str, str, str]]:
+    """(key, value, problem) rows from one backend's doctor_lines(); a backend that cannot
+    be imported, or whose check fails, is one ERROR row, never a traceback."""
+    from aigc_chat.backends import registry
+
+    try:
+        cls = registry.load_class(name)
+        options = (cfg.backend_options(name) if cfg is not None
+                   else {k: o.default for k, o in getattr(cls, "OPTIONS", {}).items()})
+        rows = []
+        for line in cls.doctor_lines(options):
+            key, value, *rest = line  # a plug-in may return plain (key, value) pairs
+            rows.append((str(key), str(value), str(rest[0]) if rest and rest[0] else ""))
+        return rows
+    except Exception as exc:  # noqa: BLE001 - doctor reports, it does not crash
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return [(f"{name} backend", f"ERROR {first}", f"the {name} backend: {first}")]
+
+
 def doctor_cmd(argv: list[str]) -> int:
     p = _Parser(prog=f"{PROG} doctor", description="Check that aigc-chat can run here, and how.")
     add_model_flags(p)
@@ -132,35 +155,16 @@ def doctor_cmd(argv: list[str]) -> int:
     add("default model", default_model.state())
     add(default_model.GEMMA_NAME, default_model.gemma_state())
 
-    # llama.cpp: importable, GPU offload, the AMX workaround.
-    from aigc_chat.backends.llama_cpp_backend import cpu_has_amx, extra_buffers_enabled
+    # Each backend answers for itself (llama.cpp's build, torch's device, a plug-in's own);
+    # a problem counts only for the backend the config uses.
+    from aigc_chat.config import DEFAULT_BACKEND
 
-    try:
-        import llama_cpp
-
-        add("llama.cpp GPU offload", "yes" if llama_cpp.llama_supports_gpu_offload() else "no (CPU build)")
-    except Exception as exc:
-        add("llama.cpp", f"ERROR cannot import llama_cpp: {exc}")
-        if cfg is None or cfg.backend == "llama":
-            problems.append("llama-cpp-python is not importable: pip install 'aigc-chat[llama]'")
-    amx = cpu_has_amx()
-    setting = cfg.backend_options("llama")["extra_buffers"] if cfg else "auto"
-    add("CPU AMX", f"{'yes' if amx else 'no'}; llama.cpp extra buffers "
-        f"{'on' if extra_buffers_enabled(setting) else 'off (avoids the AMX segfault)'}")
-
-    # Backends may add their own lines (the torch backend reports its device and dtype).
+    configured = registry.canonical(cfg.backend) if cfg is not None else DEFAULT_BACKEND
     for name in registry.available():
-        try:
-            cls = registry.load_class(name)
-        except Exception:
-            continue
-        extra = getattr(cls, "doctor", None)
-        if callable(extra):
-            try:
-                for key, value in extra():
-                    add(key, value)
-            except Exception as exc:
-                add(name, f"ERROR {exc}")
+        for key, value, problem in _backend_lines(name, cfg):
+            add(key, value)
+            if problem and name == configured:
+                problems.append(problem)
 
     if cfg is not None:
         model_state = default_model.state()
@@ -172,7 +176,7 @@ def doctor_cmd(argv: list[str]) -> int:
         problem = paths.dir_problem(where)
         if problem:
             problems.append(f"{label}: {problem}")
-        if cfg.model and cfg.backend in ("llama", "torch") and cfg.model.endswith(".gguf"):
+        if cfg is not None and cfg.model and cfg.backend in ("llama", "torch") and cfg.model.endswith(".gguf"):
             from aigc_chat.errors import ModelError
             from aigc_chat.gguf_info import read_gguf_info
 
