@@ -194,8 +194,10 @@ class Backend(ABC):
         return None
 
     def list_models(self) -> list[str]:
-        """Models this backend can offer (e.g. a server's /v1/models)."""
-        return [self.model] if self.model else []
+        """Models this backend can offer, so a front end may ask any backend without knowing
+        which it is. [] means it cannot list any: a server lists its own (openai), while
+        local model files are found by aigc_chat.discovery, which needs the config."""
+        return []
 
     @classmethod
     def doctor_lines(cls, options: Mapping[str, Any]) -> list[DoctorLine]:

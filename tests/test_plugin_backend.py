@@ -128,3 +128,18 @@ def test_doctor_counts_the_problems_of_the_configured_backend_only(tmp_path, cli
     assert r.returncode == 1 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("aigc-chat doctor: problem: the broken backend: "), r.stderr
+
+
+def test_a_backend_that_cannot_list_models_lists_none(tmp_path, cli):
+    """Front ends call list_models() on any backend: the base answers [] rather than echoing
+    the configured model back as if the engine had offered it."""
+    from aigc_chat.backends.llama_cpp_backend import LlamaCppBackend
+    from aigc_chat.backends.torch_gpt.backend import TorchBackend
+    from tests.scripted_backend import ScriptedBackend
+
+    assert ScriptedBackend([]).list_models() == []  # it has a model, "scripted-model"
+    assert LlamaCppBackend("/some/model.gguf").list_models() == []  # discovery lists local files
+    assert TorchBackend("/some/model.gguf").list_models() == []
+    env = install_plugin(tmp_path)
+    r = run_cli(cli, "models", "--backend", "reverse", "--model", "anything", env=env)
+    assert (r.returncode, r.stdout) == (0, ""), r.stderr
