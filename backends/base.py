@@ -153,7 +153,6 @@ class Backend(ABC):
     """
 
     name: ClassVar[str] = ""
-    description: ClassVar[str] = ""
     # Parameters this engine can honour. Others with a non-default value produce a warning.
     supported_params: ClassVar[frozenset[str]] = frozenset(PARAM_NAMES)
     OPTIONS: ClassVar[dict[str, Option]] = {}

@@ -43,7 +43,6 @@ def _check_tristate(v: Any) -> str | None:
 
 class LlamaCppBackend(Backend):
     name = "llama"
-    description = "GGUF models through llama.cpp (llama-cpp-python), GPU offload when built for it"
     OPTIONS = {
         "n_ctx": Option(8192, int, "context size in tokens; 0 = the model's training context",
                         int_range(256, MAX_CONTEXT, zero_means="the model's own")),

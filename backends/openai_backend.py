@@ -76,7 +76,6 @@ def _check_penalty_field(v: Any) -> str | None:
 
 class OpenAIBackend(Backend):
     name = "openai"
-    description = "a model served over HTTP by an OpenAI-compatible server (vLLM, llama-server, Ollama, TGI)"
     supported_params = STANDARD_PARAMS | EXTRA_PARAMS
     OPTIONS = {
         "base_url": Option("http://127.0.0.1:8080/v1", str, "the server's OpenAI API root (usually ends in /v1)", _check_url),

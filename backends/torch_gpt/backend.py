@@ -35,7 +35,6 @@ def _check_quant(v: Any) -> str | None:
 
 class TorchBackend(Backend):
     name = "torch"
-    description = "our PyTorch GPT with a KV cache: GGUF (llama, gemma3), GPT-2 and nanoGPT checkpoints"
     OPTIONS = {
         "device": Option("auto", str, '"auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps"', check_device),
         "dtype": Option("auto", str, '"auto" (bfloat16 on GPUs and CPUs with native bfloat16, else float32), "float32", "bfloat16" or "float16"', check_dtype),
