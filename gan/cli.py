@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=integer("an integer from 0 to 100000", 0, 100_000), default=None, help="total epochs (default 200 for digits, 20 otherwise)")
     t.add_argument("--batch-size", type=integer("an integer from 1 to 65536", 1, 65_536), default=64)
     t.add_argument("--lr", type=number("a learning rate between 0 and 1", 0.0, 1.0), default=4e-4, help="generator learning rate (D uses twice this)")
-    t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (AIGC_CHAT_TORCH_DEVICE overrides it)")
     t.add_argument("--out", default=None, help="folder for the checkpoint (default: the data dir's gan/)")
     t.add_argument("--resume", default=None, metavar="PATH", help="continue training from a checkpoint")
     t.add_argument("--seed", type=non_negative, default=0)

@@ -32,6 +32,7 @@ from aigc_chat.gan.arch import GanConfig
 from aigc_chat.gan.checkpoint import Checkpoint, save_checkpoint
 from aigc_chat.gan.data import ImageSet
 from aigc_chat.gan.model import Discriminator, Generator
+from aigc_chat.torch_device import pick_device
 
 
 @dataclass
@@ -65,25 +66,6 @@ class StepStats:
 class History:
     d_loss: list[float] = field(default_factory=list)
     g_loss: list[float] = field(default_factory=list)
-
-
-def pick_device(name: str) -> torch.device:
-    """Resolve --device (auto/cpu/cuda/cuda:N/mps) or say why it cannot be used."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise UsageError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {name!r} requested but CUDA is not available")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise UsageError("device 'mps' requested but MPS is not available")
-    return dev
 
 
 def _to_numpy(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:

@@ -36,7 +36,7 @@ def _check_quant(v: Any) -> str | None:
 class TorchBackend(Backend):
     name = "torch"
     OPTIONS = {
-        "device": Option("auto", str, '"auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps"', check_device),
+        "device": Option("auto", str, '"auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps"; AIGC_CHAT_TORCH_DEVICE overrides it', check_device),
         "dtype": Option("auto", str, '"auto" (bfloat16 on GPUs and CPUs with native bfloat16, else float32), "float32", "bfloat16" or "float16"', check_dtype),
         "n_ctx": Option(4096, int, "context size in tokens (the KV cache is allocated for it); 0 = the model's",
                         int_range(64, MAX_CONTEXT, zero_means="the model's own")),

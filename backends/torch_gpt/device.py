@@ -1,45 +1,23 @@
-"""Which device and dtype the torch backend runs on."""
+"""Which dtype the torch backend runs in, and how its device is described.
+
+The device itself is picked by aigc_chat.torch_device, shared with GAN training; its names
+are re-exported here for the backend.
+"""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from aigc_chat.errors import UsageError
+from aigc_chat.torch_device import DEVICES, check_device, pick_device
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
+__all__ = ["DEVICES", "DTYPES", "check_device", "check_dtype", "describe", "pick_device", "pick_dtype",
+           "pick_head_dtype"]
+
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def check_device(value: Any) -> str | None:
-    if isinstance(value, str) and (value in DEVICES or value.startswith("cuda:")):
-        return None
-    return 'must be "auto", "cpu", "cuda", "cuda:N" or "mps"'
 
 
 def check_dtype(value: Any) -> str | None:
     return None if value in DTYPES else 'must be "auto", "float32", "bfloat16" or "float16"'
-
-
-def pick_device(setting: str) -> Any:
-    """"auto": CUDA, then MPS, then CPU. An explicit device that is not there is an error."""
-    import torch
-
-    setting = os.environ.get("AIGC_CHAT_TORCH_DEVICE") or setting
-    if check_device(setting):
-        raise UsageError(f"torch device {setting!r}: {check_device(setting)}")
-    if setting == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if setting.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"torch device {setting!r} requested but this torch has no usable CUDA "
-                         f"(torch {torch.__version__}); use device = \"cpu\" or install a CUDA build")
-    if setting == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UsageError("torch device 'mps' requested but MPS is not available here")
-    return torch.device(setting)
 
 
 def pick_dtype(setting: str, device: Any) -> Any:
