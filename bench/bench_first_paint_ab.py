@@ -3,8 +3,9 @@
     .venv/bin/python bench/bench_first_paint_ab.py REV [--runs N]
 
 The older tree is laid out as the installed package (src/aigc_chat, or core/ before the
-src layout, with tui/, backends/ and gan/ under it) in a temp dir and put first on PYTHONPATH; both run with this venv, in a real
-pty, with no model to load (`--model missing.gguf`), interleaved so load affects both alike.
+src layout, with tui/, backends/ and gan/ under it) in a temp dir and put first on
+PYTHONPATH; both run with this venv, in a real pty, with no model to load
+(`--model missing.gguf`), interleaved so load affects both alike.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.bench_tui import first_paint  # noqa: E402
+from bench.bench_tui import first_paint  # noqa: E402 - importable once the checkout is on sys.path
 
 
 def main() -> None:

@@ -85,13 +85,13 @@ def _db(v: float) -> float | str:
 
 
 def bench_train(epochs: int, eval_every: int, write_shipped: bool, seed: int) -> dict:
+    import torch
+
     from aigc_chat.gan import DEFAULT_CHECKPOINT
     from aigc_chat.gan.checkpoint import Checkpoint
     from aigc_chat.gan.data import load_data
     from aigc_chat.gan.evaluate import evaluate
     from aigc_chat.gan.train import Trainer, TrainOptions
-
-    import torch
 
     torch.set_num_threads(1)  # as `gan train` does; evaluation between rounds too
     data = load_data("digits")

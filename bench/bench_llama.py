@@ -23,11 +23,11 @@ os.environ.setdefault("AIGC_CHAT_CACHE_DIR", str(Path(__file__).resolve().parent
 os.environ.setdefault("AIGC_CHAT_DATA_DIR", tempfile.mkdtemp())
 os.environ.setdefault("AIGC_CHAT_CONFIG", os.path.join(tempfile.mkdtemp(), "none.toml"))
 
-from aigc_chat.backends.base import Message  # noqa: E402
-from aigc_chat.backends.llama_cpp_backend import LlamaCppBackend  # noqa: E402
-from aigc_chat.default_model import ensure_gemma  # noqa: E402  (the figures in the docs are Gemma 3 270M's)
-from aigc_chat.params import GenerationParams  # noqa: E402
-from aigc_chat.session import ChatSession  # noqa: E402
+from aigc_chat.backends.base import Message
+from aigc_chat.backends.llama_cpp_backend import LlamaCppBackend
+from aigc_chat.default_model import ensure_gemma  # the figures in the docs are Gemma 3 270M's
+from aigc_chat.params import GenerationParams
+from aigc_chat.session import ChatSession
 
 
 def direct_decode(llm, prompt_tokens: list[int], n: int) -> float:
@@ -65,7 +65,7 @@ def main() -> None:
     print(f"model: {path.name}  threads: {llm.n_threads}  info: {backend.info().device}")
     ours, direct = [], []
     ours_decode(backend, messages, 16)  # warm-up: first-call costs are not decode speed
-    for r in range(args.rounds):
+    for _ in range(args.rounds):
         direct.append(direct_decode(llm, prompt, args.tokens))
         ours.append(ours_decode(backend, messages, args.tokens))
     mo, md = statistics.median(ours), statistics.median(direct)

@@ -14,12 +14,7 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import time
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 from aigc_chat.config import load_config
 from aigc_chat.loader import load_backend, model_settings_for
@@ -56,7 +51,8 @@ def run_model(name: str, seeds: list[int], greedy: bool, max_tokens: int, verbos
             cfg = model_settings_for(base.with_overrides(seed=seed))
             if backend is None:
                 backend = load_backend(cfg)
-                shown = {k: getattr(cfg.generation, k) for k in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty")}
+                shown = {k: getattr(cfg.generation, k)
+                         for k in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty")}
                 print(f"{name}: {shown}")
             for question, pattern in QUESTIONS:
                 session = ChatSession(backend, cfg.generation, cfg.system_prompt)

@@ -25,14 +25,15 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("AIGC_CHAT_CACHE_DIR", str(REPO / ".test-cache"))
+os.environ.setdefault("AIGC_CHAT_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".test-cache"))
 
-from aigc_chat.backends.base import Message  # noqa: E402
-from aigc_chat.backends.openai_backend import OpenAIBackend  # noqa: E402
-from aigc_chat.default_model import ensure_gemma  # noqa: E402  (the figures in the docs are Gemma 3 270M's)
-from aigc_chat.errors import BackendError  # noqa: E402
-from aigc_chat.params import GenerationParams  # noqa: E402
+from aigc_chat.backends.base import Message
+from aigc_chat.backends.openai_backend import OpenAIBackend
+from aigc_chat.default_model import ensure_gemma  # the figures in the docs are Gemma 3 270M's
+from aigc_chat.errors import BackendError
+from aigc_chat.params import GenerationParams
+
+REPO = Path(__file__).resolve().parent.parent
 
 PROMPT = "Write a long story about a lighthouse keeper and the sea."
 
@@ -171,7 +172,8 @@ def client_overhead(rounds: int = 30) -> tuple[float, float]:
         ours_t.append(r.time_to_first_token or 0.0)
         t0 = time.perf_counter()
         first = None
-        for chunk in client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], stream=True):
+        messages = [{"role": "user", "content": "hi"}]
+        for chunk in client.chat.completions.create(model="m", messages=messages, stream=True):
             if first is None and chunk.choices and chunk.choices[0].delta.content:
                 first = time.perf_counter() - t0
         direct_t.append(first or 0.0)
@@ -225,20 +227,23 @@ def main() -> None:
         direct(url, 4, 0)
         rows: dict[str, list[tuple[float, float, int]]] = {"ours": [], "direct": []}
         for i in range(args.rounds):
-            for name, fn in (("ours", ours), ("direct", direct)) if i % 2 == 0 else (("direct", direct), ("ours", ours)):
+            order = (("ours", ours), ("direct", direct)) if i % 2 == 0 else (("direct", direct), ("ours", ours))
+            for name, fn in order:
                 rows[name].append(fn(url, args.tokens, 100 + i))
-        print(f"server: llama-cpp-python, default model, {args.threads} thread(s); {args.rounds} rounds x {args.tokens} tokens")
+        print(f"server: llama-cpp-python, default model, {args.threads} thread(s); "
+              f"{args.rounds} rounds x {args.tokens} tokens")
         for name in ("ours", "direct"):
             ttft = statistics.median(r[0] for r in rows[name])
             rate = statistics.median(r[1] for r in rows[name])
             print(f"  {name:<6} first token {ttft * 1000:7.1f} ms   decode {rate:6.1f} tok/s")
-        ratio = statistics.median(a[1] / b[1] for a, b in zip(rows["ours"], rows["direct"]) if b[1])
+        ratio = statistics.median(a[1] / b[1] for a, b in zip(rows["ours"], rows["direct"], strict=True) if b[1])
         print(f"  decode ratio ours/direct (median of paired rounds): {ratio:.3f}")
         o, d = client_overhead()
         print(f"client-side first-token cost against an instant local server: ours {o * 1000:.2f} ms, "
               f"bare client {d * 1000:.2f} ms (median of 30)")
         gen = [cancel_latency_generating(url) for _ in range(3)]
-        print(f"cancel while generating: stream ended {statistics.median(gen) * 1000:.1f} ms after the cancel (median of 3)")
+        print(f"cancel while generating: stream ended {statistics.median(gen) * 1000:.1f} ms "
+              "after the cancel (median of 3)")
         print(f"cancel while the server is silent (read_timeout 60 s): {cancel_latency_silent() * 1000:.1f} ms")
         t, msg = failure_time(f"http://127.0.0.1:{free_port()}/v1", None)
         print(f"connection refused surfaces in {t * 1000:.1f} ms: {msg}")

@@ -28,11 +28,11 @@ os.environ.setdefault("AIGC_CHAT_CACHE_DIR", str(Path(__file__).resolve().parent
 os.environ.setdefault("AIGC_CHAT_DATA_DIR", tempfile.mkdtemp())
 os.environ.setdefault("AIGC_CHAT_CONFIG", os.path.join(tempfile.mkdtemp(), "none.toml"))
 
-import torch  # noqa: E402
+import torch
 
-from aigc_chat.backends.base import Backend, Message  # noqa: E402
-from aigc_chat.backends.torch_gpt.backend import TorchBackend  # noqa: E402
-from aigc_chat.params import GenerationParams  # noqa: E402
+from aigc_chat.backends.base import Backend, Message
+from aigc_chat.backends.torch_gpt.backend import TorchBackend
+from aigc_chat.params import GenerationParams
 
 MESSAGES = [Message("user", "Write a long story about a lighthouse keeper and the sea.")]
 
@@ -72,7 +72,8 @@ def weight_bytes_per_token(backend: TorchBackend) -> int:
         w = model.tok_emb.weight
         total += w.numel() * w.element_size()
     else:
-        for t in list(head.parameters(recurse=False)) + [b for n, b in head.named_buffers(recurse=False) if n != "scale_packed"]:
+        buffers = [b for n, b in head.named_buffers(recurse=False) if n != "scale_packed"]
+        for t in [*head.parameters(recurse=False), *buffers]:
             total += t.numel() * t.element_size()
     return total
 
@@ -105,7 +106,8 @@ def run_once(backend: Backend, n: int) -> tuple[float, float]:
         backend._llm.reset()
     r = backend.stream_chat(MESSAGES, GenerationParams(temperature=0.0, max_tokens=n)).consume()
     if r.completion_tokens < n:
-        raise SystemExit(f"{backend.name} stopped after {r.completion_tokens} tokens; raise --tokens or change the prompt")
+        raise SystemExit(f"{backend.name} stopped after {r.completion_tokens} tokens; "
+                         "raise --tokens or change the prompt")
     return r.time_to_first_token or 0.0, r.decode_tokens_per_s or 0.0
 
 
@@ -213,8 +215,9 @@ def main() -> None:
         print(f"  best rounds: torch {max(t_tps):.1f} tok/s, llama.cpp {max(l_tps):.1f} tok/s, "
               f"ratio {max(t_tps) / max(l_tps):.3f}; TTFT {min(t_ttft) * 1e3:.1f} vs {min(l_ttft) * 1e3:.1f} ms")
     bw, wb = h["bandwidth"], h["weight_bytes"]
-    print(f"bandwidth: copy {bw / 1e9:.1f} GB/s on {h['device'].split(',')[0]}; torch reads {wb / 1e6:.0f} MB of weights "
-          f"per token -> {wb * med(t_tps) / 1e9:.1f} GB/s = {wb * med(t_tps) / bw:.0%} of the copy bandwidth")
+    print(f"bandwidth: copy {bw / 1e9:.1f} GB/s on {h['device'].split(',')[0]}; "
+          f"torch reads {wb / 1e6:.0f} MB of weights per token"
+          f" -> {wb * med(t_tps) / 1e9:.1f} GB/s = {wb * med(t_tps) / bw:.0%} of the copy bandwidth")
     if ref:
         lb = gguf_matrix_bytes(path)
         print(f"           llama.cpp reads {lb / 1e6:.0f} MB per token -> {lb * med(l_tps) / 1e9:.1f} GB/s "

@@ -21,14 +21,18 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_torch import copy_bandwidth  # noqa: E402
+from bench_torch import copy_bandwidth
 
-from aigc_chat.backends.torch_gpt.model import GPT, ModelConfig, build_model  # noqa: E402
-from aigc_chat.backends.torch_gpt.runner import Runner  # noqa: E402
+from aigc_chat.backends.torch_gpt.model import GPT, ModelConfig, build_model
+from aigc_chat.backends.torch_gpt.runner import Runner
+
+if TYPE_CHECKING:
+    from aigc_chat.backends.torch_gpt.cuda_graphs import GraphedDecoder
 
 SHAPES = {
     # google/gemma-3-270m as our GGUF loader reads it
@@ -76,7 +80,8 @@ def matrix_bytes(model: GPT) -> int:
     return total + head.numel() * head.element_size()
 
 
-def make_step(model: GPT, mode: str):  # noqa: ANN201 - a Runner step or None
+def make_step(model: GPT, mode: str) -> GraphedDecoder | None:
+    """The Runner's step for `mode`; None is the eager forward."""
     if mode == "eager":
         return None
     from aigc_chat.backends.torch_gpt.cuda_graphs import GraphedDecoder

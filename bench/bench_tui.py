@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from tests.pty_app import PtyApp  # noqa: E402
+from tests.pty_app import PtyApp  # noqa: E402 - importable once the checkout is on sys.path
 
 WORDS = ("the model streams tokens into the chat view while the user reads and scrolls back "
          "to earlier replies with code blocks lists and tables").split()
@@ -202,8 +202,8 @@ async def stream_batches(n: int, batch: int = 20) -> None:
         await reply.finish(raw, {"completion_tokens": n}, "stop")
         await pilot.pause()
         t_end = time.perf_counter()
-    per = [b - a for a, b in zip([t0] + marks[:-1], marks)]
-    per_cpu = [b - a for a, b in zip([c0] + cpu[:-1], cpu)]
+    per = [b - a for a, b in zip([t0, *marks[:-1]], marks, strict=True)]
+    per_cpu = [b - a for a, b in zip([c0, *cpu[:-1]], cpu, strict=True)]
     print(f"stream (b) {batch}-token batches, each painted: {n} tokens in {t_fin - t0:.2f} s; "
           f"per 1,000 tokens: first {per[0] * 1000:.0f} ms, last {per[-1] * 1000:.0f} ms, "
           f"median {statistics.median(per) * 1000:.0f} ms, max {max(per) * 1000:.0f} ms; "
@@ -258,8 +258,10 @@ async def bench_history(n_conv: int, n_msg: int, runs: int) -> None:
         store.close()
     print(f"history pane open (500 newest listed and painted): median {statistics.median(opens) * 1000:.0f} ms "
           f"(max {max(opens) * 1000:.0f}; target <= 500 ms)")
-    print(f"history pane search 'python code' (100 hits listed and painted): median {statistics.median(searches) * 1000:.0f} ms")
-    print(f"open the newest conversation ({n_msgs} messages) into the chat view: median {statistics.median(convs) * 1000:.0f} ms")
+    print("history pane search 'python code' (100 hits listed and painted): "
+          f"median {statistics.median(searches) * 1000:.0f} ms")
+    print(f"open the newest conversation ({n_msgs} messages) into the chat view: "
+          f"median {statistics.median(convs) * 1000:.0f} ms")
 
 
 def main(argv: list[str] | None = None) -> int:

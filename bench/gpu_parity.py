@@ -34,7 +34,7 @@ from typing import Any
 os.environ.setdefault("AIGC_CHAT_DATA_DIR", tempfile.mkdtemp())
 os.environ.setdefault("AIGC_CHAT_CONFIG", os.path.join(tempfile.mkdtemp(), "none.toml"))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 PROMPTS = [
     "What is the capital of France?",
@@ -49,9 +49,7 @@ LOG: list[str] = []
 def llama_engine(llama_cpp: Any, path: str, n_ctx: int, gpu_layers: int) -> Any:
     """A llama.cpp model keeping every position's logits, on the GPU or the CPU, with the
     backend's own AMX workaround and flash attention as the backend would pick it."""
-    from aigc_chat.backends.llama_cpp_backend import (
-        _model_param_override, default_threads, extra_buffers_enabled,
-    )
+    from aigc_chat.backends.llama_cpp_backend import _model_param_override, default_threads, extra_buffers_enabled
 
     with _model_param_override(llama_cpp, extra_buffers_enabled("auto")):
         return llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_batch=n_ctx, logits_all=True, verbose=False,
@@ -61,20 +59,20 @@ def llama_engine(llama_cpp: Any, path: str, n_ctx: int, gpu_layers: int) -> Any:
 
 def compare(a: list[list[int]], b: list[list[int]]) -> dict[str, Any]:
     prefix = []
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         n = 0
         while n < min(len(x), len(y)) and x[n] == y[n]:
             n += 1
         prefix.append(n)
-    return {"identical": sum(x == y for x, y in zip(a, b)), "of": len(a), "mean_common_prefix": float(np.mean(prefix)),
-            "prefixes": prefix}
+    return {"identical": sum(x == y for x, y in zip(a, b, strict=True)), "of": len(a),
+            "mean_common_prefix": float(np.mean(prefix)), "prefixes": prefix}
 
 
 def forced(ref: list[np.ndarray], ours: list[np.ndarray]) -> dict[str, float]:
     from aigc_chat.backends.torch_gpt import parity
 
     kl, top1 = [], []
-    for r, o in zip(ref, ours):
+    for r, o in zip(ref, ours, strict=True):
         kl += list(parity.kl_divergence(r, o))
         top1 += list(r.argmax(-1) == o.argmax(-1))
     return {"top1": float(np.mean(top1)), "mean_kl": float(np.mean(kl)), "positions": len(top1)}
@@ -112,7 +110,8 @@ def main() -> int:
     gpu = llama_engine(llama_cpp, args.model, n_ctx, args.gpu_layers)
     m = re.search(r"offloaded (\d+)/(\d+) layers to GPU", "".join(LOG))
     out["offload"] = {"offloaded": int(m.group(1)), "total": int(m.group(2))} if m else {}
-    out["n_layer"] = int(llama_cpp.llama_model_n_layer(gpu.model)) if hasattr(llama_cpp, "llama_model_n_layer") else None
+    has_n_layer = hasattr(llama_cpp, "llama_model_n_layer")
+    out["n_layer"] = int(llama_cpp.llama_model_n_layer(gpu.model)) if has_n_layer else None
     cpu = llama_engine(llama_cpp, args.model, n_ctx, 0)
     print(f"llama.cpp: GPU offload supported {out['gpu_offload_supported']}; 'GPU' engine log: "
           f"{m.group(0) if m else 'no offload line'}; loaded both in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -133,7 +132,7 @@ def main() -> int:
             rng = np.random.default_rng(0)
             n_vocab = int(gpu.n_vocab())
             forced_seqs = [p + [int(t) for t in rng.integers(0, n_vocab, args.tokens)] for p in prompts]
-            for p, f in zip(prompts, forced_seqs):
+            for p, f in zip(prompts, forced_seqs, strict=True):
                 ref_g.append(parity.llama_greedy(gpu, p, args.tokens))
                 cpu_g.append(parity.llama_greedy(cpu, p, args.tokens))
                 ref_logits.append(parity.llama_logits(gpu, f))
@@ -144,7 +143,8 @@ def main() -> int:
                **{"greedy_" + k: v for k, v in compare(ours, ref_g).items()}, **forced(ref_logits, ours_logits)}
         if i == 0 and info.details["cuda_graphs"]:
             backend.close()
-            eager = TorchBackend(args.model, {"device": args.device, "dtype": dtype, "n_ctx": n_ctx, "cuda_graphs": False})
+            eager = TorchBackend(args.model,
+                                 {"device": args.device, "dtype": dtype, "n_ctx": n_ctx, "cuda_graphs": False})
             eager.load()
             plain = [parity.torch_greedy(eager._runner, p, args.tokens) for p in prompts]
             out["graphs_vs_eager"] = compare(ours, plain)
@@ -164,9 +164,11 @@ def main() -> int:
     out["llama_cpu_vs_gpu"] = {"identical": cpu_vs_gpu["greedy_identical"], "of": cpu_vs_gpu["greedy_of"],
                                "top1": cpu_vs_gpu["top1"], "mean_kl": cpu_vs_gpu["mean_kl"]}
     out["llama_cpu_vs_gpu_detail"] = cpu_vs_gpu
-    print(f"\n{len(prompts)} prompts, {args.tokens} greedy tokens each; teacher-forced on the prompts + {args.tokens} random tokens")
+    print(f"\n{len(prompts)} prompts, {args.tokens} greedy tokens each; "
+          f"teacher-forced on the prompts + {args.tokens} random tokens")
     print(f"{'pair':34} {'identical':>9} {'prefix':>7} {'top-1':>7} {'mean KL':>9}")
-    rows = [(f"torch {d} vs llama.cpp GPU", r) for d, r in torch_runs.items()] + [("llama.cpp CPU vs llama.cpp GPU", cpu_vs_gpu)]
+    rows = [*((f"torch {d} vs llama.cpp GPU", r) for d, r in torch_runs.items()),
+            ("llama.cpp CPU vs llama.cpp GPU", cpu_vs_gpu)]
     for name, r in rows:
         print(f"{name:34} {r['greedy_identical']:>4}/{r['greedy_of']:<4} {r['greedy_mean_common_prefix']:7.1f} "
               f"{r['top1']:7.4f} {r['mean_kl']:9.5f}")

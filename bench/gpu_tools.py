@@ -266,7 +266,8 @@ def cmd_check_mix(args: argparse.Namespace) -> int:
     for line in bad[:20] + [f"{k}: not in the real file" for k in extra[:5]]:
         print("  MISMATCH", line)
     same = not bad and not extra
-    print("type mix: same as the real file" if same else f"type mix: {len(bad) + len(extra)} tensors differ from the real file"
+    differ = f"type mix: {len(bad) + len(extra)} tensors differ from the real file"
+    print("type mix: same as the real file" if same else differ
           + (" (expected for a cut model: llama.cpp's recipe depends on the layer count)" if args.partial else ""))
     return 0 if same or args.partial else 1
 
@@ -436,7 +437,7 @@ def cmd_env_check(args: argparse.Namespace) -> int:
     wheels, _ = load_wheels(Path(args.wheels))
     names = sorted(set(wheels) | set(args.also))
     problems, seen = [], []
-    env = {k: v for k, v in TARGET_ENV.items()}
+    env = dict(TARGET_ENV)
     env.update(python_version=f"{sys.version_info[0]}.{sys.version_info[1]}",
                python_full_version=".".join(map(str, sys.version_info[:3])))
     for name in names:
@@ -673,7 +674,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu", action="store_true", help="a CPU rehearsal: no bandwidth target")
     args = ap.parse_args(argv)
     return {"spec": cmd_spec, "make-model": cmd_make_model, "quantize": cmd_quantize,
-            "check-mix": cmd_check_mix, "model-info": cmd_model_info, "spec-source": cmd_spec_source, "bandwidth": cmd_bandwidth, "closure": cmd_closure,
+            "check-mix": cmd_check_mix, "model-info": cmd_model_info, "spec-source": cmd_spec_source,
+            "bandwidth": cmd_bandwidth, "closure": cmd_closure,
             "env-check": cmd_env_check, "travel-size": cmd_travel_size, "figures": cmd_figures}[args.cmd](args)
 
 

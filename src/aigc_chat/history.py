@@ -107,6 +107,15 @@ _MIGRATIONS: list[str] = [_V1, _V2]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
+def _inserted_id(cur: sqlite3.Cursor) -> int:
+    """The id of the row `cur` just inserted. sqlite3 types lastrowid as optional, but every
+    successful INSERT sets it; a None here would be a bug, and fails as int(None) did."""
+    rowid = cur.lastrowid
+    if rowid is None:
+        raise TypeError("the INSERT returned no row id")
+    return rowid
+
+
 class HistoryError(AigcError):
     """The history file cannot be opened, read or written; the message says which and why.
 
@@ -301,7 +310,7 @@ class HistoryStore:
             raise _error("open", self.path, exc) from None
 
     @classmethod
-    def open_for_reading(cls, path: Path | None = None) -> "HistoryStore":
+    def open_for_reading(cls, path: Path | None = None) -> HistoryStore:
         """The normal (read-write) store if the file can be opened so, else the same file
         read-only; if neither works, the error of the normal open (it says why best)."""
         try:
@@ -438,7 +447,7 @@ class HistoryStore:
                 finally:
                     self._conn = None
 
-    def __enter__(self) -> "HistoryStore":
+    def __enter__(self) -> HistoryStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -455,7 +464,7 @@ class HistoryStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (_one_line(title), model, backend, _dump(settings), now, now),
             )
-            return int(cur.lastrowid)
+            return _inserted_id(cur)
 
     def rename(self, conversation_id: int, title: str) -> None:
         with self._write() as conn:
@@ -546,7 +555,7 @@ class HistoryStore:
             else:
                 conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?",
                              (now, conversation_id))
-            return int(cur.lastrowid)
+            return _inserted_id(cur)
 
     def update_message(self, message_id: int, content: str, *, finish_reason: str | None = None,
                        stats: dict | None = None) -> None:
@@ -666,7 +675,7 @@ class ReplyRecorder:
             self._written = self._pending
             self._last_flush = self.clock()
 
-    def finish(self, result: "GenerationResult") -> None:
+    def finish(self, result: GenerationResult) -> None:
         """Record the final text, stats and finish reason. A failure that produced no text
         leaves no row (the session does not keep such a reply either)."""
         if self.finished:
@@ -683,7 +692,7 @@ class ReplyRecorder:
         self._written = self._pending = result.text
 
 
-def result_stats(result: "GenerationResult") -> dict[str, Any]:
+def result_stats(result: GenerationResult) -> dict[str, Any]:
     stats: dict[str, Any] = {
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,

@@ -182,7 +182,7 @@ class HistoryWriter:
             if not own_errors:
                 self._fail(exc)
             raise
-        except Exception as exc:  # noqa: BLE001 - a bug or an odd sqlite3 error: still one line
+        except Exception as exc:  # a bug or an odd sqlite3 error: still one line
             error = HistoryError(f"cannot write the history {self.store.path}: {type(exc).__name__}: {exc}",
                                  path=self.store.path, reason=f"{type(exc).__name__}: {exc}")
             if not own_errors:

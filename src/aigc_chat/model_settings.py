@@ -107,7 +107,7 @@ def gguf_values(info: Any) -> dict[str, Any]:
                 value = float(f"{value:.6g}")  # stored as float32: 0.3 reads 0.30000001
             try:
                 out[name] = coerce_param(name, value)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a file's odd default is skipped, it must not stop the load
                 continue
     return out
 

@@ -41,14 +41,14 @@ class GenerationParams:
     stop: tuple[str, ...] = field(default_factory=tuple)
     seed: int | None = None
 
-    def validate(self) -> "GenerationParams":
+    def validate(self) -> GenerationParams:
         """Return a normalised copy, or raise ParamError naming the field and the range."""
         values: dict[str, Any] = {}
         for name in PARAM_NAMES:
             values[name] = coerce_param(name, getattr(self, name))
         return GenerationParams(**values)
 
-    def with_updates(self, **changes: Any) -> "GenerationParams":
+    def with_updates(self, **changes: Any) -> GenerationParams:
         """Copy with some fields changed and validated (used by /temp, the settings pane...)."""
         return replace(self, **changes).validate()
 
@@ -58,7 +58,7 @@ class GenerationParams:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GenerationParams":
+    def from_dict(cls, data: dict[str, Any]) -> GenerationParams:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
