@@ -42,14 +42,14 @@ async def wait_for(pilot: Any, cond: Callable[[], bool], timeout: float = 60.0, 
         if time.monotonic() > deadline:
             app = pilot.app
             notes = [n.message for n in app._notifications]
-            raise AssertionError(f"timed out waiting for {what or cond}; state {app.state!r}, "
+            raise AssertionError(f"timed out waiting for {what or cond}; state {app.chat_screen.state!r}, "
                                  f"notifications {notes}\n{screen_text(app)}")
         await pilot.pause(0.05)
 
 
 async def wait_idle(pilot: Any, app: ChatApp, timeout: float = 120.0) -> None:
     await pilot.pause(0.05)
-    await wait_for(pilot, lambda: app.state in ("idle", "load failed"), timeout, "the app to be idle")
+    await wait_for(pilot, lambda: app.chat_screen.state in ("idle", "load failed"), timeout, "the app to be idle")
     await pilot.pause(0.05)
 
 
@@ -67,7 +67,7 @@ async def send(pilot: Any, app: ChatApp, text: str) -> AssistantMessage:
     prompt.load_text(text)
     await pilot.press("enter")
     await wait_idle(pilot, app)
-    reply = app.chat.last("assistant")
+    reply = app.chat_screen.chat.last("assistant")
     assert isinstance(reply, AssistantMessage)
     return reply
 
@@ -77,13 +77,14 @@ def screen_text(app: ChatApp) -> str:
 
 
 def open_store():
-    history = pytest.importorskip("aigc_chat.history", reason="the history store has not landed yet")
-    return history.HistoryStore()
+    from aigc_chat.history import HistoryStore
+
+    return HistoryStore()
 
 
 @pytest.fixture(scope="module")
 def gemma_backend(gemma_path: Path):
-    from aigc_chat.tui.controller import tui_config
+    from aigc_chat.tui.launch import tui_config
 
     cfg = Config(path=Path("/nonexistent/config.toml"), model=str(gemma_path))  # no longer the default
     backend = load_backend(tui_config(cfg, "llama"))  # as the TUI loads it
@@ -101,9 +102,9 @@ async def test_send_streams_reply_and_stores_it(tmp_path: Path, gemma_backend: A
         await type_text(pilot, "Write a short poem about the sea.")
         await pilot.press("enter")
         await wait_idle(pilot, app)
-        reply = app.chat.last("assistant")
+        reply = app.chat_screen.chat.last("assistant")
         assert isinstance(reply, AssistantMessage)
-        result_text = app.controller.session.messages[-1].content
+        result_text = app.conversation.messages[-1].content
         assert reply.text == result_text and result_text.strip()
         assert reply.batches >= 2, "the reply should arrive in several batches"
         # the final render is complete: nothing a batch cut is lost
@@ -111,7 +112,7 @@ async def test_send_streams_reply_and_stores_it(tmp_path: Path, gemma_backend: A
         assert reply.stats["completion_tokens"] == 64 and reply.finish_reason == "length"
         stats_line = str(reply.query_one(".stats").render())
         assert "tok/s" in stats_line and "64 tokens" in stats_line and "first token" in stats_line
-        conv = store.get_conversation(app.controller.conversation_id)
+        conv = store.get_conversation(app.conversation.wait_for_id())
         assert [m.role for m in conv.messages] == ["user", "assistant"]
         assert conv.messages[0].content == "Write a short poem about the sea."
         assert conv.messages[1].content == result_text
@@ -127,18 +128,18 @@ async def test_escape_cancels_and_keeps_partial_reply(tmp_path: Path, gemma_back
         await wait_idle(pilot, app)
         await type_text(pilot, "Count from one to two hundred in words.")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: (r := app.chat.last("assistant")) is not None and len(r.text) > 10, 60)
+        await wait_for(pilot, lambda: (r := app.chat_screen.chat.last("assistant")) is not None and len(r.text) > 10, 60)
         await pilot.press("escape")
         t0 = time.monotonic()
         await wait_idle(pilot, app)
         stop_delay = time.monotonic() - t0
-        reply = app.chat.last("assistant")
+        reply = app.chat_screen.chat.last("assistant")
         assert isinstance(reply, AssistantMessage)
         assert reply.finish_reason == "cancelled" and reply.has_class("-cancelled")
         assert 0 < reply.stats["completion_tokens"] < 400
         assert reply.text and "cancelled" in str(reply.query_one(".stats").render())
         assert stop_delay < 10
-        conv = store.get_conversation(app.controller.conversation_id)
+        conv = store.get_conversation(app.conversation.wait_for_id())
         assert conv.messages[-1].finish_reason == "cancelled"
         assert conv.messages[-1].content == reply.text
 
@@ -151,10 +152,10 @@ async def test_regenerate_replaces_last_reply(tmp_path: Path, gemma_backend: Any
         first = await send(pilot, app, "Name a colour.")
         await pilot.press("ctrl+r")
         await wait_idle(pilot, app)
-        replies = [w for w in app.chat.messages() if isinstance(w, AssistantMessage)]
+        replies = [w for w in app.chat_screen.chat.messages() if isinstance(w, AssistantMessage)]
         assert len(replies) == 1 and replies[0] is not first
-        assert [m.role for m in app.controller.session.messages] == ["user", "assistant"]
-        conv = store.get_conversation(app.controller.conversation_id)
+        assert [m.role for m in app.conversation.messages] == ["user", "assistant"]
+        conv = store.get_conversation(app.conversation.wait_for_id())
         assert [m.role for m in conv.messages] == ["user", "assistant"]
         assert conv.messages[1].content == replies[0].text
 
@@ -167,14 +168,14 @@ async def test_edit_last_message_and_resend(tmp_path: Path, gemma_backend: Any) 
         await send(pilot, app, "What is 2+2?")
         await pilot.press("ctrl+o")
         prompt = app.query_one("#prompt")
-        assert prompt.text == "What is 2+2?" and app.editing
+        assert prompt.text == "What is 2+2?" and app.chat_screen.editing
         await pilot.press("backspace", "backspace", "3", "?")
         await pilot.press("enter")
         await wait_idle(pilot, app)
-        users = [w for w in app.chat.messages() if isinstance(w, UserMessage)]
+        users = [w for w in app.chat_screen.chat.messages() if isinstance(w, UserMessage)]
         assert [u.text for u in users] == ["What is 2+3?"]
-        assert [m.content for m in app.controller.session.messages if m.role == "user"] == ["What is 2+3?"]
-        conv = store.get_conversation(app.controller.conversation_id)
+        assert [m.content for m in app.conversation.messages if m.role == "user"] == ["What is 2+3?"]
+        conv = store.get_conversation(app.conversation.wait_for_id())
         assert [(m.role, m.content) for m in conv.messages][0] == ("user", "What is 2+3?")
         assert len(conv.messages) == 2 and conv.messages[1].finish_reason in ("stop", "length")
 
@@ -194,16 +195,16 @@ async def test_settings_change_applies_to_next_generation(tmp_path: Path, gemma_
         error = app.query_one("#err-max_tokens")
         assert error.display and "max_tokens" in str(error.render())
         await pilot.press("enter")
-        assert app.controller.settings.params.max_tokens == 20
+        assert app.conversation.settings.params.max_tokens == 20
         field.value = ""
         await type_text(pilot, "3")
         await pilot.press("enter")
         await pilot.pause()
         assert not error.display
-        assert app.controller.settings.params.max_tokens == 3
+        assert app.conversation.settings.params.max_tokens == 3
         reply = await send(pilot, app, "Tell me a story.")
         assert reply.stats["completion_tokens"] == 3 and reply.finish_reason == "length"
-        conv = store.get_conversation(app.controller.conversation_id)
+        conv = store.get_conversation(app.conversation.wait_for_id())
         assert conv.settings["generation"]["max_tokens"] == 3
 
 
@@ -223,10 +224,10 @@ async def test_stop_sequence_from_pane_is_honoured(tmp_path: Path, gemma_backend
         await type_text(pilot, stop)
         await pilot.press("enter")
         await pilot.pause()
-        assert app.controller.settings.params.stop == (stop,)
+        assert app.conversation.settings.params.stop == (stop,)
         await pilot.press("ctrl+r")
         await wait_idle(pilot, app)
-        again = app.chat.last("assistant")
+        again = app.chat_screen.chat.last("assistant")
         assert again.text == full[:cut]
         assert again.finish_reason == "stop" and again.stats.get("stop_sequence") == stop
         # and it can be removed again from the list
@@ -235,7 +236,7 @@ async def test_stop_sequence_from_pane_is_honoured(tmp_path: Path, gemma_backend
         stops.highlighted = 0
         await pilot.press("delete")
         await pilot.pause()
-        assert app.controller.settings.params.stop == ()
+        assert app.conversation.settings.params.stop == ()
 
 
 async def test_model_load_failure_is_shown_and_another_model_can_be_picked(tmp_path: Path, gemma_path: Path) -> None:
@@ -244,7 +245,7 @@ async def test_model_load_failure_is_shown_and_another_model_can_be_picked(tmp_p
     cfg.model = str(missing)
     app = ChatApp(cfg, store=None)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.state == "load failed", 60, "the load to fail")
+        await wait_for(pilot, lambda: app.chat_screen.state == "load failed", 60, "the load to fail")
         notices = [w for w in app.query(NoticeMessage)]
         assert notices and "no-such-model.gguf" in str(notices[-1].render())
         assert "load failed" in screen_text(app)
@@ -252,12 +253,12 @@ async def test_model_load_failure_is_shown_and_another_model_can_be_picked(tmp_p
         await type_text(pilot, "hello")
         await pilot.press("enter")
         await pilot.pause()
-        assert not app.chat.query(UserMessage)
+        assert not app.chat_screen.chat.query(UserMessage)
         app.query_one("#prompt").load_text("")
         await type_text(pilot, f"/model {gemma_path}")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.state == "idle", 120, "the model to load")
-        assert app.controller.backend is not None and app.status.device
+        await wait_for(pilot, lambda: app.chat_screen.state == "idle", 120, "the model to load")
+        assert app.conversation.backend is not None and app.chat_screen.status.device
         reply = await send(pilot, app, "Hi")
         assert reply.text
 
@@ -270,17 +271,17 @@ async def test_context_overflow_drops_oldest_turns_and_says_so(tmp_path: Path, g
     long = "Please remember these words: " + " ".join(["apple banana cherry"] * 20)
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
-        assert app.status.context_size == 128
+        assert app.chat_screen.status.context_size == 128
         await send(pilot, app, long)
         assert not app.query(".-context")
         await send(pilot, app, long)
         notes = list(app.query(".-context"))
         assert len(notes) == 1
         assert "left out" in str(notes[0].render())
-        plan = app.controller.session.last_plan
+        plan = app.conversation.last_plan
         assert plan is not None and plan.dropped == 2
         assert plan.messages[0].role == "system"  # never the system prompt
-        assert app.status.context_used is not None and app.status.context_used <= 128
+        assert app.chat_screen.status.context_used is not None and app.chat_screen.status.context_used <= 128
 
 
 async def test_typing_while_generating_queues_the_next_message(tmp_path: Path, gemma_backend: Any) -> None:
@@ -294,15 +295,15 @@ async def test_typing_while_generating_queues_the_next_message(tmp_path: Path, g
         # only after the reply has ended
         prompt.load_text("Count from one to one hundred.")
         prompt.post_message(Key("enter", "\r"))
-        await wait_for(pilot, lambda: app.state == "generating", 10)
+        await wait_for(pilot, lambda: app.chat_screen.state == "generating", 10)
         prompt.load_text("Two")  # the input is not locked
         prompt.post_message(Key("enter", "\r"))
         await wait_for(pilot, lambda: any("queued" in n.message for n in app._notifications), 10)
-        assert app.state == "generating" and prompt.text == ""
-        await wait_for(pilot, lambda: len(app.chat.query(UserMessage)) == 2, 120)
+        assert app.chat_screen.state == "generating" and prompt.text == ""
+        await wait_for(pilot, lambda: len(app.chat_screen.chat.query(UserMessage)) == 2, 120)
         await wait_idle(pilot, app)
-        assert [u.text for u in app.chat.query(UserMessage)] == ["Count from one to one hundred.", "Two"]
-        assert len(app.chat.query(AssistantMessage)) == 2
+        assert [u.text for u in app.chat_screen.chat.query(UserMessage)] == ["Count from one to one hundred.", "Two"]
+        assert len(app.chat_screen.chat.query(AssistantMessage)) == 2
 
 
 async def test_prompt_keys_newline_and_recall(tmp_path: Path, gemma_backend: Any) -> None:
@@ -316,7 +317,7 @@ async def test_prompt_keys_newline_and_recall(tmp_path: Path, gemma_backend: Any
         assert prompt.text == "line one\nline two"
         await pilot.press("enter")
         await wait_idle(pilot, app)
-        assert app.chat.last("user").text == "line one\nline two"
+        assert app.chat_screen.chat.last("user").text == "line one\nline two"
         assert prompt.text == ""
         await pilot.press("up")
         assert prompt.text == "line one\nline two"
@@ -332,18 +333,18 @@ async def test_slash_commands(tmp_path: Path, gemma_backend: Any) -> None:
             await type_text(pilot, cmd)
             await pilot.press("enter")
             await pilot.pause()
-        s = app.controller.settings
+        s = app.conversation.settings
         assert s.params.temperature == 0.5 and s.system_prompt == "Be brief."
         assert s.params.stop == ("END", "<x>")
-        assert app.controller.session.system_prompt == "Be brief."
+        assert app.conversation.settings.system_prompt == "Be brief."
         await type_text(pilot, "/temp 7")
         await pilot.press("enter")
         await pilot.pause()
-        assert app.controller.settings.params.temperature == 0.5  # refused
+        assert app.conversation.settings.params.temperature == 0.5  # refused
         await type_text(pilot, "/stop clear")
         await pilot.press("enter")
         await pilot.pause()
-        assert app.controller.settings.params.stop == ()
+        assert app.conversation.settings.params.stop == ()
         await type_text(pilot, "/help")
         await pilot.press("enter")
         await pilot.pause()
@@ -360,8 +361,8 @@ async def test_quit_while_streaming_keeps_the_partial_reply(tmp_path: Path, gemm
         await wait_idle(pilot, app)
         await type_text(pilot, "Count from one to two hundred in words.")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: (r := app.chat.last("assistant")) is not None and len(r.text) > 10, 60)
-        cid = app.controller.conversation_id
+        await wait_for(pilot, lambda: (r := app.chat_screen.chat.last("assistant")) is not None and len(r.text) > 10, 60)
+        cid = app.conversation.wait_for_id()
         await pilot.press("ctrl+q")
     from aigc_chat.history import HistoryStore
 
@@ -380,7 +381,7 @@ async def test_autoscroll_only_while_at_the_bottom(tmp_path: Path, gemma_backend
     app = ChatApp(make_config(tmp_path), store=store, conversation_id=cid, backend=gemma_backend)
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
-        chat = app.chat
+        chat = app.chat_screen.chat
         await pilot.pause(0.2)
         assert chat.max_scroll_y > 0 and chat.scroll_y == chat.max_scroll_y  # opened at the bottom
         await type_text(pilot, "Count slowly from one to fifty.")
@@ -394,7 +395,7 @@ async def test_autoscroll_only_while_at_the_bottom(tmp_path: Path, gemma_backend
         # an animated scroll: under load it takes more than 0.1 s to arrive
         await wait_for(pilot, lambda: chat.scroll_y == 0, 5, "the scroll home")
         grown_from = chat.max_scroll_y
-        await wait_for(pilot, lambda: chat.max_scroll_y > grown_from or app.state == "idle", 60)
+        await wait_for(pilot, lambda: chat.max_scroll_y > grown_from or app.chat_screen.state == "idle", 60)
         await wait_idle(pilot, app)
         assert chat.scroll_y == 0, "the view must stay where the user put it"
         # sending again brings the view back to the bottom and follows the new reply
@@ -419,18 +420,18 @@ async def test_multiline_system_prompt_from_the_pane(tmp_path: Path) -> None:
         await pilot.press("enter")
         await type_text(pilot, "Answer in French.")
         await pilot.pause()
-        assert app.controller.settings.system_prompt == ""  # not applied while typing
+        assert app.conversation.settings.system_prompt == ""  # not applied while typing
         await pilot.press("tab")  # leave the field
         await pilot.pause()
-        assert app.controller.settings.system_prompt == "Be terse.\nAnswer in French."
+        assert app.conversation.settings.system_prompt == "Be terse.\nAnswer in French."
         await send(pilot, app, "hello")
         assert backend.seen[-1][0].role == "system"
         assert backend.seen[-1][0].content == "Be terse.\nAnswer in French."
-        cid = app.controller.conversation_id
+        cid = app.conversation.wait_for_id()
         # leaving without a change applies nothing new; a change is applied on the next leave
         applied: list[str] = []
-        original = app.controller.set_system_prompt
-        app.controller.set_system_prompt = lambda text: (applied.append(text), original(text))[1]
+        original = app.conversation.set_system_prompt
+        app.conversation.set_system_prompt = lambda text: (applied.append(text), original(text))[1]
         area.focus()
         await pilot.press("tab")
         await pilot.pause()
@@ -439,13 +440,13 @@ async def test_multiline_system_prompt_from_the_pane(tmp_path: Path) -> None:
         area.load_text("Only English.")
         await pilot.press("tab")
         await pilot.pause()
-        assert app.controller.settings.system_prompt == "Only English." and applied == ["Only English."]
+        assert app.conversation.settings.system_prompt == "Only English." and applied == ["Only English."]
         area.focus()
         # hiding the pane while typing there applies what was typed
         area.load_text("Only English, please.")
         await pilot.press("f3")
         await pilot.pause()
-        assert app.controller.settings.system_prompt == "Only English, please."
+        assert app.conversation.settings.system_prompt == "Only English, please."
     reopened = ChatApp(make_config(tmp_path), store=open_store(), conversation_id=cid,
                        backend=ScriptedBackend(["ok"]))
     async with reopened.run_test(size=SIZE) as pilot:
@@ -453,4 +454,4 @@ async def test_multiline_system_prompt_from_the_pane(tmp_path: Path) -> None:
         await pilot.press("f3")
         await pilot.pause()
         assert reopened.query_one("#set-system").text == "Only English, please."
-        assert reopened.controller.settings.system_prompt == "Only English, please."
+        assert reopened.conversation.settings.system_prompt == "Only English, please."

@@ -36,7 +36,7 @@ def fill(store: HistoryStore) -> list[int]:
 
 
 def titles_shown(app: ChatApp) -> list[str]:
-    return [title for _, title in app.history.rows()]
+    return [title for _, title in app.chat_screen.history.rows()]
 
 
 def exported(app: ChatApp, path: Path) -> bool:
@@ -59,21 +59,21 @@ async def test_pane_lists_newest_first_and_search_opens_a_conversation(tmp_path:
         await wait_for(pilot, lambda: titles_shown(app) == ["How do zebras sleep?"], 5, "search results")
         await pilot.press("enter")  # submit the search: focus moves to the list
         await pilot.press("enter")  # open the highlighted hit
-        await wait_for(pilot, lambda: app.controller.conversation_id == ids[0], 5)
-        texts = [(w.role, w.text) for w in app.chat.messages()]
+        await wait_for(pilot, lambda: app.conversation.wait_for_id() == ids[0], 5)
+        texts = [(w.role, w.text) for w in app.chat_screen.chat.messages()]
         assert texts == [("user", "How do zebras sleep?"), ("assistant", "Standing up, mostly.")]
         # the conversation's settings came with it
-        assert app.controller.settings.system_prompt == "sys 0"
-        assert app.controller.settings.params.temperature == pytest.approx(0.1)
-        assert app.controller.settings.params.max_tokens == 9
+        assert app.conversation.settings.system_prompt == "sys 0"
+        assert app.conversation.settings.params.temperature == pytest.approx(0.1)
+        assert app.conversation.settings.params.max_tokens == 9
         # the stats stored with the reply are shown
-        reply = app.chat.last("assistant")
+        reply = app.chat_screen.chat.last("assistant")
         assert "50.0 tok/s" in str(reply.query_one(".stats").render())
         # continuing it adds to the same conversation
         await send(pilot, app, "And giraffes?")
         conv = store.get_conversation(ids[0])
         assert [m.role for m in conv.messages] == ["user", "assistant", "user", "assistant"]
-        assert titles_shown(app)[0] == "How do zebras sleep?" or app.history.query_text
+        assert titles_shown(app)[0] == "How do zebras sleep?" or app.chat_screen.history.query_text
 
 
 async def test_rename_delete_and_export_from_the_pane(tmp_path: Path, gemma_backend: Any) -> None:
@@ -143,10 +143,10 @@ async def test_new_conversation_and_continue_after_restart(tmp_path: Path, gemma
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
         await send(pilot, app, "Remember the number 42")
-        first = app.controller.conversation_id
+        first = app.conversation.wait_for_id()
         await pilot.press("ctrl+n")
         await pilot.pause()
-        assert not app.chat.messages() and app.controller.conversation_id is None
+        assert not app.chat_screen.chat.messages() and app.conversation.wait_for_id() is None
         await wait_for(pilot, lambda: titles_shown(app)[:1] == ["Remember the number 42"], 5, "the pane")
     # "restart": a new app on a fresh store object, opened on the latest conversation
     store2 = HistoryStore()
@@ -155,13 +155,13 @@ async def test_new_conversation_and_continue_after_restart(tmp_path: Path, gemma
     app2 = ChatApp(make_config(tmp_path), store=store2, conversation_id=latest, backend=gemma_backend)
     async with app2.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app2)
-        assert [w.text for w in app2.chat.query(UserMessage)] == ["Remember the number 42"]
-        assert len(app2.chat.query(AssistantMessage)) == 1
+        assert [w.text for w in app2.chat_screen.chat.query(UserMessage)] == ["Remember the number 42"]
+        assert len(app2.chat_screen.chat.query(AssistantMessage)) == 1
         await send(pilot, app2, "What number?")
-        assert app2.controller.conversation_id == first
+        assert app2.conversation.wait_for_id() == first
         assert len(store2.get_conversation(first).messages) == 4
         # the session sent the earlier turns too
-        assert app2.controller.session.last_plan.messages[0].content == "Remember the number 42"
+        assert app2.conversation.last_plan.messages[0].content == "Remember the number 42"
 
 
 async def test_gan_item_is_saved_and_rerendered(tmp_path: Path, gemma_backend: Any) -> None:
@@ -172,7 +172,7 @@ async def test_gan_item_is_saved_and_rerendered(tmp_path: Path, gemma_backend: A
         await type_text(pilot, "/gan 3 4")
         await pilot.press("enter")
         await pilot.pause()
-        items = list(app.chat.query(GanMessage))
+        items = list(app.chat_screen.chat.query(GanMessage))
         assert len(items) == 1
         meta = items[0].meta
         await pilot.pause(0.2)
@@ -181,19 +181,19 @@ async def test_gan_item_is_saved_and_rerendered(tmp_path: Path, gemma_backend: A
         first_render = str(first_views[0].render())
         assert first_render.strip(), "samples are drawn"
         assert meta["label"] == 3 and meta["n"] == 4 and isinstance(meta["seed"], int) and meta["checkpoint"]
-        cid = app.controller.conversation_id
+        cid = app.conversation.wait_for_id()
     conv = HistoryStore().get_conversation(cid)
     assert [(m.kind, m.meta) for m in conv.messages] == [("gan", meta)]
     app2 = ChatApp(make_config(tmp_path), store=HistoryStore(), conversation_id=cid, backend=gemma_backend)
     async with app2.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app2)
-        again = list(app2.chat.query(GanMessage))
+        again = list(app2.chat_screen.chat.query(GanMessage))
         assert len(again) == 1 and again[0].meta == meta
         views = list(again[0].query("GanSamplesView"))
         assert len(views) == 1, "the GAN part's widget draws the samples"
         # same checkpoint, seed, label and n: the same picture as before the restart
         assert str(views[0].render()) == first_render
-        assert app2.controller.session.messages == []  # not part of what the model is sent
+        assert app2.conversation.messages == []  # not part of what the model is sent
         await pilot.press("ctrl+g")  # the GAN screen opens over the chat, Esc comes back
         await pilot.pause(0.3)
         assert type(app2.screen).__name__ == "GanScreen"

@@ -9,11 +9,14 @@ model in a real terminal is tests/test_e2e_history_faults.py.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 from pathlib import Path
 
 import pytest
 from aigc_chat.history import HistoryError, HistoryStore, default_path
-from aigc_chat.tui.app import ChatApp, _open_store
+from aigc_chat.launch import open_history
+from aigc_chat.tui.app import ChatApp
+from aigc_chat.tui.launch import history_note
 
 from tests.history_faults import LockHolder, fill_up, read_only
 from tests.scripted_backend import ScriptedBackend
@@ -22,6 +25,12 @@ from tests.test_tui_flows import SIZE, make_config, screen_text, wait_for, wait_
 pytestmark = [pytest.mark.asyncio]
 
 LOCK_WAIT_MS = 5000  # the store's busy timeout here (15 s in real use): the time a write waits
+
+
+def _open_store(a: argparse.Namespace) -> tuple[Any, str]:
+    """What run_tui does: the shared opening rules, and the TUI's words for them."""
+    opening = open_history(a)
+    return opening.store, history_note(opening)
 
 
 def notes(app: ChatApp, text: str) -> list[str]:
@@ -39,7 +48,7 @@ async def send_and_wait(pilot, app: ChatApp, text: str, reply: str) -> None:
     prompt.focus()
     prompt.load_text(text)
     await pilot.press("enter")
-    await wait_for(pilot, lambda: app.state == "idle" and (r := app.chat.last("assistant")) is not None
+    await wait_for(pilot, lambda: app.chat_screen.state == "idle" and (r := app.chat_screen.chat.last("assistant")) is not None
                    and r.text == reply and r.finish_reason == "stop", 30, "the answer")
 
 
@@ -53,7 +62,7 @@ async def test_a_locked_history_does_not_block_the_answer_nor_the_screen(tmp_pat
         with LockHolder(default_path()):
             await send_and_wait(pilot, app, "hi", "Hello there")
             # the answer is here while the history's first write still waits for the lock
-            writer = app.controller.history.writer
+            writer = app.conversation.history.writer
             assert writer.pending() > 0, "the answer should not have waited for the history"
             prompt = app.query_one("#prompt")
             await pilot.press("x", "y")  # the screen takes keys meanwhile
@@ -63,10 +72,10 @@ async def test_a_locked_history_does_not_block_the_answer_nor_the_screen(tmp_pat
             (note,) = notes(app, "history not saved")
             assert "database is locked by another process" in note and str(default_path()) in note
             assert "history off │ idle" in screen_text(app)
-            assert app.history.border_title == "History (not saving)"
+            assert app.chat_screen.history.border_title == "History (not saving)"
             # the conversation goes on in memory; nothing more is tried, nobody is told twice
             await send_and_wait(pilot, app, "again", "Hello there")
-            assert [m.content for m in app.controller.session.messages] == ["hi", "Hello there", "again", "Hello there"]
+            assert [m.content for m in app.conversation.messages] == ["hi", "Hello there", "again", "Hello there"]
             assert writer.pending() == 0 and len(notes(app, "history not saved")) == 1
     with HistoryStore() as s:  # nothing half-saved after the lock went away
         assert s.list_conversations() == []
@@ -104,7 +113,7 @@ async def test_a_corrupt_history_starts_with_a_notice_and_answers(tmp_path: Path
         await wait_idle(pilot, app)
         assert len(notes(app, "History is off")) == 1
         pane_line = str(app.query_one("#history-count").render())
-        assert "history is off: it cannot be opened" in pane_line and app.history.row_count() == 0
+        assert "history is off: it cannot be opened" in pane_line and app.chat_screen.history.row_count() == 0
         await send_and_wait(pilot, app, "hi", "Still here")
         assert "history off │ idle" in screen_text(app)
     assert path.read_bytes() == garbage  # never "repaired" over the user's file
@@ -128,17 +137,17 @@ async def test_a_read_only_history_opens_shows_the_pane_and_answers(tmp_path: Pa
                       history_note=note)
         async with app.run_test(size=SIZE) as pilot:
             await wait_idle(pilot, app)
-            await wait_for(pilot, lambda: [t for _, t in app.history.rows()] == ["Pelicans"], 10, "the pane")
+            await wait_for(pilot, lambda: [t for _, t in app.chat_screen.history.rows()] == ["Pelicans"], 10, "the pane")
             assert len(notes(app, "History is read-only")) == 1
-            assert app.history.border_title == "History (not saving)"
+            assert app.chat_screen.history.border_title == "History (not saving)"
             await send_and_wait(pilot, app, "hi", "Sure.")
             # an old conversation opens (read on the reader thread) and can be continued in memory
             app.query_one("#history-list").focus()
             await pilot.press("enter")
-            await wait_for(pilot, lambda: app.controller.known_conversation_id == cid
-                           and len(app.chat.messages()) == 2, 10, "the conversation to open")
+            await wait_for(pilot, lambda: app.conversation.known_id == cid
+                           and len(app.chat_screen.chat.messages()) == 2, 10, "the conversation to open")
             await send_and_wait(pilot, app, "And herons?", "Sure.")
-            assert len(app.controller.session.messages) == 4
+            assert len(app.conversation.messages) == 4
             assert len(notes(app, "History")) == 1  # told once, at the start
     with HistoryStore() as s:  # nothing was written
         assert [len(s.get_conversation(c.id).messages) for c in s.list_conversations()] == [2]

@@ -16,7 +16,8 @@ import pytest
 
 from aigc_chat.history import HistoryStore
 from aigc_chat.sanitize import sanitize
-from aigc_chat.tui.app import ChatApp, require_terminal
+from aigc_chat.tui.app import ChatApp
+from aigc_chat.tui.launch import require_terminal
 from aigc_chat.tui.text_utils import last_code_block
 from tests.scripted_backend import ScriptedBackend
 from tests.test_tui_flows import SIZE, make_config, screen_text, send, wait_for, wait_idle
@@ -60,7 +61,7 @@ async def test_every_copy_is_safe_to_paste(tmp_path: Path, monkeypatch: pytest.M
         written: list[str] = []
         app._driver.write = written.append
         if focus_message:
-            app.chat.last("assistant").focus()
+            app.chat_screen.chat.last("assistant").focus()
             await pilot.pause()
         await pilot.press(key)
         await wait_for(pilot, lambda: bool(written), 5, "the clipboard write")
@@ -103,7 +104,7 @@ async def test_invisible_direction_changes_are_shown_visibly(tmp_path: Path) -> 
         shown = screen_text(app)
         assert "⟨U+202E⟩" in shown and "⟨U+200B⟩" in shown
         # stored exactly as the model said it
-        conv = store.get_conversation(app.controller.conversation_id)
+        conv = store.get_conversation(app.conversation.wait_for_id())
         assert conv.messages[-1].content == TROJAN
 
 
@@ -140,7 +141,7 @@ async def test_model_command_on_a_fifo_fails_at_once(tmp_path: Path, gemma_path:
         # and a real model still loads after it: nothing is queued behind a stuck load
         prompt.load_text(f"/model {gemma_path}")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.state == "idle" and "gemma" in screen_text(app).lower(), 120,
+        await wait_for(pilot, lambda: app.chat_screen.state == "idle" and "gemma" in screen_text(app).lower(), 120,
                        "the next load")
 
 
@@ -164,9 +165,9 @@ def test_a_stuck_worker_does_not_keep_the_process_alive() -> None:
     """ctrl+q while a worker sits in a call that cannot be interrupted: the process ends."""
     code = (
         "import threading\n"
-        "from aigc_chat.tui.app import _exit_when_stuck\n"
+        "from aigc_chat.tui.launch import exit_when_stuck\n"
         "threading.Thread(target=threading.Event().wait).start()  # never returns, not a daemon\n"
-        "_exit_when_stuck(7, grace=0.2)\n"
+        "exit_when_stuck(7, grace=0.2)\n"
         "raise SystemExit(99)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], timeout=30, capture_output=True)
@@ -184,10 +185,10 @@ async def test_settings_pane_and_slash_stop_take_the_command_line_escapes(tmp_pa
         app.query_one("#set-stop-add").focus()
         await type_text(pilot, "\\n")  # a backslash and an n, as a user types them
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.controller.settings.params.stop == ("\n",), 5, "the stop")
+        await wait_for(pilot, lambda: app.conversation.settings.params.stop == ("\n",), 5, "the stop")
         assert "\\n" in screen_text(app)  # listed the way it was typed
         await pilot.press("f3")
         reply = await send(pilot, app, "two lines please")
         assert reply.text == "line one" and reply.finish_reason == "stop"
         await send(pilot, app, "/stop add \\t\\x41")
-        assert app.controller.settings.params.stop == ("\n", "\tA")
+        assert app.conversation.settings.params.stop == ("\n", "\tA")

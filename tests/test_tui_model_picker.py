@@ -60,7 +60,7 @@ async def test_filter_as_you_type_and_switch_in_the_background(tmp_path: Path, m
     app = _app(tmp_path, models)
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
-        first_backend = app.controller.backend
+        first_backend = app.conversation.backend
         await send(pilot, app, "hello")
         picker = await _open(pilot, app)
         names = [e.name for e in picker.shown]
@@ -72,14 +72,14 @@ async def test_filter_as_you_type_and_switch_in_the_background(tmp_path: Path, m
         assert [e.name for e in picker.shown] == ["tiny-two"]
         await pilot.press("enter")
         await wait_for(pilot, lambda: not isinstance(app.screen, ModelPicker), 10, "the picker to close")
-        await wait_for(pilot, lambda: app.controller.backend is not first_backend and app.state == "idle",
+        await wait_for(pilot, lambda: app.conversation.backend is not first_backend and app.chat_screen.state == "idle",
                        60, "the new model")
-        assert app.controller.settings.model == str(models["two"])
-        assert app.controller.backend.model == str(models["two"])
+        assert app.conversation.settings.model == str(models["two"])
+        assert app.conversation.backend.model == str(models["two"])
         reply = await send(pilot, app, "and now?")
         assert reply.text is not None
         # the whole conversation went to the new model
-        assert [m.content for m in app.controller.session.messages if m.role == "user"] == ["hello", "and now?"]
+        assert [m.content for m in app.conversation.messages if m.role == "user"] == ["hello", "and now?"]
 
 
 @pytest.mark.asyncio
@@ -87,7 +87,7 @@ async def test_a_failed_load_keeps_the_old_model(tmp_path: Path, models: dict[st
     app = _app(tmp_path, models)
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
-        old = app.controller.backend
+        old = app.conversation.backend
         picker = await _open(pilot, app)
         models["doomed"].write_bytes(models["doomed"].read_bytes()[:2000])  # truncated after listing
         await pilot.press(*"doomed")
@@ -96,8 +96,8 @@ async def test_a_failed_load_keeps_the_old_model(tmp_path: Path, models: dict[st
         await pilot.press("enter")
         await wait_for(pilot, lambda: any("Could not load" in (n.title or "") for n in app._notifications),
                        60, "the failure notice")
-        assert app.controller.backend is old and app.state == "idle"
-        assert app.controller.settings.model == str(models["one"])
+        assert app.conversation.backend is old and app.chat_screen.state == "idle"
+        assert app.conversation.settings.model == str(models["one"])
         note = next(n for n in app._notifications if "Could not load" in (n.title or ""))
         assert "truncated" in note.message and "still on" in note.message
         reply = await send(pilot, app, "still there?")
@@ -119,7 +119,7 @@ async def test_projectors_cannot_be_picked_and_esc_closes(tmp_path: Path, models
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, ModelPicker)
-        assert app.controller.settings.model == str(models["one"])
+        assert app.conversation.settings.model == str(models["one"])
 
 
 @pytest.mark.asyncio
@@ -165,5 +165,5 @@ async def test_the_settings_pane_says_where_each_value_came_from(tmp_path: Path,
         field.value = "12"
         await pilot.press("enter")
         await pilot.pause()
-        assert app.controller.settings.params.top_k == 12
+        assert app.conversation.settings.params.top_k == 12
         assert label("top_k").endswith("this conversation")

@@ -52,7 +52,7 @@ async def test_hostile_model_output_is_shown_literally_and_never_reaches_the_ter
         original = app._driver.write
         app._driver.write = lambda data: (written.append(data), original(data))[1]
         reply = await send(pilot, app, "Say [bold]hi[/] \x1b[2J")
-        assert reply.finish_reason == "stop", (reply.stats, app.controller.settings.params)
+        assert reply.finish_reason == "stop", (reply.stats, app.conversation.settings.params)
         await wait_for(pilot, lambda: "[bold]not bold[/]" in screen_text(app), 10, "the final paint")
         shown = screen_text(app)
         assert "[bold]not bold[/]" in shown, shown
@@ -65,7 +65,7 @@ async def test_hostile_model_output_is_shown_literally_and_never_reaches_the_ter
         out = "".join(written)
         assert "pwned" not in out and "ZXZpbA==" not in out and "\x1b[2J" not in out
         # the stored text is the model's own (raw); only its display is neutralised
-        conv = app.controller.store.get_conversation(app.controller.conversation_id)
+        conv = app.conversation.history.store.get_conversation(app.conversation.wait_for_id())
         assert conv.messages[-1].content == "".join(HOSTILE)
 
 
@@ -91,7 +91,7 @@ async def test_copy_uses_osc52_wrapped_for_tmux(tmp_path: Path, monkeypatch: pyt
         assert app.clipboard == "echo hi\n"
         # a focused message copies itself with "c"
         written.clear()
-        app.chat.last("user").focus()
+        app.chat_screen.chat.last("user").focus()
         await pilot.press("c")
         assert app.clipboard == "code please"
 
@@ -151,7 +151,7 @@ async def test_80x24_no_color_layout(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert "Hello there" in text and "idle" in lines[-2] and "Help" in lines[-1]
         await pilot.press("f2")  # hide history for narrow terminals
         await pilot.pause()
-        assert not app.history.display
+        assert not app.chat_screen.history.display
         await pilot.press("f1")
         await pilot.pause()
         await pilot.pause(0.3)
@@ -162,10 +162,11 @@ async def test_80x24_no_color_layout(tmp_path: Path, monkeypatch: pytest.MonkeyP
 async def test_no_history_keeps_nothing(tmp_path: Path, isolated_dirs: dict[str, Path]) -> None:
     import argparse
 
-    from aigc_chat.tui.app import _open_store
+    from aigc_chat.launch import open_history
 
-    store, note = _open_store(argparse.Namespace(no_history=True))
-    assert store is None and note == ""
+    opening = open_history(argparse.Namespace(no_history=True))
+    assert opening.store is None and opening.off_by_flag
+    store = opening.store
     app = ChatApp(make_config(tmp_path, max_tokens=50), store=store, backend=ScriptedBackend(["fine"]))
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
@@ -179,10 +180,11 @@ async def test_no_history_keeps_nothing(tmp_path: Path, isolated_dirs: dict[str,
 async def test_bad_conversation_flags_are_one_line_errors(cli: str) -> None:
     from tests.conftest import run_cli
 
+    # (--continue with nothing saved is not an error: it starts a new conversation, in both
+    # front ends; tests/test_front_end_rules.py)
     for args, reason in ((["--conversation", "999"], "no conversation 999"),
                          (["--conversation", "abc"], "expected a conversation id"),
-                         (["--continue"], "no saved conversation"),
-                         (["--continue", "--no-history"], "need the history")):
+                         (["--conversation", "7", "--no-history"], "no conversation 7")):
         out = run_cli(cli, *args, timeout=60)
         assert out.returncode == 2, (args, out.stderr)
         assert reason in out.stderr and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr

@@ -11,9 +11,10 @@ from aigc_chat.errors import UsageError
 from aigc_chat.params import GenerationParams
 from aigc_chat.tui import slash
 from aigc_chat.tui.clipboard import clipboard_sequences, osc52, tmux_wrap
-from aigc_chat.tui.controller import ConversationSettings
+from aigc_chat.conversation import ConversationSettings
 from aigc_chat.tui.help_text import help_markdown
-from aigc_chat.tui.text_utils import format_stats, last_code_block, title_from
+from aigc_chat.history import title_from
+from aigc_chat.tui.text_utils import format_stats, last_code_block
 
 
 @pytest.mark.parametrize("text,name,arg,args", [
@@ -83,7 +84,7 @@ def test_title_from_first_line() -> None:
     assert title_from("\n  Hello   world \nmore") == "Hello world"
     long = title_from("x" * 100)
     assert len(long) == 60 and long.endswith("…")
-    assert title_from("   \n") == "untitled"
+    assert title_from("   \n") == ""  # shown as (untitled)
 
 
 def test_format_stats() -> None:
@@ -116,7 +117,7 @@ def test_help_lists_every_command_and_newline_key() -> None:
 def test_ui_leaves_a_core_for_the_screen_on_small_machines() -> None:
     from pathlib import Path
 
-    from aigc_chat.tui.controller import tui_config, ui_threads
+    from aigc_chat.tui.launch import tui_config, ui_threads
 
     assert ui_threads(1) == 1 and ui_threads(2) == 1 and ui_threads(4) == 3 and ui_threads(16) is None
     cfg = Config(path=Path("/nonexistent.toml"))

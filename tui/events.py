@@ -1,11 +1,16 @@
-"""Messages the worker threads post to the app (Textual's post_message is thread-safe)."""
+"""The messages worker threads post to the screen (Textual's post_message is thread-safe).
+
+Each carries the job number it belongs to, so a reply that was replaced (regenerate, a new
+conversation) cannot touch the screen after it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from textual.message import Message
+
+from aigc_chat.backends.base import Backend, GenerationResult
+from aigc_chat.conversation import PromptPlan
 
 
 @dataclass
@@ -15,7 +20,7 @@ class ModelProgress(Message):
 
 @dataclass
 class ModelLoaded(Message):
-    backend: Any
+    backend: Backend
     models: list[str]
 
 
@@ -27,7 +32,7 @@ class ModelFailed(Message):
 @dataclass
 class ReplyStarted(Message):
     job: int
-    plan: Any  # aigc_chat.session.PromptPlan
+    plan: PromptPlan
 
 
 @dataclass
@@ -40,11 +45,36 @@ class ReplyDelta(Message):
 @dataclass
 class ReplyFinished(Message):
     job: int
-    result: Any  # GenerationResult
-    shown_tail: str
+    result: GenerationResult
 
 
 @dataclass
 class ReplyFailed(Message):
     job: int
     reason: str
+
+
+@dataclass
+class HistoryFailed(Message):
+    """Posted (from the writer thread) the first time saving fails; nothing more is saved."""
+
+    reason: str
+    path: str
+
+
+@dataclass
+class HistoryActionDone(Message):
+    """A rename, delete or export the user asked for has run; `error` says why not."""
+
+    action: str
+    conversation_id: int
+    error: str = ""
+    detail: str = ""
+
+
+@dataclass
+class Notice(Message):
+    """A notification for the UI thread from another thread (config writes)."""
+
+    text: str
+    severity: str = "information"

@@ -9,6 +9,7 @@ changes the chat view and the session as well.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from aigc_chat.tui import text_utils
 from aigc_chat.tui.text_utils import short_model
 
 if TYPE_CHECKING:
-    from aigc_chat.tui.history_service import HistoryService
+    from aigc_chat.history_service import HistoryService
 
 PAGE = 500  # conversations listed at once; older ones are reached by search
 
@@ -117,14 +118,14 @@ class HistoryPane(Vertical):
         assert self.history is not None
         if query:
             try:
-                hits = await self.history.read(lambda s: s.search(query, limit=100, prefix=True))
+                hits = await asyncio.wrap_future(self.history.read(lambda s: s.search(query, limit=100, prefix=True)))
             except Exception as exc:  # noqa: BLE001 - a bad query shows a reason, never a crash
                 self._fill([], f"search failed: {exc}")
                 return
             self._fill_hits(hits)
             return
         try:
-            convs = await self.history.read(lambda s: s.list_conversations(limit=PAGE))
+            convs = await asyncio.wrap_future(self.history.read(lambda s: s.list_conversations(limit=PAGE)))
         except Exception as exc:  # noqa: BLE001 - an unreadable history says why, never a crash
             self._fill([], f"cannot read the history: {getattr(exc, 'reason', exc)}")
             return

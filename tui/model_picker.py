@@ -18,7 +18,7 @@ to a later change).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aigc_chat.discovery import Found, human_params, human_size
 from aigc_chat.sanitize import sanitize
@@ -30,6 +30,10 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
+
+if TYPE_CHECKING:
+    from aigc_chat.backends.base import Backend
+    from aigc_chat.tui.chat_screen import ChatScreen
 
 
 def row_text(e: Found) -> str:
@@ -148,16 +152,15 @@ class ModelPicker(ModalScreen["Found | None"]):
 # -- switching, from the app ------------------------------------------------------------------
 
 
-def open_picker(app: Any) -> None:
+def open_picker(screen: ChatScreen) -> None:
     """Push the picker; a pick starts the background switch."""
-    controller = app.controller
-    current = controller.settings.model
+    conv = screen.conversation
 
     def picked(found: Found | None) -> None:
         if found is not None:
-            start_switch(app, found)
+            start_switch(screen, found)
 
-    app.push_screen(ModelPicker(controller.config, current), picked)
+    screen.app.push_screen(ModelPicker(conv.config, conv.settings.model), picked)
 
 
 def model_ref(found: Found) -> str:
@@ -165,72 +168,73 @@ def model_ref(found: Found) -> str:
     return found.name if found.source == "bundled" else found.path
 
 
-def start_switch(app: Any, found: Found) -> None:
+def start_switch(screen: ChatScreen, found: Found) -> None:
     from aigc_chat.loader import LOCAL_BACKENDS
 
-    if app.state == "generating":
-        app.notify("wait for the reply to end (Esc stops it) before switching model", severity="warning")
+    notify = screen.app.notify
+    if screen.state == "generating":
+        notify("wait for the reply to end (Esc stops it) before switching model", severity="warning")
         return
-    if app.state == "loading":
-        app.notify("a model is loading; pick again when it is ready", severity="warning")
+    if screen.state == "loading":
+        notify("a model is loading; pick again when it is ready", severity="warning")
         return
-    backend = app.controller.settings.backend
+    backend = screen.conversation.settings.backend
     if backend not in LOCAL_BACKENDS:
         backend = "llama"  # a GGUF file: the llama.cpp backend
-    previous = app.state
-    app.set_state("loading")
-    app._show_state(f"loading: {found.name}")
-    app.run_worker(lambda: _load(app, found, backend, previous), thread=True, group="model-switch",
-                   exclusive=True, exit_on_error=False)
+    previous = screen.state
+    screen.set_state("loading")
+    screen.show_state(f"loading: {found.name}")
+    screen.run_worker(lambda: _load(screen, found, backend, previous), thread=True, group="model-switch",
+                      exclusive=True, exit_on_error=False)
 
 
-def _load(app: Any, found: Found, backend: str, previous: str) -> None:
+def _load(screen: ChatScreen, found: Found, backend: str, previous: str) -> None:
     from aigc_chat.loader import load_backend
-    from aigc_chat.tui.controller import tui_config
+    from aigc_chat.tui.launch import tui_config
 
-    controller = app.controller
+    conv = screen.conversation
     try:
-        with controller.backend_lock:  # the old model is not generating: we were idle
-            new = load_backend(tui_config(controller.config, backend), None, backend=backend,
+        with conv.backend_lock:  # the old model is not generating: we were idle
+            new = load_backend(tui_config(conv.config, backend), None, backend=backend,
                                model=model_ref(found))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a failed switch keeps the old model, and says why
         reason = str(exc) if str(exc) else type(exc).__name__
-        app.call_from_thread(_failed, app, found, reason, previous)
+        screen.app.call_from_thread(_failed, screen, found, reason, previous)
         return
-    app.call_from_thread(_loaded, app, found, backend, new)
+    screen.app.call_from_thread(_loaded, screen, found, backend, new)
 
 
-def _failed(app: Any, found: Found, reason: str, previous: str) -> None:
-    old = app.controller.settings.model or "the default model"
-    app.set_state(previous)
-    app.notify(sanitize(f"{reason}; still on {old}"), title=sanitize(f"Could not load {found.name}"),
-               severity="error", timeout=8)
-    if getattr(app, "_queue", None):
-        app.call_later(app._send_next_queued)
+def _failed(screen: ChatScreen, found: Found, reason: str, previous: str) -> None:
+    old = screen.conversation.settings.model or "the default model"
+    screen.set_state(previous)
+    screen.app.notify(f"{reason}; still on {old}", title=f"Could not load {found.name}",
+                      severity="error", timeout=8)
+    if screen.queue:
+        screen.call_later(screen.send_next_queued)
 
 
-def _loaded(app: Any, found: Found, backend: str, new: Any) -> None:
+def _loaded(screen: ChatScreen, found: Found, backend: str, new: Backend) -> None:
     from aigc_chat.loader import model_settings_for
     from aigc_chat.params import PARAM_NAMES
     from aigc_chat.tui.events import ModelLoaded
 
-    controller = app.controller
-    old_cfg = controller.config
+    conv = screen.conversation
+    old_cfg = conv.config
     ref = model_ref(found)
     new_cfg = model_settings_for(replace(old_cfg, backend=backend, model=ref), backend, ref)
     changes: dict[str, Any] = {}
     for name in PARAM_NAMES:
         if old_cfg.source(name) == "flag":
             continue
-        current = getattr(controller.settings.params, name)
+        current = getattr(conv.settings.params, name)
         if current == getattr(old_cfg.generation, name):  # not changed in this conversation
             value = getattr(new_cfg.generation, name)
             if value != current:
                 changes[name] = value
-    controller.config = replace(new_cfg, model=old_cfg.model, backend=old_cfg.backend)
-    controller.set_model(backend, ref)
+    conv.config = replace(new_cfg, model=old_cfg.model, backend=old_cfg.backend)
+    conv.set_model(backend, ref)
     if changes:
-        controller.set_params(**changes)
-    app.post_message(ModelLoaded(new, []))  # the app attaches it (closing the old one)
-    app._refresh_settings()
-    app.notify(sanitize(f"now answering with {found.name}"), title="Model switched")
+        conv.set_params(**changes)
+    screen.post_message(ModelLoaded(new, []))  # the screen attaches it (closing the old one)
+    screen.refresh_settings()
+    screen.app.notify(f"now answering with {found.name}", title="Model switched")

@@ -28,7 +28,8 @@ from aigc_chat.argtypes import escape, unescape
 from aigc_chat.errors import ParamError
 from aigc_chat.params import coerce_param
 from aigc_chat.sanitize import sanitize
-from aigc_chat.tui.controller import ConversationSettings
+from aigc_chat.config import Config
+from aigc_chat.conversation import ConversationSettings
 
 NUMERIC_FIELDS: tuple[tuple[str, str], ...] = (
     ("temperature", "Temperature"),
@@ -126,8 +127,10 @@ class SettingsPane(VerticalScroll):
         self.border_title = "Settings (F3)"
 
     # -- attributes down ------------------------------------------------------------------
-    def load(self, settings: ConversationSettings, models: list[str] | None = None) -> None:
-        """Show a conversation's settings (no messages are sent back for these values)."""
+    def load(self, settings: ConversationSettings, models: list[str] | None = None,
+             config: Config | None = None) -> None:
+        """Show a conversation's settings (no messages are sent back for these values), and
+        where each came from: `config`'s sources for those it still holds."""
         self._loading = True
         try:
             select = self.query_one("#set-backend", Select)
@@ -142,14 +145,13 @@ class SettingsPane(VerticalScroll):
                 self._applied[name] = value
                 self._show_error(name, "")
             self._set_stops(p.stop)
-            self._show_sources(settings)
+            self._show_sources(settings, config)
             self.query_one("#set-system", SystemPromptArea).show(settings.system_prompt)
             self.set_models(models or [])
         finally:
             self.call_after_refresh(self._done_loading)
 
-    def _show_sources(self, settings: ConversationSettings) -> None:
-        config = getattr(getattr(self.app, "controller", None), "config", None)
+    def _show_sources(self, settings: ConversationSettings, config: Config | None) -> None:
         titles = dict(NUMERIC_FIELDS, stop="Stop sequences")
         for name, title in titles.items():
             value = getattr(settings.params, name)

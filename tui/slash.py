@@ -93,6 +93,3 @@ def parse(text: str) -> SlashCommand:
         return SlashCommand(name, arg, ("" if label is None else str(label), str(n)))
     return SlashCommand(name, arg)
 
-
-def help_lines() -> list[str]:
-    return [f"/{name} {syn}".rstrip() + f"  {text}" for name, (syn, text) in COMMANDS.items()]

@@ -1,4 +1,4 @@
-"""Small text helpers for the TUI: titles, reply stats, code blocks. No Textual here."""
+"""Small text helpers for the TUI: reply stats, dates, code blocks. No Textual here."""
 
 from __future__ import annotations
 
@@ -26,15 +26,6 @@ def last_code_block(markdown: str) -> str | None:
     return blocks[-1] if blocks else None
 
 
-def title_from(text: str, limit: int = 60) -> str:
-    """A conversation title from its first user message: the first non-empty line, trimmed."""
-    for line in text.splitlines():
-        line = " ".join(line.split())
-        if line:
-            return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
-    return "untitled"
-
-
 def format_stats(stats: dict[str, Any], finish_reason: str | None) -> str:
     """'0.12 s to first token · 48.3 tok/s · 128 tokens · stop' from a reply's stats."""
     parts: list[str] = []
@@ -51,19 +42,6 @@ def format_stats(stats: dict[str, Any], finish_reason: str | None) -> str:
         parts.append({"length": "stopped at max tokens", "cancelled": "cancelled",
                       "error": "failed", "stop": "done"}.get(finish_reason, finish_reason))
     return " · ".join(parts)
-
-
-def result_stats(result: Any) -> dict[str, Any]:
-    """The stats dict stored with a reply, from a GenerationResult."""
-    return {
-        "prompt_tokens": result.prompt_tokens,
-        "completion_tokens": result.completion_tokens,
-        "time_to_first_token": result.time_to_first_token,
-        "decode_tokens_per_s": result.decode_tokens_per_s,
-        "total_time": result.total_time,
-        "error": result.error,
-        "stop_sequence": result.stop_sequence,
-    }
 
 
 def format_date(timestamp: float, now: float | None = None) -> str:

@@ -201,7 +201,7 @@ def _dispatch(argv: list[str]) -> int:
         from aigc_chat.oneshot import run_oneshot
 
         return run_oneshot(config, args)
-    from aigc_chat.tui.app import run_tui
+    from aigc_chat.tui.launch import run_tui
 
     return run_tui(config, args)
 

@@ -10,16 +10,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
-from aigc_chat.backends.base import GenerationResult
+from aigc_chat.backends.base import Backend, GenerationResult
 from aigc_chat.config import Config
+from aigc_chat.conversation import Conversation, PromptPlan
 from aigc_chat.errors import UsageError
+from aigc_chat.history_service import HistoryService
+from aigc_chat.launch import conversation_to_open, flag_settings, open_history
 from aigc_chat.loader import load_backend
 from aigc_chat.safe_open import read_stream
 from aigc_chat.sanitize import StreamSanitizer, sanitize
-from aigc_chat.session import ChatSession
 
 
 # More than any context holds (a 128k-token context is ~0.5 MiB of text), small enough that
@@ -56,6 +59,7 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
     text = read_prompt(args.prompt, sys.stdin)
     err = sys.stderr
     show_status = err.isatty() and not args.json
+    conv, warnings = _start_conversation(config, args, err)
 
     def progress(msg: str) -> None:
         if show_status:
@@ -63,28 +67,31 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
             err.flush()
 
     t0 = time.perf_counter()
-    backend = load_backend(config, progress)
+    try:
+        backend = load_backend(config, progress)
+    except BaseException:
+        conv.close()
+        raise
     load_time = time.perf_counter() - t0
     if show_status:
         err.write("\r\x1b[2K")
         err.flush()
-    session = ChatSession(backend, config.generation, config.system_prompt)
-    history = _attach_history(session, config, args)
-    if history is not None:
-        history.load_into(session)
-    turn = session.send(text)
+    conv.attach_backend(backend)
+    try:
+        turn = conv.begin("send", text)
+    except BaseException:
+        conv.close()
+        raise
     out = sys.stdout
     sanitizer = None if args.raw else StreamSanitizer()
     last = ""
     interrupted = False
-    deltas = iter(turn)
+    pieces = turn.run()
     try:
-        for delta in deltas:
-            if history is not None:
-                history.on_delta(delta)
+        for piece in pieces:
             if args.json:
                 continue
-            shown = sanitizer.feed(delta) if sanitizer else delta
+            shown = sanitizer.feed(piece) if sanitizer else piece
             if shown:
                 out.write(shown)
                 out.flush()
@@ -92,11 +99,14 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        deltas.close()  # stops the engine and records the (partial) reply
+        pieces.close()  # stops the engine and records the (partial) reply
     result = turn.result
     assert result is not None
-    if history is not None:
-        history.close()
+    info = _info_dict(backend)
+    plan = conv.last_plan
+    saved = conv.close(HISTORY_WAIT)
+    if not saved:
+        warnings.once("the history stayed busy; the end of this answer may not be saved")
     if not args.json:
         tail = sanitizer.flush() if sanitizer else ""
         if tail:
@@ -106,12 +116,12 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
             out.write("\n")
         out.flush()
     else:
-        out.write(json.dumps(_json_record(result, _info_dict(backend)), ensure_ascii=True) + "\n")
+        out.write(json.dumps(_json_record(result, info), ensure_ascii=True) + "\n")
         out.flush()
     for warning in result.warnings:
         err.write(f"aigc-chat: warning: {sanitize(warning)}\n")
     if args.verbose:
-        _print_stats(err, backend, result, load_time, session)
+        _print_stats(err, info, result, load_time, plan)
     if interrupted:
         return 130
     if result.finish_reason == "error":
@@ -120,19 +130,57 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _attach_history(session: ChatSession, config: Config, args: argparse.Namespace) -> Any:
-    """Save the exchange unless --no-history; --continue / --conversation load earlier turns.
-    The history store is optional here so a broken data dir never blocks an answer."""
+# A locked history makes each write wait the store's busy timeout (15 s) before it gives up;
+# the answer is out by then, so the run waits at most this long for its last writes.
+HISTORY_WAIT = 20.0
+
+
+class _WarnOnce:
+    """History trouble is said once per run, on stderr, whatever thread notices it."""
+
+    def __init__(self, err: TextIO) -> None:
+        self.err = err
+        self._said = False
+        self._lock = threading.Lock()
+
+    def once(self, reason: str) -> None:
+        with self._lock:
+            if self._said:
+                return
+            self._said = True
+        self.err.write(f"aigc-chat: warning: this answer is not saved to the history: {sanitize(reason)}\n")
+        self.err.flush()
+
+    def failed(self, exc: Exception) -> None:
+        self.once(str(exc))
+
+
+def _start_conversation(config: Config, args: argparse.Namespace,
+                        err: TextIO) -> tuple[Conversation, _WarnOnce]:
+    """The conversation this run answers in, opened by the rules both front ends share
+    (aigc_chat.launch): flag errors and a missing conversation are found before the model
+    is loaded."""
+    warnings = _WarnOnce(err)
+    opening = open_history(args)
     try:
-        from aigc_chat import history_hooks
-    except ImportError:
-        if getattr(args, "continue_", False) or getattr(args, "conversation", None):
-            raise UsageError("conversation history is not available in this build") from None
-        return None
-    return history_hooks.attach_oneshot(session, config, args)
+        cid, note = conversation_to_open(opening.store, args)
+        stored = opening.store.get_conversation(cid) if cid is not None and opening.store else None
+    except BaseException:
+        if opening.store is not None:
+            opening.store.close()
+        raise
+    if note:
+        err.write(f"aigc-chat: note: {note}\n")
+    if opening.problem is not None:
+        warnings.once(str(opening.problem))
+    history = HistoryService(opening.store) if opening.store is not None else None
+    conv = Conversation(config, history, on_history_failure=warnings.failed)
+    if stored is not None:
+        conv.load(stored, keep=flag_settings(config, args))
+    return conv, warnings
 
 
-def _info_dict(backend: Any) -> dict[str, Any]:
+def _info_dict(backend: Backend) -> dict[str, Any]:
     info = backend.info()
     return {"backend": info.name, "model": info.model, "device": info.device,
             "context_length": info.context_length}
@@ -154,17 +202,15 @@ def _json_record(result: GenerationResult, info: dict[str, Any]) -> dict[str, An
     }
 
 
-def _print_stats(err: TextIO, backend: Any, result: GenerationResult, load_time: float,
-                 session: ChatSession) -> None:
-    info = backend.info()
+def _print_stats(err: TextIO, info: dict[str, Any], result: GenerationResult, load_time: float,
+                 plan: PromptPlan | None) -> None:
     ttft = f"{result.time_to_first_token * 1000:.0f} ms" if result.time_to_first_token is not None else "-"
     rate = f"{result.decode_tokens_per_s:.1f} tok/s" if result.decode_tokens_per_s else "-"
     err.write(sanitize(
-        f"[{info.name}] {info.model} on {info.device}, context {info.context_length}, "
+        f"[{info['backend']}] {info['model']} on {info['device']}, context {info['context_length']}, "
         f"loaded in {load_time:.2f} s\n"
         f"prompt {result.prompt_tokens} tok, completion {result.completion_tokens} tok, "
         f"first token {ttft}, decode {rate}, finish {result.finish_reason}\n"
     ))
-    plan = session.last_plan
     if plan is not None and plan.dropped:
         err.write(f"{plan.dropped} old messages were left out to fit the context\n")

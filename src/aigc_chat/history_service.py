@@ -1,13 +1,14 @@
-"""The TUI's link to the history store, off the UI thread.
+"""A front end's link to the history store, off its own thread.
 
 Threads and connections:
-- the writer thread (`HistoryWriter`) owns the store the app was given, and with it the one
-  read-write connection: every write the TUI makes is queued there, in order;
+- the writer thread (`HistoryWriter`) owns the store it was given, and with it the one
+  read-write connection: every write of the conversation core is queued there, in order;
 - the reader thread owns a second connection, opened read-only on first use: the history
   pane's list and search, opening a conversation, exporting one;
-- the UI thread touches neither: it submits writes (a Future back at once) and awaits reads
-  (`await history.read(...)`), so a locked, full, slow or broken history can make the
-  history lag or stop, never the screen or the answer.
+- the front end's thread touches neither: it submits writes (a Future back at once) and
+  waits on reads when it chooses (the TUI awaits `asyncio.wrap_future(history.read(...))`),
+  so a locked, full, slow or broken history can make the history lag or stop, never the
+  screen or the answer.
 
 A history that could only be opened read-only (`HistoryStore(readonly=True)`) has no writer:
 the reader thread reads that store itself and nothing is saved.
@@ -15,35 +16,15 @@ the reader thread reads that store itself and nothing is saved.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future
 from typing import Any
-
-from textual.message import Message
 
 from aigc_chat.errors import AigcError
 from aigc_chat.history_writer import HistoryWriter, QueuedStore, SerialThread
 
 READ_WAIT = 2.0  # a read waits at most this long for the writes queued before it
 CLOSE_WAIT = 3.0  # quitting waits at most this long for queued writes (a locked file: less is lost than waited)
-
-
-@dataclass
-class HistoryFailed(Message):
-    """Posted (from the writer thread) the first time saving fails; nothing more is saved."""
-
-    reason: str
-    path: str
-
-
-@dataclass
-class HistoryActionDone(Message):
-    """A rename or delete the user asked for has run; `error` says why not, if it failed."""
-
-    action: str
-    conversation_id: int
-    error: str = ""
 
 
 class HistoryService:
@@ -80,12 +61,12 @@ class HistoryService:
             self.on_failure(exc)
 
     # -- reads ------------------------------------------------------------------------------
-    def read(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
-        """`fn(store, *args, **kwargs)` on the reader thread, awaitable from the event loop.
-        Future ids among the arguments are resolved there (after the writes queued so far)."""
-        return asyncio.wrap_future(self._reads.submit(self._read_job, fn, args, kwargs))
+    def read(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+        """`fn(store, *args, **kwargs)` on the reader thread. Future ids among the arguments
+        are resolved there (after the writes queued so far)."""
+        return self._reads.submit(self._read_job, fn, args, kwargs)
 
-    def _read_job(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    def _read_job(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.writer is not None:
             self.writer.wait(READ_WAIT)
         if self._reader is None:
@@ -101,7 +82,7 @@ class HistoryService:
         return fn(self._reader, *args, **kwargs)
 
     # -- writes -----------------------------------------------------------------------------
-    def submit_action(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def submit_action(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """A write the user asked for (rename, delete): its error goes to its own Future."""
         assert self.writer is not None
         return self.writer.submit(fn, *args, own_errors=True)
@@ -125,8 +106,6 @@ class HistoryService:
 
 def _settled(value: Any) -> Any:
     """An id on the reader thread; a Future of the writer has had its chance (READ_WAIT)."""
-    from concurrent.futures import Future
-
     from aigc_chat.errors import UsageError
 
     if not isinstance(value, Future):

@@ -1,0 +1,549 @@
+"""The conversation core: one conversation, end to end, for both front ends.
+
+A `Conversation` owns everything a chat is besides its screen: the settings it is answered
+with, the messages sent to the model, the backend, and its rows in the history store. The TUI
+and the one-shot mode both drive it and nothing else, so each rule lives here once:
+
+- **A turn** (`begin("send" | "regenerate" | "edit", text)`) changes the messages and queues
+  the history writes at once, on the caller's thread, without waiting: the question is queued
+  before any row of its reply, so nothing typed is lost. The returned `Turn` is then run where
+  the front end likes (the TUI: a worker thread; the one-shot mode: its main thread): it plans
+  the prompt, streams the reply's text pieces, saves the reply while it streams (about once a
+  second) and finishes it (stats and finish reason) at every end: stop, length, cancel, error.
+- **Saving never waits and never stops the answer.** Writes go to the history's writer thread
+  (`history_service.HistoryService`); the first failure is reported once through
+  `on_history_failure` and the conversation goes on in memory.
+- **Opening, renaming, deleting and exporting** run on the history's threads too and hand back
+  `concurrent.futures.Future`s; the front end decides whether to await them.
+
+Nothing here imports a UI toolkit; backend calls happen only inside `Turn.run` and
+`load_backend`, which the front end runs off its event loop.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from aigc_chat.backends.base import Backend, ChatStream, GenerationResult, Message
+from aigc_chat.config import Config, load_config, save_config
+from aigc_chat.errors import ParamError, UsageError
+from aigc_chat.history_service import HistoryService
+from aigc_chat.history_writer import known
+from aigc_chat.params import GenerationParams
+
+if TYPE_CHECKING:
+    from aigc_chat.history import Conversation as StoredConversation
+    from aigc_chat.history import HistoryStore, ReplyRecorder
+
+TurnAction = Literal["send", "regenerate", "edit"]
+SAVE_INTERVAL = 1.0  # seconds between writes of a streaming reply: what a kill -9 can lose
+
+
+@dataclass
+class ConversationSettings:
+    """What a conversation remembers about how it is answered."""
+
+    backend: str
+    model: str
+    system_prompt: str = ""
+    params: GenerationParams = field(default_factory=GenerationParams)
+
+    @classmethod
+    def from_config(cls, config: Config) -> ConversationSettings:
+        return cls(config.backend, config.model, config.system_prompt, config.generation)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "model": self.model,
+            "system_prompt": self.system_prompt,
+            "generation": self.params.to_dict(),
+        }
+
+    def merged(self, data: dict[str, Any]) -> ConversationSettings:
+        """These settings overlaid with a stored dict; unknown or invalid stored values are
+        ignored (an old conversation must always open)."""
+        out = replace(self)
+        if isinstance(data.get("backend"), str) and data["backend"]:
+            out.backend = data["backend"]
+        if isinstance(data.get("model"), str):
+            out.model = data["model"]
+        if isinstance(data.get("system_prompt"), str):
+            out.system_prompt = data["system_prompt"]
+        gen = data.get("generation")
+        if isinstance(gen, dict):
+            params = out.params
+            for key, value in gen.items():
+                if key == "stop" and isinstance(value, list):
+                    value = tuple(value)
+                try:
+                    params = params.with_updates(**{key: value})
+                except (ParamError, TypeError):
+                    continue
+            out.params = params
+        return out
+
+
+@dataclass
+class PromptPlan:
+    """What will be sent: the messages, and how many old messages were left out to fit."""
+
+    messages: list[Message]
+    dropped: int = 0
+    prompt_tokens: int | None = None
+
+
+def plan_prompt(backend: Backend, system_prompt: str, turns: list[Message],
+                params: GenerationParams) -> PromptPlan:
+    """The messages to send: the oldest exchanges are left out until the prompt leaves room to
+    answer. The system prompt and the newest message always stay."""
+    system = [Message("system", system_prompt)] if system_prompt else []
+    turns = list(turns)
+    try:
+        ctx = backend.info().context_length
+    except Exception:  # noqa: BLE001 - no context size known: send everything, the engine says if it is too long
+        ctx = 0
+    count = backend.count_tokens(system + turns) if ctx else None
+    if count is None:
+        return PromptPlan(system + turns, 0, None)
+    reserve = min(params.max_tokens, max(ctx // 4, 1))
+    dropped = 0
+    while count > ctx - reserve and len(turns) > 1:
+        pair = len(turns) > 2 and turns[0].role == "user" and turns[1].role == "assistant"
+        cut = 2 if pair else 1
+        turns = turns[cut:]
+        dropped += cut
+        count = backend.count_tokens(system + turns) or 0
+    return PromptPlan(system + turns, dropped, count)
+
+
+def chat_messages(stored: StoredConversation) -> list[Message]:
+    """The turns of a stored conversation that are sent to the model: text from the user
+    and the assistant. A failed reply that produced nothing, and inline items such as GAN
+    samples, are shown but never sent."""
+    return [
+        Message(m.role, m.content)  # type: ignore[arg-type] - the role is checked just below
+        for m in stored.messages
+        if m.kind == "text" and m.role in ("user", "assistant")
+        and not (m.role == "assistant" and not m.content and m.finish_reason == "error")
+    ]
+
+
+def write_private(path: Path, text: str) -> None:
+    """An export holds a conversation: it is the user's alone (0600), from either front end."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _start_conversation(store: HistoryStore, title: str, text: str, **kwargs: Any) -> tuple[int, int]:
+    """The first message and the conversation made for it, as one write: whatever stops the
+    message (a locked file, text SQLite cannot encode) leaves no empty "(untitled)" behind."""
+    cid = store.create_conversation(title, **kwargs)
+    try:
+        mid = store.add_message(cid, "user", text)
+    except BaseException:
+        try:
+            store.delete_conversation(cid)
+        except Exception:  # noqa: BLE001 - the first error is the one to report
+            pass
+        raise
+    return cid, mid
+
+
+def _part(pair: Future[tuple[int, int]], index: int) -> Future[int]:
+    """One id of a writer job that makes two. Completed inside the job's own completion, so
+    any later job on the writer (which runs after it) finds it done."""
+    out: Future[int] = Future()
+
+    def settle(f: Future[tuple[int, int]]) -> None:
+        if f.cancelled():
+            out.cancel()
+        elif f.exception() is not None:
+            out.set_exception(f.exception())  # type: ignore[arg-type] - checked not None just above
+        else:
+            out.set_result(f.result()[index])
+
+    pair.add_done_callback(settle)
+    return out
+
+
+Ref = int | Future[Any] | None
+"""A stored id, or the writer's Future of one it has not made yet, or None (not saved)."""
+
+
+class Conversation:
+    """One conversation: settings, messages, backend and its history rows (module notes)."""
+
+    def __init__(self, config: Config, history: HistoryService | None = None, *,
+                 on_history_failure: Callable[[Exception], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.history = history if history is not None else HistoryService(None)
+        self.history.on_failure = self._history_failed
+        self.on_history_failure = on_history_failure
+        self.clock = clock
+        self.settings = ConversationSettings.from_config(config)
+        self.messages: list[Message] = []
+        self.backend: Backend | None = None
+        self.external_backend: Backend | None = None  # the caller's: never closed here
+        self.backend_lock = threading.Lock()  # one engine call at a time (a load or a turn)
+        self.conversation_ref: Ref = None
+        self.last_user_ref: Ref = None
+        self.last_reply_ref: Ref = None
+        self.last_plan: PromptPlan | None = None
+
+    # -- the backend -------------------------------------------------------------------------
+    def load_backend(self, progress: Callable[[str], None] | None = None,
+                     config: Config | None = None) -> Backend:
+        """Build and load the backend the settings name (slow: not on an event loop). The
+        front end may pass its own config (the TUI leaves a core for the screen)."""
+        from aigc_chat.loader import load_backend
+
+        with self.backend_lock:
+            return load_backend(config or self.config, progress, backend=self.settings.backend,
+                                model=self.settings.model or None)
+
+    def attach_backend(self, backend: Backend, *, external: bool = False) -> None:
+        """Answer with `backend` from now on; the one it replaces is closed (unless it was the
+        caller's own)."""
+        if external:
+            self.external_backend = backend
+        old, self.backend = self.backend, backend
+        if old is not None and old is not backend and old is not self.external_backend:
+            try:
+                old.close()
+            except Exception:  # noqa: BLE001 - a failing close must not block the new model
+                pass
+
+    # -- settings ----------------------------------------------------------------------------
+    def set_params(self, **changes: Any) -> GenerationParams:
+        """Validate and apply generation parameters; raises ParamError with the reason."""
+        self.settings.params = self.settings.params.with_updates(**changes)
+        self._save_settings()
+        return self.settings.params
+
+    def set_system_prompt(self, text: str) -> None:
+        self.settings.system_prompt = text
+        self._save_settings()
+
+    def set_model(self, backend: str | None = None, model: str | None = None) -> None:
+        """Record which backend and model answer this conversation (the caller loads it)."""
+        if backend is not None:
+            from aigc_chat.backends import registry
+
+            if not registry.is_known(backend):
+                names = ", ".join(registry.available())
+                raise UsageError(f"unknown backend {backend!r} (available: {names})")
+            self.settings.backend = registry.canonical(backend)
+        if model is not None:
+            self.settings.model = model
+        self._save_settings()
+
+    def save_as_default(self, settings: ConversationSettings | None = None) -> str:
+        """Write these settings (or a copy taken earlier, when this runs on another thread)
+        to config.toml as the new defaults.
+
+        The file is read again first, so this run's command-line flags are not written, and
+        nothing but backend, model, system prompt and generation changes in it (an API key is
+        never added)."""
+        s = settings if settings is not None else self.settings
+        base = load_config(self.config.path, environ={})
+        base.backend, base.model, base.system_prompt = s.backend, s.model, s.system_prompt
+        base.generation = s.params
+        return str(save_config(base))
+
+    def _save_settings(self) -> None:
+        if self.history.queued is not None and self.conversation_ref is not None:
+            self.history.queued.update_settings(self.conversation_ref, self.settings.to_dict(),
+                                                model=self.settings.model, backend=self.settings.backend)
+
+    # -- which stored conversation this is -----------------------------------------------------
+    @property
+    def known_id(self) -> int | None:
+        """The stored id, if the writer has made it already (never waits)."""
+        value = known(self.conversation_ref)
+        return value if isinstance(value, int) else None
+
+    def wait_for_id(self, timeout: float = 30) -> int | None:
+        """The stored id, waiting for the writer if it is still making it: for scripts and
+        tests, never for an event loop (which uses `known_id`)."""
+        ref = self.conversation_ref
+        if ref is None or isinstance(ref, int):
+            return ref
+        try:
+            return int(ref.result(timeout=timeout))
+        except Exception:  # noqa: BLE001 - not saved (the history failed): no id
+            return None
+
+    @property
+    def saving(self) -> bool:
+        return self.history.saving
+
+    # -- conversations ------------------------------------------------------------------------
+    def new(self) -> None:
+        """Start afresh with the config's defaults; the loaded backend and model stay."""
+        self.conversation_ref = self.last_user_ref = self.last_reply_ref = None
+        self.messages.clear()
+        self.last_plan = None
+        self.settings = replace(ConversationSettings.from_config(self.config),
+                                backend=self.settings.backend, model=self.settings.model)
+
+    def read(self, conversation_id: Ref) -> Future[StoredConversation]:
+        """Read a stored conversation on the history's reader thread."""
+        if not self.history.available:
+            raise UsageError("history is off (--no-history)")
+        return self.history.read(lambda store, cid: store.get_conversation(cid), conversation_id)
+
+    def load(self, stored: StoredConversation, *, keep: Collection[str] = ()) -> None:
+        """Carry on a stored conversation: its messages and the settings it was answered with,
+        except those named in `keep` ("backend", "model", "system_prompt" or a generation
+        parameter), which stay as they are: what this run's flags set wins, in both front ends."""
+        merged = self.settings.merged(stored.settings or {})
+        for name in ("backend", "model", "system_prompt"):
+            if name in keep:
+                setattr(merged, name, getattr(self.settings, name))
+        kept = {n: getattr(self.settings.params, n) for n in keep if hasattr(self.settings.params, n)}
+        if kept:
+            merged.params = merged.params.with_updates(**kept)
+        self.settings = merged
+        self.conversation_ref = stored.summary.id
+        self.messages[:] = chat_messages(stored)
+        self.last_plan = None
+        self.last_user_ref = self.last_reply_ref = None
+        for m in stored.messages:
+            if m.kind != "text":
+                continue
+            if m.role == "user":
+                self.last_user_ref, self.last_reply_ref = m.id, None
+            elif m.role == "assistant":
+                self.last_reply_ref = m.id
+
+    def rename(self, conversation_id: int, title: str) -> Future[Any]:
+        from aigc_chat.history import HistoryStore
+
+        return self._user_write(HistoryStore.rename, conversation_id, title)
+
+    def delete(self, conversation_id: int) -> Future[Any]:
+        """Delete a stored conversation; deleting this one starts a new one here."""
+        from aigc_chat.history import HistoryStore
+
+        if self.known_id == conversation_id:
+            self.new()
+        return self._user_write(HistoryStore.delete_conversation, conversation_id)
+
+    def export(self, conversation_id: Ref, path: Path) -> Future[str]:
+        """Write a stored conversation to `path` (.json: JSON, anything else: Markdown, its
+        text sanitised) on the reader thread, 0600; the Future gives the format."""
+        if not self.history.available:
+            raise UsageError("history is off (--no-history): nothing to export")
+        if conversation_id is None:
+            raise UsageError("nothing to export yet: send a message first")
+        fmt = "json" if path.suffix.lower() == ".json" else "markdown"
+
+        def job(store: HistoryStore, cid: int) -> str:
+            write_private(path, store.export(cid, fmt))
+            return fmt
+
+        return self.history.read(job, conversation_id)
+
+    def _user_write(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        if not self.history.available:
+            raise UsageError("history is off (--no-history)")
+        if self.history.writer is None:
+            raise UsageError(f"the history is read-only: cannot change it ({self.history.store.path})")
+        return self.history.submit_action(fn, *args)
+
+    def add_item(self, role: str, content: str, kind: str, meta: dict[str, Any]) -> Ref:
+        """An inline item that is stored and shown but never sent to the model (GAN samples)."""
+        conv = self._ensure_stored(content)
+        if conv is None:
+            return None
+        assert self.history.queued is not None
+        return self.history.queued.add_message(conv, role, content, kind=kind, meta=meta)
+
+    def _ensure_stored(self, first_text: str) -> Ref:
+        if not self.history.saving:
+            return None
+        if self.conversation_ref is None:
+            from aigc_chat.history import title_from
+
+            assert self.history.queued is not None
+            self.conversation_ref = self.history.queued.create_conversation(
+                title_from(first_text), model=self.settings.model, backend=self.settings.backend,
+                settings=self.settings.to_dict())
+        return self.conversation_ref
+
+    # -- turns ---------------------------------------------------------------------------------
+    def last_user_text(self) -> str | None:
+        for m in reversed(self.messages):
+            if m.role == "user":
+                return m.content
+        return None
+
+    def begin(self, action: TurnAction, text: str = "") -> Turn:
+        """Start a turn: the messages change and the history writes are queued now (never
+        waiting); run the returned Turn to get the reply. UsageError when there is nothing to
+        do: an empty message, nothing to regenerate or edit, no model."""
+        if self.backend is None:
+            raise UsageError("no model is loaded")
+        if action == "send":
+            self._queue_question(text)
+        elif action == "regenerate":
+            if not self.messages or not any(m.role == "user" for m in self.messages[-2:]):
+                raise UsageError("nothing to regenerate")
+            if self.messages[-1].role == "assistant":
+                self.messages.pop()
+            self._drop_rows(self.last_reply_ref)
+        elif action == "edit":
+            if not text.strip():
+                raise UsageError("empty message")
+            if self.last_user_text() is None:
+                raise UsageError("there is no message to edit")
+            while self.messages and self.messages[-1].role == "assistant":
+                self.messages.pop()
+            self.messages.pop()
+            self._drop_rows(self.last_reply_ref, self.last_user_ref)
+            self.last_user_ref = None
+            self._queue_question(text)
+        else:
+            raise ValueError(f"unknown turn action {action!r}")
+        return Turn(self, action, self._recorder())
+
+    def _queue_question(self, text: str) -> None:
+        if not text.strip():
+            raise UsageError("empty message")
+        self.messages.append(Message("user", text))
+        self.last_reply_ref = None
+        if not self.history.saving:
+            self.last_user_ref = None
+            return
+        assert self.history.queued is not None
+        if self.conversation_ref is None:
+            from aigc_chat.history import title_from
+
+            pair = self.history.writer.submit(  # type: ignore[union-attr] - saving means a writer
+                _start_conversation, title_from(text), text, model=self.settings.model,
+                backend=self.settings.backend, settings=self.settings.to_dict())
+            self.conversation_ref, self.last_user_ref = _part(pair, 0), _part(pair, 1)
+        else:
+            self.last_user_ref = self.history.queued.add_message(self.conversation_ref, "user", text)
+
+    def _drop_rows(self, *refs: Ref) -> None:
+        if self.history.queued is None or not self.history.saving:
+            return
+        for ref in refs:
+            if ref is not None:
+                self.history.queued.delete_message(ref)
+        self.last_reply_ref = None
+
+    def _recorder(self) -> ReplyRecorder | None:
+        if not self.history.saving or self.conversation_ref is None:
+            return None
+        from aigc_chat.history import ReplyRecorder
+
+        rec = ReplyRecorder(self.history.queued, self.conversation_ref, interval=SAVE_INTERVAL,
+                            clock=self.clock)
+        self.last_reply_ref = rec.start()
+        return rec
+
+    def _history_failed(self, exc: Exception) -> None:
+        if self.on_history_failure is not None:
+            self.on_history_failure(exc)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Close the backend (unless it is the caller's) and write what the history still has
+        queued (up to `timeout`; the service's own default when None). True when nothing
+        queued was left unwritten."""
+        if self.backend is not None and self.backend is not self.external_backend:
+            try:
+                self.backend.close()
+            except Exception:  # noqa: BLE001 - closing must not fail
+                pass
+        self.backend = None
+        return self.history.close() if timeout is None else self.history.close(timeout)
+
+
+class Turn:
+    """One reply in progress. `run(cancel)` yields the model's text pieces as they come and
+    keeps the history in step; `plan` and `result` are there once it has started / ended.
+    The reply joins the conversation at every end (cancelled or failed ones too, when they
+    produced text), so nothing the user saw is lost."""
+
+    def __init__(self, conversation: Conversation, action: TurnAction,
+                 recorder: ReplyRecorder | None) -> None:
+        self.conversation = conversation
+        self.action = action
+        self.recorder = recorder
+        self.user_ref: Ref = conversation.last_user_ref
+        self.reply_ref: Ref = conversation.last_reply_ref
+        self.plan: PromptPlan | None = None
+        self.result: GenerationResult | None = None
+        self._stream: ChatStream | None = None
+
+    def start(self, cancel: threading.Event | None = None) -> PromptPlan:
+        """Plan the prompt and start the engine (off the event loop: this counts tokens)."""
+        conv = self.conversation
+        if conv.backend is None:
+            raise UsageError("no model is loaded")
+        try:
+            self.plan = plan_prompt(conv.backend, conv.settings.system_prompt, conv.messages,
+                                    conv.settings.params)
+            conv.last_plan = self.plan
+            self._stream = conv.backend.stream_chat(self.plan.messages, conv.settings.params, cancel)
+        except BaseException as exc:
+            self._end(GenerationResult("", "error", error=str(exc) or type(exc).__name__))
+            raise
+        return self.plan
+
+    def run(self, cancel: threading.Event | None = None) -> Iterator[str]:
+        """The reply's text pieces (exactly the model's text: sanitise before showing). Ending
+        the iteration early (close, Ctrl-C) ends the reply as cancelled and records it."""
+        if self._stream is None:
+            self.start(cancel)
+        assert self._stream is not None
+        stream = self._stream
+        pieces: list[str] = []
+        clock = self.conversation.clock
+        next_save = clock() + SAVE_INTERVAL
+        try:
+            for piece in stream:
+                pieces.append(piece)
+                yield piece
+                if self.recorder is not None and clock() >= next_save:
+                    next_save = clock() + SAVE_INTERVAL
+                    self.recorder.feed("".join(pieces))
+        finally:
+            stream.close()
+            result = stream.result
+            if result is None:  # the engine never ran (closed before its first step)
+                result = GenerationResult("".join(pieces), "cancelled")
+            self._end(result)
+
+    def consume(self, cancel: threading.Event | None = None) -> GenerationResult:
+        for _ in self.run(cancel):
+            pass
+        assert self.result is not None
+        return self.result
+
+    def _end(self, result: GenerationResult) -> None:
+        if self.result is not None:
+            return
+        self.result = result
+        if result.text or result.finish_reason != "error":
+            self.conversation.messages.append(Message("assistant", result.text))
+        if self.recorder is not None:
+            try:
+                self.recorder.finish(result)  # queued: never waits
+            except Exception:  # noqa: BLE001 - the writer reports its own failures once
+                pass

@@ -1,0 +1,523 @@
+"""The chat screen: history pane, chat view, message box, settings pane, status bar, and the
+life of each turn on screen.
+
+The screen is a view of a `Conversation` (aigc_chat.conversation), given to it by the app:
+a send, regenerate or edit asks the conversation to begin a turn (which queues the history
+writes and never waits), shows the widgets for it, and runs the turn in a thread worker
+(tui/reply_worker.py) whose typed events update the reply. Loading a model runs in a worker
+too; the conversation's engine lock keeps a load and a turn from using an engine at once.
+Opening, renaming, deleting and exporting stored conversations are in tui/history_actions.py;
+slash commands in tui/commands.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from textual import events, on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from aigc_chat.config import Config
+from aigc_chat.conversation import Conversation, TurnAction
+from aigc_chat.errors import AigcError, ParamError, UsageError
+from aigc_chat.history_writer import known
+from aigc_chat.tui import commands, slash
+from aigc_chat.tui.chat_view import AssistantMessage, ChatView, NoticeMessage, UserMessage
+from aigc_chat.tui.events import (
+    HistoryActionDone, HistoryFailed, ModelFailed, ModelLoaded, ModelProgress, ReplyDelta, ReplyFailed, ReplyFinished,
+    ReplyStarted,
+)
+from aigc_chat.tui.history_actions import HistoryActions, open_failure
+from aigc_chat.tui.history_pane import HistoryPane
+from aigc_chat.tui.launch import tui_config
+from aigc_chat.tui.prompt_input import PromptInput
+from aigc_chat.tui.reply_worker import stream_reply
+from aigc_chat.tui.settings_pane import SettingsPane
+from aigc_chat.tui.status_bar import StatusBar
+from aigc_chat.tui.text_utils import short_model
+
+if TYPE_CHECKING:
+    from aigc_chat.backends.base import Backend
+
+BUSY = {"generating": "the reply ends", "opening": "the conversation is open"}
+
+
+class ChatScreen(Screen[None]):
+    """The one screen of the chat (module notes)."""
+
+    def __init__(self, conversation: Conversation, config: Config, *, batch_interval: float,
+                 backend: Backend | None = None, history_note: str = "", start_note: str = "",
+                 off_reason: str = "") -> None:
+        super().__init__(id="chat-screen")
+        self.conversation = conversation
+        self.config = config
+        self.batch_interval = batch_interval  # seconds between screen batches of a reply
+        self.given_backend = backend
+        self.history_note = history_note
+        self.start_note = start_note
+        self.off_reason = off_reason
+        self.state = "loading"
+        self.load_error: str | None = None
+        self.editing = False
+        self.queue: list[str] = []
+        self.models: list[str] = []
+        self.status_note = ""  # "history off │ " while nothing is being saved
+        self._job = 0
+        self._cancel: threading.Event | None = None
+        self._reply: AssistantMessage | None = None
+        self._history_told = False
+        self.opening = 0  # conversations being read in; a message sent meanwhile is queued
+        self.stored = HistoryActions(self)
+
+    # -- layout ---------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            yield HistoryPane(self.conversation.history, off_reason=self.off_reason, id="history")
+            with Vertical(id="chat-column"):
+                yield ChatView(id="chat")
+                yield PromptInput(id="prompt")
+            # the settings pane is mounted on first use: a faster first paint
+        yield StatusBar(id="status")
+        yield Footer()
+
+    @property
+    def chat(self) -> ChatView:
+        return self.query_one("#chat", ChatView)
+
+    @property
+    def status(self) -> StatusBar:
+        return self.query_one("#status", StatusBar)
+
+    @property
+    def history(self) -> HistoryPane:
+        return self.query_one("#history", HistoryPane)
+
+    @property
+    def prompt(self) -> PromptInput:
+        return self.query_one(PromptInput)
+
+    @property
+    def settings_pane(self) -> SettingsPane | None:
+        panes = self.query("#settings")
+        return panes.first(SettingsPane) if panes else None
+
+    async def on_mount(self) -> None:
+        self.history.display = bool(self.config.tui.get("show_history", True))
+        if self.history_note or not self.conversation.saving and self.conversation.history.available:
+            self._mark_not_saving(self.conversation.history.problem)
+        self.refresh_settings()
+        self.prompt.focus()
+        if self.app_initial_conversation is not None:
+            # read in on the reader thread; the model it names is loaded once it is open
+            self.opening += 1
+            self.run_worker(self._open_initial(self.app_initial_conversation), group="open",
+                            exit_on_error=False)
+        else:
+            await self._show_start_notes()
+            self._begin_model()
+
+    @property
+    def app_initial_conversation(self) -> int | None:
+        return getattr(self.app, "initial_conversation", None)
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        # Only a focused field shows a cursor; [tui] cursor_blink decides whether it blinks
+        # (off by default: every blink is a repaint sent over the wire, forever).
+        if hasattr(event.widget, "cursor_blink"):
+            event.widget.cursor_blink = bool(self.config.tui.get("cursor_blink", False))
+
+    async def _show_start_notes(self) -> None:
+        """The start-up notices: a line in the chat that stays, and a toast."""
+        for text, severity, title in ((self.history_note, "warning", "History"),
+                                      (self.start_note, "information", "")):
+            if not text:
+                continue
+            await self.chat.add(NoticeMessage(text[0].upper() + text[1:],
+                                              severity="warning" if severity == "warning" else "info"))
+            # after the first refresh, so the toast rack is there to show it
+            self.call_after_refresh(self.app.notify, text, title=title, severity=severity,  # type: ignore[arg-type]
+                                    timeout=15)
+
+    def _begin_model(self) -> None:
+        if self.given_backend is not None:
+            self.post_message(ModelLoaded(self.given_backend, []))
+        else:
+            self.start_load()
+
+    async def _open_initial(self, conversation_id: int) -> None:
+        try:
+            await self.stored.open_conversation(conversation_id, keep=getattr(self.app, "keep", frozenset()))
+        except Exception as exc:  # noqa: BLE001 - the app must start with or without it
+            self.app.notify(open_failure(exc), severity="error")
+        finally:
+            self.opening -= 1
+        await self._show_start_notes()
+        self._begin_model()
+
+    # -- state, shown in the status bar ---------------------------------------------------
+    def set_state(self, state: str) -> None:
+        self.state = state
+        self.show_state(state)
+
+    def show_state(self, text: str) -> None:
+        self.status.state = self.status_note + text
+
+    def refresh_settings(self, models: list[str] | None = None) -> None:
+        s = self.conversation.settings
+        if models is not None:
+            self.models = models
+        pane = self.settings_pane
+        if pane is not None:
+            pane.load(s, self.models, self.conversation.config)
+        self.status.backend = s.backend
+        self.status.model = short_model(s.model)
+
+    # -- history trouble: told once, marked in the status bar and the pane --------------------
+    async def on_history_failed(self, event: HistoryFailed) -> None:
+        if self._history_told:
+            return
+        self._history_told = True
+        text = (f"history not saved: {event.reason}. This conversation goes on in memory only; "
+                f"nothing more from this session is saved to {event.path}.")
+        self.app.notify(text, title="History", severity="warning", timeout=15)
+        self._mark_not_saving(event.reason)
+        await self.chat.add(NoticeMessage(text[0].upper() + text[1:], severity="warning"))
+
+    def _mark_not_saving(self, reason: str) -> None:
+        self.status_note = "history off │ "
+        self.show_state(self.state)
+        if reason:
+            self.history.show_not_saving(reason)
+
+    # -- model loading --------------------------------------------------------------------
+    def start_load(self) -> None:
+        self.load_error = None
+        self.set_state("loading")
+        self.status.device = ""
+        self.status.context_size = None
+        self._load_worker()
+
+    @work(thread=True, exclusive=True, group="load", exit_on_error=False)
+    def _load_worker(self) -> None:
+        conv = self.conversation
+        try:
+            backend = conv.load_backend(lambda msg: self.post_message(ModelProgress(msg)),
+                                        tui_config(conv.config, conv.settings.backend))
+        except AigcError as exc:
+            self.post_message(ModelFailed(str(exc)))
+            return
+        except Exception as exc:  # noqa: BLE001 - a failed load is shown, never a crash
+            self.post_message(ModelFailed(f"{type(exc).__name__}: {exc}"))
+            return
+        try:
+            models = list(backend.list_models())
+        except Exception:  # noqa: BLE001 - the list is a convenience
+            models = []
+        self.post_message(ModelLoaded(backend, models))
+
+    def on_model_progress(self, event: ModelProgress) -> None:
+        if self.state == "loading":
+            self.show_state(f"loading: {event.text}")
+
+    def on_model_loaded(self, event: ModelLoaded) -> None:
+        self.conversation.attach_backend(event.backend, external=event.backend is self.given_backend)
+        try:
+            info = event.backend.info()
+            self.status.device = info.device
+            self.status.context_size = info.context_length
+            self.status.model = short_model(info.model)
+        except Exception:  # noqa: BLE001 - the status bar is a convenience
+            pass
+        self.status.backend = event.backend.name
+        if event.models:
+            self.models = list(event.models)
+            if self.settings_pane is not None:
+                self.settings_pane.set_models(self.models)
+        self.set_state("opening" if self.opening else "idle")
+        if self.queue:
+            self.call_later(self.send_next_queued)
+
+    async def on_model_failed(self, event: ModelFailed) -> None:
+        self.load_error = event.reason
+        self.set_state("load failed")
+        await self.chat.add(NoticeMessage(
+            f"Could not load the model: {event.reason}\nPick another with /model PATH, "
+            "/backend NAME or the settings pane (F3).", severity="error"))
+        self.app.notify(event.reason, title="Model load failed", severity="error", timeout=8)
+        self.queue.clear()
+
+    # -- sending ----------------------------------------------------------------------------
+    @on(PromptInput.Submitted)
+    async def _submitted(self, event: PromptInput.Submitted) -> None:
+        text = event.text
+        if not text.strip():
+            return
+        prompt = self.prompt
+        if slash.is_slash(text) and not self.editing:
+            prompt.remember(text)
+            prompt.load_text("")
+            await commands.run_slash(self, text)
+            return
+        text = slash.unescape(text)
+        if self.editing:
+            if self.state == "generating":
+                self.app.notify("a reply is still streaming: Esc stops it", severity="warning")
+                return
+            prompt.remember(text)
+            prompt.load_text("")
+            await self._resend_edited(text)
+            return
+        prompt.remember(text)
+        prompt.load_text("")
+        if self.state in ("generating", "opening") or self.state.startswith("loading"):
+            self.queue.append(text)
+            self.app.notify(f"queued: sends when {BUSY.get(self.state, 'the model is loaded')}")
+            return
+        await self.send(text)
+
+    async def send(self, text: str) -> None:
+        """Begin the turn (its question is queued for the history first), show it, reply."""
+        if self.conversation.backend is None:
+            self.app.notify(f"no model is loaded: {self.load_error or 'still loading'}", severity="error")
+            return
+        await self._run_turn("send", text)
+
+    async def send_next_queued(self) -> None:
+        if self.queue and self.state == "idle" and not self.opening:
+            await self.send(self.queue.pop(0))
+
+    async def _run_turn(self, action: TurnAction, text: str = "") -> None:
+        try:
+            turn = self.conversation.begin(action, text)
+        except UsageError as exc:
+            self.app.notify(str(exc), severity="warning")
+            return
+        await self._drop_replaced(action)
+        if action != "regenerate":
+            await self.chat.add(UserMessage(text, message_id=known(turn.user_ref)))
+            self.chat.anchor()
+        self.history.current_id = self.conversation.conversation_ref
+        self._job += 1
+        self._cancel = threading.Event()
+        self._reply = AssistantMessage(message_id=known(turn.reply_ref))
+        await self.chat.add(self._reply)
+        self._reply.start_stream()
+        self.set_state("generating")
+        job, cancel, lock = self._job, self._cancel, self.conversation.backend_lock
+        self.run_worker(lambda: stream_reply(self.post_message, job, turn, cancel, lock, self.batch_interval),
+                        thread=True, exclusive=True, group="generate", exit_on_error=False)
+        self.history.reload()
+
+    async def _drop_replaced(self, action: TurnAction) -> None:
+        """The widgets of what the turn replaces: a regenerated reply (the last assistant
+        message after the last user message; inline GAN items in between stay), or an edited
+        question and everything after it."""
+        if action == "regenerate":
+            for widget in reversed(self.chat.messages()):
+                if widget.role == "user":
+                    break
+                if isinstance(widget, AssistantMessage):
+                    await widget.remove()
+                    break
+        elif action == "edit":
+            widgets = [w for w in self.chat.messages() if w.role in ("user", "assistant")]
+            last_user = max((i for i, w in enumerate(widgets) if w.role == "user"), default=None)
+            if last_user is not None:
+                for w in widgets[last_user:]:
+                    await w.remove()
+
+    async def on_reply_started(self, event: ReplyStarted) -> None:
+        if event.job != self._job:
+            return
+        plan = event.plan
+        if plan.prompt_tokens is not None:
+            self.status.context_used = plan.prompt_tokens
+        if plan.dropped:
+            n = plan.dropped
+            note = NoticeMessage(
+                f"{n} earlier message{'s are' if n != 1 else ' is'} left out of what is sent: "
+                f"the conversation no longer fits the model's context "
+                f"({self.status.context_size or '?'} tokens). The system prompt is always kept.",
+                severity="warning")
+            note.add_class("-context")
+            await self.chat.mount(note, before=self._reply)
+
+    async def on_reply_delta(self, event: ReplyDelta) -> None:
+        if event.job == self._job and self._reply is not None:
+            await self._reply.append(event.shown, event.raw_so_far)
+
+    async def on_reply_finished(self, event: ReplyFinished) -> None:
+        if event.job != self._job or self._reply is None:
+            return
+        result = event.result
+        from aigc_chat.history import result_stats
+
+        reply, self._reply = self._reply, None
+        await reply.finish(result.text, result_stats(result), result.finish_reason)
+        if result.prompt_tokens:
+            self.status.context_used = result.prompt_tokens + result.completion_tokens
+        for warning in result.warnings:
+            self.app.notify(warning, severity="warning")
+        if result.finish_reason == "error":
+            self.app.notify(result.error or "generation failed", title="Generation failed", severity="error")
+        self.set_state("idle")
+        self.history.reload()
+        if self.queue:
+            await self.send_next_queued()
+
+    async def on_reply_failed(self, event: ReplyFailed) -> None:
+        if event.job != self._job:
+            return
+        reply, self._reply = self._reply, None
+        if reply is not None:
+            await reply.finish("", {"error": event.reason}, "error")
+        self.app.notify(event.reason, title="Cannot answer", severity="error")
+        self.set_state("idle")
+
+    # -- generation control ---------------------------------------------------------------
+    def action_cancel(self) -> None:
+        if self.state == "generating" and self._cancel is not None:
+            self._cancel.set()
+            self.queue.clear()
+            self.show_state("stopping")
+            return
+        if self.editing:
+            self.stop_editing()
+            self.prompt.load_text("")
+
+    def stop_now(self) -> None:
+        """Quitting: a streaming reply ends now (the core records it as cancelled)."""
+        if self._cancel is not None:
+            self._cancel.set()
+
+    async def action_regenerate(self) -> None:
+        if self.state != "idle":
+            self.app.notify({"generating": "wait for the current reply (Esc stops it)",
+                             "opening": "wait: the conversation is still opening"}.get(
+                                 self.state, "no model is ready"), severity="warning")
+            return
+        if self.conversation.backend is None:
+            self.app.notify("no model is loaded", severity="error")
+            return
+        await self._run_turn("regenerate")
+
+    def action_edit_last(self) -> None:
+        text = self.conversation.last_user_text()
+        if text is None:
+            self.app.notify("there is no message to edit", severity="warning")
+            return
+        prompt = self.prompt
+        prompt.load_text(text)
+        prompt.move_cursor(prompt.document.end)
+        prompt.border_title = "Editing your last message: Enter resends, Esc cancels"
+        prompt.add_class("-editing")
+        self.editing = True
+        prompt.focus()
+
+    def stop_editing(self) -> None:
+        self.editing = False
+        self.prompt.border_title = None
+        self.prompt.remove_class("-editing")
+
+    async def _resend_edited(self, text: str) -> None:
+        self.stop_editing()
+        if self.conversation.backend is None:
+            self.app.notify("no model is loaded", severity="error")
+            return
+        await self._run_turn("edit", text)
+
+    # -- settings ---------------------------------------------------------------------------
+    @on(SettingsPane.ParamChanged)
+    def _param_changed(self, event: SettingsPane.ParamChanged) -> None:
+        try:
+            self.conversation.set_params(**{event.name: event.value})
+        except ParamError as exc:
+            self.app.notify(str(exc), severity="error")
+
+    @on(SettingsPane.SystemPromptChanged)
+    def _system_changed(self, event: SettingsPane.SystemPromptChanged) -> None:
+        self.conversation.set_system_prompt(event.text)
+        self.app.notify("system prompt applied")
+
+    @on(SettingsPane.ModelChosen)
+    async def _model_chosen(self, event: SettingsPane.ModelChosen) -> None:
+        try:
+            self.switch_model(event.backend, event.model)
+        except AigcError as exc:
+            self.app.notify(str(exc), severity="error")
+
+    @on(SettingsPane.SaveDefault)
+    def _save_default(self) -> None:
+        self.app.action_save_default()  # type: ignore[attr-defined] - ChatApp's
+
+    def switch_model(self, backend: str | None, model: str) -> None:
+        if self.state == "generating":
+            raise UsageError("wait for the reply to end (Esc stops it) before switching model")
+        self.conversation.set_model(backend, model)
+        self.refresh_settings()
+        self.start_load()
+
+    # -- stored conversations (tui/history_actions.py) ----------------------------------------
+    async def action_new_conversation(self) -> None:
+        await self.stored.new_conversation()
+
+    @on(HistoryPane.Open)
+    def _open_from_pane(self, event: HistoryPane.Open) -> None:
+        self.stored.open_from_pane(event)
+
+    @on(HistoryPane.Request)
+    def _pane_request(self, event: HistoryPane.Request) -> None:
+        self.stored.pane_request(event)
+
+    def on_history_action_done(self, event: HistoryActionDone) -> None:
+        self.stored.action_done(event)
+
+    # -- panes ------------------------------------------------------------------------------
+    def action_toggle_history(self) -> None:
+        pane = self.history
+        pane.display = not pane.display
+        if not pane.display and pane.has_focus_within:
+            self.prompt.focus()
+
+    def action_search(self) -> None:
+        self.history.display = True
+        self.history.focus_search()
+
+    async def action_toggle_settings(self) -> None:
+        pane = self.settings_pane
+        if pane is None:
+            from aigc_chat.backends import registry
+
+            pane = SettingsPane(registry.available(), id="settings")
+            pane.display = False
+            await self.query_one("#main").mount(pane)
+            pane.load(self.conversation.settings, self.models, self.conversation.config)
+        pane.display = not pane.display
+        if pane.display:
+            pane.query_one("#set-temperature").focus()
+        else:
+            self.prompt.focus()
+
+    def action_copy_reply(self) -> None:
+        last = self.chat.last("assistant")
+        if last is None or not last.text:
+            self.app.notify("no reply to copy", severity="warning")
+            return
+        last.action_copy_message()
+
+    def action_copy_code(self) -> None:
+        last = self.chat.last("assistant")
+        if last is None:
+            self.app.notify("no reply to copy", severity="warning")
+            return
+        last.action_copy_code()
+
+    def action_pick_model(self) -> None:
+        from aigc_chat.tui.model_picker import open_picker
+
+        open_picker(self)
+

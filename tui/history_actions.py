@@ -1,0 +1,179 @@
+"""What the chat screen does with stored conversations: open one, start a new one, rename,
+delete and export from the history pane. The chat screen routes them here, kept apart because
+it is one job: the pane's requests and the conversation core's history calls.
+
+Every read or write runs on the history's threads (the core hands back Futures); the screen
+awaits reads, and learns the outcome of a rename, delete or export from a HistoryActionDone,
+so a slow or locked history never holds up a key."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Future
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aigc_chat.errors import AigcError
+from aigc_chat.tui.chat_view import AssistantMessage, GanMessage, UserMessage
+from aigc_chat.tui.dialogs import ConfirmDialog, TextDialog
+from aigc_chat.tui.events import HistoryActionDone
+from aigc_chat.tui.history_pane import HistoryPane
+
+if TYPE_CHECKING:
+    from textual.widget import Widget
+
+    from aigc_chat.tui.chat_screen import ChatScreen
+
+
+def open_failure(exc: BaseException) -> str:
+    if isinstance(exc, AigcError):
+        return str(exc)
+    return f"cannot open the conversation: {type(exc).__name__}: {exc}"
+
+
+class HistoryActions:
+    """ChatScreen's history side (module notes): the screen routes the pane's messages and
+    its keys here."""
+
+    def __init__(self, screen: ChatScreen) -> None:
+        self.screen = screen
+
+    # -- new and open ---------------------------------------------------------------------
+    async def new_conversation(self) -> None:
+        s = self.screen
+        if s.state == "generating":
+            s.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
+            return
+        s.conversation.new()
+        s.stop_editing()
+        await s.chat.clear()
+        s.history.current_id = None
+        s.status.context_used = None
+        s.refresh_settings()
+        s.prompt.focus()
+
+    def open_in_background(self, conversation_id: int) -> None:
+        """Read a conversation in and show it; messages sent meanwhile wait for it."""
+        s = self.screen
+        s.opening += 1
+        if s.state == "idle":
+            s.set_state("opening")
+        s.run_worker(self._open_job(conversation_id), group="open", exit_on_error=False)
+
+    async def _open_job(self, conversation_id: int) -> None:
+        s = self.screen
+        try:
+            await self.open_conversation(conversation_id)
+            ok = True
+        except Exception as exc:  # noqa: BLE001 - shown, never a crash
+            s.app.notify(open_failure(exc), severity="error")
+            s.history.reload()
+            ok = False
+        finally:
+            s.opening -= 1
+            if not s.opening and s.state == "opening":
+                s.set_state("idle")
+        if ok and len(s.app.screen_stack) == 1:  # no dialog opened meanwhile
+            s.prompt.focus()
+        if s.queue:
+            await s.send_next_queued()
+
+    async def open_conversation(self, conversation_id: int,
+                                keep: frozenset[str] = frozenset()) -> None:
+        """Read the conversation on the history's reader thread, then show it; the model it
+        names is loaded if it is not the one loaded."""
+        s = self.screen
+        conv = s.conversation
+        stored = await asyncio.wrap_future(conv.read(conversation_id))
+        old = (conv.settings.backend, conv.settings.model)
+        conv.load(stored, keep=keep)
+        widgets: list[Widget] = []
+        for m in stored.messages:
+            if m.kind == "gan":
+                widgets.append(GanMessage(dict(m.meta), message_id=m.id, text=m.content))
+            elif m.role == "user":
+                widgets.append(UserMessage(m.content, message_id=m.id))
+            elif m.role == "assistant":
+                widgets.append(AssistantMessage(m.content, message_id=m.id, stats=dict(m.stats or {}),
+                                                finish_reason=m.finish_reason or "interrupted"))
+        await s.chat.clear()
+        if widgets:
+            await s.chat.mount_all(widgets)
+        s.chat.anchor()
+        s.history.current_id = stored.summary.id
+        s.status.context_used = None
+        s.refresh_settings()
+        if (conv.settings.backend, conv.settings.model) != old and (conv.backend is not None or s.load_error):
+            s.start_load()
+
+    def open_from_pane(self, event: HistoryPane.Open) -> None:
+        s = self.screen
+        if s.state == "generating":
+            s.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
+            return
+        self.open_in_background(event.conversation_id)
+
+    # -- rename, delete, export -------------------------------------------------------------
+    def pane_request(self, event: HistoryPane.Request) -> None:
+        s = self.screen
+        if not s.conversation.history.available:
+            return
+        cid = event.conversation_id
+        if event.action == "rename":
+            def renamed(title: str | None) -> None:
+                if title and title.strip():
+                    self.history_action("rename", cid, lambda: s.conversation.rename(cid, title.strip()))
+            s.app.push_screen(TextDialog("Rename conversation", event.title), renamed)
+        elif event.action == "delete":
+            async def confirmed(ok: bool | None) -> None:
+                if not ok:
+                    return
+                if s.conversation.known_id == cid:
+                    if s.state == "generating":
+                        s.app.notify("wait for the reply to end before deleting it", severity="warning")
+                        return
+                    await s.action_new_conversation()
+                self.history_action("delete", cid, lambda: s.conversation.delete(cid))
+            s.app.push_screen(ConfirmDialog(f"Delete “{event.title}” and all its messages?"), confirmed)
+        elif event.action == "export":
+            def chosen(path: str | None) -> None:
+                if path and path.strip():
+                    self.export(cid, path.strip())
+            default = str(Path.cwd() / f"conversation-{cid}.md")
+            s.app.push_screen(TextDialog("Export to (.json: JSON, anything else: Markdown)", default), chosen)
+
+    def export(self, conversation_id: Any, path_text: str) -> None:
+        """Export a stored conversation (an id, or the writer's Future of one) to a file."""
+        s = self.screen
+        path = Path(path_text).expanduser()
+        self.history_action("export", conversation_id,
+                            lambda: s.conversation.export(conversation_id, path), detail=str(path))
+
+    def history_action(self, action: str, cid: Any, submit: Any, detail: str = "") -> None:
+        """Start a rename, delete or export; its outcome comes back as a HistoryActionDone."""
+        s = self.screen
+        try:
+            fut: Future[Any] = submit()
+        except AigcError as exc:
+            s.app.notify(str(exc), severity="error")
+            return
+
+        def done(f: Future[Any]) -> None:  # on a history thread
+            exc = None if f.cancelled() else f.exception()
+            error = "" if exc is None else str(exc)
+            what = f"{detail} ({f.result()})" if exc is None and action == "export" else detail
+            s.post_message(HistoryActionDone(action, cid if isinstance(cid, int) else 0, error, what))
+
+        fut.add_done_callback(done)
+
+    def action_done(self, event: HistoryActionDone) -> None:
+        s = self.screen
+        if event.error:
+            what = "export" if event.action == "export" else f"{event.action} the conversation"
+            s.app.notify(f"could not {what}: {event.error}", severity="error")
+        elif event.action == "delete":
+            s.app.notify("conversation deleted")
+        elif event.action == "export":
+            s.app.notify(f"exported to {event.detail}")
+        if event.action != "export":
+            s.history.reload()

@@ -1,0 +1,108 @@
+"""Starting and ending the TUI process: the history by the shared rules (aigc_chat.launch),
+the terminal check, the engine's threads, and an exit that no stuck thread can hold up."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from dataclasses import replace
+from typing import Any
+
+from aigc_chat.config import Config
+from aigc_chat.cpu import usable_cores
+from aigc_chat.errors import UsageError
+from aigc_chat.launch import HistoryOpening, conversation_to_open, flag_settings, open_history
+
+
+def ui_threads(cores: int | None = None) -> int | None:
+    """llama.cpp threads that leave the UI a core, or None to keep the backend's default.
+
+    llama.cpp's worker threads wait for each other at every step; when the screen's own
+    thread takes one of their cores, they stall. On this 2-core machine, streaming into
+    the TUI with 2 llama threads fell from ~70 to under 1 token/s; with 1 it kept ~70. The
+    backend's automatic choice already leaves half the cores free past 4, so only small
+    machines are changed.
+    """
+    cores = usable_cores() if cores is None else cores
+    return max(1, cores - 1) if cores <= 4 else None
+
+
+def tui_config(config: Config, backend: str) -> Config:
+    """The config the TUI loads a backend with: an explicit n_threads is kept, "auto" (0)
+    leaves a core for the UI on small machines."""
+    if backend != "llama":
+        return config
+    opts = dict(config.backends.get("llama", {}))
+    threads = ui_threads()
+    if opts.get("n_threads", 0) or threads is None:
+        return config
+    opts["n_threads"] = threads
+    return replace(config, backends={**config.backends, "llama": opts})
+
+
+def history_note(opening: HistoryOpening) -> str:
+    """What the TUI says at start about a history it cannot fully use ("" when all is well)."""
+    problem = opening.problem
+    if problem is None or opening.off_by_flag:
+        return ""
+    if opening.store is None:
+        return f"History is off: {problem}. This session runs as with --no-history: nothing is saved."
+    return (f"History is read-only: cannot write {opening.store.path} ({problem.reason}). You can "
+            "browse and search it; nothing from this session is saved.")
+
+
+def require_terminal(stdin: Any = None, stdout: Any = None) -> None:
+    """The TUI reads keys from stdin and draws on stdout; without a terminal on both it
+    would spin on end-of-file forever (`aigc-chat </dev/null`) or draw into a pipe."""
+    stdin = sys.stdin if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    for name, stream in (("stdin", stdin), ("stdout", stdout)):
+        try:
+            tty = bool(stream.isatty())
+        except (AttributeError, ValueError, OSError):
+            tty = False
+        if not tty:
+            raise UsageError(f"the TUI needs a terminal, and {name} is not one "
+                             "(for scripts and pipes: --prompt TEXT, or --prompt - to read stdin)")
+
+
+def exit_when_stuck(code: int, grace: float = 3.0) -> None:
+    """After the app has quit, a worker thread may still sit in a call that cannot be
+    interrupted (a model load from a hung network mount). It must not keep the process
+    alive: give the threads a moment to finish, then leave without waiting for them."""
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread is threading.main_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        os._exit(code)
+
+
+def run_tui(config: Config, args: argparse.Namespace) -> int:
+    """Open the TUI; returns the exit code. Flag and history errors come before the terminal
+    check, so `aigc-chat --conversation 99 </dev/null` still says what is wrong with it."""
+    opening = open_history(args)
+    try:
+        cid, note = conversation_to_open(opening.store, args)
+        require_terminal()
+    except BaseException:
+        if opening.store is not None:
+            opening.store.close()
+        raise
+    from aigc_chat.tui.app import ChatApp
+
+    app = ChatApp(config, store=opening.store, conversation_id=cid, keep=flag_settings(config, args),
+                  history_note=history_note(opening), start_note=note)
+    result = app.run()
+    code = int(result or 0) if app.return_code in (None, 0) else int(app.return_code or 1)
+    exit_when_stuck(code)
+    return code

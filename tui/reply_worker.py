@@ -1,0 +1,51 @@
+"""Running a turn off the UI thread and telling the screen about it in typed events.
+
+The worker owns nothing: the conversation core's `Turn` plans the prompt, streams, and keeps
+the history in step. This loop only sanitises what is shown and batches it, so the screen is
+redrawn about `interval` times a second however fast the model is (every redraw is bytes over
+an SSH link)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from textual.message import Message
+
+from aigc_chat.conversation import Turn
+from aigc_chat.errors import AigcError
+from aigc_chat.sanitize import StreamSanitizer
+from aigc_chat.tui.events import ReplyDelta, ReplyFailed, ReplyFinished, ReplyStarted
+
+
+def stream_reply(post: Callable[[Message], object], job: int, turn: Turn, cancel: threading.Event,
+                 engine_lock: threading.Lock, interval: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+    """Run `turn` to its end, posting ReplyStarted, ReplyDelta batches, then ReplyFinished
+    (or ReplyFailed when it could not start). Runs on a worker thread."""
+    try:
+        with engine_lock:
+            post(ReplyStarted(job, turn.start(cancel)))
+            sanitizer = StreamSanitizer()
+            raw: list[str] = []
+            shown: list[str] = []
+            last = clock()
+            for piece in turn.run(cancel):
+                raw.append(piece)
+                safe = sanitizer.feed(piece)
+                if safe:
+                    shown.append(safe)
+                now = clock()
+                if shown and now - last >= interval:
+                    post(ReplyDelta(job, "".join(shown), "".join(raw)))
+                    shown.clear()
+                    last = now
+    except AigcError as exc:
+        post(ReplyFailed(job, str(exc)))
+        return
+    except Exception as exc:  # noqa: BLE001 - shown in the UI, never a crash
+        post(ReplyFailed(job, f"{type(exc).__name__}: {exc}"))
+        return
+    assert turn.result is not None
+    post(ReplyFinished(job, turn.result))
