@@ -1,34 +1,32 @@
 """`aigc-chat gan [sample|train|eval]`: argument parsing and the top-level error policy.
 
-Every failure the user can cause ends as one line on stderr and exit 2; failures while
-working end as one line and exit 1; Ctrl-C exits 130. Subcommands import their heavy
-modules lazily, so `gan sample` never loads torch or scikit-learn.
+Every failure the user can cause ends as one line on stderr and exit 2 (a mistake on the
+command line reads `aigc-chat gan SUB: error: ... (see aigc-chat gan SUB --help)`, as in
+every aigc-chat command: aigc_chat.argtypes.OneLineParser); failures while working end as
+one line and exit 1; Ctrl-C exits 130. Subcommands import their heavy modules lazily, so
+`gan sample` never loads torch or scikit-learn.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
 
-from aigc_chat.argtypes import integer, non_negative, number, positive
+from aigc_chat.argtypes import OneLineParser, integer, non_negative, number, positive
 from aigc_chat.errors import AigcError, UsageError
 
 PROG = "aigc-chat gan"
 SUBCOMMANDS = ("sample", "train", "eval")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line instead of usage + message
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from aigc_chat.gan.palettes import PALETTES
     from aigc_chat.gan.render import MODES
 
-    parser = _Parser(prog=PROG, description="Sample, train and evaluate the GAN; samples are drawn as terminal art.")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    parser = OneLineParser(prog=PROG,
+                           description="Sample, train and evaluate the GAN; samples are drawn as terminal art.")
+    sub = parser.add_subparsers(dest="command")
 
     def look(p: argparse.ArgumentParser) -> None:
         p.add_argument("--mode", default="auto", choices=("auto", *MODES),

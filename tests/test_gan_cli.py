@@ -101,11 +101,18 @@ def test_palette_changes_colours():
     assert len(warm) > 10  # amber: red above green above blue
 
 
+ONE_LINE = re.compile(r"aigc-chat gan(?: (sample|train|eval))?: error: ")
+
+
 def _assert_one_line_error(r, code, text):
+    """One line naming the command; a command-line mistake also names the help to read."""
     assert r.returncode == code, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("aigc-chat gan: error:") and text in lines[0]
+    m = ONE_LINE.match(lines[0])
+    assert m and text in lines[0], lines[0]
+    if m.group(1):  # the subcommand's parser found it: its help explains the option
+        assert lines[0].endswith(f"(see aigc-chat gan {m.group(1)} --help)"), lines[0]
     assert "Traceback" not in r.stderr
 
 

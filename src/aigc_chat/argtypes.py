@@ -1,5 +1,6 @@
-"""argparse value types shared by every command line, so a bad value reads the same in
-`aigc-chat`, `aigc-chat history` and `aigc-chat gan`: "expected WHAT, got 'TEXT'"."""
+"""argparse pieces shared by every command line, so `aigc-chat`, `aigc-chat history` and
+`aigc-chat gan` read alike: one parser error policy, and value types whose errors say
+"expected WHAT, got 'TEXT'"."""
 
 from __future__ import annotations
 
@@ -8,6 +9,21 @@ import math
 import re
 import sys
 from collections.abc import Callable
+from typing import NoReturn
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage error is one line on stderr and exit 2:
+    `PROG: error: MESSAGE (see PROG --help)`. argparse's usage dump buries the one line that
+    matters; PROG is the parser's own (`aigc-chat gan sample`), so the pointer leads to the
+    help that explains the mistake. Subcommand parsers inherit the class. The message quotes
+    what was typed, so it is made safe to print first (no escape sequence, no line break)."""
+
+    def error(self, message: str) -> NoReturn:
+        from aigc_chat.sanitize import sanitize
+
+        line = sanitize(message).replace("\n", "\u240a")
+        self.exit(2, f"{self.prog}: error: {line} (see {self.prog} --help)\n")
 
 # SQLite stores 64-bit integers; a larger id or limit cannot name anything (and would raise
 # OverflowError deep inside the driver), so every integer on a command line stays in range.

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from aigc_chat import __version__
-from aigc_chat.argtypes import conversation_id, integer, number, stop_text, text
+from aigc_chat.argtypes import OneLineParser, conversation_id, integer, number, stop_text, text
 
 PROG = "aigc-chat"
 SUBCOMMANDS = {
@@ -23,14 +23,6 @@ SUBCOMMANDS = {
     "history": "list, show, search and export saved conversations",
     "gan": "sample or train a GAN and draw its images in the terminal",
 }
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line (exit 2), not a usage dump."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-        raise SystemExit(2)
 
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
@@ -44,7 +36,7 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     sub_help = "\n".join(f"  {name:<9} {text}" for name, text in SUBCOMMANDS.items())
-    p = _Parser(
+    p = OneLineParser(
         prog=PROG,
         description="Chat with local language models in the terminal. Without --prompt, opens the TUI.",
         epilog=f"subcommands (aigc-chat SUBCOMMAND --help):\n{sub_help}\n\n"

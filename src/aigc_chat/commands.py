@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aigc_chat.cli import PROG, _Parser, add_model_flags
+from aigc_chat.argtypes import OneLineParser
+from aigc_chat.cli import PROG, add_model_flags
 from aigc_chat.sanitize import sanitize
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ def _load(args: argparse.Namespace):
 
 
 def config_cmd(argv: list[str]) -> int:
-    p = _Parser(prog=f"{PROG} config", description="Where the config file is, and what is in effect.")
+    p = OneLineParser(prog=f"{PROG} config", description="Where the config file is, and what is in effect.")
     p.add_argument("action", choices=["path", "show"])
     add_model_flags(p)
     args = p.parse_args(argv)
@@ -55,7 +56,7 @@ def config_cmd(argv: list[str]) -> int:
 
 
 def models_cmd(argv: list[str]) -> int:
-    p = _Parser(prog=f"{PROG} models",
+    p = OneLineParser(prog=f"{PROG} models",
                 description="List the GGUF models on this machine (config models_dir, the Hugging Face "
                 "cache, LM Studio, llama.cpp's cache, Ollama), or a server's models with --backend openai.")
     add_model_flags(p)
@@ -128,7 +129,7 @@ def _backend_lines(name: str, cfg: Config | None) -> list[tuple[str, str, str]]:
 
 
 def doctor_cmd(argv: list[str]) -> int:
-    p = _Parser(prog=f"{PROG} doctor", description="Check that aigc-chat can run here, and how.")
+    p = OneLineParser(prog=f"{PROG} doctor", description="Check that aigc-chat can run here, and how.")
     add_model_flags(p)
     args = p.parse_args(argv)
     from aigc_chat import default_model, paths

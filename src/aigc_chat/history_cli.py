@@ -17,21 +17,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aigc_chat.argtypes import conversation_id, positive, text
+from aigc_chat.argtypes import OneLineParser, conversation_id, positive, text
 from aigc_chat.errors import UsageError
 
 PROG = "aigc-chat history"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-        raise SystemExit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Saved conversations (newest first).")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p = OneLineParser(prog=PROG, description="Saved conversations (newest first).")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     s = sub.add_parser("list", help="id, date, model and title of each conversation, newest first (tab-separated)")
     s.add_argument("--limit", "-n", type=positive, default=50, metavar="N", help="at most N (default 50)")
