@@ -12,9 +12,16 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.tmux_driver import Tmux, tmux_server
+
+if TYPE_CHECKING:
+    import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_CACHE = REPO / ".test-cache"
@@ -72,6 +79,29 @@ def cli() -> str:
     return str(exe)
 
 
+@pytest.fixture
+def tmux(gemma_path: Path, isolated_dirs: dict[str, Path]) -> Iterator[Tmux]:
+    """A tmux server of the test's own for the end-to-end tests (tests/tmux_driver.py), the
+    app's config set to short greedy replies (12 tokens, seed 3) so screens are predictable."""
+    if shutil.which("tmux") is None:
+        pytest.skip("needs tmux")
+    with tmux_server("aigc-e2e", isolated_dirs["config"],
+                     "[generation]\ntemperature = 0.0\nmax_tokens = 12\nseed = 3\n") as t:
+        yield t
+
+
+@pytest.fixture(scope="module")
+def hf_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
+    """A random GPT-2 checkpoint folder in the Hugging Face layout (tests/tiny_gpt2.py) and
+    its tensors; one per test module, for the CPU and the CUDA checkpoint tests alike."""
+    pytest.importorskip("tokenizers")
+    pytest.importorskip("safetensors")
+    from tests.tiny_gpt2 import write_hf_gpt2
+
+    d = tmp_path_factory.mktemp("gpt2")
+    return d, write_hf_gpt2(d)
+
+
 def run_cli(cli: str, *args: str, input: str | bytes | None = None, timeout: float = 300,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run `aigc-chat ARGS` with the test's isolated environment."""
@@ -82,3 +112,17 @@ def run_cli(cli: str, *args: str, input: str | bytes | None = None, timeout: flo
         [cli, *args], capture_output=True, text=not isinstance(input, bytes), timeout=timeout,
         env=full_env, **kwargs,
     )
+
+
+@pytest.fixture(scope="session")
+def gemma_backend(gemma_path: Path) -> Iterator[Any]:
+    """Gemma 3 270M loaded once, as the TUI loads it, handed to every app that needs it (an
+    app does not close a backend it was given)."""
+    from aigc_chat.config import Config
+    from aigc_chat.loader import load_backend
+    from aigc_chat.tui.launch import tui_config
+
+    cfg = Config(path=Path("/nonexistent/config.toml"), model=str(gemma_path))  # no longer the default
+    backend = load_backend(tui_config(cfg, "llama"))  # as the TUI loads it
+    yield backend
+    backend.close()

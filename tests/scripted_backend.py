@@ -17,8 +17,9 @@ class ScriptedBackend(Backend):
     name = "scripted"
 
     def __init__(self, pieces: Sequence[str], fail_after: int | None = None,
-                 context_length: int = 4096, supported: frozenset[str] | None = None) -> None:
-        super().__init__("scripted-model")
+                 context_length: int = 4096, supported: frozenset[str] | None = None,
+                 model: str = "scripted-model") -> None:
+        super().__init__(model)
         self.pieces = list(pieces)
         self.fail_after = fail_after
         self.context_length = context_length
@@ -31,7 +32,7 @@ class ScriptedBackend(Backend):
         pass
 
     def info(self) -> BackendInfo:
-        return BackendInfo("scripted", "scripted-model", self.context_length, "CPU", False)
+        return BackendInfo("scripted", self.model or "", self.context_length, "CPU", False)
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return sum(len(m.content.split()) + 4 for m in messages)

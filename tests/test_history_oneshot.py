@@ -160,7 +160,8 @@ def test_a_killed_run_keeps_what_it_streamed(cli):
     # the reply is written about once a second while it streams: wait until what was seen
     # early is on disk (not for a duration), then kill
     db = default_path()
-    on_disk = poll_until(lambda: (r := last_reply(db)) and len(sanitize(r[0]).rstrip()) >= len(seen_early.rstrip()), 120)
+    early = len(seen_early.rstrip())
+    on_disk = poll_until(lambda: (r := last_reply(db)) and len(sanitize(r[0]).rstrip()) >= early, 120)
     assert on_disk, "the streaming reply was never written"
     assert proc.poll() is None, "the reply ended before the kill: make the prompt longer"
     seen_late = b"".join(chunks).decode("utf-8", errors="ignore")

@@ -63,7 +63,8 @@ async def test_refused_connection_is_a_message(tmp_path: Path, monkeypatch: pyte
     app = ChatApp(config(tmp_path, url))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.chat_screen.state == "load failed", what="the load to fail")
-        assert app.chat_screen.load_error and "connection refused" in app.chat_screen.load_error and url in app.chat_screen.load_error
+        error = app.chat_screen.load_error
+        assert error and "connection refused" in error and url in error
         await wait_for(pilot, lambda: any("connection refused" in m for m in notices(app)), what="the message")
         assert app.query(NoticeMessage)  # and a notice in the chat saying what to do
         assert all(KEY not in m for m in notices(app))
@@ -84,7 +85,8 @@ async def test_models_offered_reply_streams_and_429_is_a_message(
                        what="the model list in the settings pane")
         await pilot.press("f3")
         await send(pilot, app, "hi")
-        await wait_for(pilot, lambda: app.chat_screen.state == "idle" and app.chat_screen.chat.last("assistant") is not None
+        screen = app.chat_screen
+        await wait_for(pilot, lambda: screen.state == "idle" and screen.chat.last("assistant") is not None
                        and app.conversation.messages[-1].role == "assistant", what="the reply")
         reply = app.chat_screen.chat.last("assistant")
         assert isinstance(reply, AssistantMessage) and reply.text == "Hello from the server"

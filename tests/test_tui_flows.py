@@ -9,87 +9,21 @@ backend it was given).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aigc_chat.config import Config
-from aigc_chat.loader import load_backend
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.chat_view import AssistantMessage, NoticeMessage, UserMessage
+from tests.tui_driver import SIZE, make_config, screen_text, send, type_text, wait_for, wait_idle
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
-
-SIZE = (100, 32)
-
-
-# -- helpers shared with the other TUI test modules -------------------------------------------
-
-def make_config(tmp: Path, **gen: Any) -> Config:
-    cfg = Config(path=tmp / "config.toml")
-    params = {"temperature": 0.0, "max_tokens": 12, "seed": 1}
-    params.update(gen)
-    cfg.generation = cfg.generation.with_updates(**params)
-    return cfg
-
-
-async def wait_for(pilot: Any, cond: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    """Let the app run until cond() holds (pilot.pause yields to the event loop)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            app = pilot.app
-            notes = [n.message for n in app._notifications]
-            raise AssertionError(f"timed out waiting for {what or cond}; state {app.chat_screen.state!r}, "
-                                 f"notifications {notes}\n{screen_text(app)}")
-        await pilot.pause(0.05)
-
-
-async def wait_idle(pilot: Any, app: ChatApp, timeout: float = 120.0) -> None:
-    await pilot.pause(0.05)
-    await wait_for(pilot, lambda: app.chat_screen.state in ("idle", "load failed"), timeout, "the app to be idle")
-    await pilot.pause(0.05)
-
-
-async def type_text(pilot: Any, text: str) -> None:
-    """Type into the focused widget (each character a key press, spaces included)."""
-    keys = ["space" if ch == " " else ch for ch in text]
-    await pilot.press(*keys)
-
-
-async def send(pilot: Any, app: ChatApp, text: str) -> AssistantMessage:
-    """Put text in the input and press Enter (typing is exercised by the key tests; a key
-    press per character costs ~0.2 s of pilot round trips here)."""
-    prompt = app.query_one("#prompt")
-    prompt.focus()
-    prompt.load_text(text)
-    await pilot.press("enter")
-    await wait_idle(pilot, app)
-    reply = app.chat_screen.chat.last("assistant")
-    assert isinstance(reply, AssistantMessage)
-    return reply
-
-
-def screen_text(app: ChatApp) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
 
 def open_store():
     from aigc_chat.history import HistoryStore
 
     return HistoryStore()
-
-
-@pytest.fixture(scope="module")
-def gemma_backend(gemma_path: Path):
-    from aigc_chat.tui.launch import tui_config
-
-    cfg = Config(path=Path("/nonexistent/config.toml"), model=str(gemma_path))  # no longer the default
-    backend = load_backend(tui_config(cfg, "llama"))  # as the TUI loads it
-    yield backend
-    backend.close()
 
 
 # -- send and stream ---------------------------------------------------------------------------
@@ -128,7 +62,8 @@ async def test_escape_cancels_and_keeps_partial_reply(tmp_path: Path, gemma_back
         await wait_idle(pilot, app)
         await type_text(pilot, "Count from one to two hundred in words.")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: (r := app.chat_screen.chat.last("assistant")) is not None and len(r.text) > 10, 60)
+        chat = app.chat_screen.chat
+        await wait_for(pilot, lambda: (r := chat.last("assistant")) is not None and len(r.text) > 10, 60)
         await pilot.press("escape")
         t0 = time.monotonic()
         await wait_idle(pilot, app)
@@ -176,7 +111,7 @@ async def test_edit_last_message_and_resend(tmp_path: Path, gemma_backend: Any) 
         assert [u.text for u in users] == ["What is 2+3?"]
         assert [m.content for m in app.conversation.messages if m.role == "user"] == ["What is 2+3?"]
         conv = store.get_conversation(app.conversation.wait_for_id())
-        assert [(m.role, m.content) for m in conv.messages][0] == ("user", "What is 2+3?")
+        assert next((m.role, m.content) for m in conv.messages) == ("user", "What is 2+3?")
         assert len(conv.messages) == 2 and conv.messages[1].finish_reason in ("stop", "length")
 
 
@@ -246,7 +181,7 @@ async def test_model_load_failure_is_shown_and_another_model_can_be_picked(tmp_p
     app = ChatApp(cfg, store=None)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.chat_screen.state == "load failed", 60, "the load to fail")
-        notices = [w for w in app.query(NoticeMessage)]
+        notices = list(app.query(NoticeMessage))
         assert notices and "no-such-model.gguf" in str(notices[-1].render())
         assert "load failed" in screen_text(app)
         # sending now explains instead of crashing
@@ -361,7 +296,8 @@ async def test_quit_while_streaming_keeps_the_partial_reply(tmp_path: Path, gemm
         await wait_idle(pilot, app)
         await type_text(pilot, "Count from one to two hundred in words.")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: (r := app.chat_screen.chat.last("assistant")) is not None and len(r.text) > 10, 60)
+        chat = app.chat_screen.chat
+        await wait_for(pilot, lambda: (r := chat.last("assistant")) is not None and len(r.text) > 10, 60)
         cid = app.conversation.wait_for_id()
         await pilot.press("ctrl+q")
     from aigc_chat.history import HistoryStore

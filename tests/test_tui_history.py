@@ -12,7 +12,7 @@ import pytest
 from aigc_chat.history import HistoryStore
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.chat_view import AssistantMessage, GanMessage, UserMessage
-from tests.test_tui_flows import SIZE, gemma_backend, make_config, send, type_text, wait_for, wait_idle  # noqa: F401
+from tests.tui_driver import SIZE, make_config, send, type_text, wait_for, wait_idle
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
 

@@ -9,18 +9,18 @@ model in a real terminal is tests/test_e2e_history_faults.py.
 from __future__ import annotations
 
 import argparse
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
+
 from aigc_chat.history import HistoryError, HistoryStore, default_path
 from aigc_chat.launch import open_history
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.launch import history_note
-
 from tests.history_faults import LockHolder, fill_up, read_only
 from tests.scripted_backend import ScriptedBackend
-from tests.test_tui_flows import SIZE, make_config, screen_text, wait_for, wait_idle
+from tests.tui_driver import SIZE, make_config, screen_text, wait_for, wait_idle
 
 pytestmark = [pytest.mark.asyncio]
 
@@ -48,7 +48,8 @@ async def send_and_wait(pilot, app: ChatApp, text: str, reply: str) -> None:
     prompt.focus()
     prompt.load_text(text)
     await pilot.press("enter")
-    await wait_for(pilot, lambda: app.chat_screen.state == "idle" and (r := app.chat_screen.chat.last("assistant")) is not None
+    screen = app.chat_screen
+    await wait_for(pilot, lambda: screen.state == "idle" and (r := screen.chat.last("assistant")) is not None
                    and r.text == reply and r.finish_reason == "stop", 30, "the answer")
 
 
@@ -137,7 +138,8 @@ async def test_a_read_only_history_opens_shows_the_pane_and_answers(tmp_path: Pa
                       history_note=note)
         async with app.run_test(size=SIZE) as pilot:
             await wait_idle(pilot, app)
-            await wait_for(pilot, lambda: [t for _, t in app.chat_screen.history.rows()] == ["Pelicans"], 10, "the pane")
+            pane = app.chat_screen.history
+            await wait_for(pilot, lambda: [t for _, t in pane.rows()] == ["Pelicans"], 10, "the pane")
             assert len(notes(app, "History is read-only")) == 1
             assert app.chat_screen.history.border_title == "History (not saving)"
             await send_and_wait(pilot, app, "hi", "Sure.")

@@ -20,7 +20,7 @@ from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.launch import require_terminal
 from aigc_chat.tui.text_utils import last_code_block
 from tests.scripted_backend import ScriptedBackend
-from tests.test_tui_flows import SIZE, make_config, screen_text, send, wait_for, wait_idle
+from tests.tui_driver import SIZE, make_config, screen_text, send, wait_for, wait_idle
 
 # A reply that, pasted raw into a shell with bracketed paste, ends the paste early and runs
 # a command: ESC[201~ closes the paste, the carriage return submits what follows.
@@ -176,7 +176,7 @@ def test_a_stuck_worker_does_not_keep_the_process_alive() -> None:
 
 @pytest.mark.asyncio
 async def test_settings_pane_and_slash_stop_take_the_command_line_escapes(tmp_path: Path) -> None:
-    from tests.test_tui_flows import type_text
+    from tests.tui_driver import type_text
 
     app = ChatApp(make_config(tmp_path), store=None, backend=ScriptedBackend(["line one\n", "line two\n"]))
     async with app.run_test(size=SIZE) as pilot:

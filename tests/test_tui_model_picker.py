@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.model_picker import ModelPicker, matches
-
 from tests.test_models import CHATML, _gguf_raw
-from tests.test_tui_flows import make_config, screen_text, send, wait_for, wait_idle
 from tests.tiny_gguf import write_tiny_gguf
+from tests.tui_driver import make_config, screen_text, send, wait_for, wait_idle
 
 SIZE = (120, 32)
 

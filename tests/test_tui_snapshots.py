@@ -15,8 +15,8 @@ import pytest
 from aigc_chat.history import HistoryStore
 from aigc_chat.tui import history_pane
 from aigc_chat.tui.app import ChatApp
-from tests.test_tui_flows import make_config
-from tests.test_tui_terminal import ScriptedBackend
+from tests.scripted_backend import ScriptedBackend
+from tests.tui_driver import make_config
 
 REPLY = """Here is a decorator:
 
@@ -42,7 +42,8 @@ def build_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ChatApp:
     store.add_message(cid, "user", "Explain Python decorators with an example")
     store.add_message(cid, "assistant", REPLY, finish_reason="stop",
                       stats={"completion_tokens": 61, "time_to_first_token": 0.08, "decode_tokens_per_s": 71.5})
-    app = ChatApp(make_config(tmp_path), store=store, conversation_id=cid, backend=ScriptedBackend(["ok"]))
+    backend = ScriptedBackend(["ok"], model="scripted.gguf")
+    app = ChatApp(make_config(tmp_path), store=store, conversation_id=cid, backend=backend)
     return app
 
 

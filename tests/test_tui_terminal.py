@@ -4,17 +4,14 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from aigc_chat.backends.base import Backend, BackendInfo, EngineEnd, EngineStart, Message
 from aigc_chat.history import HistoryStore
-from aigc_chat.params import GenerationParams
 from aigc_chat.tui.app import ChatApp
-from tests.test_tui_flows import SIZE, make_config, screen_text, send, type_text, wait_for, wait_idle
+from tests.scripted_backend import ScriptedBackend
+from tests.tui_driver import SIZE, make_config, screen_text, send, type_text, wait_for, wait_idle
 
 pytestmark = [pytest.mark.asyncio]
 
@@ -22,30 +19,12 @@ HOSTILE = ["Sure", " [bold]", "not bold", "[/]", " \x1b[2J", "\x1b]0;pwned\x07",
            " [link=http://x]y[/link]", " bell\x07", " \x1b", "[31mred", "\n\n```python\nprint('[b]')\n```\n"]
 
 
-class ScriptedBackend(Backend):
-    """Yields fixed pieces. Used only where a real model cannot be made to produce the
-    situation: a reply full of escape sequences and markup-like text."""
-
-    name = "scripted"
-
-    def __init__(self, pieces: list[str]) -> None:
-        super().__init__("scripted.gguf")
-        self.pieces = pieces
-
-    def load(self, progress: Any = None) -> None:
-        pass
-
-    def info(self) -> BackendInfo:
-        return BackendInfo("scripted", "scripted.gguf", 4096, "CPU", False)
-
-    def _generate(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[Any]:
-        yield EngineStart(10)
-        yield from self.pieces
-        yield EngineEnd("stop", 10, len(self.pieces))
+MODEL = "scripted.gguf"  # the status bar and the snapshots show a model file's name
 
 
 async def test_hostile_model_output_is_shown_literally_and_never_reaches_the_terminal(tmp_path: Path) -> None:
-    app = ChatApp(make_config(tmp_path, max_tokens=100), store=HistoryStore(), backend=ScriptedBackend(HOSTILE))
+    backend = ScriptedBackend(HOSTILE, model=MODEL)
+    app = ChatApp(make_config(tmp_path, max_tokens=100), store=HistoryStore(), backend=backend)
     written: list[str] = []
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
@@ -71,7 +50,7 @@ async def test_hostile_model_output_is_shown_literally_and_never_reaches_the_ter
 
 async def test_copy_uses_osc52_wrapped_for_tmux(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reply = ["Here:\n\n```sh\necho hi\n```\n"]
-    app = ChatApp(make_config(tmp_path), store=None, backend=ScriptedBackend(reply))
+    app = ChatApp(make_config(tmp_path), store=None, backend=ScriptedBackend(reply, model=MODEL))
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
         await send(pilot, app, "code please")
@@ -98,7 +77,7 @@ async def test_copy_uses_osc52_wrapped_for_tmux(tmp_path: Path, monkeypatch: pyt
 
 async def test_theme_choice_is_remembered(tmp_path: Path) -> None:
     cfg = make_config(tmp_path)
-    app = ChatApp(cfg, store=None, backend=ScriptedBackend(["x"]))
+    app = ChatApp(cfg, store=None, backend=ScriptedBackend(["x"], model=MODEL))
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
         app.theme = "nord"
@@ -107,7 +86,7 @@ async def test_theme_choice_is_remembered(tmp_path: Path) -> None:
     assert saved["tui"]["theme"] == "nord"
     from aigc_chat.config import load_config
 
-    app2 = ChatApp(load_config(cfg.path), store=None, backend=ScriptedBackend(["x"]))
+    app2 = ChatApp(load_config(cfg.path), store=None, backend=ScriptedBackend(["x"], model=MODEL))
     async with app2.run_test(size=SIZE) as pilot:
         assert app2.theme == "nord"
 
@@ -118,7 +97,7 @@ async def test_save_as_default_writes_config_without_flags_or_keys(tmp_path: Pat
     from aigc_chat.config import load_config
 
     cfg = load_config(cfg.path).with_overrides(temperature=1.5)  # a command-line flag
-    app = ChatApp(cfg, store=None, backend=ScriptedBackend(["x"]))
+    app = ChatApp(cfg, store=None, backend=ScriptedBackend(["x"], model=MODEL))
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
         await pilot.press("f3")
@@ -139,7 +118,8 @@ async def test_save_as_default_writes_config_without_flags_or_keys(tmp_path: Pat
 
 async def test_80x24_no_color_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
-    app = ChatApp(make_config(tmp_path), store=HistoryStore(), backend=ScriptedBackend(["Hello", " there"]))
+    backend = ScriptedBackend(["Hello", " there"], model=MODEL)
+    app = ChatApp(make_config(tmp_path), store=HistoryStore(), backend=backend)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_idle(pilot, app)
         assert app.no_color
@@ -167,7 +147,7 @@ async def test_no_history_keeps_nothing(tmp_path: Path, isolated_dirs: dict[str,
     opening = open_history(argparse.Namespace(no_history=True))
     assert opening.store is None and opening.off_by_flag
     store = opening.store
-    app = ChatApp(make_config(tmp_path, max_tokens=50), store=store, backend=ScriptedBackend(["fine"]))
+    app = ChatApp(make_config(tmp_path, max_tokens=50), store=store, backend=ScriptedBackend(["fine"], model=MODEL))
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
         reply = await send(pilot, app, "secret")

@@ -7,13 +7,13 @@ import base64
 import pytest
 
 from aigc_chat.config import Config
+from aigc_chat.conversation import ConversationSettings
 from aigc_chat.errors import UsageError
+from aigc_chat.history import title_from
 from aigc_chat.params import GenerationParams
 from aigc_chat.tui import slash
 from aigc_chat.tui.clipboard import clipboard_sequences, osc52, tmux_wrap
-from aigc_chat.conversation import ConversationSettings
 from aigc_chat.tui.help_text import help_markdown
-from aigc_chat.history import title_from
 from aigc_chat.tui.text_utils import format_stats, last_code_block
 
 

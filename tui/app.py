@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 from textual.app import App, SystemCommand
+from textual.binding import BindingType
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
@@ -43,7 +44,7 @@ class ChatApp(App[int]):
     TITLE = "aigc-chat"
     ENABLE_COMMAND_PALETTE = True
     COMMANDS = App.COMMANDS | {SlashProvider}
-    BINDINGS = keymap.bindings()
+    BINDINGS: ClassVar[list[BindingType]] = keymap.bindings()
 
     def __init__(self, config: Config, *, store: Any = None, conversation_id: int | None = None,
                  keep: frozenset[str] = frozenset(), backend: Backend | None = None,
@@ -128,7 +129,7 @@ class ChatApp(App[int]):
         self.exit(0)
 
     # -- notices and the clipboard -----------------------------------------------------------
-    def _post_notice(self, text: str, severity: str) -> None:
+    def _post_notice(self, text: str, severity: SeverityLevel) -> None:
         """A notification from a thread (post_message is the thread-safe way in)."""
         try:
             self.post_message(Notice(text, severity))
@@ -136,7 +137,7 @@ class ChatApp(App[int]):
             pass
 
     def on_notice(self, event: Notice) -> None:
-        self.notify(event.text, severity=event.severity)  # type: ignore[arg-type] - our own severities
+        self.notify(event.text, severity=event.severity)
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:

@@ -28,7 +28,14 @@ from aigc_chat.history_writer import known
 from aigc_chat.tui import commands, slash
 from aigc_chat.tui.chat_view import AssistantMessage, ChatView, NoticeMessage, UserMessage
 from aigc_chat.tui.events import (
-    HistoryActionDone, HistoryFailed, ModelFailed, ModelLoaded, ModelProgress, ReplyDelta, ReplyFailed, ReplyFinished,
+    HistoryActionDone,
+    HistoryFailed,
+    ModelFailed,
+    ModelLoaded,
+    ModelProgress,
+    ReplyDelta,
+    ReplyFailed,
+    ReplyFinished,
     ReplyStarted,
 )
 from aigc_chat.tui.history_actions import HistoryActions, open_failure
@@ -107,7 +114,7 @@ class ChatScreen(Screen[None]):
 
     async def on_mount(self) -> None:
         self.history.display = bool(self.config.tui.get("show_history", True))
-        if self.history_note or not self.conversation.saving and self.conversation.history.available:
+        if self.history_note or (not self.conversation.saving and self.conversation.history.available):
             self._mark_not_saving(self.conversation.history.problem)
         self.refresh_settings()
         self.prompt.focus()
@@ -139,8 +146,7 @@ class ChatScreen(Screen[None]):
             await self.chat.add(NoticeMessage(text[0].upper() + text[1:],
                                               severity="warning" if severity == "warning" else "info"))
             # after the first refresh, so the toast rack is there to show it
-            self.call_after_refresh(self.app.notify, text, title=title, severity=severity,  # type: ignore[arg-type]
-                                    timeout=15)
+            self.call_after_refresh(self.app.notify, text, title=title, severity=severity, timeout=15)
 
     def _begin_model(self) -> None:
         if self.given_backend is not None:
@@ -204,9 +210,12 @@ class ChatScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
     def _load_worker(self) -> None:
         conv = self.conversation
+
+        def progress(msg: str) -> None:
+            self.post_message(ModelProgress(msg))
+
         try:
-            backend = conv.load_backend(lambda msg: self.post_message(ModelProgress(msg)),
-                                        tui_config(conv.config, conv.settings.backend))
+            backend = conv.load_backend(progress, tui_config(conv.config, conv.settings.backend))
         except AigcError as exc:
             self.post_message(ModelFailed(str(exc)))
             return
@@ -451,8 +460,8 @@ class ChatScreen(Screen[None]):
             self.app.notify(str(exc), severity="error")
 
     @on(SettingsPane.SaveDefault)
-    def _save_default(self) -> None:
-        self.app.action_save_default()  # type: ignore[attr-defined] - ChatApp's
+    async def _save_default(self) -> None:
+        await self.app.run_action("save_default")
 
     def switch_model(self, backend: str | None, model: str) -> None:
         if self.state == "generating":

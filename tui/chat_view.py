@@ -2,8 +2,9 @@
 
 A streamed reply is drawn as finished segments plus a short live tail (see AssistantMessage),
 so a batch costs the same at token 20,000 as at token 100; when the reply ends the whole
-text is rendered once more so nothing a cut may have split stays wrong. Every string shown here has been through `aigc_chat.sanitize`: model
-output never reaches the terminal as control sequences, and it is never parsed as markup.
+text is rendered once more so nothing a cut may have split stays wrong. Every string shown
+here has been through `aigc_chat.sanitize`: model output never reaches the terminal as
+control sequences, and it is never parsed as markup.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ async def _run(screen: ChatScreen, cmd: slash.SlashCommand) -> None:
     if cmd.name == "new":
         await screen.action_new_conversation()
     elif cmd.name == "help":
-        screen.app.action_help()  # type: ignore[attr-defined] - ChatApp's
+        await screen.app.run_action("help")
     elif cmd.name == "system":
         conv.set_system_prompt(cmd.arg)
         screen.refresh_settings()
@@ -49,7 +49,7 @@ async def _run(screen: ChatScreen, cmd: slash.SlashCommand) -> None:
             conv.set_params(stop=())
             notify("stop sequences cleared")
         else:
-            p = conv.set_params(stop=conv.settings.params.stop + (cmd.arg,))
+            p = conv.set_params(stop=(*conv.settings.params.stop, cmd.arg))
             notify(f"stop sequences: {', '.join(repr(s) for s in p.stop)}")
         screen.refresh_settings()
     elif cmd.name == "model":

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textual.message import Message
+from textual.notifications import SeverityLevel
 
 from aigc_chat.backends.base import Backend, GenerationResult
 from aigc_chat.conversation import PromptPlan
@@ -77,4 +78,4 @@ class Notice(Message):
     """A notification for the UI thread from another thread (config writes)."""
 
     text: str
-    severity: str = "information"
+    severity: SeverityLevel = "information"

@@ -66,7 +66,7 @@ class HistoryList(OptionList):
     def action_pane_export(self) -> None:
         self.parent_pane().request("export")
 
-    def parent_pane(self) -> "HistoryPane":
+    def parent_pane(self) -> HistoryPane:
         return self.query_ancestor(HistoryPane)
 
 
@@ -84,7 +84,7 @@ class HistoryPane(Vertical):
         conversation_id: int
         title: str
 
-    def __init__(self, history: "HistoryService | None", *, off_reason: str = "",
+    def __init__(self, history: HistoryService | None, *, off_reason: str = "",
                  id: str | None = None) -> None:
         super().__init__(id=id)
         self.history = history
@@ -139,7 +139,8 @@ class HistoryPane(Vertical):
                                                    (_one_line(meta, WIDTH), "dim"))))
             rows.append((c.id, title))
         more = " (search to reach older ones)" if len(convs) == PAGE else ""
-        self._fill(list(zip(rows, options)), f"{len(convs)} conversation{'s' if len(convs) != 1 else ''}{more}")
+        count = f"{len(convs)} conversation{'s' if len(convs) != 1 else ''}{more}"
+        self._fill(list(zip(rows, options, strict=True)), count)
 
     def _fill_hits(self, hits: list[Any]) -> None:
         items = []

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def bound_action(k: Key) -> str:
     return k.action if k.action in APP_ACTIONS else f"screen.{k.action}"
 
 
-def bindings() -> list[Binding]:
+def bindings() -> list[BindingType]:
     """The app's BINDINGS, from the table."""
     return [Binding(k.keys, bound_action(k), k.footer or k.help, show=bool(k.footer), priority=k.priority)
             for k in KEYS if k.action and k.keys]

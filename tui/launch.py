@@ -9,12 +9,16 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aigc_chat.config import Config
 from aigc_chat.cpu import usable_cores
 from aigc_chat.errors import UsageError
 from aigc_chat.launch import HistoryOpening, conversation_to_open, flag_settings, open_history
+
+if TYPE_CHECKING:
+    from aigc_chat.backends.base import Backend
+    from aigc_chat.tui.app import ChatApp
 
 
 def ui_threads(cores: int | None = None) -> int | None:
@@ -87,21 +91,30 @@ def exit_when_stuck(code: int, grace: float = 3.0) -> None:
         os._exit(code)
 
 
-def run_tui(config: Config, args: argparse.Namespace) -> int:
-    """Open the TUI; returns the exit code. Flag and history errors come before the terminal
-    check, so `aigc-chat --conversation 99 </dev/null` still says what is wrong with it."""
+def build_app(config: Config, args: argparse.Namespace, *, terminal_check: bool = True,
+              backend: Backend | None = None) -> ChatApp:
+    """The app for these flags, by the rules both front ends share (aigc_chat.launch). Flag
+    and history errors come before the terminal check, so `aigc-chat --conversation 99
+    </dev/null` still says what is wrong with it. `backend`: one already loaded (the
+    caller's), instead of loading the one the settings name."""
     opening = open_history(args)
     try:
         cid, note = conversation_to_open(opening.store, args)
-        require_terminal()
+        if terminal_check:
+            require_terminal()
     except BaseException:
         if opening.store is not None:
             opening.store.close()
         raise
     from aigc_chat.tui.app import ChatApp
 
-    app = ChatApp(config, store=opening.store, conversation_id=cid, keep=flag_settings(config, args),
-                  history_note=history_note(opening), start_note=note)
+    return ChatApp(config, store=opening.store, conversation_id=cid, keep=flag_settings(config, args),
+                   backend=backend, history_note=history_note(opening), start_note=note)
+
+
+def run_tui(config: Config, args: argparse.Namespace) -> int:
+    """Open the TUI; returns the exit code."""
+    app = build_app(config, args)
     result = app.run()
     code = int(result or 0) if app.return_code in (None, 0) else int(app.return_code or 1)
     exit_when_stuck(code)

@@ -20,8 +20,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from aigc_chat.discovery import Found, human_params, human_size
-from aigc_chat.sanitize import sanitize
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -30,6 +28,9 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
+
+from aigc_chat.discovery import Found, human_params, human_size
+from aigc_chat.sanitize import sanitize
 
 if TYPE_CHECKING:
     from aigc_chat.backends.base import Backend
@@ -90,7 +91,7 @@ class ModelPicker(ModalScreen["Found | None"]):
         try:
             entries = discovery.scan(self.config)
             error = ""
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an unreadable folder is a line in the picker, never a crash
             entries, error = [], f"cannot list models: {exc}"
         self.app.call_from_thread(self._scanned, entries, error)
 

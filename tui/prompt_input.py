@@ -24,7 +24,7 @@ class PromptInput(TextArea):
 
     @dataclass
     class Submitted(Message):
-        input: "PromptInput"
+        input: PromptInput
         text: str
 
     def __init__(self, *, id: str | None = None) -> None:

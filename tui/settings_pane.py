@@ -25,11 +25,11 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, OptionList, Select, Static, TextArea
 
 from aigc_chat.argtypes import escape, unescape
+from aigc_chat.config import Config
+from aigc_chat.conversation import ConversationSettings
 from aigc_chat.errors import ParamError
 from aigc_chat.params import coerce_param
 from aigc_chat.sanitize import sanitize
-from aigc_chat.config import Config
-from aigc_chat.conversation import ConversationSettings
 
 NUMERIC_FIELDS: tuple[tuple[str, str], ...] = (
     ("temperature", "Temperature"),
@@ -227,7 +227,7 @@ class SettingsPane(VerticalScroll):
     def _stop_added(self, event: Input.Submitted) -> None:
         text = unescape(event.value)  # the command line's rule: `\n\n` is two newlines
         try:
-            stops = coerce_param("stop", self._stops + (text,))
+            stops = coerce_param("stop", (*self._stops, text))
         except ParamError as exc:
             self._show_error("stop", str(exc))
             return

@@ -28,9 +28,13 @@ def watch_terminal(app: App[int]) -> None:
         pass
 
     def check() -> None:
+        stdin = sys.__stdin__
+        if stdin is None:  # no terminal input at all any more
+            hang_up()
+            return
         try:
             poller = select.poll()
-            poller.register(sys.__stdin__.fileno(), select.POLLIN)  # type: ignore[union-attr] - closed stdin raises, handled below
+            poller.register(stdin.fileno(), select.POLLIN)
             ready = poller.poll(0)
         except (OSError, ValueError, AttributeError):
             hang_up()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Generator
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -129,7 +129,7 @@ def chat_messages(stored: StoredConversation) -> list[Message]:
     and the assistant. A failed reply that produced nothing, and inline items such as GAN
     samples, are shown but never sent."""
     return [
-        Message(m.role, m.content)  # type: ignore[arg-type] - the role is checked just below
+        Message("user" if m.role == "user" else "assistant", m.content)
         for m in stored.messages
         if m.kind == "text" and m.role in ("user", "assistant")
         and not (m.role == "assistant" and not m.content and m.finish_reason == "error")
@@ -169,8 +169,8 @@ def _part(pair: Future[tuple[int, int]], index: int) -> Future[int]:
     def settle(f: Future[tuple[int, int]]) -> None:
         if f.cancelled():
             out.cancel()
-        elif f.exception() is not None:
-            out.set_exception(f.exception())  # type: ignore[arg-type] - checked not None just above
+        elif (exc := f.exception()) is not None:
+            out.set_exception(exc)
         else:
             out.set_result(f.result()[index])
 
@@ -432,7 +432,9 @@ class Conversation:
         if self.conversation_ref is None:
             from aigc_chat.history import title_from
 
-            pair = self.history.writer.submit(  # type: ignore[union-attr] - saving means a writer
+            writer = self.history.writer
+            assert writer is not None  # saving means there is a writer
+            pair = writer.submit(
                 _start_conversation, title_from(text), text, model=self.settings.model,
                 backend=self.settings.backend, settings=self.settings.to_dict())
             self.conversation_ref, self.last_user_ref = _part(pair, 0), _part(pair, 1)
@@ -506,7 +508,7 @@ class Turn:
             raise
         return self.plan
 
-    def run(self, cancel: threading.Event | None = None) -> Iterator[str]:
+    def run(self, cancel: threading.Event | None = None) -> Generator[str, None, None]:
         """The reply's text pieces (exactly the model's text: sanitise before showing). Ending
         the iteration early (close, Ctrl-C) ends the reply as cancelled and records it."""
         if self._stream is None:

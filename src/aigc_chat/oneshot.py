@@ -24,7 +24,6 @@ from aigc_chat.loader import load_backend
 from aigc_chat.safe_open import read_stream
 from aigc_chat.sanitize import StreamSanitizer, sanitize
 
-
 # More than any context holds (a 128k-token context is ~0.5 MiB of text), small enough that
 # `< /dev/zero` ends at once with one line instead of filling the memory.
 STDIN_LIMIT = 16 << 20

@@ -1,0 +1,65 @@
+"""Driving the real TUI under Textual's pilot: the helpers every TUI test module uses.
+
+Waits are for a condition (the app idle, a reply on screen), never for a duration."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aigc_chat.config import Config
+from aigc_chat.tui.app import ChatApp
+from aigc_chat.tui.chat_view import AssistantMessage
+
+SIZE = (100, 32)
+
+
+def make_config(tmp: Path, **gen: Any) -> Config:
+    cfg = Config(path=tmp / "config.toml")
+    params = {"temperature": 0.0, "max_tokens": 12, "seed": 1}
+    params.update(gen)
+    cfg.generation = cfg.generation.with_updates(**params)
+    return cfg
+
+
+async def wait_for(pilot: Any, cond: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+    """Let the app run until cond() holds (pilot.pause yields to the event loop)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            app = pilot.app
+            notes = [n.message for n in app._notifications]
+            raise AssertionError(f"timed out waiting for {what or cond}; state {app.chat_screen.state!r}, "
+                                 f"notifications {notes}\n{screen_text(app)}")
+        await pilot.pause(0.05)
+
+
+async def wait_idle(pilot: Any, app: ChatApp, timeout: float = 120.0) -> None:
+    await pilot.pause(0.05)
+    await wait_for(pilot, lambda: app.chat_screen.state in ("idle", "load failed"), timeout, "the app to be idle")
+    await pilot.pause(0.05)
+
+
+async def type_text(pilot: Any, text: str) -> None:
+    """Type into the focused widget (each character a key press, spaces included)."""
+    keys = ["space" if ch == " " else ch for ch in text]
+    await pilot.press(*keys)
+
+
+async def send(pilot: Any, app: ChatApp, text: str) -> AssistantMessage:
+    """Put text in the input and press Enter (typing is exercised by the key tests; a key
+    press per character costs ~0.2 s of pilot round trips here)."""
+    prompt = app.query_one("#prompt")
+    prompt.focus()
+    prompt.load_text(text)
+    await pilot.press("enter")
+    await wait_idle(pilot, app)
+    reply = app.chat_screen.chat.last("assistant")
+    assert isinstance(reply, AssistantMessage)
+    return reply
+
+
+def screen_text(app: ChatApp) -> str:
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
