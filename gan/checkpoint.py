@@ -22,6 +22,25 @@ from aigc_chat.gan.safetensors_io import read_safetensors, write_safetensors
 FORMAT = "aigc-chat-gan/1"
 
 
+def default_checkpoint_dir() -> Path:
+    """Where trained checkpoints go unless told otherwise: the data dir's gan/."""
+    from aigc_chat.paths import data_dir
+
+    return Path(data_dir()) / "gan"
+
+
+def checkpoint_path(spec: str, out_dir: Path | str | None = None) -> Path:
+    """The file training on data `spec` saves to: one rule for `gan train` and the TUI's GAN
+    screen, so a model trained in one is the file the other finds and resumes. The name
+    carries the data set (`gan-digits`, `gan-folder-shapes` for folder:~/shapes), so two data
+    sets of one kind never overwrite each other."""
+    kind, _, rest = spec.partition(":")
+    where = Path(rest.rstrip("/\\")).name if rest else ""
+    name = f"gan-{kind}-{where}.safetensors" if where else f"gan-{kind}.safetensors"
+    folder = Path(out_dir).expanduser() if out_dir else default_checkpoint_dir()
+    return folder / name
+
+
 @dataclass
 class Checkpoint:
     """A loaded checkpoint: the architecture, the tensors by group, and training state."""

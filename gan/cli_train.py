@@ -25,20 +25,6 @@ SAVE_EVERY = 10  # epochs between safety saves
 COLOR_SYSTEMS = {"truecolor": "truecolor", "256": "256", "16": "standard", "ascii": None, "braille": None}
 
 
-def default_out_dir() -> Path:
-    from aigc_chat.paths import data_dir
-
-    return Path(data_dir()) / "gan"
-
-
-def checkpoint_name(spec: str) -> str:
-    kind, _, rest = spec.partition(":")
-    if not rest:
-        return f"gan-{kind}.safetensors"
-    name = Path(rest.rstrip("/\\")).name or kind
-    return f"gan-{kind}-{name}.safetensors"
-
-
 class _Preview:
     """Holds the latest grid; a Rich renderable so Live redraws it in place."""
 
@@ -74,7 +60,7 @@ class _StopFlag:
 
 def run_train(args: argparse.Namespace) -> int:
     mode = resolve_mode(args.mode)
-    from aigc_chat.gan.checkpoint import load_checkpoint
+    from aigc_chat.gan.checkpoint import checkpoint_path, load_checkpoint
     from aigc_chat.gan.data import load_data
     from aigc_chat.gan.train import Trainer, TrainOptions
 
@@ -82,12 +68,10 @@ def run_train(args: argparse.Namespace) -> int:
     spec = args.data or (resume.config.data if resume is not None else "digits")
     data = load_data(spec, args.size)
     epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS.get(spec, OTHER_EPOCHS)
-    if args.out:
-        out = Path(args.out).expanduser() / checkpoint_name(spec)
-    elif resume is not None and resume.path is not None:
-        out = resume.path
+    if resume is not None and resume.path is not None and not args.out:
+        out = resume.path  # training continues in the file it resumed from
     else:
-        out = default_out_dir() / checkpoint_name(spec)
+        out = checkpoint_path(spec, args.out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -12,7 +12,7 @@ import pytest
 from aigc_chat.errors import UsageError
 from aigc_chat.gan import DEFAULT_CHECKPOINT
 from aigc_chat.gan.arch import GanConfig, plan_size
-from aigc_chat.gan.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from aigc_chat.gan.checkpoint import FORMAT, checkpoint_path, load_checkpoint, save_checkpoint
 from aigc_chat.gan.safetensors_io import read_safetensors, write_safetensors
 
 
@@ -143,3 +143,18 @@ def test_numpy_generator_matches_torch(cfg, tmp_path):
     out = generate(ck.config, ck.generator, z.numpy(), None if y is None else y.numpy())
     assert out.shape == ref.shape == (5, cfg.channels, cfg.image_size, cfg.image_size)
     np.testing.assert_allclose(out, ref, atol=2e-5)
+
+
+@pytest.mark.parametrize("spec, name", [
+    ("digits", "gan-digits.safetensors"),
+    ("folder:/pics/shapes", "gan-folder-shapes.safetensors"),
+    ("folder:/pics/shapes/", "gan-folder-shapes.safetensors"),
+    ("mnist:~/data/fashion", "gan-mnist-fashion.safetensors"),
+])
+def test_trained_checkpoints_are_named_for_their_data(tmp_path, spec, name):
+    assert checkpoint_path(spec, tmp_path) == tmp_path / name
+    assert checkpoint_path(spec, str(tmp_path)) == tmp_path / name
+
+
+def test_without_a_folder_checkpoints_go_to_the_data_dir(isolated_dirs):
+    assert checkpoint_path("digits") == isolated_dirs["data"] / "gan" / "gan-digits.safetensors"

@@ -174,3 +174,21 @@ def test_help_exits_zero():
     assert r.returncode == 0 and "sample" in r.stdout and "train" in r.stdout
     r = run("sample", "--help")
     assert r.returncode == 0 and "--save-array" in r.stdout
+
+
+def test_train_names_its_checkpoint_by_the_shared_rule(tmp_path, isolated_dirs):
+    """`gan train` saves where the TUI's GAN screen would (gan.checkpoint.checkpoint_path),
+    named for the data set, in --out or else the data dir."""
+    pytest.importorskip("torch")
+    from aigc_chat.gan.checkpoint import checkpoint_path, load_checkpoint
+    from tests.test_gan_data import write_tiny_mnist
+
+    spec = f"mnist:{write_tiny_mnist(tmp_path / 'mymnist')}/"
+    out = tmp_path / "runs"
+    r = run("train", "--data", spec, "--epochs", "0", "--no-preview", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert checkpoint_path(spec, out) == out / "gan-mnist-mymnist.safetensors"
+    assert load_checkpoint(out / "gan-mnist-mymnist.safetensors").config.image_size == 8
+    r = run("train", "--data", spec, "--epochs", "0", "--no-preview")
+    assert r.returncode == 0, r.stderr
+    assert checkpoint_path(spec).is_file() and checkpoint_path(spec).parent == isolated_dirs["data"] / "gan"

@@ -20,6 +20,15 @@ def _write_idx(path, arr: np.ndarray, gz: bool = False) -> None:
     path.write_bytes(gzip.compress(data) if gz else data)
 
 
+def write_tiny_mnist(directory):
+    """A real MNIST-format folder, 16 labelled 8x8 images: enough to train on for tests."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    _write_idx(directory / "train-images-idx3-ubyte", rng.integers(0, 256, (16, 8, 8)))
+    _write_idx(directory / "train-labels-idx1-ubyte", np.arange(16) % 2)
+    return directory
+
+
 @pytest.mark.parametrize("gz", [False, True])
 def test_mnist_idx(tmp_path, gz):
     rng = np.random.default_rng(0)

@@ -117,6 +117,34 @@ def test_screen_trains_live_and_can_cancel(tmp_path):
     asyncio.run(go())
 
 
+def test_screen_names_its_checkpoint_by_the_shared_rule(tmp_path, isolated_dirs):
+    """The GAN screen saves where `gan train` would (gan.checkpoint.checkpoint_path): named
+    for the data set, in its folder or else the data dir."""
+    pytest.importorskip("torch")
+    from aigc_chat.gan.checkpoint import checkpoint_path
+    from tests.test_gan_data import write_tiny_mnist
+
+    spec = f"mnist:{write_tiny_mnist(tmp_path / 'mymnist')}"
+
+    async def train(screen: GanScreen) -> None:
+        app = _ScreenApp(screen)
+        async with app.run_test(size=(100, 50)) as pilot:
+            await pilot.pause()
+            await pilot.press("t")
+            await _wait(pilot, lambda: screen.trained_path is not None or screen.train_error, 120)
+            assert screen.train_error is None
+
+    out = tmp_path / "runs"
+    screen = GanScreen(n=10, train_data=spec, train_epochs=0, out_dir=out)
+    asyncio.run(train(screen))
+    assert screen.trained_path == checkpoint_path(spec, out) == out / "gan-mnist-mymnist.safetensors"
+    assert screen.trained_path.is_file()
+    screen = GanScreen(n=10, train_epochs=0)
+    asyncio.run(train(screen))
+    assert screen.trained_path == checkpoint_path("digits") == isolated_dirs["data"] / "gan" / "gan-digits.safetensors"
+    assert screen.trained_path.is_file()
+
+
 def test_moved_shipped_checkpoint_still_renders(tmp_path):
     """A message saved with the shipped file's old absolute path draws the same after a reinstall."""
     from aigc_chat.gan import DEFAULT_CHECKPOINT

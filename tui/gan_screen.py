@@ -164,6 +164,7 @@ class GanScreen(Screen):
     def _train(self) -> Path | None:
         worker = get_current_worker()
         try:
+            from aigc_chat.gan.checkpoint import checkpoint_path
             from aigc_chat.gan.data import load_data
             from aigc_chat.gan.train import Trainer, TrainOptions
 
@@ -185,8 +186,7 @@ class GanScreen(Screen):
                 self.app.call_from_thread(self._on_epoch, images, per_row)
 
             finished = trainer.run(on_step=on_step, on_epoch=on_epoch, should_stop=lambda: worker.is_cancelled)
-            out = (self.out_dir or self._default_out()) / f"gan-{self.train_data.partition(':')[0]}.safetensors"
-            path = trainer.save(out)
+            path = trainer.save(checkpoint_path(self.train_data, self.out_dir))
             self.app.call_from_thread(self._on_trained, path, finished, trainer.epoch)
             return path
         except Exception as err:  # noqa: BLE001 - shown in the panel, never a crash of the app
@@ -196,12 +196,6 @@ class GanScreen(Screen):
             except RuntimeError:
                 pass
             return None
-
-    @staticmethod
-    def _default_out() -> Path:
-        from aigc_chat.paths import data_dir
-
-        return Path(data_dir()) / "gan"
 
     def _on_steps(self, batch: list[tuple[float, float]], step: int, total: int, epoch: int) -> None:
         for d, g in batch:
