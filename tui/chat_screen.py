@@ -125,7 +125,7 @@ class ChatScreen(Screen[None]):
                             exit_on_error=False)
         else:
             await self._show_start_notes()
-            self._begin_model()
+            self.call_after_refresh(self._begin_model)  # the load's thread starts after the first paint
 
     @property
     def app_initial_conversation(self) -> int | None:

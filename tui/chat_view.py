@@ -125,9 +125,7 @@ class AssistantMessage(ChatMessage):
         super().__init__("assistant", text, message_id=message_id)
         self.stats = stats or {}
         self.finish_reason = finish_reason
-        self.streamed_chars = 0
         self.batches = 0
-        self._frozen: list[str] = []
         self._tail = ""
         self._tail_view: MarkdownView | None = None
 
@@ -164,14 +162,12 @@ class AssistantMessage(ChatMessage):
         if self._tail_view is None:
             self.start_stream()
         assert self._tail_view is not None
-        self.streamed_chars += len(shown)
         self.batches += 1
         self._tail += shown
         if len(self._tail) > self.SEGMENT:
             cut = split_point(self._tail, self.SEGMENT // 2)
             if cut:
                 done, self._tail = self._tail[:cut], self._tail[cut:]
-                self._frozen.append(done)
                 self._tail_view.set_source(done)
                 self._tail_view = MarkdownView(self._tail, classes="segment")
                 await self.query_one(".body", Vertical).mount(self._tail_view)
@@ -195,7 +191,7 @@ class AssistantMessage(ChatMessage):
             views[0].set_source(full)
         else:
             await body.mount(MarkdownView(full, classes="segment"))
-        self._frozen, self._tail, self._tail_view = [], "", None
+        self._tail, self._tail_view = "", None
         self.query_one(".stats", Static).update(self._stats_content())
 
 

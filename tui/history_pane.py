@@ -103,7 +103,9 @@ class HistoryPane(Vertical):
 
     def on_mount(self) -> None:
         self.border_title = "History"
-        self.reload()
+        # after the first paint: the read runs on a thread, and a thread starting during the
+        # first frame takes the interpreter from it (the pane fills a moment later instead)
+        self.call_after_refresh(self.reload)
 
     # -- filling ------------------------------------------------------------------------
     def reload(self) -> None:

@@ -98,10 +98,6 @@ def smollm2_file() -> Path | None:
     return None
 
 
-def default_model_path() -> Path:
-    return smollm2_file() or Path(SMOLLM2_FILE)
-
-
 def state() -> str:
     """One line for `doctor`: is the default model ready, to be verified, or missing?"""
     path = smollm2_file()

@@ -21,7 +21,7 @@ without its question or half a conversation with holes. A job the user asked for
 Reading your own writes: while a writer owns a store, that store's read methods, called from
 any other thread, first wait for the jobs submitted so far; a script or a test that reads the
 store after the front end "saved" sees what was saved. The TUI itself never reads that store:
-it reads through a second connection on a reader thread (tui/history_service.py).
+it reads through a second connection on a reader thread (history_service.py).
 """
 
 from __future__ import annotations

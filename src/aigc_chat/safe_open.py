@@ -60,12 +60,6 @@ def open_regular(path: str | Path, what: str = "file", error: ErrorFactory = Usa
         raise
 
 
-def check_regular(path: str | Path, what: str = "file", error: ErrorFactory = UsageError) -> int:
-    """Fail with one line unless `path` is a readable regular file; returns its size."""
-    with open_regular(path, what, error) as fh:
-        return os.fstat(fh.fileno()).st_size
-
-
 def read_regular(path: str | Path, limit: int, what: str = "file",
                  error: ErrorFactory = UsageError) -> bytes:
     """The whole file, refused before reading when it is larger than `limit` bytes."""
