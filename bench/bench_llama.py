@@ -25,9 +25,10 @@ os.environ.setdefault("AIGC_CHAT_CONFIG", os.path.join(tempfile.mkdtemp(), "none
 
 from aigc_chat.backends.base import Message
 from aigc_chat.backends.llama_cpp_backend import LlamaCppBackend
+from aigc_chat.config import Config
+from aigc_chat.conversation import Conversation, plan_prompt
 from aigc_chat.default_model import ensure_gemma  # the figures in the docs are Gemma 3 270M's
 from aigc_chat.params import GenerationParams
-from aigc_chat.session import ChatSession
 
 
 def direct_decode(llm, prompt_tokens: list[int], n: int) -> float:
@@ -81,11 +82,13 @@ def main() -> None:
     ratios = []
     for rep in range(args.rounds):
         llm.reset()
-        session = ChatSession(backend, GenerationParams(temperature=0.0, max_tokens=48))
+        params = GenerationParams(temperature=0.0, max_tokens=48)
+        conv = Conversation(Config(path=Path(os.devnull), generation=params))  # no history: nothing stored
+        conv.attach_backend(backend, external=True)
         ttft = []
         for turn in range(args.turns):
             evaluated.clear()
-            r = session.send(f"Tell me one more fact about the sea, number {turn + 1}.").consume()
+            r = conv.begin("send", f"Tell me one more fact about the sea, number {turn + 1}.").consume()
             ttft.append(r.time_to_first_token)
             if rep == 0:
                 print(f"  turn {turn + 1:2d}: prompt {r.prompt_tokens:4d} tok, evaluated {evaluated[0]:4d} new, "
@@ -98,7 +101,8 @@ def main() -> None:
     # Without prefix reuse, for contrast: re-evaluate the whole turn-10 prompt.
     llm.reset()
     t0 = time.perf_counter()
-    backend.stream_chat(session.plan().messages[:-1], GenerationParams(temperature=0.0, max_tokens=1)).consume()
+    last_prompt = plan_prompt(backend, "", conv.messages, params).messages[:-1]
+    backend.stream_chat(last_prompt, GenerationParams(temperature=0.0, max_tokens=1)).consume()
     print(f"  (turn-{args.turns} prompt evaluated from scratch: {(time.perf_counter() - t0) * 1000:.1f} ms)")
 
     exe = Path(sys.executable).parent / "aigc-chat"

@@ -3,7 +3,7 @@ base model) against the new one (SmolLM2-135M-Instruct), each with its shipped s
 
 An answer is on topic when it contains the question's keyword (a simple check, here only:
 no test asserts a model's wording). Each question is a fresh conversation through the same
-path `aigc-chat -p` takes (config, per-model settings, ChatSession), seeded so a run can be
+path `aigc-chat -p` takes (config, per-model settings, the conversation core), seeded so a run can be
 repeated. Usage:
 
     python bench/bench_on_topic.py [--models gemma3-270m smollm2-135m] [--seeds 0 1 2]
@@ -17,8 +17,8 @@ import re
 import time
 
 from aigc_chat.config import load_config
+from aigc_chat.conversation import Conversation
 from aigc_chat.loader import load_backend, model_settings_for
-from aigc_chat.session import ChatSession
 
 QUESTIONS: list[tuple[str, str]] = [
     ("What is the capital of France?", r"paris"),
@@ -55,8 +55,9 @@ def run_model(name: str, seeds: list[int], greedy: bool, max_tokens: int, verbos
                          for k in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty")}
                 print(f"{name}: {shown}")
             for question, pattern in QUESTIONS:
-                session = ChatSession(backend, cfg.generation, cfg.system_prompt)
-                answer = session.send(question).consume().text
+                conv = Conversation(cfg)  # a fresh conversation per question, nothing stored
+                conv.attach_backend(backend, external=True)
+                answer = conv.begin("send", question).consume().text
                 ok = on_topic(answer, pattern)
                 hits += ok
                 total += 1
