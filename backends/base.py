@@ -17,10 +17,10 @@ import threading
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple, cast
 
 from aigc_chat.errors import AigcError, ParamError, UsageError
 from aigc_chat.params import PARAM_NAMES, GenerationParams
@@ -206,7 +206,7 @@ class Backend(ABC):
         configured options (its defaults when the config cannot be read)."""
         return []
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a backend with nothing to free skips it
         """Free the model."""
 
     # -- shared behaviour -------------------------------------------------------------
@@ -223,7 +223,7 @@ class Backend(ABC):
         messages: Sequence[Message],
         params: GenerationParams,
         cancel: threading.Event | None = None,
-    ) -> "ChatStream":
+    ) -> ChatStream:
         """Start a generation; iterate the returned stream for text deltas."""
         return ChatStream(self, list(messages), params.validate(), cancel or threading.Event())
 
@@ -275,7 +275,7 @@ class ChatStream:
         assert self.result is not None
         return self.result
 
-    def _run(self) -> Iterator[str]:
+    def _run(self) -> Generator[str, None, None]:
         warnings = [
             f"the {self.backend.name} backend cannot honour {n}; it is ignored"
             for n in self.backend.unsupported(self.params)
@@ -313,9 +313,9 @@ class ChatStream:
                 if self.cancel_event.is_set():
                     finish = "cancelled"
                     break
-                if item.__class__ is bytes:
+                if item.__class__ is bytes:  # `is`, not isinstance: this runs once per token
                     item = decode(item)
-                out = stops.feed(item)
+                out = stops.feed(cast(str, item))
                 if out:
                     pieces.append(out)
                     yield out
@@ -334,12 +334,14 @@ class ChatStream:
             raise
         except AigcError as exc:
             finish, error = "error", str(exc)
-        except Exception as exc:  # an engine failure must not kill the front end
+        except Exception as exc:  # noqa: BLE001 - an engine failure must not kill the front end
             finish, error = "error", f"{type(exc).__name__}: {exc}"
         finally:
             # Runs on normal ends and when the consumer closes us (GeneratorExit): either way
             # the engine stops now, and a result exists.
-            gen.close()
+            close = getattr(gen, "close", None)  # a plain iterator has nothing to stop
+            if close is not None:
+                close()
             if self.result is None:
                 self.result = self._make_result(
                     pieces, finish, prompt_tokens, n_tokens, t_start, t_first, t_last, error, stops, warnings,

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING
 
 from aigc_chat.errors import UsageError
+
+if TYPE_CHECKING:
+    from aigc_chat.backends.base import Backend
 
 GROUP = "aigc_chat.backends"
 ALIASES = {"llama.cpp": "llama", "llama-cpp": "llama", "llamacpp": "llama", "pytorch": "torch"}
@@ -36,7 +40,7 @@ def is_known(name: str) -> bool:
     return canonical(name) in _entry_points()
 
 
-def load_class(name: str) -> type:
+def load_class(name: str) -> type[Backend]:
     """The Backend subclass registered under `name` (aliases accepted)."""
     key = canonical(name)
     eps = _entry_points()

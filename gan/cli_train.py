@@ -42,7 +42,7 @@ class _StopFlag:
         self.requested = False
         self._old: Any = None
 
-    def __enter__(self) -> "_StopFlag":
+    def __enter__(self) -> _StopFlag:
         self._old = signal.signal(signal.SIGINT, self._handle)
         return self
 

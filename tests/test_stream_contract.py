@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from aigc_chat import cli, oneshot
-from aigc_chat.backends.base import Message
+from aigc_chat.backends.base import EngineEnd, Message
 from aigc_chat.params import GenerationParams
 from aigc_chat.session import ChatSession
 from tests.scripted_backend import ScriptedBackend
@@ -170,3 +170,17 @@ def test_close_before_the_start_runs_no_engine() -> None:
     assert b.seen == [] and stream.result is None  # no engine ran, so there is nothing to record
     assert list(stream) == []
 
+
+
+def test_a_backend_may_return_a_plain_iterator() -> None:
+    """`_generate` need not be a generator: an iterator with nothing to close ends normally."""
+    class Plain(ScriptedBackend):
+        def _generate(self, messages, params, cancel):
+            return iter(["plain ", "text", EngineEnd("stop")])
+
+    r = Plain([]).stream_chat(HI, GenerationParams(stop=("zz",))).consume()
+    assert (r.text, r.finish_reason) == ("plain text", "stop")
+    stream = Plain([]).stream_chat(HI, GenerationParams())
+    assert next(stream) == "plain "
+    stream.close()
+    assert stream.result is not None and stream.result.finish_reason == "cancelled"

@@ -6,7 +6,6 @@ import argparse
 import importlib.metadata as md
 import platform
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,11 +38,13 @@ def config_cmd(argv: list[str]) -> int:
         print(Path(args.config).expanduser() if args.config else paths.config_file())
         return 0
     import tomli_w
+
     from aigc_chat import model_settings
     from aigc_chat.loader import model_settings_for
 
     cfg = model_settings_for(_load(args))
-    sys.stdout.write(sanitize(f"# effective settings (file: {cfg.path}{'' if cfg.path.exists() else ', not present'})\n"))
+    present = "" if cfg.path.exists() else ", not present"
+    sys.stdout.write(sanitize(f"# effective settings (file: {cfg.path}{present})\n"))
     sys.stdout.write(sanitize(f"# model: {cfg.model or 'the default'} (backend {cfg.backend})\n"))
     sys.stdout.write("# where each generation value comes from, highest first: flag > conversation > "
                      'config [models."GLOB"] > config [generation] > model file (general.sampling) > '
@@ -94,7 +95,7 @@ def _list_local(cfg, as_json: bool, show_all: bool) -> int:
                      e.source + (f" {e.label}" if e.label and e.source != "bundled" else ""), e.path))
     widths = [max(len(sanitize(r[i])) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:  # names and paths come from the disk and from file headers: shown, never obeyed
-        print(sanitize("  ".join(f"{c:<{w}}" for c, w in zip(r, widths)) + "  " + r[-1]).rstrip())
+        print(sanitize("  ".join(f"{c:<{w}}" for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]).rstrip())
     missing = [loc for loc in discovery.locations(cfg) if not loc.exists]
     if missing:
         sys.stderr.write(sanitize("not present: " + ", ".join(f"{m.source} {m.path}" for m in missing)) + "\n"
@@ -137,7 +138,9 @@ def doctor_cmd(argv: list[str]) -> int:
 
     problems: list[str] = []
     rows: list[tuple[str, str]] = []
-    add: Callable[[str, str], None] = lambda k, v: rows.append((k, v))
+
+    def add(key: str, value: str) -> None:
+        rows.append((key, value))
 
     add("aigc-chat", _version("aigc-chat") or "not installed")
     add("python", f"{platform.python_version()} ({sys.executable})")
@@ -147,7 +150,7 @@ def doctor_cmd(argv: list[str]) -> int:
     try:
         cfg = _load(args)
         add("config", f"{cfg.path} ({'ok' if cfg.path.exists() else 'not present, defaults'})")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a config that cannot be read is what doctor reports
         cfg = None
         add("config", f"ERROR {exc}")
         problems.append(str(exc))
@@ -162,10 +165,10 @@ def doctor_cmd(argv: list[str]) -> int:
 
     configured = registry.canonical(cfg.backend) if cfg is not None else DEFAULT_BACKEND
     for name in registry.available():
-        for key, value, problem in _backend_lines(name, cfg):
+        for key, value, why in _backend_lines(name, cfg):
             add(key, value)
-            if problem and name == configured:
-                problems.append(problem)
+            if why and name == configured:
+                problems.append(why)
 
     if cfg is not None:
         model_state = default_model.state()
