@@ -20,30 +20,10 @@ from aigc_chat.errors import ModelError, UsageError
 from aigc_chat.gguf_info import read_gguf_info
 
 from tests.conftest import run_cli
-from tests.tiny_gguf import write_tiny_gguf
+from tests.tiny_gguf import CHATML, write_raw_gguf, write_tiny_gguf
 
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
-
-def _gguf_raw(path: Path, arch: str, kv: dict | None = None, split: tuple[int, int] | None = None) -> Path:
-    """A small non-chat GGUF (an embedding model, a projector, a later split part)."""
-    import gguf
-    import numpy as np
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    w = gguf.GGUFWriter(str(path), arch)
-    for key, value in (kv or {}).items():
-        w.add_string(key, value) if isinstance(value, str) else w.add_uint32(key, value)
-    if split:
-        w.add_uint16("split.no", split[0])
-        w.add_uint16("split.count", split[1])
-    w.add_tensor(f"t{split[0] if split else 0}.weight", np.zeros((4, 8), dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+# Re-exported for tests/test_tui_model_picker.py until it imports them from tests.tiny_gguf.
+_gguf_raw = write_raw_gguf
 
 
 @pytest.fixture
@@ -81,7 +61,7 @@ def layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     llama_cache.mkdir(parents=True)
     write_tiny_gguf(llama_cache / "tiny-split-00001-of-00002.gguf", "llama", seed=3,
                     extra={"split.count": 2})
-    _gguf_raw(llama_cache / "tiny-split-00002-of-00002.gguf", "llama", split=(1, 2))
+    write_raw_gguf(llama_cache / "tiny-split-00002-of-00002.gguf", "llama", split=(1, 2))
     write_tiny_gguf(llama_cache / "tiny-base-gemma.gguf", "gemma3", seed=4)
 
     # Ollama: a manifest naming the model layer, whose blob is a GGUF.
@@ -100,8 +80,8 @@ def layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
 
     # models_dir from the config: an embedding model, a vision projector, a second "tiny-chat".
     mine.mkdir()
-    _gguf_raw(mine / "tiny-embed.gguf", "bert", {"bert.pooling_type": 1})
-    _gguf_raw(mine / "mmproj-tiny-f16.gguf", "clip", {"general.type": "mmproj"})
+    write_raw_gguf(mine / "tiny-embed.gguf", "bert", {"bert.pooling_type": 1})
+    write_raw_gguf(mine / "mmproj-tiny-f16.gguf", "clip", {"general.type": "mmproj"})
     (mine / "other").mkdir()
     write_tiny_gguf(mine / "other" / "tiny-chat-q8_0.gguf", "llama", seed=6,
                     extra={"tokenizer.chat_template": CHATML})

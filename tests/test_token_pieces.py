@@ -19,7 +19,6 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("llama_cpp")
@@ -31,6 +30,7 @@ from aigc_chat.history import HistoryStore  # noqa: E402
 from aigc_chat.params import GenerationParams  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
 from tests.scripted_backend import ScriptedBackend  # noqa: E402
+from tests.tiny_gguf import DASH64, HINDI, NL32, chain_vocab, write_chain_gguf  # noqa: E402
 
 # -- the GGUF vocabulary, read independently of llama.cpp and of src/aigc_chat/gguf_info.py ----------
 
@@ -166,92 +166,7 @@ def test_every_token_renders_as_the_vocabulary_says(model: str, request: pytest.
         tok.close()
 
 
-# -- a tiny GGUF that says exactly what we want -----------------------------------------------
-
-NL32 = "\n" + "▁" * 32          # a newline and 32 spaces: 33 bytes
-DASH64 = "-" * 64               # 64 bytes
-HINDI = "▁प्रधानमंत्री"            # 37 bytes
-LONG = [NL32, DASH64, HINDI, "▁" + "=" * 40]
-_CHARS = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'\"-:;()[]/<>|_\n")
-
-
-def _chain_vocab() -> tuple[list[str], list[float], list[int]]:
-    tokens = ["<unk>", "<s>", "</s>"]
-    types = [UNKNOWN, CONTROL, CONTROL]
-    tokens += [f"<0x{b:02X}>" for b in range(256)]
-    types += [BYTE] * 256
-    normal = ["▁", *_CHARS, "▁h", "▁hi", *LONG]
-    tokens += normal
-    types += [NORMAL] * len(normal)
-    scores = [0.0] * (3 + 256) + [-1000.0 + 10.0 * len(p) - 0.001 * i for i, p in enumerate(normal)]
-    return tokens, scores, types
-
-
-def write_chain_gguf(path: Path, chain: list[str]) -> Path:
-    """A llama-architecture GGUF that, greedy, answers any prompt with `chain` then EOS.
-
-    Embeddings are one-hot (n_embd >= vocabulary), every layer's weights are zero so the
-    residual stream carries the current token's embedding untouched, and the output matrix
-    maps token s to its successor: chain[k] -> chain[k+1], the last -> EOS, any other token
-    (the end of whatever prompt) -> chain[0]."""
-    import gguf
-
-    tokens, scores, types = _chain_vocab()
-    ids = {t: i for i, t in enumerate(tokens)}
-    seq = [ids[t] for t in chain]
-    assert len(set(seq)) == len(seq), "each chain token must have one successor"
-    n_vocab = len(tokens)
-    n_embd = 64 * ((n_vocab + 63) // 64)
-    n_head, n_kv, ffn = 4, 2, 64
-    head_dim = n_embd // n_head
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_name("tiny-chain")
-    w.add_context_length(256)
-    w.add_embedding_length(n_embd)
-    w.add_block_count(1)
-    w.add_feed_forward_length(ffn)
-    w.add_head_count(n_head)
-    w.add_head_count_kv(n_kv)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_rope_dimension_count(head_dim)
-    w.add_rope_freq_base(10_000.0)
-    w.add_tokenizer_model("llama")
-    w.add_token_list(tokens)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_unk_token_id(0)
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
-    w.add_add_space_prefix(True)
-    embd = np.zeros((n_vocab, n_embd), np.float32)
-    embd[np.arange(n_vocab), np.arange(n_vocab)] = 1.0
-    out = np.zeros((n_vocab, n_embd), np.float32)
-    out[seq[0], :n_vocab] = 1.0
-    for a, b in zip(seq, seq[1:] + [2]):
-        out[:, a] = 0.0
-        out[b, a] = 1.0
-    zeros = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731
-    w.add_tensor("token_embd.weight", embd)
-    p = "blk.0."
-    w.add_tensor(p + "attn_norm.weight", np.ones(n_embd, np.float32))
-    w.add_tensor(p + "attn_q.weight", zeros(n_head * head_dim, n_embd))
-    w.add_tensor(p + "attn_k.weight", zeros(n_kv * head_dim, n_embd))
-    w.add_tensor(p + "attn_v.weight", zeros(n_kv * head_dim, n_embd))
-    w.add_tensor(p + "attn_output.weight", zeros(n_embd, n_head * head_dim))
-    w.add_tensor(p + "ffn_norm.weight", np.ones(n_embd, np.float32))
-    w.add_tensor(p + "ffn_gate.weight", zeros(ffn, n_embd))
-    w.add_tensor(p + "ffn_up.weight", zeros(ffn, n_embd))
-    w.add_tensor(p + "ffn_down.weight", zeros(n_embd, ffn))
-    w.add_tensor("output_norm.weight", np.ones(n_embd, np.float32))
-    w.add_tensor("output.weight", out)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
-
+# -- a tiny GGUF that says exactly what we want (tests/tiny_gguf.py's chain model) ----------
 
 # The clean reply: three pieces longer than 32 bytes, then "é" split over two byte tokens.
 CLEAN = [NL32, DASH64, HINDI, "<0xC3>", "<0xA9>", "▁" + "=" * 40]
@@ -433,7 +348,7 @@ def test_token_pieces_grows_its_buffer_once_not_per_token(chains: dict[str, Path
     tok = GGUFTokenizer(chains["clean"])
     try:
         render = TokenPieces(import_llama_cpp(), tok._vocab, size=4)
-        ids = {t: i for i, t in enumerate(_chain_vocab()[0])}
+        ids = {t: i for i, t in enumerate(chain_vocab()[0])}
         assert render(ids[DASH64]) == b"-" * 64
         buf = render._buf
         assert render(ids["a"]) == b"a" and render(ids[NL32]) == b"\n" + b" " * 32

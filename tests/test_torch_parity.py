@@ -21,7 +21,7 @@ from aigc_chat.backends.torch_gpt import parity  # noqa: E402
 from aigc_chat.backends.torch_gpt.gguf_loader import load_gguf  # noqa: E402
 from aigc_chat.backends.torch_gpt.model import GPT, build_model  # noqa: E402
 from aigc_chat.backends.torch_gpt.runner import Runner  # noqa: E402
-from tests.tiny_gguf import write_tiny_gguf  # noqa: E402
+from tests.tiny_gguf import write_tiny_ggufs  # noqa: E402
 
 # Five fixed prompts for the Gemma check: chat, verse, explanation, list, code.
 GEMMA_PROMPTS = [
@@ -36,7 +36,7 @@ GEMMA_PROMPTS = [
 @pytest.fixture(scope="module")
 def tiny_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("tiny")
-    return {a: write_tiny_gguf(d / f"tiny-{a}.gguf", a, seed=7) for a in ("llama", "gemma3")}
+    return write_tiny_ggufs(d, seed=7)
 
 
 def _model(path: Path, max_len: int = 128) -> GPT:
