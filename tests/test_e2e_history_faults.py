@@ -9,10 +9,11 @@ holds the history's write lock; the status bar then says "history off" (after th
 from __future__ import annotations
 
 import pytest
-from aigc_chat.history import HistoryStore, default_path
 
+from aigc_chat.history import HistoryStore, default_path
 from tests.history_faults import LockHolder, read_only
-from tests.test_e2e_tmux import Tmux, idle, status_line, tmux  # noqa: F401 - the fixture
+from tests.history_peek import last_reply
+from tests.tmux_driver import Tmux, idle, status_line
 
 pytestmark = [pytest.mark.slow]
 
@@ -78,19 +79,6 @@ def test_a_read_only_history_shows_the_pane_and_answers(tmux: Tmux, cli: str) ->
         assert [c.message_count for c in s.list_conversations()] == [1]
 
 
-def _stored_reply(path) -> tuple[str, str | None] | None:
-    """The last assistant row, read the way another process would (read-only, WAL)."""
-    try:
-        with HistoryStore(path, readonly=True) as s:
-            convs = s.list_conversations(limit=1)
-            if not convs:
-                return None
-            msgs = s.get_conversation(convs[0].id).messages
-    except Exception:  # noqa: BLE001 - not created yet
-        return None
-    return (msgs[-1].content, msgs[-1].finish_reason) if msgs and msgs[-1].role == "assistant" else None
-
-
 def test_kill_9_while_streaming_keeps_what_the_writer_saved(tmux: Tmux, cli: str, isolated_dirs) -> None:
     """The writer thread saves the streaming reply as it goes (about once a second): after a
     SIGKILL mid-reply, the file holds the question and a prefix of the reply, never finalised."""
@@ -109,7 +97,7 @@ def test_kill_9_while_streaming_keeps_what_the_writer_saved(tmux: Tmux, cli: str
     seen: list[str] = []
 
     def grew_twice(_screen: str) -> bool:
-        got = _stored_reply(path)
+        got = last_reply(path)
         if got and got[0] and got[1] is None and (not seen or got[0] != seen[-1]):
             seen.append(got[0])
         return len(seen) >= 2

@@ -9,15 +9,15 @@ would run `touch PWNED`; what we copy is the text as the screen shows it, so not
 
 from __future__ import annotations
 
-import os
 import shutil
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.test_e2e_tmux import Tmux, idle
-from tests.test_token_pieces import write_chain_gguf
+from tests.tiny_gguf import write_chain_gguf
+from tests.tmux_driver import Tmux, idle, tmux_server
+from tests.waiting import poll_until
 
 pytestmark = [pytest.mark.skipif(shutil.which("tmux") is None or shutil.which("bash") is None,
                                  reason="needs tmux and bash")]
@@ -30,13 +30,11 @@ REPLY = "safe\x1b[201~\rtouch PWNED\n"
 
 
 @pytest.fixture
-def tmux(isolated_dirs: dict[str, Path], tmp_path: Path):
-    cfg = isolated_dirs["config"]
-    cfg.parent.mkdir(parents=True, exist_ok=True)
-    cfg.write_text("[generation]\ntemperature = 0.0\nmax_tokens = 40\n")
-    t = Tmux(f"aigc-paste-{os.getpid()}", dict(os.environ))
-    yield t
-    t.run("kill-server", check=False)
+def tmux(isolated_dirs: dict[str, Path]) -> Iterator[Tmux]:
+    """conftest's `tmux`, overridden: no default model to assemble, and max_tokens with room
+    for the whole chain reply."""
+    with tmux_server("aigc-paste", isolated_dirs["config"], "[generation]\ntemperature = 0.0\nmax_tokens = 40\n") as t:
+        yield t
 
 
 def test_copied_reply_cannot_break_out_of_a_bracketed_paste(tmux: Tmux, cli: str, tmp_path: Path) -> None:
@@ -53,13 +51,14 @@ def test_copied_reply_cannot_break_out_of_a_bracketed_paste(tmux: Tmux, cli: str
     tmux.keys("Enter")
     tmux.wait(lambda s: "touch PWNED" in s and idle(s), 60, "the reply")
     tmux.keys("F5")
-    deadline = time.monotonic() + 20
-    buffer = ""
-    while time.monotonic() < deadline:
-        buffer = tmux.run("show-buffer", check=False).stdout
-        if "PWNED" in buffer:
-            break
-        time.sleep(0.1)
+    seen = [""]
+
+    def copied() -> bool:
+        seen[0] = tmux.run("show-buffer", check=False).stdout
+        return "PWNED" in seen[0]
+
+    poll_until(copied, 20, interval=0.1)
+    buffer = seen[0]
     assert "touch PWNED" in buffer, f"no clipboard write reached tmux: {buffer!r}"
     assert "\x1b" not in buffer and "\r" not in buffer, repr(buffer)
 

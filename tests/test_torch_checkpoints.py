@@ -1,4 +1,4 @@
-"""GPT-2 (Hugging Face layout) and nanoGPT checkpoints, built here with random weights.
+"""GPT-2 (Hugging Face layout, tests/tiny_gpt2.py) and nanoGPT checkpoints with random weights.
 
 The reference is an independent numpy GPT-2 written from the HF tensor layout, so a wrong
 transpose, split or activation in our loaders shows up as different logits.
@@ -23,40 +23,7 @@ from aigc_chat.backends.torch_gpt.backend import TorchBackend  # noqa: E402
 from aigc_chat.errors import ModelError  # noqa: E402
 from aigc_chat.params import GenerationParams  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
-
-D, L, H, CTX = 32, 2, 4, 64
-CORPUS = ("hello world, the quick brown fox jumps over the lazy dog. " * 20
-          + "def f(x):\n    return x + 1\n" * 10 + "café naïve 東京 ✓\n" * 5)
-
-
-def make_tokenizer(path: Path) -> int:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator([CORPUS], trainer)
-    tok.save(str(path))
-    return tok.get_vocab_size()
-
-
-def hf_tensors(vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random GPT-2 weights in HF's layout (Conv1D: [in, out])."""
-    rng = np.random.default_rng(seed)
-    r = lambda *s: (rng.standard_normal(s) * 0.2).astype(np.float32)  # noqa: E731
-    t = {"wte.weight": r(vocab, D), "wpe.weight": r(CTX, D),
-         "ln_f.weight": 1 + r(D), "ln_f.bias": r(D)}
-    for i in range(L):
-        h = f"h.{i}."
-        t.update({h + "ln_1.weight": 1 + r(D), h + "ln_1.bias": r(D),
-                  h + "attn.c_attn.weight": r(D, 3 * D), h + "attn.c_attn.bias": r(3 * D),
-                  h + "attn.c_proj.weight": r(D, D), h + "attn.c_proj.bias": r(D),
-                  h + "ln_2.weight": 1 + r(D), h + "ln_2.bias": r(D),
-                  h + "mlp.c_fc.weight": r(D, 4 * D), h + "mlp.c_fc.bias": r(4 * D),
-                  h + "mlp.c_proj.weight": r(4 * D, D), h + "mlp.c_proj.bias": r(D)})
-    return t
+from tests.tiny_gpt2 import CTX, D, H, L  # noqa: E402
 
 
 def reference_logits(t: dict[str, np.ndarray], tokens: list[int], exact_gelu: bool) -> np.ndarray:
@@ -86,21 +53,6 @@ def reference_logits(t: dict[str, np.ndarray], tokens: list[int], exact_gelu: bo
         m = gelu(ln(x, t[h + "ln_2.weight"], t[h + "ln_2.bias"]) @ t[h + "mlp.c_fc.weight"] + t[h + "mlp.c_fc.bias"])
         x = x + m @ t[h + "mlp.c_proj.weight"] + t[h + "mlp.c_proj.bias"]
     return ln(x, t["ln_f.weight"], t["ln_f.bias"]) @ t["wte.weight"].T
-
-
-@pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
-    from safetensors.numpy import save_file
-
-    d = tmp_path_factory.mktemp("gpt2")
-    vocab = make_tokenizer(d / "tokenizer.json")
-    t = hf_tensors(vocab)
-    save_file(t, str(d / "model.safetensors"))
-    (d / "config.json").write_text(json.dumps({
-        "model_type": "gpt2", "n_embd": D, "n_layer": L, "n_head": H, "n_positions": CTX,
-        "vocab_size": vocab, "layer_norm_epsilon": 1e-5, "activation_function": "gelu_new",
-    }))
-    return d, t
 
 
 def nanogpt_ckpt(folder: Path, t: dict[str, np.ndarray], vocab: int, bias: bool = True) -> Path:

@@ -18,7 +18,6 @@ from aigc_chat.backends.torch_gpt import parity  # noqa: E402
 from aigc_chat.backends.torch_gpt.gguf_loader import load_gguf  # noqa: E402
 from aigc_chat.backends.torch_gpt.model import build_model  # noqa: E402
 from aigc_chat.backends.torch_gpt.runner import Runner  # noqa: E402
-from tests.test_torch_checkpoints import hf_dir  # noqa: E402,F401 - fixture
 from tests.tiny_gguf import write_tiny_gguf  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.pty_app import PtyApp
+from tests.waiting import poll_until
 
 # Runs the app in a session of its own, so the pty is not its controlling terminal and
 # closing it sends no SIGHUP: only the input's hang-up tells.
@@ -33,13 +33,17 @@ NO_SIGHUP = (
 
 
 def _exit_status(pid: int, timeout: float) -> int | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """The child's exit code once it has exited, or None if it is still running after
+    `timeout` seconds (the caller then kills it and fails)."""
+    codes: list[int] = []
+
+    def exited() -> bool:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.05)
-    return None
+            codes.append(os.waitstatus_to_exitcode(status))
+        return bool(done)
+
+    return codes[0] if poll_until(exited, timeout) else None
 
 
 @pytest.mark.parametrize("sighup", [True, False], ids=["sighup", "no-sighup"])
