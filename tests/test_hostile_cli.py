@@ -15,12 +15,13 @@ import json
 import os
 import sqlite3
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_cli
-from tests.test_openai_faults import FaultServer, chunk
+from tests.fault_server import FaultServer, chunk
 
 GREEDY = ("--temperature", "0", "--max-tokens", "12")
 
@@ -241,7 +242,7 @@ HOSTILE = "ok \u202eevil\u202c \u2066x\u2069 zero\u200bwidth\ufeff join\u2060 \x
 
 
 @pytest.fixture
-def hostile_server() -> FaultServer:
+def hostile_server() -> Iterator[FaultServer]:
     with FaultServer() as srv:
         srv.chat = lambda h, body: h.sse([chunk(HOSTILE[:9]), chunk(HOSTILE[9:]), chunk(None, "stop")])
         yield srv
