@@ -102,6 +102,14 @@ def hf_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np
     return d, write_hf_gpt2(d)
 
 
+def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter of this venv (stdin closed, this test's environment):
+    its sys.modules then shows what the code itself imported, which the import-cost tests
+    check, untouched by all that pytest and the other tests have imported here."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
 def run_cli(cli: str, *args: str, input: str | bytes | None = None, timeout: float = 300,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run `aigc-chat ARGS` with the test's isolated environment."""

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from aigc_chat.backends.openai_backend import OpenAIBackend
+
 # The API key the tests hand the client (through this variable): it must never be printed,
 # logged or stored.
 KEY_ENV = "AIGC_TEST_OPENAI_KEY"
@@ -33,6 +35,14 @@ def chunk(content: str | None = None, finish: str | None = None, usage: dict | N
     if usage is not None:
         out["usage"] = usage
     return out
+
+
+def stall_after_first(h: Any, body: dict) -> None:
+    """A `chat` script: the reply starts ("first"), then the server goes silent until the
+    client leaves, as a server stuck mid-reply does; for cancel and timeout tests."""
+    h.sse_start()
+    h.sse_send(chunk("first"))
+    h.stall_until_client_leaves()
 
 
 class FaultServer:
@@ -136,3 +146,11 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def openai_backend(url: str, model: str | None = None, **options: Any) -> OpenAIBackend:
+    """The real openai backend pointed at `url` with the test key's variable and short
+    timeouts (2 s connect, 5 s read: a test that hangs fails fast); `options` override."""
+    opts = {"base_url": url, "api_key_env": KEY_ENV, "connect_timeout": 2.0, "read_timeout": 5.0}
+    opts.update(options)
+    return OpenAIBackend(model, opts)

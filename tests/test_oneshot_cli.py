@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_python
 
 FAST = ("--temperature", "0", "--max-tokens", "12")
 
@@ -117,8 +115,7 @@ def test_llama_path_never_imports_torch(tmp_path):
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "sys.exit(rc)\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ), stdin=subprocess.DEVNULL)
+    r = run_python(code, timeout=120)
     assert r.returncode == 0, r.stderr
 
 
@@ -130,5 +127,5 @@ def test_help_is_quick_and_imports_nothing_heavy():
         "heavy = [m for m in ('torch', 'llama_cpp', 'textual', 'numpy') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    r = run_python(code)
     assert r.returncode == 0, r.stderr

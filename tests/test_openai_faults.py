@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,10 +21,12 @@ from aigc_chat.backends.base import GenerationResult, Message
 from aigc_chat.backends.openai_backend import OpenAIBackend
 from aigc_chat.errors import BackendError
 from aigc_chat.params import GenerationParams
-from tests.conftest import run_cli
-from tests.fault_server import KEY, KEY_ENV, FaultServer, chunk, free_port
+from tests.conftest import run_cli, run_python
+from tests.fault_server import KEY, KEY_ENV, FaultServer, chunk, free_port, openai_backend, stall_after_first
 
 HI = [Message("user", "hi")]
+# Re-exported for tests/test_openai_cancel.py until it imports openai_backend from tests.fault_server.
+backend = openai_backend
 
 
 @pytest.fixture
@@ -38,12 +39,6 @@ def server() -> Iterator[FaultServer]:
 def key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv(KEY_ENV, KEY)
     return KEY
-
-
-def backend(url: str, model: str | None = None, **options: Any) -> OpenAIBackend:
-    opts = {"base_url": url, "api_key_env": KEY_ENV, "connect_timeout": 2.0, "read_timeout": 5.0}
-    opts.update(options)
-    return OpenAIBackend(model, opts)
 
 
 def generate(b: OpenAIBackend, params: GenerationParams | None = None) -> GenerationResult:
@@ -65,7 +60,7 @@ def test_parameters_and_usage_reach_both_ends(server: FaultServer, key: str) -> 
         chunk(None), chunk("Hel"), chunk("lo"), chunk(" there"), chunk(None, "stop"),
         chunk(usage={"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}),
     ])
-    b = backend(server.url, extra_body={"chat_template_kwargs": {"enable_thinking": False}, "top_k": 7})
+    b = openai_backend(server.url, extra_body={"chat_template_kwargs": {"enable_thinking": False}, "top_k": 7})
     b.load()
     assert b.info().model == "m1"  # no model named: the server's first
     params = GenerationParams(temperature=0.3, top_p=0.9, top_k=20, min_p=0.1, repeat_penalty=1.1,
@@ -89,7 +84,7 @@ def test_parameters_and_usage_reach_both_ends(server: FaultServer, key: str) -> 
 
 
 def test_without_sampler_extras_the_warnings_are_honest(server: FaultServer) -> None:
-    b = backend(server.url, "m2", sampler_extras=False, repeat_penalty_field="repetition_penalty",
+    b = openai_backend(server.url, "m2", sampler_extras=False, repeat_penalty_field="repetition_penalty",
                 api_key_env="")
     b.load()
     result = generate(b, GenerationParams(top_k=5, max_tokens=8))
@@ -102,7 +97,7 @@ def test_without_sampler_extras_the_warnings_are_honest(server: FaultServer) -> 
 
 
 def test_vllm_field_name_for_repeat_penalty(server: FaultServer) -> None:
-    b = backend(server.url, "m1", repeat_penalty_field="repetition_penalty")
+    b = openai_backend(server.url, "m1", repeat_penalty_field="repetition_penalty")
     b.load()
     generate(b, GenerationParams(repeat_penalty=1.3, max_tokens=8))
     assert server.requests[-1]["repetition_penalty"] == 1.3 and "repeat_penalty" not in server.requests[-1]
@@ -110,7 +105,7 @@ def test_vllm_field_name_for_repeat_penalty(server: FaultServer) -> None:
 
 def test_no_usage_from_the_server_is_said_so(server: FaultServer) -> None:
     server.chat = lambda h, body: h.sse([chunk("a"), chunk("b"), chunk(None, "length")])
-    b = backend(server.url, "m1")
+    b = openai_backend(server.url, "m1")
     b.load()
     result = generate(b)
     assert result.text == "ab" and result.finish_reason == "length"
@@ -124,7 +119,7 @@ def test_server_usage_counts_tokens_merged_into_one_chunk(server: FaultServer) -
         chunk("one two"), chunk(" three four"), chunk(" five six"), chunk(None, "stop"),
         chunk(usage={"prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15}),
     ])
-    b = backend(server.url, "m1")
+    b = openai_backend(server.url, "m1")
     b.load()
     result = generate(b)
     assert result.text == "one two three four five six"
@@ -139,7 +134,7 @@ def test_server_rejecting_stream_options_gets_the_request_again(server: FaultSer
         h.sse([chunk("fine"), chunk(None, "stop")])
 
     server.chat = chat
-    b = backend(server.url, "m1")
+    b = openai_backend(server.url, "m1")
     b.load()
     assert generate(b).text == "fine"
     assert generate(b).text == "fine"
@@ -149,7 +144,7 @@ def test_server_rejecting_stream_options_gets_the_request_again(server: FaultSer
 def test_stop_strings_filtered_client_side_too(server: FaultServer) -> None:
     # A server that ignores `stop`: the shared filter still cuts the text.
     server.chat = lambda h, body: h.sse([chunk("one "), chunk("two EN"), chunk("D three"), chunk(None, "stop")])
-    b = backend(server.url, "m1")
+    b = openai_backend(server.url, "m1")
     b.load()
     result = generate(b, GenerationParams(stop=("END",)))
     assert result.text == "one two " and result.finish_reason == "stop" and result.stop_sequence == "END"
@@ -157,7 +152,7 @@ def test_stop_strings_filtered_client_side_too(server: FaultServer) -> None:
 
 def test_output_escape_sequences_are_not_interpreted_in_errors(server: FaultServer) -> None:
     server.chat = lambda h, body: h.status(500, {"error": {"message": "boom \x1b]52;c;aGk=\x07\x1b[2J done"}})
-    b = backend(server.url, "m1")
+    b = openai_backend(server.url, "m1")
     b.load()
     result = generate(b)
     assert result.finish_reason == "error"
@@ -174,7 +169,7 @@ STATUS_WORDS = {401: "401", 403: "403", 404: "404", 429: "429", 500: "500", 503:
 def test_status_errors_when_loading(server: FaultServer, key: str, code: int) -> None:
     server.models = code
     with pytest.raises(BackendError) as err:
-        backend(server.url).load()
+        openai_backend(server.url).load()
     assert STATUS_WORDS[code] in str(err.value)
     assert_one_clean_line(str(err.value), server.url)
 
@@ -184,7 +179,7 @@ def test_status_errors_when_chatting(server: FaultServer, key: str, code: int) -
     # The error body echoes the Authorization header: the worst a server could do.
     server.chat = lambda h, body: h.status(
         code, {"error": {"message": f"no: {h.headers.get('Authorization')}"}}, {"Retry-After": "7"})
-    b = backend(server.url, "m1")
+    b = openai_backend(server.url, "m1")
     b.load()
     result = generate(b)
     assert result.finish_reason == "error" and result.text == ""
@@ -200,14 +195,14 @@ def test_status_errors_when_chatting(server: FaultServer, key: str, code: int) -
 
 def test_unknown_model_named(server: FaultServer) -> None:
     with pytest.raises(BackendError) as err:
-        backend(server.url, "nope").load()
+        openai_backend(server.url, "nope").load()
     assert "'nope'" in str(err.value) and "m1, m2" in str(err.value)
     assert_one_clean_line(str(err.value), server.url)
 
 
 def test_model_names_from_the_server_are_safe_to_print(server: FaultServer) -> None:
     server.models = ["evil\x1b]0;pwned\x07-model", "m1"]
-    b = backend(server.url)
+    b = openai_backend(server.url)
     assert b.list_models() == ["evil-model", "m1"]
     b.load()
     assert b.info().model == "evil-model"
@@ -216,15 +211,15 @@ def test_model_names_from_the_server_are_safe_to_print(server: FaultServer) -> N
 def test_server_without_models_route_still_chats_when_a_model_is_named(server: FaultServer) -> None:
     server.models = 404
     with pytest.raises(BackendError, match="/models"):
-        backend(server.url).load()  # no model named and no list: nothing to go on
-    b = backend(server.url, "m1")
+        openai_backend(server.url).load()  # no model named and no list: nothing to go on
+    b = openai_backend(server.url, "m1")
     b.load()
     assert generate(b).text == "ok"
 
 
 def test_connection_refused_is_quick_and_clear() -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
-    b = backend(url, "m1")
+    b = openai_backend(url, "m1")
     for call in (b.load, b.list_models):
         with pytest.raises(BackendError, match="connection refused") as err:
             call()
@@ -235,7 +230,7 @@ def test_connection_refused_is_quick_and_clear() -> None:
 
 def test_server_that_never_answers_times_out(server: FaultServer) -> None:
     server.chat = lambda h, body: h.stall_until_client_leaves()
-    b = backend(server.url, "m1", read_timeout=0.5)
+    b = openai_backend(server.url, "m1", read_timeout=0.5)
     b.load()
     t0 = time.monotonic()
     result = generate(b)
@@ -250,7 +245,7 @@ def test_headers_then_silence_times_out_before_the_reply(server: FaultServer) ->
         h.stall_until_client_leaves()
 
     server.chat = chat
-    b = backend(server.url, "m1", read_timeout=0.5)
+    b = openai_backend(server.url, "m1", read_timeout=0.5)
     b.load()
     result = generate(b)
     assert result.finish_reason == "error" and result.text == ""
@@ -265,7 +260,7 @@ def test_stall_mid_reply_times_out_with_partial_text(server: FaultServer) -> Non
         h.stall_until_client_leaves()
 
     server.chat = chat
-    b = backend(server.url, "m1", read_timeout=0.5)
+    b = openai_backend(server.url, "m1", read_timeout=0.5)
     b.load()
     result = generate(b)
     assert result.finish_reason == "error" and result.text == "partial"
@@ -275,7 +270,7 @@ def test_stall_mid_reply_times_out_with_partial_text(server: FaultServer) -> Non
 
 def test_error_event_mid_stream_keeps_the_partial_text(server: FaultServer) -> None:
     server.chat = lambda h, body: h.sse([chunk("so far"), {"error": {"message": "CUDA out of memory"}}])
-    b = backend(server.url, "m1")
+    b = openai_backend(server.url, "m1")
     b.load()
     result = generate(b)
     assert result.finish_reason == "error" and result.text == "so far"
@@ -285,7 +280,7 @@ def test_error_event_mid_stream_keeps_the_partial_text(server: FaultServer) -> N
 
 def test_garbage_in_the_stream_is_an_error_not_a_crash(server: FaultServer) -> None:
     server.chat = lambda h, body: h.sse([chunk("x"), "{not json"])
-    b = backend(server.url, "m1")
+    b = openai_backend(server.url, "m1")
     b.load()
     result = generate(b)
     assert result.finish_reason == "error" and result.text == "x"
@@ -294,7 +289,7 @@ def test_garbage_in_the_stream_is_an_error_not_a_crash(server: FaultServer) -> N
 
 def test_stream_that_just_stops_is_an_error(server: FaultServer) -> None:
     server.chat = lambda h, body: h.sse([chunk("cut "), chunk("short")], done=False)
-    b = backend(server.url, "m1")
+    b = openai_backend(server.url, "m1")
     b.load()
     result = generate(b)
     assert result.finish_reason == "error" and result.text == "cut short"
@@ -308,15 +303,9 @@ def test_stream_that_just_stops_is_an_error(server: FaultServer) -> None:
 # -- cancelling closes the HTTP response at once ---------------------------------------------
 
 
-def _stall_after_first(h: Any, body: dict) -> None:
-    h.sse_start()
-    h.sse_send(chunk("first"))
-    h.stall_until_client_leaves()
-
-
 def test_cancel_while_the_server_is_silent_ends_the_stream_and_the_connection(server: FaultServer) -> None:
-    server.chat = _stall_after_first
-    b = backend(server.url, "m1", read_timeout=60.0)
+    server.chat = stall_after_first
+    b = openai_backend(server.url, "m1", read_timeout=60.0)
     b.load()
     cancel = threading.Event()
     stream = b.stream_chat(HI, GenerationParams(max_tokens=64), cancel)
@@ -333,8 +322,8 @@ def test_cancel_while_the_server_is_silent_ends_the_stream_and_the_connection(se
 
 
 def test_closing_the_iterator_closes_the_connection(server: FaultServer) -> None:
-    server.chat = _stall_after_first
-    b = backend(server.url, "m1", read_timeout=60.0)
+    server.chat = stall_after_first
+    b = openai_backend(server.url, "m1", read_timeout=60.0)
     b.load()
     stream = b.stream_chat(HI, GenerationParams(max_tokens=64))
     it = iter(stream)
@@ -348,8 +337,8 @@ def test_closing_the_iterator_closes_the_connection(server: FaultServer) -> None
 
 
 def test_each_stream_keeps_its_own_cancel_event(server: FaultServer) -> None:
-    server.chat = _stall_after_first
-    b = backend(server.url, "m1", read_timeout=60.0)
+    server.chat = stall_after_first
+    b = openai_backend(server.url, "m1", read_timeout=60.0)
     b.load()
     e1, e2 = threading.Event(), threading.Event()
     s1 = b.stream_chat(HI, GenerationParams(max_tokens=64), e1)
@@ -440,7 +429,7 @@ def test_cli_ctrl_c_while_the_server_is_silent(server: FaultServer, cli: str, is
     import os
     import signal
 
-    server.chat = _stall_after_first
+    server.chat = stall_after_first
     write_config(isolated_dirs["config"], server.url, "m1", read_timeout=60.0)
     proc = subprocess.Popen([cli, "--prompt", "hi"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, env={**os.environ, KEY_ENV: KEY}, text=True)
@@ -492,5 +481,5 @@ def test_openai_is_imported_lazily() -> None:
         "m.OpenAIBackend(None, {})\n"
         "assert 'openai' not in sys.modules and 'httpx2' not in sys.modules, 'imported eagerly'\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
