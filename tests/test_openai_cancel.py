@@ -1,34 +1,28 @@
 """The openai backend takes its cancel event through `_generate(messages, params, cancel)`,
-against the real loopback HTTP server of tests/test_openai_faults.py: a cancel while the
-server is silent returns at once and the server sees the client leave."""
+against the real loopback HTTP server of tests/fault_server.py: a cancel while the server
+is silent returns at once and the server sees the client leave."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from aigc_chat.backends.base import Message
 from aigc_chat.params import GenerationParams
-from tests.test_openai_faults import FaultServer, backend, chunk
+from tests.fault_server import FaultServer, stall_after_first
+from tests.fault_server import openai_backend as backend
 
 HI = [Message("user", "hi")]
 READ_TIMEOUT = 60.0  # what a missed cancel would wait for; every bound below is far under it
 
 
-def _stall_after_first(h: Any, body: dict) -> None:
-    h.sse_start()
-    h.sse_send(chunk("first"))
-    h.stall_until_client_leaves()
-
-
 @pytest.fixture
 def server() -> Iterator[FaultServer]:
     with FaultServer() as srv:
-        srv.chat = _stall_after_first
+        srv.chat = stall_after_first
         yield srv
 
 
