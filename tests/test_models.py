@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+
 from aigc_chat import discovery, model_settings
 from aigc_chat.config import load_config
 from aigc_chat.errors import ModelError, UsageError
 from aigc_chat.gguf_info import read_gguf_info
-
 from tests.conftest import run_cli
 from tests.tiny_gguf import CHATML, write_raw_gguf, write_tiny_gguf
 

@@ -51,7 +51,7 @@ def vocab(arch: str, pieces: list[str] | None = None) -> tuple[list[str], list[f
         types.append(BYTE)
         scores.append(0.0)
     if pieces is None:
-        pieces = ["▁"] + _CHARS + _MERGES
+        pieces = ["▁", *_CHARS, *_MERGES]
     for i, p in enumerate(pieces):
         tokens.append(p)
         types.append(NORMAL)
@@ -93,7 +93,8 @@ def write_tiny_gguf(path: str | Path, arch: str = "llama", seed: int = 0, *,
     def norm(dim: int) -> np.ndarray:
         return (1.0 + 0.1 * rng.standard_normal(dim)).astype(np.float32)
 
-    w.add_tensor("token_embd.weight", (rng.standard_normal((len(tokens), n_embd)) * (0.05 if gemma else 1.0)).astype(np.float32))
+    embd = rng.standard_normal((len(tokens), n_embd)) * (0.05 if gemma else 1.0)
+    w.add_tensor("token_embd.weight", embd.astype(np.float32))
     for i in range(n_layer):
         p = f"blk.{i}."
         _add_block(w, p, mat, norm, n_embd=n_embd, n_head=n_head, n_kv=n_kv, head_dim=head_dim, ffn=ffn)
@@ -228,7 +229,7 @@ def write_chain_gguf(path: Path, chain: list[str]) -> Path:
     embd[np.arange(n_vocab), np.arange(n_vocab)] = 1.0
     out = np.zeros((n_vocab, n_embd), np.float32)
     out[seq[0], :n_vocab] = 1.0
-    for a, b in zip(seq, seq[1:] + [special["eos"]]):
+    for a, b in zip(seq, [*seq[1:], special["eos"]], strict=True):
         out[:, a] = 0.0
         out[b, a] = 1.0
     w.add_tensor("token_embd.weight", embd)
