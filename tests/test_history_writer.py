@@ -10,17 +10,11 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
+
 from aigc_chat.backends.base import GenerationResult
 from aigc_chat.errors import UsageError
 from aigc_chat.history import HistoryError, HistoryStore, ReplyRecorder
-from aigc_chat.history_writer import (
-    HistoryWriter,
-    NotSaved,
-    QueuedStore,
-    SerialThread,
-    known,
-)
-
+from aigc_chat.history_writer import HistoryWriter, NotSaved, QueuedStore, SerialThread, known
 from tests.fake_clock import FakeClock
 from tests.history_faults import LockHolder, fill_up
 
