@@ -77,24 +77,9 @@ def test_non_utf8_prompt_is_answered_and_saved(cli: str, gemma_path: Path, isola
     assert conversations(isolated_dirs["data"])[0][1] == "th\ufffd"
 
 
-def test_a_failed_first_message_leaves_no_empty_conversation(isolated_dirs: dict) -> None:
-    """The class behind case 5: whatever stops the first message being stored (here text
-    SQLite cannot encode), the conversation made for it goes too."""
-    import argparse
-
-    from aigc_chat.backends.base import Message
-    from aigc_chat.config import Config
-    from aigc_chat.history_hooks import OneshotHistory
-    from aigc_chat.session import ChatSession
-    from tests.scripted_backend import ScriptedBackend
-
-    session = ChatSession(ScriptedBackend(["ok"]), Config(path=isolated_dirs["config"]).generation)
-    args = argparse.Namespace(no_history=False, continue_=False, conversation=None, system=None)
-    hist = OneshotHistory(session, Config(path=isolated_dirs["config"]), args)
-    with pytest.raises(UnicodeEncodeError):
-        hist._on_message(Message("user", "caf\udce9"), None)  # what argv gives for b"caf\xe9"
-    hist.close()
-    assert conversations(isolated_dirs["data"]) == []
+# (The class behind case 5, a first message that cannot be stored leaving no empty
+# conversation behind, is tested on the conversation core both front ends use:
+# tests/test_conversation_core.py::test_a_failed_first_message_leaves_no_empty_conversation.)
 
 
 # -- case 6: numbers that reach native code --------------------------------------------------

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
 from aigc_chat.backends.base import Message
-from aigc_chat.backends.llama_cpp_backend import (
-    LlamaCppBackend, build_summary, cpu_has_amx, extra_buffers_enabled,
-)
+from aigc_chat.backends.llama_cpp_backend import LlamaCppBackend, build_summary, cpu_has_amx, extra_buffers_enabled
+from aigc_chat.config import Config
+from aigc_chat.conversation import Conversation
 from aigc_chat.params import GenerationParams
-from aigc_chat.session import ChatSession
 
 GREEDY = GenerationParams(temperature=0.0, max_tokens=24)
 Q = [Message("user", "Write a sentence about the sea.")]
@@ -147,17 +147,24 @@ def test_closing_the_stream_stops_the_engine(backend):
     assert backend.stream_chat(Q, GREEDY.with_updates(max_tokens=3)).consume().completion_tokens == 3
 
 
+def _conversation(backend: LlamaCppBackend, params: GenerationParams, system: str = "") -> Conversation:
+    """The conversation core as both front ends use it, without a history."""
+    conv = Conversation(Config(path=Path("/nonexistent/config.toml"), system_prompt=system, generation=params))
+    conv.attach_backend(backend, external=True)
+    return conv
+
+
 def test_multi_turn_reuses_the_kv_cache_prefix(backend, monkeypatch):
     """Turn 2 re-sends turn 1; only the new tokens may be evaluated."""
     llm = backend._llm
     evaluated: list[int] = []
     real_eval = llm.eval
     monkeypatch.setattr(llm, "eval", lambda toks: (evaluated.append(len(toks)), real_eval(toks))[1])
-    session = ChatSession(backend, GREEDY.with_updates(max_tokens=16))
-    session.send("Name a colour.").consume()
+    session = _conversation(backend, GREEDY.with_updates(max_tokens=16))
+    session.begin("send", "Name a colour.").consume()
     turn1_prompt = evaluated[0]
     evaluated.clear()
-    r2 = session.send("And a fruit?").consume()
+    r2 = session.begin("send", "And a fruit?").consume()
     assert r2.prompt_tokens > turn1_prompt + 10
     new_tokens = r2.prompt_tokens - turn1_prompt
     # The first eval of turn 2 is the prompt suffix: about the new turn, not the whole history.
@@ -190,10 +197,10 @@ def test_session_leaves_out_old_turns_to_fit(gemma_path):
     b = LlamaCppBackend(str(gemma_path), {"n_ctx": 256})
     b.load()
     try:
-        s = ChatSession(b, GREEDY.with_updates(max_tokens=8), system_prompt="Be brief.")
+        s = _conversation(b, GREEDY.with_updates(max_tokens=8), "Be brief.")
         for i in range(6):
             s.messages += [Message("user", f"question {i} " + "pad " * 20), Message("assistant", "ok " * 10)]
-        turn = s.send("final question")
+        turn = s.begin("send", "final question")
         r = turn.consume()
         assert turn.plan.dropped > 0
         assert turn.plan.messages[0].role == "system"  # never dropped

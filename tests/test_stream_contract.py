@@ -9,13 +9,15 @@ import io
 import json
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from aigc_chat import cli, oneshot
 from aigc_chat.backends.base import EngineEnd, Message
+from aigc_chat.config import Config
+from aigc_chat.conversation import Conversation
 from aigc_chat.params import GenerationParams
-from aigc_chat.session import ChatSession
 from tests.scripted_backend import ScriptedBackend
 
 HI = [Message("user", "hi")]
@@ -44,24 +46,31 @@ def test_stop_split_over_pieces_never_shown():
     assert b.closed_early  # the engine was stopped, not drained
 
 
-def test_session_keeps_cancelled_reply():
+def _conversation(backend: ScriptedBackend, system: str = "") -> Conversation:
+    conv = Conversation(Config(path=Path("/nonexistent/config.toml"), system_prompt=system))  # no history
+    conv.attach_backend(backend)
+    return conv
+
+
+def test_the_conversation_keeps_a_cancelled_reply():
     b = ScriptedBackend(["one ", "two ", "three"])
-    s = ChatSession(b)
-    turn = s.send("go")
-    it = iter(turn)
+    s = _conversation(b)
+    turn = s.begin("send", "go")
+    it = turn.run()
     next(it)
     it.close()
     assert turn.result.finish_reason == "cancelled"
     assert s.messages[-1] == Message("assistant", "one ")
+    assert b.closed_early  # the engine was stopped, not drained
 
 
-def test_regenerate_and_edit():
+def test_regenerate_and_edit_send_the_system_prompt():
     b = ScriptedBackend(["answer"])
-    s = ChatSession(b, system_prompt="sys")
-    s.send("first").consume()
-    s.regenerate().consume()
+    s = _conversation(b, "sys")
+    s.begin("send", "first").consume()
+    s.begin("regenerate").consume()
     assert [m.role for m in s.messages] == ["user", "assistant"]
-    s.edit_last_user("changed").consume()
+    s.begin("edit", "changed").consume()
     assert s.messages[0].content == "changed" and len(s.messages) == 2
     assert b.seen[-1][0] == Message("system", "sys")
 
