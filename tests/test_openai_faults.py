@@ -25,8 +25,6 @@ from tests.conftest import run_cli, run_python
 from tests.fault_server import KEY, KEY_ENV, FaultServer, chunk, free_port, openai_backend, stall_after_first
 
 HI = [Message("user", "hi")]
-# Re-exported for tests/test_openai_cancel.py until it imports openai_backend from tests.fault_server.
-backend = openai_backend
 
 
 @pytest.fixture
