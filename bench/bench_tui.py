@@ -145,7 +145,7 @@ def bench_traffic(max_tokens: int, interval_ms: int) -> None:
 async def stream_full_path(n: int) -> None:
     from aigc_chat.config import Config
     from aigc_chat.tui.app import ChatApp
-    from tests.test_tui_terminal import ScriptedBackend  # the test suite's scripted backend
+    from tests.scripted_backend import ScriptedBackend  # the test suite's scripted backend
 
     pieces = markdown_tokens(n)
     with tempfile.TemporaryDirectory() as tmp:
@@ -153,16 +153,16 @@ async def stream_full_path(n: int) -> None:
         cfg.generation = cfg.generation.with_updates(max_tokens=n + 10)
         app = ChatApp(cfg, store=None, backend=ScriptedBackend(pieces))
         async with app.run_test(size=(100, 30)) as pilot:
-            while app.state != "idle":
+            while app.chat_screen.state != "idle":
                 await pilot.pause(0.01)
             prompt = app.query_one("#prompt")
             prompt.load_text("go")
             t0 = time.perf_counter()
             await pilot.press("enter")
-            while app.state != "idle":
+            while app.chat_screen.state != "idle":
                 await pilot.pause(0.005)
             total = time.perf_counter() - t0
-            reply = app.chat.last("assistant")
+            reply = app.chat_screen.chat.last("assistant")
             ok = reply.shown_markdown == "".join(pieces)
     print(f"stream (a) full path, {n} tokens: {total:.2f} s to the final render "
           f"({n / total:,.0f} tokens/s); final text complete: {ok}")
@@ -221,7 +221,7 @@ async def bench_history(n_conv: int, n_msg: int, runs: int) -> None:
     from aigc_chat.config import Config
     from aigc_chat.history import HistoryStore
     from aigc_chat.tui.app import ChatApp
-    from tests.test_tui_terminal import ScriptedBackend
+    from tests.scripted_backend import ScriptedBackend
 
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "history.sqlite3"
@@ -233,9 +233,9 @@ async def bench_history(n_conv: int, n_msg: int, runs: int) -> None:
         store = HistoryStore(db)
         app = ChatApp(cfg, store=store, backend=ScriptedBackend(["x"]))
         async with app.run_test(size=(100, 30)) as pilot:
-            while app.state != "idle":
+            while app.chat_screen.state != "idle":
                 await pilot.pause(0.01)
-            pane = app.history
+            pane = app.chat_screen.history
             opens, searches, convs = [], [], []
             newest = store.list_conversations(limit=1)[0].id
             for _ in range(runs):
@@ -254,7 +254,7 @@ async def bench_history(n_conv: int, n_msg: int, runs: int) -> None:
                 await app._open(newest)
                 await pilot.pause()
                 convs.append(time.perf_counter() - t0)
-            n_msgs = len(app.chat.messages())
+            n_msgs = len(app.chat_screen.chat.messages())
         store.close()
     print(f"history pane open (500 newest listed and painted): median {statistics.median(opens) * 1000:.0f} ms "
           f"(max {max(opens) * 1000:.0f}; target <= 500 ms)")
