@@ -75,7 +75,7 @@ def status_line(screen: str) -> str:
 
 
 def idle(screen: str) -> bool:
-    """The app is idle: loaded, not generating (the status bar ends in "idle")."""
+    """The status bar ends in "idle": not loading a model, not generating."""
     return status_line(screen).rstrip().endswith("idle")
 
 
