@@ -308,3 +308,86 @@ def test_a_corrupt_history_is_a_warning_unless_a_saved_conversation_was_asked_fo
     assert opening.store is None and opening.problem is not None
     with pytest.raises(HistoryError, match="not a history database"):
         open_history(args(continue_=True))
+
+
+def test_each_reply_records_the_model_that_wrote_it() -> None:
+    """A conversation can switch models; the history says which one wrote each reply, from
+    the reply's first row on (a reply cut off by a kill -9 says it too)."""
+    conv = make(["one"])
+    first = conv.begin("send", "q1")
+    conv.history.writer.wait(5)  # type: ignore[union-attr]
+    with HistoryStore(readonly=True) as s:
+        (cid,) = [c.id for c in s.list_conversations()]
+        assert s.get_conversation(cid).messages[-1].stats == {"backend": "scripted", "model": "scripted-model"}
+    first.consume()
+    conv.attach_backend(ScriptedBackend(["two"], model="other.gguf"))
+    turn = conv.begin("send", "q2")
+    turn.consume()
+    assert turn.stats()["model"] == "other.gguf" and turn.stats()["completion_tokens"] == 1
+    conv.close()
+    with HistoryStore(readonly=True) as s:
+        replies = [m for m in s.get_conversation(cid).messages if m.role == "assistant"]
+        assert [m.stats["model"] for m in replies] == ["scripted-model", "other.gguf"]
+        assert "## Assistant (other.gguf)" in s.export(cid, "markdown")
+
+
+def _two_models(tmp_path: Path) -> tuple[Path, Path]:
+    from tests.tiny_gguf import write_tiny_gguf
+
+    return (write_tiny_gguf(tmp_path / "a.gguf", "llama", seed=1),
+            write_tiny_gguf(tmp_path / "b.gguf", "llama", seed=2))
+
+
+def test_switching_back_to_the_previous_model_does_not_load_it_again(tmp_path: Path) -> None:
+    a, b = _two_models(tmp_path)
+    conv = Conversation(Config(path=Path(os.environ["AIGC_CHAT_CONFIG"])))
+    first = conv.load_backend(backend="llama", model=str(a))
+    conv.attach_backend(first)
+    second = conv.load_backend(backend="llama", model=str(b))
+    conv.attach_backend(second)
+    assert conv.spare is first  # kept loaded: memory allows it here
+    back = conv.load_backend(backend="llama", model=str(a))
+    assert back is first  # the same engine, not a new load from disk
+    conv.attach_backend(back)
+    assert conv.spare is second and conv.backend is first
+    assert conv.begin("send", "hi").consume().finish_reason in ("stop", "length")
+    conv.close()
+    assert conv.backend is None and conv.spare is None
+
+
+def test_without_memory_to_spare_the_previous_model_is_closed(tmp_path: Path) -> None:
+    a, b = _two_models(tmp_path)
+    conv = Conversation(Config(path=Path(os.environ["AIGC_CHAT_CONFIG"])))
+    conv.memory_available = lambda: 100 << 20  # 100 MiB left: under the reserve
+    first = conv.load_backend(backend="llama", model=str(a))
+    conv.attach_backend(first)
+    conv.attach_backend(conv.load_backend(backend="llama", model=str(b)))
+    assert conv.spare is None
+    again = conv.load_backend(backend="llama", model=str(a))
+    assert again is not first  # loaded anew
+    conv.close()
+    again.close()
+
+
+def test_save_as_default_writes_choices_not_the_models_own_sampling(tmp_path: Path) -> None:
+    """[generation] beats a model's own sampling (its file, the built-in table), so "save as
+    default" writes what this run chose (a change, a flag) and leaves the model's values out."""
+    import tomllib
+
+    from aigc_chat.config import load_config, save_config
+    from aigc_chat.loader import model_settings_for
+
+    path = Path(os.environ["AIGC_CHAT_CONFIG"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('[tui]\ntheme = "nord"\n')
+    cfg = model_settings_for(load_config(path).with_overrides(model="smollm2", max_tokens=99))
+    assert cfg.source("temperature").startswith("built-in table")  # SmolLM2's own low temperature
+    conv = Conversation(cfg)
+    conv.set_params(top_k=7)
+    conv.save_as_default()
+    gen = tomllib.loads(path.read_text())["generation"]
+    assert gen == {"top_k": 7, "max_tokens": 99}
+    # and writing the config for another reason (the theme) adds no generation values at all
+    path.write_text('[tui]\ntheme = "nord"\n')
+    save_config(load_config(path))
+    assert "generation" not in tomllib.loads(path.read_text())

@@ -363,10 +363,8 @@ class ChatScreen(Screen[None]):
         if event.job != self._job or self._reply is None:
             return
         result = event.result
-        from aigc_chat.history import result_stats
-
         reply, self._reply = self._reply, None
-        await reply.finish(result.text, result_stats(result), result.finish_reason)
+        await reply.finish(result.text, event.stats, result.finish_reason)
         if result.prompt_tokens:
             self.status.context_used = result.prompt_tokens + result.completion_tokens
         for warning in result.warnings:

@@ -6,6 +6,7 @@ conversation) cannot touch the screen after it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from textual.message import Message
 from textual.notifications import SeverityLevel
@@ -47,6 +48,7 @@ class ReplyDelta(Message):
 class ReplyFinished(Message):
     job: int
     result: GenerationResult
+    stats: dict[str, Any]  # as the history keeps them (aigc_chat.conversation.Turn.stats)
 
 
 @dataclass

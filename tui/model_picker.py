@@ -190,14 +190,11 @@ def start_switch(screen: ChatScreen, found: Found) -> None:
 
 
 def _load(screen: ChatScreen, found: Found, backend: str, previous: str) -> None:
-    from aigc_chat.loader import load_backend
     from aigc_chat.tui.launch import tui_config
 
     conv = screen.conversation
-    try:
-        with conv.backend_lock:  # the old model is not generating: we were idle
-            new = load_backend(tui_config(conv.config, backend), None, backend=backend,
-                               model=model_ref(found))
+    try:  # the old model is not generating (we were idle); a spare of this model is reused
+        new = conv.load_backend(None, tui_config(conv.config, backend), backend=backend, model=model_ref(found))
     except Exception as exc:  # noqa: BLE001 - a failed switch keeps the old model, and says why
         reason = str(exc) if str(exc) else type(exc).__name__
         screen.app.call_from_thread(_failed, screen, found, reason, previous)

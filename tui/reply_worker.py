@@ -48,4 +48,4 @@ def stream_reply(post: Callable[[Message], object], job: int, turn: Turn, cancel
         post(ReplyFailed(job, f"{type(exc).__name__}: {exc}"))
         return
     assert turn.result is not None
-    post(ReplyFinished(job, turn.result))
+    post(ReplyFinished(job, turn.result, turn.stats()))

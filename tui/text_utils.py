@@ -27,7 +27,7 @@ def last_code_block(markdown: str) -> str | None:
 
 
 def format_stats(stats: dict[str, Any], finish_reason: str | None) -> str:
-    """'0.12 s to first token · 48.3 tok/s · 128 tokens · stop' from a reply's stats."""
+    """'0.12 s to first token · 48.3 tok/s · 128 tokens · done · model.gguf' from a reply's stats."""
     parts: list[str] = []
     ttft = stats.get("time_to_first_token")
     if isinstance(ttft, (int, float)):
@@ -41,6 +41,9 @@ def format_stats(stats: dict[str, Any], finish_reason: str | None) -> str:
     if finish_reason:
         parts.append({"length": "stopped at max tokens", "cancelled": "cancelled",
                       "error": "failed", "stop": "done"}.get(finish_reason, finish_reason))
+    model = stats.get("model")
+    if isinstance(model, str) and model:
+        parts.append(short_model(model))  # which model wrote it: conversations can switch
     return " · ".join(parts)
 
 
@@ -58,6 +61,6 @@ def format_date(timestamp: float, now: float | None = None) -> str:
 
 def short_model(model: str) -> str:
     """A model path shortened to its file name for narrow places."""
-    if not model:
-        return "default model"
-    return model.rstrip("/").rsplit("/", 1)[-1]
+    from aigc_chat.history import short_model_name
+
+    return short_model_name(model) if model else "default model"

@@ -76,10 +76,16 @@ class Config:
             "model": self.model,
             "system_prompt": self.system_prompt,
         }
-        gen = self.generation.to_dict()
-        if gen["seed"] is None:
+        # What the file itself sets and what differs from the defaults, never every default: a
+        # value written here beats the model file's and the built-in table's (docs/models.md),
+        # so writing them all (saving the theme, say) would take every model's own sampling away.
+        default = GenerationParams().to_dict()
+        gen = {k: v for k, v in self.generation.to_dict().items()
+               if k in self.file_generation or v != default[k]}
+        if gen.get("seed", 0) is None:
             del gen["seed"]  # TOML has no null
-        out["generation"] = gen
+        if gen:
+            out["generation"] = gen
         out["tui"] = dict(self.tui)
         if self.models_dir:
             out["models_dir"] = list(self.models_dir)

@@ -36,13 +36,27 @@ from aigc_chat.config import Config, load_config, save_config
 from aigc_chat.errors import ParamError, UsageError
 from aigc_chat.history_service import HistoryService
 from aigc_chat.history_writer import known
-from aigc_chat.params import GenerationParams
+from aigc_chat.params import PARAM_NAMES, GenerationParams
 
 if TYPE_CHECKING:
     from aigc_chat.history import Conversation as StoredConversation
     from aigc_chat.history import HistoryStore, ReplyRecorder
 
 TurnAction = Literal["send", "regenerate", "edit"]
+SPARE_RESERVE = 1 << 30  # memory left free for everything else when a spare model is kept
+
+
+def memory_available() -> int | None:
+    """Bytes the system can still give (Linux MemAvailable), or None where it cannot say:
+    then no spare model is kept."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 SAVE_INTERVAL = 1.0  # seconds between writes of a streaming reply: what a kill -9 can lose
 
 
@@ -198,33 +212,69 @@ class Conversation:
         self.backend: Backend | None = None
         self.external_backend: Backend | None = None  # the caller's: never closed here
         self.backend_lock = threading.Lock()  # one engine call at a time (a load or a turn)
+        self.spare: Backend | None = None  # the model answered with before, kept loaded (see attach)
+        self._loaded_as: dict[int, tuple[str, str]] = {}  # id(backend) -> (backend, model) asked for
+        self.memory_available = memory_available  # a function, so tests can say "no room"
         self.conversation_ref: Ref = None
         self.last_user_ref: Ref = None
         self.last_reply_ref: Ref = None
         self.last_plan: PromptPlan | None = None
 
     # -- the backend -------------------------------------------------------------------------
-    def load_backend(self, progress: Callable[[str], None] | None = None,
-                     config: Config | None = None) -> Backend:
-        """Build and load the backend the settings name (slow: not on an event loop). The
-        front end may pass its own config (the TUI leaves a core for the screen)."""
+    def load_backend(self, progress: Callable[[str], None] | None = None, config: Config | None = None,
+                     backend: str | None = None, model: str | None = None) -> Backend:
+        """Build and load the backend the settings name, or `backend`/`model` (slow: not on an
+        event loop). The model answered with before is handed back as it is, without a load,
+        when it is the one asked for. The front end may pass its own config (the TUI leaves
+        a core for the screen)."""
         from aigc_chat.loader import load_backend
 
+        name = backend or self.settings.backend
+        ref = model if model is not None else (self.settings.model or "")
+        spare = self.spare
+        if spare is not None and self._loaded_as.get(id(spare)) == (name, ref):
+            if progress is not None:
+                progress("still loaded: switching back")
+            return spare
         with self.backend_lock:
-            return load_backend(config or self.config, progress, backend=self.settings.backend,
-                                model=self.settings.model or None)
+            loaded = load_backend(config or self.config, progress, backend=name, model=ref or None)
+        self._loaded_as[id(loaded)] = (name, ref)
+        return loaded
 
     def attach_backend(self, backend: Backend, *, external: bool = False) -> None:
-        """Answer with `backend` from now on; the one it replaces is closed (unless it was the
-        caller's own)."""
+        """Answer with `backend` from now on. The one it replaces stays loaded as the spare
+        (switching back then costs nothing) when the memory left allows it: at least twice
+        its file's size plus `SPARE_RESERVE`; otherwise, and whatever spare there was before,
+        it is closed. The caller's own backend is never closed here."""
         if external:
             self.external_backend = backend
         old, self.backend = self.backend, backend
-        if old is not None and old is not backend and old is not self.external_backend:
-            try:
-                old.close()
-            except Exception:  # noqa: BLE001 - a failing close must not block the new model
-                pass
+        if self.spare is backend:
+            self.spare = None
+        if old is None or old is backend:
+            return
+        if old is not self.external_backend and self._room_for(old):
+            self._close(self.spare)
+            self.spare = old
+        elif old is not self.external_backend:
+            self._close(old)
+
+    def _room_for(self, backend: Backend) -> bool:
+        try:
+            size = os.path.getsize(backend.model) if backend.model and os.path.isfile(backend.model) else 0
+        except OSError:
+            size = 0
+        available = self.memory_available()
+        return available is not None and available >= 2 * size + SPARE_RESERVE
+
+    def _close(self, backend: Backend | None) -> None:
+        if backend is None or backend is self.external_backend:
+            return
+        self._loaded_as.pop(id(backend), None)
+        try:
+            backend.close()
+        except Exception:  # noqa: BLE001 - a failing close must not block the new model
+            pass
 
     # -- settings ----------------------------------------------------------------------------
     def set_params(self, **changes: Any) -> GenerationParams:
@@ -260,8 +310,20 @@ class Conversation:
         s = settings if settings is not None else self.settings
         base = load_config(self.config.path, environ={})
         base.backend, base.model, base.system_prompt = s.backend, s.model, s.system_prompt
-        base.generation = s.params
+        written = {name: getattr(s.params, name) for name in PARAM_NAMES
+                   if self._worth_writing(name, getattr(s.params, name), base)}
+        base.generation = base.generation.with_updates(**written)
+        base.file_generation = {**base.file_generation, **written}
         return str(save_config(base))
+
+    def _worth_writing(self, name: str, value: Any, base: Config) -> bool:
+        """A value goes into [generation] if the file has it already, or this run chose it (a
+        flag, or a change in this conversation). One that came from the model (its file, the
+        built-in table, a [models."GLOB"] table) or is the default stays out: written there it
+        would beat every other model's own sampling."""
+        if name in base.file_generation:
+            return True
+        return self.config.source(name) == "flag" or value != getattr(self.config.generation, name)
 
     def _save_settings(self) -> None:
         if self.history.queued is not None and self.conversation_ref is not None:
@@ -455,9 +517,20 @@ class Conversation:
         from aigc_chat.history import ReplyRecorder
 
         rec = ReplyRecorder(self.history.queued, self.conversation_ref, interval=SAVE_INTERVAL,
-                            clock=self.clock)
+                            clock=self.clock, author=self.author())
         self.last_reply_ref = rec.start()
         return rec
+
+    def author(self) -> dict[str, str]:
+        """Who answers now: the loaded backend's name and model (the history keeps it with each
+        reply, so a conversation that switched models says which one wrote what)."""
+        if self.backend is None:
+            return {}
+        try:
+            info = self.backend.info()
+            return {"backend": info.name, "model": info.model}
+        except Exception:  # noqa: BLE001 - a backend that cannot say: the settings' names
+            return {"backend": self.settings.backend, "model": self.settings.model}
 
     def _history_failed(self, exc: Exception) -> None:
         if self.on_history_failure is not None:
@@ -467,12 +540,9 @@ class Conversation:
         """Close the backend (unless it is the caller's) and write what the history still has
         queued (up to `timeout`; the service's own default when None). True when nothing
         queued was left unwritten."""
-        if self.backend is not None and self.backend is not self.external_backend:
-            try:
-                self.backend.close()
-            except Exception:  # noqa: BLE001 - closing must not fail
-                pass
-        self.backend = None
+        for backend in (self.backend, self.spare):
+            self._close(backend)
+        self.backend = self.spare = None
         return self.history.close() if timeout is None else self.history.close(timeout)
 
 
@@ -489,6 +559,7 @@ class Turn:
         self.recorder = recorder
         self.user_ref: Ref = conversation.last_user_ref
         self.reply_ref: Ref = conversation.last_reply_ref
+        self.author = conversation.author()
         self.plan: PromptPlan | None = None
         self.result: GenerationResult | None = None
         self._stream: ChatStream | None = None
@@ -531,6 +602,12 @@ class Turn:
             if result is None:  # the engine never ran (closed before its first step)
                 result = GenerationResult("".join(pieces), "cancelled")
             self._end(result)
+
+    def stats(self) -> dict[str, Any]:
+        """The reply's stats as the history keeps them: who wrote it, and how it went."""
+        from aigc_chat.history import result_stats
+
+        return {**self.author, **(result_stats(self.result) if self.result is not None else {})}
 
     def consume(self, cancel: threading.Event | None = None) -> GenerationResult:
         for _ in self.run(cancel):

@@ -641,9 +641,12 @@ class ReplyRecorder:
     for the writer thread and the ids here are Futures it resolves. `clock` is for tests."""
 
     def __init__(self, store: Any, conversation_id: Any, *, interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, author: dict[str, str] | None = None) -> None:
         self.store = store
         self.conversation_id = conversation_id
+        # which backend and model wrote the reply: kept in its stats from the first row on, so
+        # even a reply cut off by a kill -9 says where it came from
+        self.author = dict(author or {})
         self.interval = interval
         self.clock = clock
         self.message_id: Any = None
@@ -654,7 +657,8 @@ class ReplyRecorder:
 
     def start(self) -> Any:
         if self.message_id is None:
-            self.message_id = self.store.add_message(self.conversation_id, "assistant", "")
+            self.message_id = self.store.add_message(self.conversation_id, "assistant", "",
+                                                     stats=self.author or None)
             self._last_flush = self.clock()
         return self.message_id
 
@@ -688,7 +692,7 @@ class ReplyRecorder:
         self.start()
         assert self.message_id is not None
         self.store.update_message(self.message_id, result.text, finish_reason=result.finish_reason,
-                                  stats=result_stats(result))
+                                  stats={**self.author, **result_stats(result)})
         self._written = self._pending = result.text
 
 
@@ -738,6 +742,8 @@ def conversation_to_markdown(conv: Conversation) -> str:
         heading = m.role.capitalize()
         if m.kind != "text":
             heading += f" ({sanitize(m.kind)})"
+        elif m.role == "assistant" and isinstance(m.stats.get("model"), str) and m.stats["model"]:
+            heading += f" ({sanitize(short_model_name(m.stats['model']))})"
         if m.role == "assistant" and m.finish_reason not in (None, "stop"):
             heading += f" [{m.finish_reason}]"
         elif m.role == "assistant" and m.finish_reason is None:
@@ -746,6 +752,11 @@ def conversation_to_markdown(conv: Conversation) -> str:
         if m.kind != "text" and m.meta:
             lines += ["```json", json.dumps(m.meta, ensure_ascii=True, sort_keys=True), "```", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def short_model_name(model: str) -> str:
+    """A model path shortened to its file name, for headings and stats lines."""
+    return model.rstrip("/").rsplit("/", 1)[-1] or model
 
 
 def format_time(ts: float) -> str:

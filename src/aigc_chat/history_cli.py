@@ -124,7 +124,12 @@ def _show(store, args) -> int:
 
 
 def _reply_facts(m) -> str:
+    from aigc_chat.history import short_model_name
+    from aigc_chat.sanitize import sanitize
+
     parts = [m.finish_reason or "interrupted"]
+    if isinstance(m.stats.get("model"), str) and m.stats["model"]:
+        parts.insert(0, sanitize(short_model_name(m.stats["model"])))
     tokens = m.stats.get("completion_tokens")
     if tokens:
         parts.append(f"{tokens} tok")
