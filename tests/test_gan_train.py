@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 from aigc_chat.gan.checkpoint import load_checkpoint
 from aigc_chat.gan.data import load_data
 from aigc_chat.gan.sampler import sample
+from tests.waiting import poll_until
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
@@ -97,13 +99,27 @@ def test_default_out_dir_is_under_data_dir(tmp_path):
 
 def test_ctrl_c_saves_and_exits_130(tmp_path):
     out = tmp_path / "runs"
+    # Rich prints its live step counter into the pipe when told the pipe is a terminal: the
+    # test waits for training to have taken a step (not for a duration), then presses Ctrl-C
+    env = {**_env(tmp_path), "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1"}
     proc = subprocess.Popen([*_cli(), "train", "--epochs", "500", "--out", str(out), "--no-preview"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path))
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     first = proc.stdout.readline()  # printed once the Ctrl-C handler is in place
     assert "training on digits" in first, proc.stderr.read() if proc.poll() is not None else first
-    time.sleep(1.5)
+    seen: list[str] = []
+    errors: list[str] = []
+    readers = [threading.Thread(target=lambda f=f, out=out: out.extend(iter(lambda: f.read(256), "")), daemon=True)
+               for f, out in ((proc.stdout, seen), (proc.stderr, errors))]
+    for r in readers:
+        r.start()
+    stepped = re.compile(r"\b([1-9]\d*)/\d+")
+    assert poll_until(lambda: stepped.search("".join(seen)) or proc.poll() is not None, 120), "no step was taken"
+    assert proc.poll() is None, "".join(errors)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    proc.wait(timeout=120)
+    for r in readers:
+        r.join(timeout=10)
+    err = "".join(errors)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     ck = load_checkpoint(out / "gan-digits.safetensors")
@@ -137,7 +153,8 @@ def test_folder_data_trains_samples_and_evaluates(tmp_path):
     assert (ck.config.image_size, ck.config.channels, ck.config.class_names) == (16, 3, ["blue", "red"])
     npy = tmp_path / "s.npy"
     r = subprocess.run([*_cli(), "sample", "--checkpoint", str(ck_path), "--label", "red", "--n", "4",
-                        "--save-array", str(npy), "--mode", "truecolor"], capture_output=True, text=True, env=env, timeout=120)
+                        "--save-array", str(npy), "--mode", "truecolor"],
+                       capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert np.load(npy).shape == (4, 16, 16, 3)
     r = subprocess.run([*_cli(), "eval", "--checkpoint", str(ck_path), "--json"], capture_output=True, text=True,

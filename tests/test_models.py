@@ -22,9 +22,6 @@ from aigc_chat.gguf_info import read_gguf_info
 from tests.conftest import run_cli
 from tests.tiny_gguf import CHATML, write_raw_gguf, write_tiny_gguf
 
-# Re-exported for tests/test_tui_model_picker.py until it imports them from tests.tiny_gguf.
-_gguf_raw = write_raw_gguf
-
 
 @pytest.fixture
 def layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
@@ -209,7 +206,8 @@ def test_listing_200_files_is_quick(isolated_dirs, tmp_path, monkeypatch):
     t0 = time.perf_counter()
     warm = discovery.scan(cfg)
     warm_s = time.perf_counter() - t0
-    assert len([e for e in cold if e.source == "models_dir"]) == 200 == len([e for e in warm if e.source == "models_dir"])
+    listed = [len([e for e in scan if e.source == "models_dir"]) for scan in (cold, warm)]
+    assert listed == [200, 200]
     assert warm_s < 1.0, (cold_s, warm_s)  # the target; bench/bench_models.py prints the figures
 
 
@@ -217,7 +215,8 @@ def test_listing_200_files_is_quick(isolated_dirs, tmp_path, monkeypatch):
 
 
 def test_precedence_flags_models_generation_file_table(isolated_dirs, layout):
-    lms = layout["home"] / ".lmstudio" / "models" / "lmstudio-community" / "Tiny-Instruct-GGUF" / "tiny-instruct-f32.gguf"
+    lms = (layout["home"] / ".lmstudio" / "models" / "lmstudio-community" / "Tiny-Instruct-GGUF"
+           / "tiny-instruct-f32.gguf")
     info = read_gguf_info(lms)
     cfg = _config(isolated_dirs, layout, "[generation]\ntop_p = 0.5\nmin_p = 0.01\n"
                   '[models."tiny-instruct*"]\nmin_p = 0.2\n[models."tiny-instruct-f32"]\nmin_p = 0.3\n')

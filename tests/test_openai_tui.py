@@ -16,7 +16,7 @@ import pytest
 from aigc_chat.config import Config
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.chat_view import AssistantMessage, NoticeMessage
-from tests.test_openai_faults import KEY, KEY_ENV, FaultServer, chunk, free_port
+from tests.fault_server import KEY, KEY_ENV, FaultServer, chunk, free_port
 
 pytestmark = pytest.mark.asyncio
 

@@ -13,8 +13,7 @@ import pytest
 
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.model_picker import ModelPicker, matches
-from tests.test_models import CHATML, _gguf_raw
-from tests.tiny_gguf import write_tiny_gguf
+from tests.tiny_gguf import CHATML, write_raw_gguf, write_tiny_gguf
 from tests.tui_driver import make_config, screen_text, send, wait_for, wait_idle
 
 SIZE = (120, 32)
@@ -31,7 +30,7 @@ def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     one = write_tiny_gguf(d / "tiny-one.gguf", "llama", seed=1, extra={"tokenizer.chat_template": CHATML})
     two = write_tiny_gguf(d / "tiny-two.gguf", "llama", seed=2, extra={"tokenizer.chat_template": CHATML})
     doomed = write_tiny_gguf(d / "tiny-doomed.gguf", "llama", seed=3)
-    proj = _gguf_raw(d / "mmproj-tiny.gguf", "clip", {"general.type": "mmproj"})
+    proj = write_raw_gguf(d / "mmproj-tiny.gguf", "clip", {"general.type": "mmproj"})
     return {"dir": d, "one": one, "two": two, "doomed": doomed, "mmproj": proj}
 
 

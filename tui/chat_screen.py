@@ -118,6 +118,7 @@ class ChatScreen(Screen[None]):
             self._mark_not_saving(self.conversation.history.problem)
         self.refresh_settings()
         self.prompt.focus()
+        self.show_state(self.state)  # "loading" from the first frame on, though the load starts after it
         if self.app_initial_conversation is not None:
             # read in on the reader thread; the model it names is loaded once it is open
             self.opening += 1
