@@ -114,16 +114,15 @@ def read_only(path: Path) -> Iterator[str]:
         finally:
             os.chmod(path, mode)
         return
-    if path.is_dir():
-        if _run("mount", "--bind", str(path), str(path)):
-            if _run("mount", "-o", "remount,ro,bind", str(path)):
-                try:
-                    yield "bind mount"
-                finally:
-                    if not _run("umount", str(path)):
-                        _run("umount", "-l", str(path))
-                return
-            _run("umount", str(path))
+    if path.is_dir() and _run("mount", "--bind", str(path), str(path)):
+        if _run("mount", "-o", "remount,ro,bind", str(path)):
+            try:
+                yield "bind mount"
+            finally:
+                if not _run("umount", str(path)):
+                    _run("umount", "-l", str(path))
+            return
+        _run("umount", str(path))
     if shutil.which("chattr") and _run("chattr", "+i", str(path)):
         try:
             yield "immutable"

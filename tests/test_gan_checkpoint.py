@@ -16,7 +16,8 @@ from aigc_chat.gan.checkpoint import FORMAT, checkpoint_path, load_checkpoint, s
 from aigc_chat.gan.safetensors_io import read_safetensors, write_safetensors
 
 
-@pytest.mark.parametrize("size, plan", [(8, (4, 1)), (16, (4, 2)), (28, (7, 2)), (32, (4, 3)), (6, (3, 1)), (64, (4, 4))])
+@pytest.mark.parametrize("size, plan", [(8, (4, 1)), (16, (4, 2)), (28, (7, 2)), (32, (4, 3)), (6, (3, 1)),
+                                        (64, (4, 4))])
 def test_plan_size(size, plan):
     assert plan_size(size) == plan
 
@@ -91,7 +92,7 @@ def test_wrong_shapes_are_named(tmp_path):
     g = dict(ck.generator)
     g["out.bias"] = np.zeros(5, np.float32)
     p = save_checkpoint(tmp_path / "bad.safetensors", ck.config, {"g": g})
-    with pytest.raises(UsageError, match="out.bias"):
+    with pytest.raises(UsageError, match=r"out\.bias"):
         load_checkpoint(p)
     del g["out.bias"]
     p = save_checkpoint(tmp_path / "bad2.safetensors", ck.config, {"g": g})

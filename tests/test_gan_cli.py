@@ -82,7 +82,7 @@ def test_save_array_and_png(tmp_path):
     assert r.returncode == 0, r.stderr
     arr = np.load(npy)
     assert arr.shape == (12, 8, 8) and arr.dtype == np.float32
-    assert 0.0 <= arr.min() and arr.max() <= 1.0
+    assert arr.min() >= 0.0 and arr.max() <= 1.0
     np.testing.assert_allclose(arr, sample(None, n=12, seed=5, label="3").images, atol=1e-6)
     with PIL.open(png) as im:
         assert im.format == "PNG" and im.mode == "RGB"
@@ -95,7 +95,8 @@ def test_palette_changes_colours():
     grey = run("--n", "3", "--seed", "1", "--mode", "truecolor", "--palette", "grey")
     amber = run("--n", "3", "--seed", "1", "--mode", "truecolor", "--palette", "amber")
     assert grey.returncode == amber.returncode == 0
-    triples = lambda out: {tuple(map(int, t)) for t in re.findall(r"[34]8;2;(\d+);(\d+);(\d+)", out)}
+    def triples(out):
+        return {tuple(map(int, t)) for t in re.findall(r"[34]8;2;(\d+);(\d+);(\d+)", out)}
     assert all(r == g == b for r, g, b in triples(grey.stdout) if (r, g, b) != (31, 31, 31))
     warm = [(r, g, b) for r, g, b in triples(amber.stdout) if r > g > b]
     assert len(warm) > 10  # amber: red above green above blue

@@ -91,7 +91,7 @@ def test_folder_with_classes_colour(tmp_path):
     ds = load_data(f"folder:{tmp_path}", size=16)
     assert ds.images.shape == (6, 3, 16, 16)
     assert ds.class_names == ["cats", "dogs"] and ds.labels.tolist() == [0, 0, 0, 1, 1, 1]
-    assert 0.0 <= ds.images.min() and ds.images.max() <= 1.0
+    assert ds.images.min() >= 0.0 and ds.images.max() <= 1.0
 
 
 def test_folder_unconditional_grey(tmp_path):
@@ -126,7 +126,7 @@ def test_unknown_data_spec(spec):
 
 def test_digits_split_is_fixed_and_disjoint():
     a_train, a_held = digits_split()
-    b_train, b_held = digits_split()
+    _b_train, b_held = digits_split()
     assert len(a_train.images) + len(a_held.images) == 1797
     assert np.array_equal(a_held.images, b_held.images)
     assert np.bincount(a_held.labels).tolist() == [60] * 10

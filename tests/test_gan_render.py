@@ -135,7 +135,7 @@ def test_grid_fits_width(mode, width):
     imgs = np.random.default_rng(0).random((30, 8, 8)).astype(np.float32)
     art = render_grid(imgs, mode=mode, width=width)
     assert art.cols <= width
-    cw, ch = CELL_PX[mode]
+    cw, _ch = CELL_PX[mode]
     # every sample is drawn: count tiles from the layout
     tile_cols = math.ceil(8 * 1 / cw)
     assert art.cols >= tile_cols

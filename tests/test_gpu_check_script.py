@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -163,7 +162,8 @@ def test_cuda_probe_adds_nothing_for_a_full_toolkit(tmp_path: Path) -> None:
 
 def _wheel(folder: Path, name: str, version: str, requires: list[str]) -> Path:
     path = folder / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
-    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires)
+    meta = (f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+            + "".join(f"Requires-Dist: {r}\n" for r in requires))
     with zipfile.ZipFile(path, "w") as z:
         z.writestr(f"{name.replace('-', '_')}-{version}.dist-info/METADATA", meta)
     return path
@@ -177,7 +177,7 @@ def test_wheel_set_check(tmp_path: Path) -> None:
     _wheel(tmp_path, "gguf", "0.9.0", ["numpy>=1.17"])
     wheels, problems = tools.load_wheels(tmp_path)
     assert problems == []
-    notes, problems = tools.check_closure(wheels, [("aigc-chat", {"torch"})], ["diskcache>=5.6.1"])
+    _notes, problems = tools.check_closure(wheels, [("aigc-chat", {"torch"})], ["diskcache>=5.6.1"])
     text = "\n".join(problems)
     assert "gguf>=0.10 (from aigc-chat): carried wheel is 0.9.0" in text
     assert "platformdirs" in text and "neither carried nor on the device" in text  # not on the GPU image
@@ -257,7 +257,8 @@ def _work(tmp_path: Path, share: float) -> Path:
     (w / "logs" / "decode.log").write_text(
         "shape        mode               tok/s  ms/tok  MB/tok   GB/s  share\n"
         "gemma3-270m  graphs            900.0    1.11     536    482  11.2%   (median 880.0 tok/s)\n"
-        f"llama-8b     graphs            {share * 4300 / 16.06:.1f}    9.99   16060   {share * 4300:.0f}  {share:.1%}   (median 1 tok/s)\n")
+        f"llama-8b     graphs            {share * 4300 / 16.06:.1f}    9.99   16060   {share * 4300:.0f}  "
+        f"{share:.1%}   (median 1 tok/s)\n")
     (w / "logs" / "doctor.log").write_text("aigc-chat              0.1.0\nllama.cpp GPU offload  yes\n")
     (w / "logs" / "oneshot.log").write_text(
         '{"text": "x", "finish_reason": "length"}\n'

@@ -139,7 +139,8 @@ def test_conversations_titles_order_and_counts(store, monkeypatch):
     clock = FakeClock(1_700_000_000.0)
     monkeypatch.setattr(history, "time", TimeModule(clock))
     a = store.create_conversation(model="a.gguf", backend="llama", settings={"k": 1})
-    store.add_message(a, "user", "\n  First   line of the question that goes on and on and on, longer than sixty chars\nmore")
+    long_first = "\n  First   line of the question that goes on and on and on, longer than sixty chars\nmore"
+    store.add_message(a, "user", long_first)
     clock.advance(1.0)
     b = store.create_conversation("Given title")
     store.add_message(b, "user", "ignored for the title")

@@ -126,9 +126,7 @@ def test_max_tokens_gives_length(backend):
 def test_cancel_from_another_thread_within_one_token(backend):
     cancel = threading.Event()
     stream = backend.stream_chat(Q, GREEDY.with_updates(max_tokens=200), cancel)
-    seen = 0
-    for _ in stream:
-        seen += 1
+    for seen, _ in enumerate(stream, 1):
         if seen == 3:
             threading.Thread(target=cancel.set).start()
             threading.Event().wait(0.05)

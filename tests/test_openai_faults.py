@@ -347,7 +347,7 @@ def test_each_stream_keeps_its_own_cancel_event(server: FaultServer) -> None:
     t0 = time.monotonic()
     assert list(it) == []
     assert time.monotonic() - t0 < 10 and s1.result is not None and s1.result.finish_reason == "cancelled"
-    s2._iter.close()
+    s2.close()
     assert not e2.is_set()
 
 

@@ -45,7 +45,7 @@ def test_held_tail_flushed_at_end():
 
 
 def test_earliest_of_several_stops_wins():
-    shown, tail, f = run(["a b c d"], ["c", "b"])
+    shown, _tail, f = run(["a b c d"], ["c", "b"])
     assert "".join(shown) == "a "
     assert f.matched == "b"
 
@@ -62,10 +62,10 @@ alphabet = st.sampled_from(list("abXY\n<>|"))
 def test_any_split_gives_the_text_before_the_first_stop(text, stops, cuts):
     points = sorted({c for c in cuts if c <= len(text)})
     pieces, prev = [], 0
-    for c in points + [len(text)]:
+    for c in [*points, len(text)]:
         pieces.append(text[prev:c])
         prev = c
-    shown, tail, f = run(pieces, stops)
+    shown, tail, _f = run(pieces, stops)
     out = "".join(shown) + tail
     firsts = [i for i in (text.find(s) for s in stops) if i != -1]
     expected = text[: min(firsts)] if firsts else text

@@ -23,14 +23,14 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
-from aigc_chat.backends.base import EngineEnd, Message  # noqa: E402
-from aigc_chat.backends.llama_cpp_backend import LlamaCppBackend, TokenPieces, import_llama_cpp  # noqa: E402
-from aigc_chat.backends.torch_gpt.tokenizer import GGUFTokenizer, _byte_decoder  # noqa: E402
-from aigc_chat.history import HistoryStore  # noqa: E402
-from aigc_chat.params import GenerationParams  # noqa: E402
-from tests.conftest import run_cli  # noqa: E402
-from tests.scripted_backend import ScriptedBackend  # noqa: E402
-from tests.tiny_gguf import DASH64, HINDI, NL32, chain_vocab, write_chain_gguf  # noqa: E402
+from aigc_chat.backends.base import EngineEnd, Message
+from aigc_chat.backends.llama_cpp_backend import LlamaCppBackend, TokenPieces, import_llama_cpp
+from aigc_chat.backends.torch_gpt.tokenizer import GGUFTokenizer, _byte_decoder
+from aigc_chat.history import HistoryStore
+from aigc_chat.params import GenerationParams
+from tests.conftest import run_cli
+from tests.scripted_backend import ScriptedBackend
+from tests.tiny_gguf import DASH64, HINDI, NL32, chain_vocab, write_chain_gguf
 
 # -- the GGUF vocabulary, read independently of llama.cpp and of src/aigc_chat/gguf_info.py ----------
 
@@ -143,7 +143,7 @@ def test_every_token_renders_as_the_vocabulary_says(model: str, request: pytest.
         long_pieces = long_plain = 0
         bad: list[tuple[int, bytes, bool, bytes, bytes]] = []
         promoted = []
-        for i, (text, ttype) in enumerate(zip(pieces, types)):
+        for i, (text, ttype) in enumerate(zip(pieces, types, strict=True)):
             eog_control = bool(llama_cpp.llama_vocab_is_eog(vocab, i)) and ttype not in (UNKNOWN, CONTROL)
             if eog_control:
                 promoted.append(text)
@@ -270,7 +270,7 @@ CANCEL = object()  # in a script: the user cancels while the engine makes the ne
 
 
 class _Script(ScriptedBackend):
-    def _generate(self, messages, params):
+    def _generate(self, messages, params, cancel):
         for piece in self.pieces:
             if piece is CANCEL:
                 self.cancel.set()
@@ -280,7 +280,8 @@ class _Script(ScriptedBackend):
             yield piece
 
 
-def _run(pieces, params=GenerationParams()):
+def _run(pieces, params: GenerationParams | None = None):
+    params = params or GenerationParams()
     backend = _Script(pieces)
     backend.cancel = threading.Event()
     stream = backend.stream_chat([Message("user", "x")], params, backend.cancel)
@@ -322,7 +323,7 @@ def test_chat_stream_after_a_stop_drops_the_rest() -> None:
 
 
 class _InterruptedBackend(ScriptedBackend):
-    def _generate(self, messages, params):
+    def _generate(self, messages, params, cancel):
         yield from self.pieces
         raise KeyboardInterrupt
 

@@ -14,13 +14,13 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("llama_cpp")
 
-from aigc_chat.backends.base import Message  # noqa: E402
-from aigc_chat.backends.llama_cpp_backend import LlamaCppBackend  # noqa: E402
-from aigc_chat.backends.torch_gpt.backend import TorchBackend  # noqa: E402
-from aigc_chat.errors import ModelError  # noqa: E402
-from aigc_chat.params import GenerationParams  # noqa: E402
-from tests.conftest import run_cli  # noqa: E402
-from tests.tiny_gguf import write_tiny_gguf  # noqa: E402
+from aigc_chat.backends.base import Message
+from aigc_chat.backends.llama_cpp_backend import LlamaCppBackend
+from aigc_chat.backends.torch_gpt.backend import TorchBackend
+from aigc_chat.errors import ModelError
+from aigc_chat.params import GenerationParams
+from tests.conftest import run_cli
+from tests.tiny_gguf import write_tiny_gguf
 
 TEXTS = [
     "hello world",
@@ -110,9 +110,7 @@ def test_greedy_is_deterministic_without_a_seed(tiny_backend: TorchBackend) -> N
 def test_cancel_stops_before_the_next_token(tiny_backend: TorchBackend) -> None:
     cancel = threading.Event()
     stream = tiny_backend.stream_chat([Message("user", "hello")], GenerationParams(max_tokens=200, seed=1), cancel)
-    seen = 0
-    for _ in stream:
-        seen += 1
+    for seen, _ in enumerate(stream, 1):
         if seen == 3:
             cancel.set()
     assert stream.result is not None and stream.result.finish_reason == "cancelled"
@@ -156,7 +154,8 @@ def test_both_local_backends_refuse_an_overlong_prompt_in_the_same_words(tiny: d
 def test_generation_fills_the_context_then_reports_length(tiny: dict[str, Path]) -> None:
     b = TorchBackend(str(tiny["llama"]), {"device": "cpu", "n_ctx": 64})
     b.load()
-    r = b.stream_chat([Message("user", "hi")], GenerationParams(max_tokens=500, seed=3, temperature=1.5, min_p=0.0)).consume()
+    params = GenerationParams(max_tokens=500, seed=3, temperature=1.5, min_p=0.0)
+    r = b.stream_chat([Message("user", "hi")], params).consume()
     assert r.finish_reason in ("length", "stop")
     assert r.prompt_tokens + r.completion_tokens <= 64
 
@@ -212,7 +211,7 @@ def test_info_reports_device_and_dtype(tiny_backend: TorchBackend) -> None:
     doctor = {line.key: line.value for line in TorchBackend.doctor_lines({"device": "auto", "dtype": "auto"})}
     import torch
 
-    assert list(doctor)[0] == "torch device"
+    assert next(iter(doctor)) == "torch device"
     assert doctor["torch CUDA"] == (f"yes, {torch.version.cuda}" if torch.cuda.is_available() else "no")
     dtype = doctor["torch dtype"]  # what auto picks here decides the quantize line
     assert doctor["torch quantize (auto)"] == ("4-bit head for large vocabularies" if dtype == "bfloat16" else "none")

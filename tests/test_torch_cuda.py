@@ -31,7 +31,7 @@ def test_cuda_graph_steps_equal_eager_steps(tmp_path: Path, arch: str, dtype: st
     cfg, state, _ = load_gguf(write_tiny_gguf(tmp_path / f"{arch}.gguf", arch, seed=7))
     model = build_model(cfg, state, "cuda", getattr(torch, dtype))
     model.setup_cache(300)
-    prompt = [2 if arch == "gemma3" else 1] + list(range(40, 290))  # 251 tokens
+    prompt = [2 if arch == "gemma3" else 1, *range(40, 290)]  # 251 tokens
     eager, graphed = Runner(model), Runner(model, GraphedDecoder(model))
     a = parity.torch_greedy(eager, prompt, 12)
     assert parity.torch_greedy(graphed, prompt, 12) == a  # positions 251..262

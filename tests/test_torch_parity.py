@@ -93,7 +93,7 @@ def test_static_shape_steps_equal_the_dynamic_ones(tiny_files: dict[str, Path], 
 
     assert buckets(1000) == [256, 512, 1000] and buckets(256) == [256] and buckets(4096)[-1] == 4096
     model = _model(tiny_files[arch], max_len=300)
-    prompt = [2 if arch == "gemma3" else 1] + list(range(40, 290))  # 251 tokens
+    prompt = [2 if arch == "gemma3" else 1, *range(40, 290)]  # 251 tokens
     plain, static = Runner(model), Runner(model, static_step(model))
     a = parity.torch_greedy(plain, prompt, 12)
     b = parity.torch_greedy(static, prompt, 12)  # positions 251..262: buckets 256 and 300
@@ -110,7 +110,7 @@ def test_prefix_reuse_gives_the_same_logits_as_a_fresh_cache(tiny_files: dict[st
     model = _model(tiny_files["gemma3"])
     runner = Runner(model)
     first = [2, 10, 11, 12, 13, 14, 15, 16]
-    second = first + [20, 21, 22, 23, 24, 25]
+    second = [*first, 20, 21, 22, 23, 24, 25]
     runner.prefill(first)
     runner.step(99)  # a generated token the next prompt does not contain
     reused = runner.prefill(second).numpy()
