@@ -3,6 +3,8 @@ property tests against a whole-text reference (hypothesis)."""
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,7 +42,7 @@ def reference(text: str, markers=KNOWN, inside: bool = False) -> tuple[str, str,
 
 def cuts(text: str, points: list[int]) -> list[str]:
     edges = sorted({0, len(text), *(p % (len(text) + 1) for p in points)})
-    return [text[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    return [text[a:b] for a, b in itertools.pairwise(edges)]
 
 
 # -- the shapes ---------------------------------------------------------------------------------
