@@ -13,18 +13,30 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from aigc_chat.backends.base import (
-    MAX_CONTEXT, MAX_THREADS, Backend, BackendInfo, DoctorLine, EngineEnd, EngineStart, Message,
-    Option, ProgressCallback, fit_prompt, int_range,
+    MAX_CONTEXT,
+    MAX_THREADS,
+    Backend,
+    BackendInfo,
+    DoctorLine,
+    EngineEnd,
+    EngineStart,
+    Message,
+    Option,
+    ProgressCallback,
+    fit_prompt,
+    int_range,
 )
 from aigc_chat.backends.torch_gpt.device import check_device, check_dtype
 from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.params import GenerationParams
 from aigc_chat.templates import ChatTemplate, choose_template
 
+if TYPE_CHECKING:
+    from torch import Tensor  # for annotations only: this module imports without torch
 
 QUANTIZE = ("auto", "none", "int8", "head-int4")
 
@@ -36,16 +48,25 @@ def _check_quant(v: Any) -> str | None:
 class TorchBackend(Backend):
     name = "torch"
     OPTIONS = {
-        "device": Option("auto", str, '"auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps"; AIGC_CHAT_TORCH_DEVICE overrides it', check_device),
-        "dtype": Option("auto", str, '"auto" (bfloat16 on GPUs and CPUs with native bfloat16, else float32), "float32", "bfloat16" or "float16"', check_dtype),
+        "device": Option("auto", str,
+                         '"auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps"; '
+                         "AIGC_CHAT_TORCH_DEVICE overrides it", check_device),
+        "dtype": Option("auto", str,
+                        '"auto" (bfloat16 on GPUs and CPUs with native bfloat16, else float32), '
+                        '"float32", "bfloat16" or "float16"', check_dtype),
         "n_ctx": Option(4096, int, "context size in tokens (the KV cache is allocated for it); 0 = the model's",
                         int_range(64, MAX_CONTEXT, zero_means="the model's own")),
         "n_threads": Option(0, int, "CPU threads for torch; 0 = one per core",
                             int_range(1, MAX_THREADS, zero_means="one per core")),
         "compile": Option(False, bool, "torch.compile the decode step (slow first token, faster decode on GPU)"),
-        "cuda_graphs": Option(True, bool, "on CUDA, replay each decode step as a CUDA graph (one launch instead of hundreds)"),
-        "quantize": Option("auto", str, '"auto" (head-int4 on CPU with bfloat16 for a large vocabulary, else none), "none", "int8" (weight-only int8 matrices) or "head-int4" (4-bit output head, exact top 256 logits; CPU)', _check_quant),
-        "chat_template": Option("", str, 'override: "gemma", "chatml", "llama-3", "llama-2", "plain" or a Jinja string'),
+        "cuda_graphs": Option(True, bool,
+                              "on CUDA, replay each decode step as a CUDA graph (one launch instead of hundreds)"),
+        "quantize": Option("auto", str,
+                           '"auto" (head-int4 on CPU with bfloat16 for a large vocabulary, else none), "none", '
+                           '"int8" (weight-only int8 matrices) or "head-int4" (4-bit output head, exact top 256 '
+                           'logits; CPU)', _check_quant),
+        "chat_template": Option("", str,
+                                'override: "gemma", "chatml", "llama-3", "llama-2", "plain" or a Jinja string'),
     }
 
     def __init__(self, model: str | None, options: dict[str, Any] | None = None) -> None:
@@ -114,7 +135,7 @@ class TorchBackend(Backend):
         n_ctx = self.options["n_ctx"] or ckpt.config.context_length
         n_ctx = min(n_ctx, ckpt.config.context_length)
         model.setup_cache(n_ctx)
-        step = None
+        step: Callable[[Tensor, int], Tensor] | None = None  # a graphed or compiled decode step
         self._graphs = device.type == "cuda" and self.options["cuda_graphs"]
         if self._graphs:
             from aigc_chat.backends.torch_gpt.cuda_graphs import GraphedDecoder
@@ -183,7 +204,8 @@ class TorchBackend(Backend):
         picked = pick_dtype(str(options.get("dtype", "auto")), device)
         dtype = str(picked).removeprefix("torch.")
         big_head = torch.empty(262144, 640, device="meta")  # Gemma 3's: what "auto" is about
-        quant = "4-bit head for large vocabularies" if auto_quantize(device, picked, big_head) == "head-int4" else "none"
+        auto = auto_quantize(device, picked, big_head)
+        quant = "4-bit head for large vocabularies" if auto == "head-int4" else "none"
         graphs = ", CUDA graphs" if device.type == "cuda" else ""
         return [DoctorLine("torch device", describe(device)), DoctorLine("torch CUDA", cuda),
                 DoctorLine("torch dtype", dtype), DoctorLine("torch threads", str(_torch_threads())),

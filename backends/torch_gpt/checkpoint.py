@@ -15,7 +15,10 @@ if TYPE_CHECKING:
     from aigc_chat.backends.torch_gpt.model import ModelConfig
     from aigc_chat.backends.torch_gpt.tokenizer import Tokenizer
 
-FORMATS = "GGUF (llama, gemma3), a Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json) or a nanoGPT ckpt.pt"
+FORMATS = (
+    "GGUF (llama, gemma3), a Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json) "
+    "or a nanoGPT ckpt.pt"
+)
 
 
 @dataclass
@@ -23,9 +26,9 @@ class Checkpoint:
     path: Path
     format: str  # "gguf", "hf-gpt2", "nanogpt"
     name: str
-    config: "ModelConfig"
-    state: dict[str, "torch.Tensor"]
-    tokenizer: "Tokenizer"
+    config: ModelConfig
+    state: dict[str, torch.Tensor]
+    tokenizer: Tokenizer
     chat_template: str | None  # the file's own Jinja template, if any
     details: dict[str, Any]
 

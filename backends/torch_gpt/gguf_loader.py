@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,16 +68,16 @@ def gguf_config(info: GGUFInfo) -> ModelConfig:
     factor = float(info.get("rope.scaling.factor") or 1.0)
     if scaling not in (None, "none", "linear"):
         raise ModelError(f"{info.path}: RoPE scaling {scaling!r} is not supported by the torch backend")
-    common = dict(
-        arch=arch, vocab_size=vocab, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
-        n_kv_head=n_kv, head_dim=head_dim, ffn_dim=need("feed_forward_length"),
-        context_length=int(info.context_length or 4096),
-        norm="rms", norm_eps=float(info.get("attention.layer_norm_rms_epsilon") or 1e-5),
-        positions="rope", rope_base=float(info.get("rope.freq_base") or 10_000.0),
-        rope_dim=int(info.get("rope.dimension_count") or head_dim),
-        rope_scale=1.0 / factor if scaling == "linear" else 1.0,
-        tied_head=not any(t[0] == "output.weight" for t in info.tensors),
-    )
+    common: dict[str, Any] = {  # the fields both families share; each adds its own below
+        "arch": arch, "vocab_size": vocab, "n_embd": n_embd, "n_layer": n_layer, "n_head": n_head,
+        "n_kv_head": n_kv, "head_dim": head_dim, "ffn_dim": need("feed_forward_length"),
+        "context_length": int(info.context_length or 4096),
+        "norm": "rms", "norm_eps": float(info.get("attention.layer_norm_rms_epsilon") or 1e-5),
+        "positions": "rope", "rope_base": float(info.get("rope.freq_base") or 10_000.0),
+        "rope_dim": int(info.get("rope.dimension_count") or head_dim),
+        "rope_scale": 1.0 / factor if scaling == "linear" else 1.0,
+        "tied_head": not any(t[0] == "output.weight" for t in info.tensors),
+    }
     if arch == "llama":
         # The converter permutes Q/K rows so that llama.cpp's adjacent-pair rotation applies.
         return ModelConfig(**common, rope_neox=False, gated_ffn=True, activation="silu")

@@ -27,7 +27,8 @@ def gpt2_config(raw: dict[str, Any], where: Path) -> ModelConfig:
     try:
         n_embd, n_layer, n_head = int(raw["n_embd"]), int(raw["n_layer"]), int(raw["n_head"])
         vocab = int(raw["vocab_size"])
-        ctx = int(raw.get("n_positions") or raw.get("block_size") or raw.get("n_ctx"))
+        size = raw.get("n_positions") or raw.get("block_size") or raw.get("n_ctx")
+        ctx = int(size)  # type: ignore[arg-type]  # None (no size key): its TypeError is reported below
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{where}: malformed GPT-2 config ({exc.__class__.__name__}: {exc})") from None
     if n_embd % n_head:
@@ -44,7 +45,8 @@ def gpt2_config(raw: dict[str, Any], where: Path) -> ModelConfig:
     )
 
 
-def gpt2_state(tensors: dict[str, torch.Tensor], cfg: ModelConfig, conv1d: bool, where: Path) -> dict[str, torch.Tensor]:
+def gpt2_state(tensors: dict[str, torch.Tensor], cfg: ModelConfig, conv1d: bool,
+               where: Path) -> dict[str, torch.Tensor]:
     """Map GPT-2 tensor names (HF or nanoGPT spelling) onto our module names.
 
     conv1d: projections stored [in, out] (HF) rather than [out, in] (nanoGPT's nn.Linear).
@@ -101,7 +103,9 @@ def load_hf_gpt2(folder: Path) -> Checkpoint:
     cfg_path, weights, tok_path = folder / "config.json", folder / "model.safetensors", folder / "tokenizer.json"
     for p in (cfg_path, weights, tok_path):
         if not p.is_file():
-            raise ModelError(f"{folder}: {p.name} is missing (a GPT-2 folder needs config.json, model.safetensors, tokenizer.json)")
+            raise ModelError(
+                f"{folder}: {p.name} is missing (a GPT-2 folder needs config.json, model.safetensors, tokenizer.json)"
+            )
     try:
         raw = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from aigc_chat.backends.torch_gpt.quantize import Int8Linear, RefinedInt4Head
 
 
 @dataclass
@@ -81,6 +85,7 @@ class Norm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
         if self.kind == "layer":
+            assert self.bias is not None  # a LayerNorm always has one
             y = F.layer_norm(xf, (xf.shape[-1],), self.weight.float(), self.bias.float(), self.eps)
         else:
             y = F.rms_norm(xf, (xf.shape[-1],), self.weight.float(), self.eps)
@@ -89,6 +94,10 @@ class Norm(nn.Module):
 
 class KVCache(nn.Module):
     """Keys and values for every layer and position, allocated once."""
+
+    k: torch.Tensor  # [n_layer, batch, n_kv_head, max_len, head_dim]; buffers, set in __init__
+    v: torch.Tensor
+    positions: torch.Tensor
 
     def __init__(self, cfg: ModelConfig, max_len: int, batch: int, dtype: torch.dtype,
                  device: torch.device) -> None:
@@ -158,11 +167,10 @@ class Attention(nn.Module):
         q = q.view(B, T, cfg.n_head, cfg.head_dim)
         k = k.view(B, T, cfg.n_kv_head, cfg.head_dim)
         v = v.view(B, T, cfg.n_kv_head, cfg.head_dim)
-        if self.q_norm is not None:
+        if self.q_norm is not None and self.k_norm is not None:  # both or neither (cfg.qk_norm)
             q, k = self.q_norm(q), self.k_norm(k)
-        static = isinstance(pos0, torch.Tensor)
         if rope is not None:
-            if static:
+            if isinstance(pos0, torch.Tensor):  # static shapes
                 cos, sin = rope[0].index_select(0, pos0), rope[1].index_select(0, pos0)
             else:
                 cos, sin = rope[0][pos0 : pos0 + T], rope[1][pos0 : pos0 + T]
@@ -170,7 +178,7 @@ class Attention(nn.Module):
             k = apply_rope(k, cos, sin, cfg.rope_neox, cfg.rope_dim)
         kc, vc = cache.k[self.layer], cache.v[self.layer]
         mask = None
-        if static:
+        if isinstance(pos0, torch.Tensor):  # static shapes
             kc.index_copy_(2, pos0, k.transpose(1, 2))
             vc.index_copy_(2, pos0, v.transpose(1, 2))
             keys, values = kc[:, :, :kv_len], vc[:, :, :kv_len]
@@ -225,14 +233,14 @@ class FeedForward(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.gated = cfg.gated_ffn
-        self.up = nn.Linear(cfg.n_embd, cfg.ffn_dim, bias=cfg.bias)
+        self.up: nn.Linear | None = nn.Linear(cfg.n_embd, cfg.ffn_dim, bias=cfg.bias)  # None once fused
         self.gate = nn.Linear(cfg.n_embd, cfg.ffn_dim, bias=cfg.bias) if cfg.gated_ffn else None
         self.down = nn.Linear(cfg.ffn_dim, cfg.n_embd, bias=cfg.bias)
         self.act = cfg.activation
         self.gate_up: nn.Linear | None = None  # set by fuse()
 
     def fuse(self) -> None:
-        if self.gate is not None:
+        if self.gate is not None and self.up is not None:  # not yet fused, gated
             self.gate_up = _concat_linear([self.gate, self.up])
             del self.gate, self.up
             self.gate = self.up = None
@@ -246,6 +254,7 @@ class FeedForward(nn.Module):
         if self.gate_up is not None:
             g, u = self.gate_up(x).chunk(2, dim=-1)
             return self.down(self._act(g) * u)
+        assert self.up is not None  # fuse() clears it only where gate_up replaces it
         if self.gate is not None:
             return self.down(self._act(self.gate(x)) * self.up(x))
         return self.down(self._act(self.up(x)))
@@ -281,7 +290,10 @@ class GPT(nn.Module):
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.n_embd) if cfg.positions == "learned" else None
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.out_norm = Norm(cfg.n_embd, cfg.norm, cfg.norm_eps)
-        self.lm_head = None if cfg.tied_head else nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        # quantize.py may swap in its own head
+        self.lm_head: nn.Linear | Int8Linear | RefinedInt4Head | None = (
+            None if cfg.tied_head else nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        )
         self.cache: KVCache | None = None
         self.compute_dtype = torch.float32  # activations; the head may be stored differently
         self._rope: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -317,8 +329,7 @@ class GPT(nn.Module):
         cfg, cache = self.cfg, self.cache
         assert cache is not None, "call setup_cache() first"
         T = tokens.shape[1]
-        static = isinstance(pos0, torch.Tensor)
-        if static:
+        if isinstance(pos0, torch.Tensor):  # a static-shape step
             if T != 1 or not 0 < kv_len <= cache.max_len:
                 raise ValueError("a static-shape step takes one token and 0 < kv_len <= the cache")
         elif pos0 + T > cache.max_len:
@@ -327,7 +338,7 @@ class GPT(nn.Module):
         if cfg.embed_scale:
             x = (x.float() * math.sqrt(cfg.n_embd)).to(x.dtype)
         if self.pos_emb is not None:
-            where = pos0 if static else torch.arange(pos0, pos0 + T, device=tokens.device)
+            where = pos0 if isinstance(pos0, torch.Tensor) else torch.arange(pos0, pos0 + T, device=tokens.device)
             x = x + self.pos_emb(where)[None]
         for i, block in enumerate(self.blocks):
             rope = None
@@ -374,6 +385,7 @@ def build_model(cfg: ModelConfig, state: dict[str, torch.Tensor], device: torch.
     model.compute_dtype = dtype
     if fuse:
         for block in model.blocks:
+            assert isinstance(block, Block)  # a ModuleList yields plain Modules to the type checker
             block.attn.fuse()
             block.ffn.fuse()
     return model.eval().requires_grad_(False)

@@ -26,14 +26,16 @@ def load_nanogpt(path: Path) -> Checkpoint:
         raise ModelError(f"{path}: refused, the checkpoint wants to run code when loaded ({first})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise ModelError(f"{path}: not a readable torch checkpoint ({str(exc).splitlines()[0][:120]})") from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict) or not isinstance(ckpt.get("model_args"), dict):
+    if (not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict)
+            or not isinstance(ckpt.get("model_args"), dict)):
         raise ModelError(f"{path}: not a nanoGPT checkpoint (expected a dict with 'model' and 'model_args')")
     args = dict(ckpt["model_args"])
     args.setdefault("activation_function", "gelu")  # nanoGPT uses exact GELU (nn.GELU())
     args.setdefault("layer_norm_epsilon", 1e-5)
     cfg = gpt2_config(args, path)
     state = gpt2_state(ckpt["model"], cfg, conv1d=False, where=path)
-    tok_path = next((p for p in (path.parent / "tokenizer.json", path.parent.parent / "tokenizer.json") if p.is_file()), None)
+    tok_candidates = (path.parent / "tokenizer.json", path.parent.parent / "tokenizer.json")
+    tok_path = next((p for p in tok_candidates if p.is_file()), None)
     if tok_path is None:
         raise ModelError(f"{path}: no tokenizer.json next to the checkpoint (nanoGPT uses GPT-2's; copy it there)")
     tok = HFTokenizer(tok_path, eos_text=EOS_TEXT)

@@ -21,7 +21,10 @@ def llama_reference(path: str | Path, n_ctx: int = 128, threads: int = 0, kv_f32
     """A llama.cpp model that keeps the logits of every position (n_ctx x n_vocab floats:
     keep n_ctx small for large vocabularies). kv_f32 keeps its KV cache in float32."""
     from aigc_chat.backends.llama_cpp_backend import (
-        _model_param_override, default_threads, extra_buffers_enabled, import_llama_cpp,
+        _model_param_override,
+        default_threads,
+        extra_buffers_enabled,
+        import_llama_cpp,
         install_quiet_logger,
     )
 

@@ -12,10 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aigc_chat.backends.torch_gpt.model import GPT
+from aigc_chat.backends.torch_gpt.model import GPT, Block
 
 
 class Int8Linear(nn.Module):
+    weight: torch.Tensor  # int8 [out, in]; buffers, set in __init__
+    scale: torch.Tensor  # one per output row
+
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, act_dtype: torch.dtype) -> None:
         super().__init__()
         w = weight.float()
@@ -34,7 +37,8 @@ class Int8Linear(nn.Module):
         y = None
         if self.packed:
             try:
-                y = torch.ops.aten._weight_int8pack_mm(x2.to(self.act_dtype), self.weight, self.scale_packed).to(x.dtype)
+                out = torch.ops.aten._weight_int8pack_mm(x2.to(self.act_dtype), self.weight, self.scale_packed)
+                y = out.to(x.dtype)
             except (RuntimeError, NotImplementedError):
                 self.packed = False
         if y is None:
@@ -53,6 +57,9 @@ class RefinedInt4Head(nn.Module):
     `refine` highest logits are recomputed from the unquantised rows, so greedy picks and the
     leading probabilities are those of the float16 head. Per-row int8 (`_weight_int8pack_mm`)
     was measured first: no faster than float16 here, and its bfloat16 output blurs near-ties."""
+
+    weight: torch.Tensor  # packed int4; buffers, set in __init__
+    scale: torch.Tensor  # scale and offset per group
 
     GROUP = 32
     PACK_ROWS = 8192  # a multiple of the packed layout's row tiles, so blocks pack like the whole
@@ -87,7 +94,8 @@ class RefinedInt4Head(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2.to(torch.bfloat16), self.weight, self.GROUP, self.scale).float()
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2.to(torch.bfloat16), self.weight, self.GROUP, self.scale)
+        y = y.float()
         idx = y.topk(self.refine, dim=-1).indices
         rows = self.exact[idx]
         y.scatter_(1, idx, torch.einsum("nkd,nd->nk", rows.float(), x2.float()))
@@ -121,6 +129,7 @@ def quantize_int8(model: GPT) -> GPT:
     """Replace every nn.Linear in the blocks, and the (possibly tied) head, in place."""
     dtype = model.compute_dtype
     for block in model.blocks:
+        assert isinstance(block, Block)  # a ModuleList yields plain Modules to the type checker
         for parent in (block.attn, block.ffn):
             for name, child in list(parent.named_children()):
                 if isinstance(child, nn.Linear):

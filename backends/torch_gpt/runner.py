@@ -37,7 +37,7 @@ class Runner:
         if len(tokens) > self.max_len:
             raise ValueError(f"prompt of {len(tokens)} tokens exceeds the context ({self.max_len})")
         common = 0
-        for a, b in zip(self.cached, tokens):
+        for a, b in zip(self.cached, tokens, strict=False):  # the common prefix
             if a != b:
                 break
             common += 1

@@ -38,7 +38,10 @@ class GGUFTokenizer:
 
     def __init__(self, path: Path) -> None:
         from aigc_chat.backends.llama_cpp_backend import (
-            TokenPieces, import_llama_cpp, install_quiet_logger, last_log_error,
+            TokenPieces,
+            import_llama_cpp,
+            install_quiet_logger,
+            last_log_error,
         )
 
         llama_cpp = import_llama_cpp()
@@ -83,7 +86,7 @@ def _byte_decoder() -> dict[str, int]:
             keep.append(b)
             chars.append(256 + extra)
             extra += 1
-    return {chr(c): b for b, c in zip(keep, chars)}
+    return {chr(c): b for b, c in zip(keep, chars, strict=True)}
 
 
 class HFTokenizer:
