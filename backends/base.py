@@ -154,7 +154,8 @@ class Backend(ABC):
 
     name: ClassVar[str] = ""
     # Parameters this engine can honour. Others with a non-default value produce a warning.
-    supported_params: ClassVar[frozenset[str]] = frozenset(PARAM_NAMES)
+    # A class default; an instance may narrow it from its options (the OpenAI backend does).
+    supported_params: frozenset[str] = frozenset(PARAM_NAMES)
     OPTIONS: ClassVar[dict[str, Option]] = {}
 
     def __init__(self, model: str | None, options: dict[str, Any] | None = None) -> None:
@@ -404,7 +405,7 @@ def _start_engine(
         "take the cancel event as a third argument, _generate(messages, params, cancel)",
         DeprecationWarning, stacklevel=3,
     )
-    return backend._generate(messages, params)  # type: ignore[call-arg]
+    return backend._generate(messages, params)  # type: ignore[call-arg]  # the legacy signature, checked above
 
 
 @lru_cache(maxsize=64)

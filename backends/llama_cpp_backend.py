@@ -18,15 +18,24 @@ from pathlib import Path
 from typing import Any
 
 from aigc_chat.backends.base import (
-    MAX_CONTEXT, MAX_THREADS, Backend, BackendInfo, DoctorLine, EngineEnd, EngineStart, Message,
-    Option, ProgressCallback, fit_prompt, int_range,
+    MAX_CONTEXT,
+    MAX_THREADS,
+    Backend,
+    BackendInfo,
+    DoctorLine,
+    EngineEnd,
+    EngineStart,
+    Message,
+    Option,
+    ProgressCallback,
+    fit_prompt,
+    int_range,
 )
 from aigc_chat.cpu import usable_cores
 from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.gguf_info import GGUFInfo, read_gguf_info
 from aigc_chat.params import GenerationParams
 from aigc_chat.templates import ChatTemplate, choose_template, merge_segments
-
 
 MAX_LAYERS = 100_000  # llama.cpp's count is 32-bit; no model has a thousand layers
 
@@ -46,13 +55,20 @@ class LlamaCppBackend(Backend):
     OPTIONS = {
         "n_ctx": Option(8192, int, "context size in tokens; 0 = the model's training context",
                         int_range(256, MAX_CONTEXT, zero_means="the model's own")),
-        "n_gpu_layers": Option("auto", (str, int), '"auto" = all layers when llama.cpp was built with GPU offload, else 0', _check_gpu_layers),
-        "n_threads": Option(0, int, "CPU threads; 0 = one per core", int_range(1, MAX_THREADS, zero_means="one per core")),
+        "n_gpu_layers": Option("auto", (str, int),
+                               '"auto" = all layers when llama.cpp was built with GPU offload, else 0',
+                               _check_gpu_layers),
+        "n_threads": Option(0, int, "CPU threads; 0 = one per core",
+                            int_range(1, MAX_THREADS, zero_means="one per core")),
         "n_batch": Option(512, int, "prompt evaluation batch size", int_range(1, MAX_CONTEXT)),
         "flash_attn": Option("auto", str, '"auto", "on" or "off"', _check_tristate),
-        "chat_template": Option("", str, 'override: "gemma", "chatml", "llama-3", "llama-2", "plain" or a Jinja string'),
-        "extra_buffers": Option("auto", str, 'CPU weight repacking; "auto" turns it off on CPUs with AMX (llama.cpp issue 20824)', _check_tristate),
-        "swa_full": Option(True, bool, "full-size sliding-window cache, so any prefix of the conversation can be reused"),
+        "chat_template": Option("", str,
+                                'override: "gemma", "chatml", "llama-3", "llama-2", "plain" or a Jinja string'),
+        "extra_buffers": Option("auto", str,
+                                'CPU weight repacking; "auto" turns it off on CPUs with AMX (llama.cpp issue 20824)',
+                                _check_tristate),
+        "swa_full": Option(True, bool,
+                           "full-size sliding-window cache, so any prefix of the conversation can be reused"),
         "use_mmap": Option(True, bool, "memory-map the model file"),
     }
 
@@ -148,7 +164,7 @@ class LlamaCppBackend(Backend):
             gpu = bool(llama_cpp.llama_supports_gpu_offload())
             lines.append(DoctorLine("llama.cpp GPU offload", "yes" if gpu else "no (CPU build)"))
             lines.append(DoctorLine("llama.cpp build", build_summary(llama_cpp.llama_print_system_info())))
-        except Exception as exc:  # ImportError, or OSError from its shared library
+        except Exception as exc:  # noqa: BLE001 - ImportError, OSError from its library, anything: a line
             lines.append(DoctorLine("llama.cpp", f"ERROR cannot import llama_cpp: {exc}",
                                     "llama-cpp-python is not importable: pip install 'aigc-chat[llama]'"))
         amx = cpu_has_amx()
@@ -365,7 +381,7 @@ class TokenPieces:
     Not thread-safe (one buffer); each backend or tokenizer owns its own.
     """
 
-    __slots__ = ("_fn", "_vocab", "_n_vocab", "_buf", "_size")
+    __slots__ = ("_buf", "_fn", "_n_vocab", "_size", "_vocab")
 
     def __init__(self, llama_cpp: Any, vocab: Any, size: int = 64) -> None:
         self._fn = llama_cpp.llama_token_to_piece
@@ -381,7 +397,7 @@ class TokenPieces:
             self._size = -n
             self._buf = ctypes.create_string_buffer(self._size)
             n = self._fn(self._vocab, token, self._buf, self._size, 0, special)
-        return self._buf[:n]
+        return self._buf[:n]  # type: ignore[return-value]  # typeshed says list; a c_char slice is bytes
 
     def special_text(self, token: int) -> str:
         """A special token's text (BOS, EOS) for templates; "" when the model has none."""

@@ -24,12 +24,10 @@ import re
 import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from aigc_chat.backends.base import (
-    Backend, BackendInfo, DoctorLine, EngineEnd, Message, Option, ProgressCallback,
-)
+from aigc_chat.backends.base import Backend, BackendInfo, DoctorLine, EngineEnd, Message, Option, ProgressCallback
 from aigc_chat.errors import BackendError, UsageError
 from aigc_chat.params import GenerationParams
 from aigc_chat.sanitize import sanitize
@@ -78,16 +76,31 @@ class OpenAIBackend(Backend):
     name = "openai"
     supported_params = STANDARD_PARAMS | EXTRA_PARAMS
     OPTIONS = {
-        "base_url": Option("http://127.0.0.1:8080/v1", str, "the server's OpenAI API root (usually ends in /v1)", _check_url),
-        "api_key_env": Option("OPENAI_API_KEY", str, 'name of the environment variable holding the API key ("" = none)', _check_env_name),
+        "base_url": Option("http://127.0.0.1:8080/v1", str, "the server's OpenAI API root (usually ends in /v1)",
+                           _check_url),
+        "api_key_env": Option("OPENAI_API_KEY", str,
+                              'name of the environment variable holding the API key ("" = none)', _check_env_name),
         "connect_timeout": Option(5.0, float, "seconds to wait for the connection", _check_positive),
-        "read_timeout": Option(120.0, float, "seconds to wait for the next bytes of a reply (the first token of a long prompt may take a while)", _check_positive),
+        "read_timeout": Option(120.0, float,
+                               "seconds to wait for the next bytes of a reply "
+                               "(the first token of a long prompt may take a while)", _check_positive),
         "max_retries": Option(0, int, "retries of a failed request (0: fail fast with the real error)", _check_retries),
-        "context_length": Option(0, int, "the served context in tokens, when the server does not report it (0 = unknown)", _check_ctx),
-        "sampler_extras": Option(True, bool, "send top_k, min_p and repeat_penalty as extra fields (llama.cpp and vLLM honour them; turn off for Ollama, which ignores them, and for servers that reject unknown fields)"),
-        "repeat_penalty_field": Option("repeat_penalty", str, 'field name for repeat_penalty: "repeat_penalty" (llama.cpp, Ollama) or "repetition_penalty" (vLLM, TGI)', _check_penalty_field),
-        "stream_usage": Option(True, bool, "ask the server for token usage at the end of each reply (stream_options.include_usage)"),
-        "extra_body": Option({}, dict, "more request fields sent as they are, e.g. { chat_template_kwargs = { enable_thinking = false } }"),
+        "context_length": Option(0, int,
+                                 "the served context in tokens, when the server does not report it (0 = unknown)",
+                                 _check_ctx),
+        "sampler_extras": Option(True, bool,
+                                 "send top_k, min_p and repeat_penalty as extra fields (llama.cpp and vLLM honour "
+                                 "them; turn off for Ollama, which ignores them, and for servers that reject unknown "
+                                 "fields)"),
+        "repeat_penalty_field": Option("repeat_penalty", str,
+                                       'field name for repeat_penalty: "repeat_penalty" (llama.cpp, Ollama) '
+                                       'or "repetition_penalty" (vLLM, TGI)', _check_penalty_field),
+        "stream_usage": Option(True, bool,
+                               "ask the server for token usage at the end of each reply "
+                               "(stream_options.include_usage)"),
+        "extra_body": Option({}, dict,
+                             "more request fields sent as they are, "
+                             "e.g. { chat_template_kwargs = { enable_thinking = false } }"),
     }
 
     def __init__(self, model: str | None, options: dict[str, Any] | None = None) -> None:
@@ -239,7 +252,7 @@ class OpenAIBackend(Backend):
             self.load()
         call = _StreamingCall(self, self.request_body(messages, params))
         call.start()
-        finish: str | None = None
+        finish: Literal["stop", "length"] | None = None
         got_text = got_chunk = False
         usage: Any = None
         try:
@@ -362,7 +375,7 @@ class _StreamingCall:
                 with self._lock:
                     self._finished = True
                 self.items.put(("done", None))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller's thread unless it stopped us
             if not self._stopped.is_set():
                 self.items.put(("error", exc))
         finally:
