@@ -91,10 +91,10 @@ class GanConfig:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, obj: Any) -> "GanConfig":
+    def from_json(cls, obj: Any) -> GanConfig:
         if not isinstance(obj, dict):
             raise UsageError("checkpoint header: architecture is not an object")
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         kwargs = {k: v for k, v in obj.items() if k in known}
         try:
             return cls(**kwargs)

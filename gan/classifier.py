@@ -25,7 +25,8 @@ class Classifier(nn.Module):
     def __init__(self, size: int, channels: int, num_classes: int, width: int = 16, feat_dim: int = 64) -> None:
         super().__init__()
         base, n_down = plan_size(size)
-        self.meta = {"size": size, "channels": channels, "num_classes": num_classes, "width": width, "feat_dim": feat_dim}
+        self.meta = {"size": size, "channels": channels, "num_classes": num_classes, "width": width,
+                     "feat_dim": feat_dim}
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1), nn.ReLU()]
         c = width
         for _ in range(n_down):

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from aigc_chat.argtypes import OneLineParser, integer, non_negative, number, positive
 from aigc_chat.errors import AigcError, UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 PROG = "aigc-chat gan"
 SUBCOMMANDS = ("sample", "train", "eval")
@@ -32,11 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--mode", default="auto", choices=("auto", *MODES),
                        help="how to draw: auto decides from COLORTERM, TERM and NO_COLOR")
         p.add_argument("--palette", default="grey", choices=PALETTES, help="colour map for grey images")
-        p.add_argument("--scale", type=integer("an integer from 1 to 64", 1, 64), default=None, help="pixel scale (default: fit the terminal)")
-        p.add_argument("--width", type=integer("an integer from 1 to 10000", 1, 10_000), default=None, help="columns to fit (default: the terminal's)")
+        p.add_argument("--scale", type=integer("an integer from 1 to 64", 1, 64), default=None,
+                       help="pixel scale (default: fit the terminal)")
+        p.add_argument("--width", type=integer("an integer from 1 to 10000", 1, 10_000), default=None,
+                       help="columns to fit (default: the terminal's)")
 
     s = sub.add_parser("sample", help="draw a grid of samples (the default)")
-    s.add_argument("--n", type=integer("an integer from 1 to 10000", 1, 10_000), default=20, help="number of samples (default 20)")
+    s.add_argument("--n", type=integer("an integer from 1 to 10000", 1, 10_000), default=20,
+                   help="number of samples (default 20)")
     s.add_argument("--label", default=None, help="class to draw (index or name); default: every class in turn")
     s.add_argument("--seed", type=non_negative, default=None, help="same seed, same images (default: random)")
     s.add_argument("--checkpoint", default=None, help="a checkpoint from `gan train` (default: the shipped digits)")
@@ -47,14 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a GAN live, with a progress bar and the samples as they improve")
     t.add_argument("--data", default=None, help="digits (default), mnist:DIR or folder:DIR")
     t.add_argument("--size", type=positive, default=None, help="image size for mnist/folder data (e.g. 16, 28, 32)")
-    t.add_argument("--epochs", type=integer("an integer from 0 to 100000", 0, 100_000), default=None, help="total epochs (default 200 for digits, 20 otherwise)")
+    t.add_argument("--epochs", type=integer("an integer from 0 to 100000", 0, 100_000), default=None,
+                   help="total epochs (default 200 for digits, 20 otherwise)")
     t.add_argument("--batch-size", type=integer("an integer from 1 to 65536", 1, 65_536), default=64)
-    t.add_argument("--lr", type=number("a learning rate between 0 and 1", 0.0, 1.0), default=4e-4, help="generator learning rate (D uses twice this)")
-    t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (AIGC_CHAT_TORCH_DEVICE overrides it)")
+    t.add_argument("--lr", type=number("a learning rate between 0 and 1", 0.0, 1.0), default=4e-4,
+                   help="generator learning rate (D uses twice this)")
+    t.add_argument("--device", default="auto",
+                   help="auto, cpu, cuda, cuda:N or mps (AIGC_CHAT_TORCH_DEVICE overrides it)")
     t.add_argument("--out", default=None, help="folder for the checkpoint (default: the data dir's gan/)")
     t.add_argument("--resume", default=None, metavar="PATH", help="continue training from a checkpoint")
     t.add_argument("--seed", type=non_negative, default=0)
-    t.add_argument("--threads", type=integer("an integer from 1 to 512", 1, 512), default=1, help="CPU threads (default 1: fastest for these small nets)")
+    t.add_argument("--threads", type=integer("an integer from 1 to 512", 1, 512), default=1,
+                   help="CPU threads (default 1: fastest for these small nets)")
     t.add_argument("--no-preview", action="store_true", help="do not draw the samples each epoch")
     look(t)
 
@@ -115,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _write(path: str, writer) -> None:  # type: ignore[no-untyped-def]
+def _write(path: str, writer: Callable[[Path], object]) -> None:
     from pathlib import Path
 
     target = Path(path).expanduser()
@@ -142,7 +153,8 @@ def run_sample(args: argparse.Namespace) -> int:
     art = render_grid(s.images, mode=mode, palette=args.palette, scale=args.scale, width=args.width, per_row=per_row)
     out = sys.stdout
     out.write(art.to_ansi() + "\n")
-    what = f"label {args.label}" if args.label is not None else ("labels in turn" if cfg.conditional else "unconditional")
+    unlabelled = "labels in turn" if cfg.conditional else "unconditional"
+    what = f"label {args.label}" if args.label is not None else unlabelled
     source = args.checkpoint or "shipped digits generator"
     out.write(f"{args.n} samples · {what} · seed {s.seed} · {source}\n")
     out.flush()

@@ -16,7 +16,8 @@ def run_eval(args: argparse.Namespace) -> int:
     ck = open_checkpoint(args.checkpoint)
     console = Console(highlight=False)
     if not args.json:
-        console.print(f"evaluating {args.checkpoint or 'the shipped digits generator'} on {args.data or ck.config.data} ...")
+        what = args.checkpoint or "the shipped digits generator"
+        console.print(f"evaluating {what} on {args.data or ck.config.data} ...")
     rep = evaluate(ck, data_spec=args.data, size=args.size, seed=args.seed)
     if args.json:
         print(json.dumps(rep.to_json(), indent=2))

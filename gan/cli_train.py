@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -22,7 +22,10 @@ from aigc_chat.gan.render import render_grid, resolve_mode
 DEFAULT_EPOCHS = {"digits": 200}
 OTHER_EPOCHS = 20
 SAVE_EVERY = 10  # epochs between safety saves
-COLOR_SYSTEMS = {"truecolor": "truecolor", "256": "256", "16": "standard", "ascii": None, "braille": None}
+ColorSystem = Literal["truecolor", "256", "standard"]
+COLOR_SYSTEMS: dict[str, ColorSystem | None] = {
+    "truecolor": "truecolor", "256": "256", "16": "standard", "ascii": None, "braille": None,
+}
 
 
 class _Preview:

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from aigc_chat.errors import UsageError
-from aigc_chat.safe_open import read_regular
 from aigc_chat.gan.arch import plan_size
+from aigc_chat.safe_open import read_regular
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 #: Fixed split of the digits so the GAN, the classifier and the baselines agree on what
@@ -44,7 +44,7 @@ class ImageSet:
     def channels(self) -> int:
         return int(self.images.shape[1])
 
-    def subset(self, idx: np.ndarray) -> "ImageSet":
+    def subset(self, idx: np.ndarray) -> ImageSet:
         labels = None if self.labels is None else self.labels[idx]
         return ImageSet(self.images[idx], labels, self.class_names, self.spec)
 
@@ -151,7 +151,7 @@ def _resize_batch(arr: np.ndarray, size: int, force: bool = False) -> np.ndarray
     return np.clip(out, 0.0, 1.0)
 
 
-def load_folder(directory: Path, size: int) -> ImageSet:
+def load_folder(directory: Path, size: int | None) -> ImageSet:
     """Every image under a folder, resized to size x size (centre square crop).
 
     Sub-folders holding images become classes (sorted by name); images directly in the
@@ -216,5 +216,5 @@ def load_data(spec: str, size: int | None = None) -> ImageSet:
     if kind == "mnist" and rest:
         return load_mnist(Path(rest).expanduser(), size)
     if kind == "folder" and rest:
-        return load_folder(Path(rest).expanduser(), size)  # type: ignore[arg-type]
+        return load_folder(Path(rest).expanduser(), size)
     raise UsageError(f"unknown data {spec!r}: use digits, mnist:DIR or folder:DIR")

@@ -78,7 +78,9 @@ def evaluate(ck: Checkpoint, data_spec: str | None = None, size: int | None = No
     else:
         data = load_data(spec, size or cfg.image_size)
         if data.labels is None:
-            raise UsageError("eval needs labelled data (class sub-folders or MNIST labels) for its reference classifier")
+            raise UsageError(
+                "eval needs labelled data (class sub-folders or MNIST labels) for its reference classifier"
+            )
         train, held = _split(data, seed)
         clf = train_classifier(train, epochs=max(2, min(40, 40_000 // len(train.images))), seed=seed)
     if (train.size, train.channels) != (cfg.image_size, cfg.channels):

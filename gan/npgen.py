@@ -9,7 +9,6 @@ saving). A test checks this against the torch module on random weights.
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager
 
 import numpy as np
 
@@ -19,7 +18,7 @@ from aigc_chat.gan.arch import GanConfig
 BN_EPS = 1e-5
 
 
-def single_thread_blas() -> ContextManager[object]:
+def single_thread_blas() -> contextlib.AbstractContextManager[object]:
     """Run BLAS on one thread for these tiny products.
 
     Measured on the shared 2-core box: a (100 x 48) @ (48 x 1024) product takes 0.4 ms on

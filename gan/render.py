@@ -16,13 +16,19 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from aigc_chat.errors import UsageError
 from aigc_chat.gan.palettes import ANSI16, nearest, palette_lut, xterm256
+
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions
+    from rich.measure import Measurement
+    from rich.segment import Segment
 
 MODES = ("truecolor", "256", "16", "ascii", "braille")
 CELL_PX = {"truecolor": (1, 2), "256": (1, 2), "16": (1, 2), "ascii": (1, 2), "braille": (2, 4)}
@@ -141,12 +147,13 @@ class CellArt:
         if self.fg is None:
             yield row, None
             return
+        assert self.bg is not None  # set with fg, as in expand()
         if self.mode == "truecolor":
             f = self.fg[r].astype(np.int64)
-            b = self.bg[r].astype(np.int64)  # type: ignore[index]
+            b = self.bg[r].astype(np.int64)
             keys = ((f[:, 0] << 16) | (f[:, 1] << 8) | f[:, 2]) << 24 | ((b[:, 0] << 16) | (b[:, 1] << 8) | b[:, 2])
         else:
-            keys = self.fg[r].astype(np.int64) << 8 | self.bg[r].astype(np.int64)  # type: ignore[index]
+            keys = self.fg[r].astype(np.int64) << 8 | self.bg[r].astype(np.int64)
         keys_l = keys.tolist()
         start = 0
         for c in range(1, len(keys_l) + 1):
@@ -180,7 +187,7 @@ class CellArt:
             lines.append("".join(parts) + ("\x1b[0m" if self.fg is not None else ""))
         return "\n".join(lines)
 
-    def __rich_console__(self, console, options):  # type: ignore[no-untyped-def]
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Segment]:
         from rich.color import Color
         from rich.segment import Segment
         from rich.style import Style
@@ -210,7 +217,7 @@ class CellArt:
                 yield Segment(text, None if key is None else style(key))
             yield newline
 
-    def __rich_measure__(self, console, options):  # type: ignore[no-untyped-def]
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         from rich.measure import Measurement
 
         return Measurement(self.cols, self.cols)

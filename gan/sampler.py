@@ -70,7 +70,9 @@ def sample(checkpoint: str | Path | Checkpoint | None = None, n: int = 20, seed:
     if not 1 <= n <= MAX_SAMPLES:
         raise UsageError(f"--n must be between 1 and {MAX_SAMPLES}, not {n}")
     if seed is None:
-        seed = int(np.random.SeedSequence().entropy % (2**31))
+        entropy = np.random.SeedSequence().entropy
+        assert isinstance(entropy, int)  # fresh from the OS: always an int when none is given
+        seed = int(entropy % (2**31))
     if not 0 <= seed < 2**63:
         raise UsageError(f"--seed must be a non-negative integer below 2^63, not {seed}")
     cfg = ck.config

@@ -16,9 +16,9 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Label, ProgressBar, Select, Sparkline, Static
-from textual.content import Content
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from aigc_chat.errors import AigcError
@@ -152,7 +152,8 @@ class GanScreen(Screen):
         self.train_error = None
         self.query_one("#gan-train-panel").add_class("-active")
         self.query_one("#gan-train", Button).label = "Cancel"
-        self.query_one("#gan-train-status", Static).update(Content(sanitize(f"starting: loading {self.train_data} and torch ...")))
+        status = Content(sanitize(f"starting: loading {self.train_data} and torch ..."))
+        self.query_one("#gan-train-status", Static).update(status)
         self._worker = self._train()
 
     def action_close(self) -> None:

@@ -19,12 +19,14 @@ from aigc_chat.gan import DEFAULT_CHECKPOINT
 from aigc_chat.gan.render import MODES, render_grid
 from aigc_chat.gan.sampler import Samples, sample
 
-_ALIASES = {"auto": "truecolor", "halfblock": "truecolor", "half-block": "truecolor", "": "truecolor", None: "truecolor"}
+_ALIASES = {
+    "auto": "truecolor", "halfblock": "truecolor", "half-block": "truecolor", "": "truecolor", None: "truecolor",
+}
 
 
 def widget_mode(mode: str | None) -> str:
     """Map the modes a message may carry to a renderer mode (unknown ones to truecolor)."""
-    mode = _ALIASES.get(mode, mode)  # type: ignore[arg-type]
+    mode = _ALIASES.get(mode, mode)
     return mode if mode in MODES else "truecolor"
 
 
