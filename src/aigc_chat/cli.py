@@ -28,7 +28,8 @@ SUBCOMMANDS = {
 def add_model_flags(p: argparse.ArgumentParser) -> None:
     """Flags shared by the TUI, one-shot mode and `models`."""
     p.add_argument("--backend", "-b", metavar="NAME", help="backend: llama, torch, openai, or a plug-in's")
-    p.add_argument("--model", "-m", metavar="PATH|NAME", help="model file (GGUF, checkpoint), a name from `aigc-chat models`, or a server's model name")
+    p.add_argument("--model", "-m", metavar="PATH|NAME",
+                   help="model file (GGUF, checkpoint), a name from `aigc-chat models`, or a server's model name")
     p.add_argument("--config", metavar="PATH", help="config file (default: see `aigc-chat config path`)")
     p.add_argument("--device", metavar="DEV", help="torch backend device: auto, cpu, cuda, cuda:N, mps")
     p.add_argument("--base-url", metavar="URL", help="openai backend: the server's API root, e.g. http://127.0.0.1:8080/v1")
@@ -44,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    p.add_argument("--prompt", "-p", metavar="TEXT", type=text, help="one-shot: answer TEXT on stdout and exit ('-' reads only stdin)")
+    p.add_argument("--prompt", "-p", metavar="TEXT", type=text,
+                   help="one-shot: answer TEXT on stdout and exit ('-' reads only stdin)")
     p.add_argument("--system", "-s", metavar="TEXT", type=text, help="system prompt")
     add_model_flags(p)
     g = p.add_argument_group("generation")
@@ -83,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return 0
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+    except Exception as exc:  # the last line of defence: one line, no traceback (re-raised under DEBUG)
         from aigc_chat.errors import AigcError, OutputError
         from aigc_chat.sanitize import sanitize
 
@@ -157,14 +159,14 @@ def _ensure_std_streams() -> bool:
             except OSError:
                 pass
     if sys.stderr is None or 2 in closed:
-        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115 - for the run
     if sys.stdin is None or 0 in closed:
-        sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115 - sys.stdin for the run
     if sys.stdout is not None and 1 not in closed:
         if hasattr(sys.stdout, "reconfigure"):
             sys.stdout.reconfigure(errors="replace")  # a lone surrogate must not end the run
         if not isinstance(sys.stdout, _GuardedOutput):
-            sys.stdout = _GuardedOutput(sys.stdout, "stdout")  # type: ignore[assignment]
+            sys.stdout = _GuardedOutput(sys.stdout, "stdout")
         return False
     sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 - /dev/null now
     return True
