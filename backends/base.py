@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal, NamedTuple, cast
 
 from aigc_chat.errors import AigcError, ParamError, UsageError
 from aigc_chat.params import PARAM_NAMES, GenerationParams
+from aigc_chat.reasoning import KNOWN, Markers, Reasoning, ReasoningSplitter, markers_for, opens_inside
 from aigc_chat.stopseq import StopFilter
 
 Role = Literal["system", "user", "assistant"]
@@ -66,12 +67,19 @@ class GenerationResult:
     error: str | None = None
     stop_sequence: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # A reasoning model's thinking, kept apart from `text` (the answer, which alone is shown,
+    # stored as the reply and sent back in later turns); its tokens count in completion_tokens
+    # and max_tokens too. time_to_first_token is the answer's; thinking_time the block's.
+    reasoning: str = ""
+    reasoning_tokens: int = 0
+    thinking_time: float | None = None
 
     def usage(self) -> dict[str, int]:
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,9 +97,12 @@ class EngineEnd:
 
 @dataclass(frozen=True)
 class EngineStart:
-    """Optionally yielded first by `_generate()` once the prompt size is known."""
+    """Optionally yielded first by `_generate()` once the prompt size is known.
+    `reasoning_open`: the rendered prompt ends inside a reasoning block (the chat template
+    opened it for the model), so the reply starts as reasoning."""
 
     prompt_tokens: int
+    reasoning_open: bool = False
 
 
 @dataclass(frozen=True)
@@ -193,6 +204,12 @@ class Backend(ABC):
         """Prompt size in tokens for these messages, or None if the engine cannot tell."""
         return None
 
+    def reasoning_markers(self) -> tuple[Markers, ...]:
+        """The markers this model puts around its reasoning: a backend that knows the model's
+        template narrows them (aigc_chat.reasoning.markers_for); the default is every known
+        family. A backend that hands reasoning over apart (`Reasoning` items) needs none."""
+        return KNOWN
+
     def list_models(self) -> list[str]:
         """Models this backend can offer, so a front end may ask any backend without knowing
         which it is. [] means it cannot list any: a server lists its own (openai), while
@@ -282,6 +299,11 @@ class ChatStream:
             for n in self.backend.unsupported(self.params)
         ]
         stops = StopFilter(self.params.stop)
+        splitter = ReasoningSplitter(self.backend.reasoning_markers())
+        thought: list[str] = []
+        n_reasoning = 0
+        t_think: float | None = None  # the first reasoning
+        t_answer: float | None = None  # the first answer text
         t_start = time.perf_counter()
         t_first: float | None = None
         t_last: float | None = None
@@ -298,6 +320,8 @@ class ChatStream:
             for item in gen:
                 if isinstance(item, EngineStart):
                     prompt_tokens = item.prompt_tokens
+                    if item.reasoning_open:
+                        splitter = ReasoningSplitter(self.backend.reasoning_markers(), inside=True)
                     continue
                 if isinstance(item, EngineEnd):
                     finish = item.finish_reason
@@ -316,10 +340,24 @@ class ChatStream:
                     break
                 if item.__class__ is bytes:  # `is`, not isinstance: this runs once per token
                     item = decode(item)
-                out = stops.feed(cast(str, item))
-                if out:
-                    pieces.append(out)
-                    yield out
+                parts = [item] if isinstance(item, Reasoning) else splitter.feed(cast(str, item))
+                if isinstance(item, Reasoning) or splitter.thinking:
+                    n_reasoning += 1
+                for part in parts:
+                    if isinstance(part, Reasoning):
+                        if t_think is None:
+                            t_think = now
+                        thought.append(part)
+                        yield part
+                        continue
+                    out = stops.feed(part)
+                    if out:
+                        if t_answer is None:
+                            t_answer = now
+                        pieces.append(out)
+                        yield out
+                    if stops.stopped:
+                        break
                 if stops.stopped:
                     finish = "stop"
                     break
@@ -347,10 +385,21 @@ class ChatStream:
                 self.result = self._make_result(
                     pieces, finish, prompt_tokens, n_tokens, t_start, t_first, t_last, error, stops, warnings,
                 )
+                self.result.reasoning, self.result.reasoning_tokens = "".join(thought), n_reasoning
+                if t_think is not None:
+                    self.result.thinking_time = (t_answer or t_last or t_think) - t_think
+                    self.result.time_to_first_token = None if t_answer is None else t_answer - t_start
         # Bytes of an unfinished UTF-8 sequence (U+FFFD now), and text held back because it
         # looked like the start of a stop string and turned out not to be one: release them now
         # that the stream is over (after a stop, feed() drops them).
-        tail = stops.feed(decode(b"", True)) + stops.flush()
+        tail = ""
+        for part in splitter.feed(decode(b"", True)) + splitter.flush():
+            if isinstance(part, Reasoning):  # an unterminated block's held tail: still reasoning
+                self.result.reasoning += part
+                yield part
+            else:
+                tail += stops.feed(part)
+        tail += stops.flush()
         if stops.stopped and self.result.stop_sequence is None:
             # a stop completed while a longer one was still possible, then the engine ended
             self.result.stop_sequence = stops.matched
@@ -391,6 +440,19 @@ class ChatStream:
             stop_sequence=stops.matched if stops.stopped else None,
             warnings=warnings,
         )
+
+
+def template_markers(template: Any) -> tuple[Markers, ...]:
+    """The reasoning markers a chat template (aigc_chat.templates.ChatTemplate) names, else
+    every known family: for the backends that render templates themselves."""
+    return markers_for(getattr(template, "source", None))
+
+
+def opens_reasoning(template: Any, segments: Sequence[Any]) -> bool:
+    """Whether a rendered prompt (its merged segments) ends with an opening marker that the
+    template wrote for the model: the reply then starts inside the reasoning block."""
+    tail = segments[-1].text[-64:] if segments and segments[-1].special else ""
+    return opens_inside(tail, template_markers(template))
 
 
 def _start_engine(

@@ -30,12 +30,15 @@ from aigc_chat.backends.base import (
     ProgressCallback,
     fit_prompt,
     int_range,
+    opens_reasoning,
+    template_markers,
 )
 from aigc_chat.cpu import usable_cores
 from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.gguf_info import GGUFInfo, read_gguf_info
 from aigc_chat.params import GenerationParams
-from aigc_chat.templates import ChatTemplate, choose_template, merge_segments
+from aigc_chat.reasoning import Markers
+from aigc_chat.templates import ChatTemplate, Segment, choose_template, merge_segments
 
 MAX_LAYERS = 100_000  # llama.cpp's count is 32-bit; no model has a thousand layers
 
@@ -177,11 +180,17 @@ class LlamaCppBackend(Backend):
     def tokenize_messages(self, messages: Sequence[Message]) -> list[int]:
         """Token ids of the rendered prompt: markup parsed as special tokens, text not."""
         llm = self._require()
-        assert self._template is not None
         tokens: list[int] = []
-        for i, seg in enumerate(merge_segments(self._template.render(messages, "", self._eos))):
+        for i, seg in enumerate(self._segments(messages)):
             tokens += llm.tokenize(seg.text.encode("utf-8"), add_bos=(i == 0), special=seg.special)
         return tokens
+
+    def _segments(self, messages: Sequence[Message]) -> list[Segment]:
+        assert self._template is not None
+        return merge_segments(self._template.render(messages, "", self._eos))
+
+    def reasoning_markers(self) -> tuple[Markers, ...]:
+        return template_markers(self._template)
 
     def count_tokens(self, messages: Sequence[Message]) -> int | None:
         return len(self.tokenize_messages(messages))
@@ -196,7 +205,7 @@ class LlamaCppBackend(Backend):
         llama_cpp = import_llama_cpp()
         n_ctx = _n_ctx(llm)
         prompt = fit_prompt(self.tokenize_messages, messages, n_ctx)
-        yield EngineStart(len(prompt))
+        yield EngineStart(len(prompt), reasoning_open=opens_reasoning(self._template, self._segments(messages)))
         room = n_ctx - len(prompt)
         if params.seed is not None:
             llm.set_seed(params.seed)

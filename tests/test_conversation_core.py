@@ -391,3 +391,25 @@ def test_save_as_default_writes_choices_not_the_models_own_sampling(tmp_path: Pa
     path.write_text('[tui]\ntheme = "nord"\n')
     save_config(load_config(path))
     assert "generation" not in tomllib.loads(path.read_text())
+
+
+def test_reasoning_is_stored_with_the_reply_and_never_sent_back() -> None:
+    from aigc_chat.reasoning import Reasoning
+
+    conv = make(["<think>", "sec", "ret", "</think>", "Ok"])
+    turn = conv.begin("send", "one")
+    pieces = list(turn.run())
+    assert [p for p in pieces if isinstance(p, Reasoning)] == ["sec", "ret"]
+    assert "".join(p for p in pieces if not isinstance(p, Reasoning)) == "Ok"
+    assert turn.stats()["reasoning_tokens"] >= 3 and turn.stats()["thinking_time"] is not None
+    conv.begin("send", "two").consume()
+    sent = conv.backend.seen[-1]  # type: ignore[union-attr]
+    assert [m.content for m in sent] == ["one", "Ok", "two"]  # the earlier thinking is not sent
+    conv.close()
+    with HistoryStore(readonly=True) as s:
+        cid = s.latest_conversation_id()
+        reply = s.get_conversation(cid).messages[1]
+        assert (reply.content, reply.meta["reasoning"]) == ("Ok", "secret")
+        assert "secret" not in s.export(cid, "markdown") and "secret" not in s.export(cid, "json")
+        assert "> secret" in s.export(cid, "markdown", reasoning=True)
+        assert '"reasoning": "secret"' in s.export(cid, "json", reasoning=True)

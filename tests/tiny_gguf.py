@@ -14,7 +14,7 @@ part) for the model finder.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -197,22 +197,25 @@ LONG = [NL32, DASH64, HINDI, "▁" + "=" * 40]
 _CHAIN_CHARS = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'\"-:;()[]/<>|_\n")
 
 
-def chain_vocab() -> tuple[list[str], list[float], list[int], dict[str, int]]:
+def chain_vocab(extra: Sequence[str] = ()) -> tuple[list[str], list[float], list[int], dict[str, int]]:
     """The chain model's vocabulary: llama's control and byte tokens, single characters,
-    and pieces longer than 32 bytes (`LONG`)."""
-    return vocab("llama", ["▁", *_CHAIN_CHARS, "▁h", "▁hi", *LONG])
+    pieces longer than 32 bytes (`LONG`), and `extra` pieces a test needs."""
+    base = ["▁", *_CHAIN_CHARS, "▁h", "▁hi", *LONG]
+    return vocab("llama", [*base, *(p for p in extra if p not in base)])
 
 
-def write_chain_gguf(path: Path, chain: list[str]) -> Path:
+def write_chain_gguf(path: Path, chain: list[str], *, extra: Sequence[str] = (),
+                     template: str | None = None, context_length: int = 256) -> Path:
     """A llama-architecture GGUF that, greedy, answers any prompt with `chain` then EOS.
 
     Embeddings are one-hot (n_embd >= vocabulary), every layer's weights are zero so the
     residual stream carries the current token's embedding untouched, and the output matrix
     maps token s to its successor: chain[k] -> chain[k+1], the last -> EOS, any other token
-    (the end of whatever prompt) -> chain[0]. `chain` names tokens of `chain_vocab()`."""
+    (the end of whatever prompt) -> chain[0]. `chain` names tokens of `chain_vocab(extra)`;
+    `template` is written as the file's chat template."""
     import gguf
 
-    tokens, scores, types, special = chain_vocab()
+    tokens, scores, types, special = chain_vocab(extra)
     ids = {t: i for i, t in enumerate(tokens)}
     seq = [ids[t] for t in chain]
     assert len(set(seq)) == len(seq), "each chain token must have one successor"
@@ -222,9 +225,11 @@ def write_chain_gguf(path: Path, chain: list[str]) -> Path:
     head_dim = n_embd // n_head
     w = gguf.GGUFWriter(str(path), "llama")
     w.add_name("tiny-chain")
-    _add_shape(w, context_length=256, n_embd=n_embd, n_layer=1, ffn=ffn, n_head=n_head, n_kv=n_kv,
+    _add_shape(w, context_length=context_length, n_embd=n_embd, n_layer=1, ffn=ffn, n_head=n_head, n_kv=n_kv,
                head_dim=head_dim, gemma=False)
     _add_tokenizer(w, tokens, scores, types, special, space_prefix=True)
+    if template is not None:
+        w.add_chat_template(template)
     embd = np.zeros((n_vocab, n_embd), np.float32)
     embd[np.arange(n_vocab), np.arange(n_vocab)] = 1.0
     out = np.zeros((n_vocab, n_embd), np.float32)

@@ -29,11 +29,14 @@ from aigc_chat.backends.base import (
     ProgressCallback,
     fit_prompt,
     int_range,
+    opens_reasoning,
+    template_markers,
 )
 from aigc_chat.backends.torch_gpt.device import check_device, check_dtype
 from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.params import GenerationParams
-from aigc_chat.templates import ChatTemplate, choose_template
+from aigc_chat.reasoning import Markers
+from aigc_chat.templates import ChatTemplate, Segment, choose_template, merge_segments
 
 if TYPE_CHECKING:
     from torch import Tensor  # for annotations only: this module imports without torch
@@ -215,8 +218,14 @@ class TorchBackend(Backend):
     def tokenize_messages(self, messages: Sequence[Message]) -> list[int]:
         """Token ids of the rendered prompt, equal to the llama backend's for GGUF files."""
         self._require()
+        return self._tok.encode_segments(self._segments(messages))
+
+    def _segments(self, messages: Sequence[Message]) -> list[Segment]:
         assert self._template is not None
-        return self._tok.encode_segments(self._template.render(messages, "", self._tok.eos_text))
+        return self._template.render(messages, "", self._tok.eos_text)
+
+    def reasoning_markers(self) -> tuple[Markers, ...]:
+        return template_markers(self._template)
 
     def count_tokens(self, messages: Sequence[Message]) -> int | None:
         return len(self.tokenize_messages(messages))
@@ -232,7 +241,8 @@ class TorchBackend(Backend):
         runner = self._require()
         n_ctx = runner.max_len
         prompt = fit_prompt(self.tokenize_messages, messages, n_ctx)
-        yield EngineStart(len(prompt))
+        opened = opens_reasoning(self._template, merge_segments(self._segments(messages)))
+        yield EngineStart(len(prompt), reasoning_open=opened)
         generator = make_generator(params.seed)
         token_bytes = self._tok.token_bytes
         history = list(prompt)

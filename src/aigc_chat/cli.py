@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--json", action="store_true", help="print one JSON object: text, finish reason, usage")
     o.add_argument("--verbose", "-v", action="store_true", help="model and speed figures on stderr")
     o.add_argument("--raw", action="store_true", help="do not neutralise control characters in the output")
+    o.add_argument("--show-reasoning", action="store_true",
+                   help="a reasoning model's thinking on stderr (dimmed on a terminal); stdout stays the answer")
     h = p.add_argument_group("history")
     h.add_argument("--no-history", action="store_true", help="do not save this conversation")
     h.add_argument("--continue", "-c", dest="continue_", action="store_true", help="continue the latest conversation")

@@ -37,6 +37,7 @@ from aigc_chat.errors import ParamError, UsageError
 from aigc_chat.history_service import HistoryService
 from aigc_chat.history_writer import known
 from aigc_chat.params import PARAM_NAMES, GenerationParams
+from aigc_chat.reasoning import Reasoning
 
 if TYPE_CHECKING:
     from aigc_chat.history import Conversation as StoredConversation
@@ -580,8 +581,9 @@ class Turn:
         return self.plan
 
     def run(self, cancel: threading.Event | None = None) -> Generator[str, None, None]:
-        """The reply's text pieces (exactly the model's text: sanitise before showing). Ending
-        the iteration early (close, Ctrl-C) ends the reply as cancelled and records it."""
+        """The reply's text pieces (exactly the model's text: sanitise before showing); those
+        of its reasoning are `aigc_chat.reasoning.Reasoning` strings. Ending the iteration
+        early (close, Ctrl-C) ends the reply as cancelled and records it."""
         if self._stream is None:
             self.start(cancel)
         assert self._stream is not None
@@ -591,8 +593,10 @@ class Turn:
         next_save = clock() + SAVE_INTERVAL
         try:
             for piece in stream:
-                pieces.append(piece)
                 yield piece
+                if isinstance(piece, Reasoning):
+                    continue  # stored with the reply when it ends; never sent back to the model
+                pieces.append(piece)
                 if self.recorder is not None and clock() >= next_save:
                     next_save = clock() + SAVE_INTERVAL
                     self.recorder.feed("".join(pieces))

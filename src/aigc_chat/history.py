@@ -558,8 +558,8 @@ class HistoryStore:
             return _inserted_id(cur)
 
     def update_message(self, message_id: int, content: str, *, finish_reason: str | None = None,
-                       stats: dict | None = None) -> None:
-        """Replace a message's text; a finish reason or stats given here are recorded too
+                       stats: dict | None = None, meta: dict | None = None) -> None:
+        """Replace a message's text; a finish reason, stats or meta given here are recorded too
         (None keeps what is stored)."""
         now = time.time()
         with self._write() as conn:
@@ -569,8 +569,9 @@ class HistoryStore:
                 raise UsageError(f"no message {message_id}")
             conn.execute(
                 "UPDATE messages SET content = ?, finish_reason = coalesce(?, finish_reason),"
-                " stats = coalesce(?, stats) WHERE id = ?",
-                (content, finish_reason, None if stats is None else _dump(stats), message_id),
+                " stats = coalesce(?, stats), meta = coalesce(?, meta) WHERE id = ?",
+                (content, finish_reason, None if stats is None else _dump(stats),
+                 None if meta is None else _dump(meta), message_id),
             )
             conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, row[0]))
 
@@ -620,14 +621,15 @@ class HistoryStore:
                 conn.execute("COMMIT")
         return hits
 
-    def export(self, conversation_id: int, fmt: str) -> str:
+    def export(self, conversation_id: int, fmt: str, reasoning: bool = False) -> str:
         """The conversation as Markdown (message text sanitised: it may be shown or pasted
-        anywhere) or as JSON (every non-ASCII or control character escaped)."""
+        anywhere) or as JSON (every non-ASCII or control character escaped). A reply's
+        reasoning is left out unless `reasoning`."""
         conv = self.get_conversation(conversation_id)
         if fmt == "json":
-            return json.dumps(conversation_to_dict(conv), ensure_ascii=True, indent=2) + "\n"
+            return json.dumps(conversation_to_dict(conv, reasoning), ensure_ascii=True, indent=2) + "\n"
         if fmt in ("markdown", "md"):
-            return conversation_to_markdown(conv)
+            return conversation_to_markdown(conv, reasoning)
         raise UsageError(f"unknown export format {fmt!r} (use markdown or json)")
 
 
@@ -685,14 +687,16 @@ class ReplyRecorder:
         if self.finished:
             return
         self.finished = True
-        if not result.text and result.finish_reason == "error":
+        if not result.text and not getattr(result, "reasoning", "") and result.finish_reason == "error":
             if self.message_id is not None:
                 self.store.delete_message(self.message_id)
             return
         self.start()
         assert self.message_id is not None
+        reasoning = getattr(result, "reasoning", "")
         self.store.update_message(self.message_id, result.text, finish_reason=result.finish_reason,
-                                  stats={**self.author, **result_stats(result)})
+                                  stats={**self.author, **result_stats(result)},
+                                  meta={"reasoning": reasoning} if reasoning else None)
         self._written = self._pending = result.text
 
 
@@ -708,23 +712,32 @@ def result_stats(result: GenerationResult) -> dict[str, Any]:
         stats["error"] = result.error
     if result.stop_sequence:
         stats["stop_sequence"] = result.stop_sequence
+    if getattr(result, "reasoning_tokens", 0):
+        stats["reasoning_tokens"] = result.reasoning_tokens
+        stats["thinking_time"] = result.thinking_time
     return stats
 
 
-def conversation_to_dict(conv: Conversation) -> dict[str, Any]:
+def _meta(meta: dict[str, Any], reasoning: bool) -> dict[str, Any]:
+    """A message's meta for an export: its reasoning only when asked for."""
+    return meta if reasoning else {k: v for k, v in meta.items() if k != "reasoning"}
+
+
+def conversation_to_dict(conv: Conversation, reasoning: bool = False) -> dict[str, Any]:
     s = conv.summary
     return {
         "id": s.id, "title": s.title, "model": s.model, "backend": s.backend,
         "created_at": s.created_at, "updated_at": s.updated_at, "settings": conv.settings,
         "messages": [
             {"id": m.id, "role": m.role, "content": m.content, "created_at": m.created_at,
-             "finish_reason": m.finish_reason, "stats": m.stats, "kind": m.kind, "meta": m.meta}
+             "finish_reason": m.finish_reason, "stats": m.stats, "kind": m.kind,
+             "meta": _meta(m.meta, reasoning)}
             for m in conv.messages
         ],
     }
 
 
-def conversation_to_markdown(conv: Conversation) -> str:
+def conversation_to_markdown(conv: Conversation, reasoning: bool = False) -> str:
     from aigc_chat.sanitize import sanitize
 
     s = conv.summary
@@ -748,9 +761,14 @@ def conversation_to_markdown(conv: Conversation) -> str:
             heading += f" [{m.finish_reason}]"
         elif m.role == "assistant" and m.finish_reason is None:
             heading += " [interrupted]"
-        lines += [f"## {heading}", "", sanitize(m.content), ""]
+        thought = m.meta.get("reasoning") if reasoning and m.role == "assistant" else None
+        if isinstance(thought, str) and thought:
+            quoted = "\n".join(f"> {line}" if line else ">" for line in sanitize(thought).splitlines())
+            lines += [f"## {heading}", "", "**Reasoning**", "", quoted, "", sanitize(m.content), ""]
+        else:
+            lines += [f"## {heading}", "", sanitize(m.content), ""]
         if m.kind != "text" and m.meta:
-            lines += ["```json", json.dumps(m.meta, ensure_ascii=True, sort_keys=True), "```", ""]
+            lines += ["```json", json.dumps(_meta(m.meta, reasoning), ensure_ascii=True, sort_keys=True), "```", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -32,14 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s = sub.add_parser("show", help="print a conversation")
     s.add_argument("id", type=conversation_id, metavar="ID")
+    s.add_argument("--reasoning", action="store_true", help="also print each reply's reasoning")
     s = sub.add_parser("search", help="full-text search over every message and title")
-    s.add_argument("query", nargs="+", type=text, metavar="QUERY", help="words to find (taken literally, all must appear)")
+    s.add_argument("query", nargs="+", type=text, metavar="QUERY",
+                   help="words to find (taken literally, all must appear)")
     s.add_argument("--limit", "-n", type=positive, default=20, metavar="N", help="at most N hits (default 20)")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s = sub.add_parser("export", help="write a conversation as Markdown or JSON")
     s.add_argument("id", type=conversation_id, metavar="ID")
     s.add_argument("--format", "-f", choices=("markdown", "json"), default="markdown")
     s.add_argument("--output", "-o", metavar="PATH", help="write to PATH instead of stdout")
+    s.add_argument("--reasoning", action="store_true", help="include each reply's reasoning (left out by default)")
     s = sub.add_parser("rename", help="give a conversation a new title")
     s.add_argument("id", type=conversation_id, metavar="ID")
     s.add_argument("title", nargs="+", type=text, metavar="TITLE")
@@ -119,7 +122,11 @@ def _show(store, args) -> int:
         head += f"] {format_time(m.created_at)}"
         if m.role == "assistant":
             head += _reply_facts(m)
-        _out(f"\n{head}\n{sanitize(m.content).rstrip()}\n")
+        thought = m.meta.get("reasoning") if args.reasoning else None
+        if isinstance(thought, str) and thought:
+            _out(f"\n{head}\n[reasoning]\n{sanitize(thought).rstrip()}\n[answer]\n{sanitize(m.content).rstrip()}\n")
+        else:
+            _out(f"\n{head}\n{sanitize(m.content).rstrip()}\n")
     return 0
 
 
@@ -154,7 +161,7 @@ def _search(store, args) -> int:
 
 
 def _export(store, args) -> int:
-    text = store.export(args.id, args.format)  # markdown is sanitised, json escaped
+    text = store.export(args.id, args.format, args.reasoning)  # markdown is sanitised, json escaped
     if args.output:
         target = Path(args.output).expanduser()
         try:

@@ -21,6 +21,7 @@ from aigc_chat.errors import UsageError
 from aigc_chat.history_service import HistoryService
 from aigc_chat.launch import conversation_to_open, flag_settings, open_history
 from aigc_chat.loader import load_backend
+from aigc_chat.reasoning import Reasoning
 from aigc_chat.safe_open import read_stream
 from aigc_chat.sanitize import StreamSanitizer, sanitize
 
@@ -83,11 +84,18 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
         raise
     out = sys.stdout
     sanitizer = None if args.raw else StreamSanitizer()
+    thoughts = _ReasoningOut(err) if getattr(args, "show_reasoning", False) and not args.json else None
     last = ""
     interrupted = False
     pieces = turn.run()
     try:
         for piece in pieces:
+            if isinstance(piece, Reasoning):  # never on stdout: that is the answer's alone
+                if thoughts is not None:
+                    thoughts.write(piece)
+                continue
+            if thoughts is not None:
+                thoughts.end()
             if args.json:
                 continue
             shown = sanitizer.feed(piece) if sanitizer else piece
@@ -99,6 +107,8 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
         interrupted = True
     finally:
         pieces.close()  # stops the engine and records the (partial) reply
+    if thoughts is not None:
+        thoughts.end()
     result = turn.result
     assert result is not None
     info = _info_dict(backend)
@@ -127,6 +137,48 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
         err.write(f"aigc-chat: error: {sanitize(str(result.error))}\n")
         return 1
     return 0
+
+
+class _ReasoningOut:
+    """`--show-reasoning`: the thinking on stderr as it streams, dimmed on a terminal, always
+    sanitised (it is model output too), ended by a newline before the answer starts."""
+
+    def __init__(self, err: TextIO) -> None:
+        self.err = err
+        self.sanitizer = StreamSanitizer()
+        self.dim = _isatty(err)
+        self.open = False
+        self.done = False
+
+    def write(self, text: str) -> None:
+        if self.done:
+            return
+        shown = self.sanitizer.feed(text)
+        if shown:
+            if not self.open and self.dim:
+                self.err.write("\x1b[2m")
+            self.open = True
+            self.err.write(shown)
+            self.err.flush()
+
+    def end(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        tail = self.sanitizer.flush()
+        if tail:
+            self.err.write(tail)
+            self.open = True
+        if self.open:
+            self.err.write(("\x1b[0m" if self.dim else "") + "\n")
+            self.err.flush()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 # A locked history makes each write wait the store's busy timeout (15 s) before it gives up;
@@ -188,10 +240,12 @@ def _info_dict(backend: Backend) -> dict[str, Any]:
 def _json_record(result: GenerationResult, info: dict[str, Any]) -> dict[str, Any]:
     return {
         "text": result.text,
+        "reasoning": result.reasoning,
         "finish_reason": result.finish_reason,
         "usage": result.usage(),
         "timings": {
             "time_to_first_token_s": result.time_to_first_token,
+            "thinking_s": result.thinking_time,
             "decode_tokens_per_s": result.decode_tokens_per_s,
             "total_s": result.total_time,
         },
