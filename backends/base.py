@@ -442,6 +442,13 @@ class ChatStream:
         )
 
 
+def template_params(template: Any) -> frozenset[str]:
+    """What a backend that renders `template` itself honours: every parameter, but `thinking`
+    only where the template can turn it off (it reads `enable_thinking`)."""
+    names = frozenset(PARAM_NAMES)
+    return names if getattr(template, "can_switch_thinking", False) else names - {"thinking"}
+
+
 def template_markers(template: Any) -> tuple[Markers, ...]:
     """The reasoning markers a chat template (aigc_chat.templates.ChatTemplate) names, else
     every known family: for the backends that render templates themselves."""

@@ -32,6 +32,7 @@ from aigc_chat.backends.base import (
     int_range,
     opens_reasoning,
     template_markers,
+    template_params,
 )
 from aigc_chat.cpu import usable_cores
 from aigc_chat.errors import BackendError, ModelError, UsageError
@@ -126,6 +127,7 @@ class LlamaCppBackend(Backend):
             detail = last_log_error() or str(exc)
             raise ModelError(f"llama.cpp could not load {path}: {detail}") from None
         self._llm, self._gguf, self._template, self._path = llm, info, template, path
+        self.supported_params = template_params(template)
         n_layers = info.block_count or 0
         self._gpu_layers = 0 if not gpu else (n_layers + 1 if layers == -1 else min(layers, n_layers + 1))
         self._pieces = TokenPieces(llama_cpp, llm._model.vocab)
@@ -177,17 +179,17 @@ class LlamaCppBackend(Backend):
         return lines
 
     # -- prompts --------------------------------------------------------------------------
-    def tokenize_messages(self, messages: Sequence[Message]) -> list[int]:
+    def tokenize_messages(self, messages: Sequence[Message], thinking: bool = True) -> list[int]:
         """Token ids of the rendered prompt: markup parsed as special tokens, text not."""
         llm = self._require()
         tokens: list[int] = []
-        for i, seg in enumerate(self._segments(messages)):
+        for i, seg in enumerate(self._segments(messages, thinking)):
             tokens += llm.tokenize(seg.text.encode("utf-8"), add_bos=(i == 0), special=seg.special)
         return tokens
 
-    def _segments(self, messages: Sequence[Message]) -> list[Segment]:
+    def _segments(self, messages: Sequence[Message], thinking: bool = True) -> list[Segment]:
         assert self._template is not None
-        return merge_segments(self._template.render(messages, "", self._eos))
+        return merge_segments(self._template.render(messages, "", self._eos, thinking))
 
     def reasoning_markers(self) -> tuple[Markers, ...]:
         return template_markers(self._template)
@@ -204,8 +206,9 @@ class LlamaCppBackend(Backend):
         llm = self._require()
         llama_cpp = import_llama_cpp()
         n_ctx = _n_ctx(llm)
-        prompt = fit_prompt(self.tokenize_messages, messages, n_ctx)
-        yield EngineStart(len(prompt), reasoning_open=opens_reasoning(self._template, self._segments(messages)))
+        prompt = fit_prompt(lambda m: self.tokenize_messages(m, params.thinking), messages, n_ctx)
+        opened = opens_reasoning(self._template, self._segments(messages, params.thinking))
+        yield EngineStart(len(prompt), reasoning_open=opened)
         room = n_ctx - len(prompt)
         if params.seed is not None:
             llm.set_seed(params.seed)

@@ -30,11 +30,12 @@ from urllib.parse import urlsplit, urlunsplit
 from aigc_chat.backends.base import Backend, BackendInfo, DoctorLine, EngineEnd, Message, Option, ProgressCallback
 from aigc_chat.errors import BackendError, UsageError
 from aigc_chat.params import GenerationParams
+from aigc_chat.reasoning import Reasoning
 from aigc_chat.sanitize import sanitize
 
 # Parameters every OpenAI-compatible server takes, and those only some accept as extra fields.
 STANDARD_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "stop", "seed"})
-EXTRA_PARAMS = frozenset({"top_k", "min_p", "repeat_penalty"})
+EXTRA_PARAMS = frozenset({"top_k", "min_p", "repeat_penalty", "thinking"})
 # OpenAI's own limit; our stop filter still applies every stop string client-side.
 MAX_SERVER_STOPS = 4
 # How often the caller's thread looks at the cancel flag while it waits for the next chunk
@@ -240,6 +241,8 @@ class OpenAIBackend(Backend):
             extra["top_k"] = params.top_k
             extra["min_p"] = params.min_p
             extra[self.options["repeat_penalty_field"]] = params.repeat_penalty
+        if not params.thinking:  # vLLM, llama-server and SGLang pass these to the chat template
+            extra["chat_template_kwargs"] = {"enable_thinking": False}
         extra.update(dict(self.options["extra_body"]))  # the user's explicit fields win
         if extra:
             body["extra_body"] = extra
@@ -277,7 +280,14 @@ class OpenAIBackend(Backend):
                 for choice in chunk.choices or ():
                     if choice.index not in (0, None):
                         continue
-                    text = getattr(choice.delta, "content", None) if choice.delta else None
+                    delta = choice.delta
+                    # servers that parse the thinking send it apart: `reasoning_content`
+                    # (llama-server, vLLM, DeepSeek) or `reasoning` (Ollama, OpenRouter)
+                    thought = _reasoning_of(delta)
+                    if thought:
+                        got_text = True
+                        yield Reasoning(thought)
+                    text = getattr(delta, "content", None) if delta else None
                     if text:
                         got_text = True
                         yield text
@@ -315,6 +325,17 @@ class OpenAIBackend(Backend):
         if key and len(key) >= 4:
             line = line.replace(key, "***")
         return line
+
+
+def _reasoning_of(delta: Any) -> str:
+    """The reasoning text of a streamed delta, whichever field the server puts it in."""
+    if delta is None:
+        return ""
+    for name in ("reasoning_content", "reasoning"):
+        value = getattr(delta, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return ""
 
 
 class _StreamingCall:

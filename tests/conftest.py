@@ -134,3 +134,12 @@ def gemma_backend(gemma_path: Path) -> Iterator[Any]:
     backend = load_backend(tui_config(cfg, "llama"))  # as the TUI loads it
     yield backend
     backend.close()
+
+
+@pytest.fixture
+def server() -> Iterator[Any]:
+    """The scripted OpenAI-compatible server on 127.0.0.1 (tests/fault_server.py), one per test."""
+    from tests.fault_server import FaultServer
+
+    with FaultServer() as srv:
+        yield srv

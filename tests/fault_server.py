@@ -24,11 +24,15 @@ KEY_ENV = "AIGC_TEST_OPENAI_KEY"
 KEY = "sk-test-5f3a9c1e-never-show-me"
 
 
-def chunk(content: str | None = None, finish: str | None = None, usage: dict | None = None) -> dict:
+def chunk(content: str | None = None, finish: str | None = None, usage: dict | None = None,
+          **fields: str) -> dict:
     """One streamed chat.completion.chunk: a text delta, a finish reason, or (alone) the
-    usage record that servers send last when asked for it."""
-    choices = [] if usage is not None and content is None and finish is None else [
-        {"index": 0, "delta": {} if content is None else {"content": content}, "finish_reason": finish}
+    usage record that servers send last when asked for it; `fields` are other delta fields
+    (`reasoning_content=...`, `reasoning=...`)."""
+    delta: dict[str, Any] = {} if content is None else {"content": content}
+    delta.update(fields)
+    choices = [] if usage is not None and content is None and finish is None and not fields else [
+        {"index": 0, "delta": delta, "finish_reason": finish}
     ]
     out: dict[str, Any] = {"id": "c1", "object": "chat.completion.chunk", "created": 0,
                            "model": "m1", "choices": choices}

@@ -11,7 +11,7 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,6 @@ from tests.conftest import run_cli, run_python
 from tests.fault_server import KEY, KEY_ENV, FaultServer, chunk, free_port, openai_backend, stall_after_first
 
 HI = [Message("user", "hi")]
-
-
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with FaultServer() as srv:
-        yield srv
 
 
 @pytest.fixture

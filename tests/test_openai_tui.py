@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,6 @@ from tests.fault_server import KEY, KEY_ENV, FaultServer, chunk, free_port
 pytestmark = pytest.mark.asyncio
 
 SIZE = (100, 32)
-
-
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with FaultServer() as srv:
-        yield srv
 
 
 def config(tmp: Path, url: str, model: str = "") -> Config:

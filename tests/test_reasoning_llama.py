@@ -109,3 +109,27 @@ def test_the_torch_backend_splits_the_same_way(cli: str, tmp_path: Path, backend
     rec, out, _ = ask(cli, model(tmp_path, ["pl", "an", "</th", "ink>", "Ans", "wer"], PREFILLED),
                       "--backend", backend, "--device", "cpu")
     assert (rec["text"], rec["reasoning"]) == ("Answer", "plan") and out == "Answer\n"
+
+
+# Qwen3's switch: the generation prompt opens the block, unless thinking is off, when it
+# writes an empty one (the model then answers at once)
+SWITCHABLE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+              "{% if add_generation_prompt %}<|assistant|>"
+              "{% if enable_thinking is defined and enable_thinking is false %}<think></think>{% else %}<think>\n{% endif %}"
+              "{% endif %}")
+
+
+def test_thinking_can_be_turned_off_where_the_template_allows(cli: str, tmp_path: Path) -> None:
+    path = model(tmp_path, ["pl", "an", "</th", "ink>", "Ans", "wer"], SWITCHABLE)
+    rec, _, _ = ask(cli, path)
+    assert (rec["text"], rec["reasoning"]) == ("Answer", "plan")  # on: the block is open
+    rec, _, err = ask(cli, path, "--no-thinking")
+    # off: the prompt closes the block, so this model's whole reply is the answer
+    assert rec["reasoning"] == "" and rec["text"] == "plan</think>Answer" and err == ""
+
+
+def test_turning_thinking_off_without_a_switch_in_the_template_says_so(cli: str, tmp_path: Path) -> None:
+    path = model(tmp_path, ["<think>", "pl", "an", "</think>", "Ans", "wer"])
+    r = run_cli(cli, "--model", str(path), "--prompt", "hi", "--no-thinking", timeout=120)
+    assert r.returncode == 0 and r.stdout == "Answer\n"
+    assert "cannot honour thinking" in r.stderr

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "system": ("TEXT", "set the system prompt of this conversation (empty clears it)"),
     "temp": ("X", "set the temperature (0 to 2)"),
     "stop": ("add TEXT | clear", "add a stop sequence, or clear them all"),
+    "think": ("on | off", "let a reasoning model think before it answers, or not (where its template allows)"),
     "model": ("PATH", "load another model (a GGUF path, or a server's model name)"),
     "backend": ("NAME", "switch backend (llama, torch, openai, ...)"),
     "export": ("PATH", "export this conversation (.json: JSON, otherwise Markdown)"),
@@ -70,6 +71,10 @@ def parse(text: str) -> SlashCommand:
             # escapes are the command line's (`/stop add \n\n`: aigc_chat.argtypes.unescape).
             return SlashCommand(name, unescape_stop(arg[len("add "):]), ("add",))
         raise UsageError("usage: /stop add TEXT or /stop clear")
+    if name == "think":
+        if arg.lower() not in ("on", "off"):
+            raise UsageError("usage: /think on or /think off")
+        return SlashCommand(name, arg.lower())
     if name in ("model", "backend", "export") and not arg:
         raise UsageError(f"/{name} needs an argument: /{name} {COMMANDS[name][0]}")
     if name == "gan":

@@ -31,6 +31,7 @@ from aigc_chat.backends.base import (
     int_range,
     opens_reasoning,
     template_markers,
+    template_params,
 )
 from aigc_chat.backends.torch_gpt.device import check_device, check_dtype
 from aigc_chat.errors import BackendError, ModelError, UsageError
@@ -155,6 +156,7 @@ class TorchBackend(Backend):
             step = compiled_step(model)
         self._runner = Runner(model, step)
         self._tok, self._template = ckpt.tokenizer, template
+        self.supported_params = template_params(template)
         self._device, self._dtype = device, dtype
         self._ckpt_info = {
             "path": str(ckpt.path), "format": ckpt.format, "model_name": ckpt.name,
@@ -215,14 +217,14 @@ class TorchBackend(Backend):
                 DoctorLine("torch quantize (auto)", quant + graphs)]
 
     # -- prompts ----------------------------------------------------------------------------
-    def tokenize_messages(self, messages: Sequence[Message]) -> list[int]:
+    def tokenize_messages(self, messages: Sequence[Message], thinking: bool = True) -> list[int]:
         """Token ids of the rendered prompt, equal to the llama backend's for GGUF files."""
         self._require()
-        return self._tok.encode_segments(self._segments(messages))
+        return self._tok.encode_segments(self._segments(messages, thinking))
 
-    def _segments(self, messages: Sequence[Message]) -> list[Segment]:
+    def _segments(self, messages: Sequence[Message], thinking: bool = True) -> list[Segment]:
         assert self._template is not None
-        return self._template.render(messages, "", self._tok.eos_text)
+        return self._template.render(messages, "", self._tok.eos_text, thinking)
 
     def reasoning_markers(self) -> tuple[Markers, ...]:
         return template_markers(self._template)
@@ -240,8 +242,8 @@ class TorchBackend(Backend):
 
         runner = self._require()
         n_ctx = runner.max_len
-        prompt = fit_prompt(self.tokenize_messages, messages, n_ctx)
-        opened = opens_reasoning(self._template, merge_segments(self._segments(messages)))
+        prompt = fit_prompt(lambda m: self.tokenize_messages(m, params.thinking), messages, n_ctx)
+        opened = opens_reasoning(self._template, merge_segments(self._segments(messages, params.thinking)))
         yield EngineStart(len(prompt), reasoning_open=opened)
         generator = make_generator(params.seed)
         token_bytes = self._tok.token_bytes

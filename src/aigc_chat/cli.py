@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stop", action="append", metavar="TEXT", type=stop_text,
                    help=r"stop sequence (repeatable); \n \t \r \\ \xHH \uHHHH are escapes")
     g.add_argument("--seed", type=integer(), metavar="N", help="same seed, same text")
+    g.add_argument("--no-thinking", dest="thinking", action="store_const", const=False, default=None,
+                   help="ask a reasoning model to answer without thinking first (where its template allows)")
     o = p.add_argument_group("one-shot output")
     o.add_argument("--json", action="store_true", help="print one JSON object: text, finish reason, usage")
     o.add_argument("--verbose", "-v", action="store_true", help="model and speed figures on stderr")
@@ -210,7 +212,7 @@ def _load(args: argparse.Namespace):
 
     config = load_config(Path(args.config).expanduser() if getattr(args, "config", None) else None)
     gen = {}
-    for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed"):
+    for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed", "thinking"):
         value = getattr(args, name, None)
         if value is not None:
             gen[name] = value

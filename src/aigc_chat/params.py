@@ -24,8 +24,9 @@ _NUMERIC: dict[str, tuple[float | None, float | None, type]] = {
 }
 
 PARAM_NAMES: tuple[str, ...] = (
-    "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "stop", "seed",
+    "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "stop", "seed", "thinking",
 )
+_TRUE, _FALSE = ("on", "true", "yes", "1"), ("off", "false", "no", "0")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class GenerationParams:
     max_tokens: int = 512
     stop: tuple[str, ...] = field(default_factory=tuple)
     seed: int | None = None
+    # A reasoning model thinks before it answers; False asks it not to, where its chat template
+    # can (Qwen3's enable_thinking) or the server can (chat_template_kwargs).
+    thinking: bool = True
 
     def validate(self) -> GenerationParams:
         """Return a normalised copy, or raise ParamError naming the field and the range."""
@@ -87,6 +91,13 @@ def coerce_param(name: str, value: Any) -> Any:
             if s not in out:
                 out.append(s)
         return tuple(out)
+    if name == "thinking":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ParamError(f"thinking: expected on or off, got {value!r}")
     if name not in _NUMERIC:
         raise ParamError(f"unknown generation parameter: {name}")
     low, high, kind = _NUMERIC[name]

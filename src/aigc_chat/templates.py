@@ -109,10 +109,15 @@ class ChatTemplate:
     name: str  # a built-in name, or "gguf" / "jinja" for a Jinja template
     source: str | None = None  # the Jinja text, for Jinja templates
 
-    def render(self, messages: Sequence[Any], bos: str = "", eos: str = "") -> list[Segment]:
+    def render(self, messages: Sequence[Any], bos: str = "", eos: str = "", thinking: bool = True) -> list[Segment]:
         if self.source is None:
             return BUILTIN[self.name](messages)
-        return [_m(_render_jinja(self.source, messages, bos, eos))]
+        return [_m(_render_jinja(self.source, messages, bos, eos, thinking))]
+
+    @property
+    def can_switch_thinking(self) -> bool:
+        """The template reads `enable_thinking` (Qwen3 and others): thinking can be turned off."""
+        return bool(self.source) and "enable_thinking" in (self.source or "")
 
     @property
     def extra_stops(self) -> tuple[str, ...]:
@@ -175,14 +180,14 @@ def _compile(source: str) -> Any:
         raise UsageError(f"chat_template: invalid Jinja template: {exc}") from None
 
 
-def _render_jinja(source: str, messages: Sequence[Any], bos: str, eos: str) -> str:
+def _render_jinja(source: str, messages: Sequence[Any], bos: str, eos: str, thinking: bool = True) -> str:
     from jinja2 import TemplateError
 
     template = _compile(source)
     try:
         return template.render(
             messages=[{"role": m.role, "content": m.content} for m in messages],
-            add_generation_prompt=True, bos_token=bos, eos_token=eos,
+            add_generation_prompt=True, bos_token=bos, eos_token=eos, enable_thinking=thinking,
         )
     except TemplateError as exc:
         raise UsageError(f"the model's chat template refused this conversation: {exc}") from None
