@@ -115,7 +115,8 @@ def test_the_torch_backend_splits_the_same_way(cli: str, tmp_path: Path, backend
 # writes an empty one (the model then answers at once)
 SWITCHABLE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
               "{% if add_generation_prompt %}<|assistant|>"
-              "{% if enable_thinking is defined and enable_thinking is false %}<think></think>{% else %}<think>\n{% endif %}"
+              "{% if enable_thinking is defined and enable_thinking is false %}<think></think>"
+              "{% else %}<think>\n{% endif %}"
               "{% endif %}")
 
 
