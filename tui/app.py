@@ -6,7 +6,7 @@ help and the command palette), the theme, notifications and the clipboard. Every
 turn needs happens in the chat screen and the core; the process around the app (history
 opening, the terminal check, the exit) is tui/launch.py's.
 
-Config writes (theme, "save as default") run on a thread of their own, so a slow disk never
+Config writes (theme, reasoning shown or not, "save as default") run on a thread of their own, so a slow disk never
 holds up a key.
 """
 
@@ -33,7 +33,7 @@ from aigc_chat.tui.chat_screen import ChatScreen
 from aigc_chat.tui.clipboard import clipboard_sequences, clipboard_text
 from aigc_chat.tui.commands import SlashProvider
 from aigc_chat.tui.dialogs import HelpScreen
-from aigc_chat.tui.events import HistoryFailed, Notice
+from aigc_chat.tui.events import HistoryFailed, Notice, ReasoningShown
 from aigc_chat.tui.help_text import help_markdown
 
 ENGINE_WAIT = 5.0  # quitting: how long a streaming reply gets to end before the engine goes
@@ -181,6 +181,23 @@ class ChatApp(App[int]):
                 save_config(cfg)
             except (AigcError, OSError) as exc:
                 self._post_notice(f"theme not remembered: {exc}", "warning")
+
+        self._io.submit(save)
+
+    # -- reasoning shown or one line, remembered in config.toml the same way -------------------
+    def on_reasoning_shown(self, event: ReasoningShown) -> None:
+        shown = event.shown
+        if self.config.tui.get("show_reasoning", TUI_DEFAULTS["show_reasoning"]) == shown:
+            return
+        self.config.tui["show_reasoning"] = shown
+
+        def save() -> None:  # on the config-writer thread
+            try:
+                cfg = load_config(self.config.path, environ={})
+                cfg.tui["show_reasoning"] = shown
+                save_config(cfg)
+            except (AigcError, OSError) as exc:
+                self._post_notice(f"reasoning view not remembered: {exc}", "warning")
 
         self._io.submit(save)
 

@@ -358,14 +358,14 @@ class ChatScreen(Screen[None]):
 
     async def on_reply_delta(self, event: ReplyDelta) -> None:
         if event.job == self._job and self._reply is not None:
-            await self._reply.append(event.shown, event.raw_so_far)
+            await self._reply.append(event.shown, event.raw_so_far, event.thinking)
 
     async def on_reply_finished(self, event: ReplyFinished) -> None:
         if event.job != self._job or self._reply is None:
             return
         result = event.result
         reply, self._reply = self._reply, None
-        await reply.finish(result.text, event.stats, result.finish_reason)
+        await reply.finish(result.text, event.stats, result.finish_reason, result.reasoning)
         if result.prompt_tokens:
             self.status.context_used = result.prompt_tokens + result.completion_tokens
         for warning in result.warnings:

@@ -5,19 +5,27 @@ so a batch costs the same at token 20,000 as at token 100; when the reply ends t
 text is rendered once more so nothing a cut may have split stays wrong. Every string shown
 here has been through `aigc_chat.sanitize`: model output never reaches the terminal as
 control sequences, and it is never parsed as markup.
+
+A reasoning model's thinking is a ThinkingBlock above the answer: plain text streamed live
+under "Thinking… N s", collapsed to one line ("Thought for 4.2 s · 380 tokens") once the
+answer begins; `t` on a focused reply expands or collapses it, and that choice is the new
+default (`[tui] show_reasoning`, remembered by the app).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
+from textual.timer import Timer
 from textual.widgets import Label, Static
 
 from aigc_chat.sanitize import sanitize
+from aigc_chat.tui.events import ReasoningShown
 from aigc_chat.tui.text_utils import format_stats, last_code_block
 
 ROLE_TITLES = {"user": "You", "assistant": "Assistant", "system": "System"}
@@ -109,8 +117,168 @@ class MarkdownView(Static):
             self._layout_updates += 1
 
 
+def _start_layout(widget: Static) -> None:
+    # Textual (8.2) starts a new layout generation for a widget only when no layout is
+    # pending yet. If a layout pass ran between the pending request and an update, the box
+    # model cached from the old text outlives it and the widget stays drawn at its old
+    # height: under load a finished reply showed up empty. Start the generation ourselves.
+    if hasattr(widget, "_layout_updates"):
+        widget._layout_updates += 1
+
+
+class PlainView(Static):
+    """Sanitised plain text (never markup) that can be replaced: one segment of reasoning."""
+
+    def __init__(self, source: str = "", *, classes: str = "") -> None:
+        super().__init__(classes=classes)
+        self.source = source
+        self._apply()
+
+    def set_source(self, source: str) -> None:
+        self.source = source
+        self._apply()
+
+    def _apply(self) -> None:
+        # a segment cut after a newline keeps it in `source`; drawn, it would be a blank line
+        self.update(Content(self.source.removesuffix("\n")))
+        _start_layout(self)
+
+
+def thinking_title(stats: dict[str, Any], elapsed: float | None = None) -> str:
+    """'Thought for 4.2 s · 380 tokens' from a reply's stats (`elapsed`: the time measured on
+    screen, for when the stats do not have it yet)."""
+    seconds = stats.get("thinking_time")
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        seconds = elapsed
+    line = f"Thought for {seconds:.1f} s" if seconds is not None else "Thought"
+    tokens = stats.get("reasoning_tokens")
+    if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0:
+        line += f" · {tokens} token{'s' if tokens != 1 else ''}"
+    return line
+
+
+def cut_point(text: str, size: int) -> int:
+    """Where a growing plain text is cut into a finished segment and a live tail: after the
+    last newline (else space) past half of `size`; `size` itself when there is neither."""
+    for sep in ("\n", " "):
+        i = text.rfind(sep, size // 2, len(text) - 1)
+        if i != -1:
+            return i + 1
+    return size
+
+
+class ThinkingBlock(Vertical):
+    """A reply's reasoning: a one-line title, and the text below it (hidden when collapsed).
+
+    Streamed like the answer: finished segments (each one widget, never redrawn again) and a
+    live tail cut once it passes SEGMENT characters, so a batch costs O(batch + SEGMENT). The
+    title shows the elapsed time while the model thinks, redrawn once a second at most and
+    only then (every repaint is bytes over SSH)."""
+
+    SEGMENT = 1500
+
+    def __init__(self, text: str = "", *, title: str = "", expanded: bool = False,
+                 live: bool = False) -> None:
+        super().__init__(classes="thinking")
+        self.live = live
+        self.expanded = expanded or live
+        self.heading = title or ("Thinking…" if live else "Thought")  # the title line
+        self._initial = text
+        self._tail = text
+        self._tail_view: PlainView | None = None
+        self._started = time.monotonic()
+        self.elapsed: float | None = None  # how long it thought, measured here (once it ended)
+        self._shown_seconds = 0
+        self._timer: Timer | None = None
+        self.set_class(live, "-live")
+        self.set_class(not self.expanded, "-collapsed")
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._title_content(), classes="thinking-title")
+        with Vertical(classes="thinking-body"):
+            yield PlainView(self._initial, classes="thinking-segment")
+
+    def on_mount(self) -> None:
+        self._tail_view = self.query(PlainView).last()
+        if self.live:
+            self._timer = self.set_interval(1.0, self._tick)
+
+    @property
+    def shown_text(self) -> str:
+        """The reasoning currently in the block, all segments together."""
+        return "".join(v.source for v in self.query(PlainView))
+
+    @property
+    def title_text(self) -> str:
+        return self._title_content().plain
+
+    def _title_content(self) -> Content:
+        mark = "▾" if self.expanded else "▸"
+        line = self.heading
+        if self.live and self._shown_seconds:
+            line += f" {self._shown_seconds} s"
+        return Content(f"{mark} {sanitize(line)}")
+
+    def _show_title(self) -> None:
+        titles = self.query(".thinking-title")
+        if titles:
+            titles.first(Static).update(self._title_content(), layout=False)
+
+    def _tick(self) -> None:
+        seconds = int(time.monotonic() - self._started)
+        if self.live and seconds != self._shown_seconds:
+            self._shown_seconds = seconds
+            self._show_title()
+
+    async def append(self, text: str) -> None:
+        if self._tail_view is None:
+            return
+        self._tail += text
+        if len(self._tail) > self.SEGMENT:
+            cut = cut_point(self._tail, self.SEGMENT)
+            done, self._tail = self._tail[:cut], self._tail[cut:]
+            self._tail_view.set_source(done)
+            self._tail_view = PlainView(self._tail, classes="thinking-segment")
+            await self.query_one(".thinking-body", Vertical).mount(self._tail_view)
+            return
+        self._tail_view.set_source(self._tail)
+
+    def end_live(self, expanded: bool) -> None:
+        """The model stopped thinking (the answer began, or the reply ended): one line,
+        "Thought for 4.2 s", collapsed unless `expanded`."""
+        if not self.live:
+            return
+        self.elapsed = time.monotonic() - self._started
+        self.live = False
+        self.remove_class("-live")
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self.heading = thinking_title({}, self.elapsed)
+        self.set_expanded(expanded)
+
+    def set_heading(self, heading: str) -> None:
+        self.heading = heading
+        self._show_title()
+
+    def set_expanded(self, expanded: bool) -> None:
+        self.expanded = expanded
+        self.set_class(not expanded, "-collapsed")
+        self._show_title()
+
+    async def set_text(self, text: str) -> None:
+        """The whole reasoning, once, at the end (the last batch may not have been drawn)."""
+        views = list(self.query(PlainView))
+        for extra in views[1:]:
+            await extra.remove()
+        if views:
+            views[0].set_source(text)
+        self._tail, self._tail_view = text, (views[0] if views else None)
+
+
 class AssistantMessage(ChatMessage):
-    """A reply: Markdown body plus a stats line (time to first token, tok/s, tokens).
+    """A reply: its reasoning, if any (ThinkingBlock), the Markdown body and a stats line
+    (time to first token, tok/s, tokens). `text` is the answer alone, as is what is copied.
 
     While streaming, the body is a list of finished segments (each one widget, never redrawn
     again) and a live tail that is redrawn per batch; the tail is cut at a block boundary
@@ -119,18 +287,27 @@ class AssistantMessage(ChatMessage):
     """
 
     SEGMENT = 1500
+    BINDINGS = [Binding("t", "toggle_reasoning", "Show / hide reasoning")]
 
     def __init__(self, text: str = "", *, message_id: int | None = None,
-                 stats: dict[str, Any] | None = None, finish_reason: str | None = None) -> None:
+                 stats: dict[str, Any] | None = None, finish_reason: str | None = None,
+                 reasoning: str = "") -> None:
         super().__init__("assistant", text, message_id=message_id)
         self.stats = stats or {}
         self.finish_reason = finish_reason
+        self.reasoning = reasoning  # raw, as stored (meta["reasoning"]); sanitised when shown
         self.batches = 0
         self._tail = ""
         self._tail_view: MarkdownView | None = None
+        self._answering = False  # the answer has begun (the thinking block is collapsed)
+        self._block: ThinkingBlock | None = None  # the reasoning, once there is some
 
     def compose(self) -> ComposeResult:
         yield Label(ROLE_TITLES["assistant"], classes="role")
+        if self.reasoning:
+            self._block = ThinkingBlock(sanitize(self.reasoning), title=thinking_title(self.stats),
+                                        expanded=self.reasoning_default())
+            yield self._block
         with Vertical(classes="body"):
             yield MarkdownView(sanitize(self.text), classes="segment")
         yield Static(self._stats_content(), classes="stats")
@@ -139,6 +316,38 @@ class AssistantMessage(ChatMessage):
     def shown_markdown(self) -> str:
         """The Markdown currently on screen, all segments together."""
         return "".join(v.source for v in self.query(MarkdownView))
+
+    @property
+    def thinking(self) -> ThinkingBlock | None:
+        """The reasoning block; None for a reply without reasoning."""
+        return self._block
+
+    def reasoning_default(self) -> bool:
+        """Whether reasoning is shown expanded: `[tui] show_reasoning` of the app's config."""
+        tui = getattr(getattr(self.app, "config", None), "tui", None)
+        return bool(tui.get("show_reasoning", False)) if isinstance(tui, dict) else False
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`t` only on a reply with reasoning (nor is it offered in the footer elsewhere)."""
+        if action == "toggle_reasoning":
+            return self.thinking is not None
+        return True
+
+    def action_toggle_reasoning(self) -> None:
+        block = self.thinking
+        if block is None:
+            return
+        block.set_expanded(not block.expanded)
+        self.post_message(ReasoningShown(block.expanded))  # the new default, for the app to keep
+
+    async def _think(self, shown: str) -> None:
+        """Reasoning text of a batch: into the live block, mounted on the first."""
+        block = self.thinking
+        if block is None:
+            block = self._block = ThinkingBlock(live=True)
+            await self.mount(block, before=self.query_one(".body", Vertical))
+            self.refresh_bindings()
+        await block.append(shown)
 
     def _stats_content(self) -> Content:
         if self.finish_reason is None and not self.stats:
@@ -156,13 +365,23 @@ class AssistantMessage(ChatMessage):
         self._tail_view = views[-1] if views else None
         self._tail = self._tail_view.source if self._tail_view else ""
 
-    async def append(self, shown: str, raw_so_far: str) -> None:
-        """Add sanitised text to the reply (a batch of deltas)."""
+    async def append(self, shown: str, raw_so_far: str, thinking: str = "") -> None:
+        """Add sanitised text to the reply (a batch of deltas): `thinking` to the reasoning
+        block, `shown` to the answer (its first text collapses the block)."""
         self.text = raw_so_far
         if self._tail_view is None:
             self.start_stream()
         assert self._tail_view is not None
         self.batches += 1
+        if thinking:
+            await self._think(thinking)
+        if not shown:
+            return
+        if not self._answering:
+            self._answering = True
+            block = self.thinking
+            if block is not None:
+                block.end_live(self.reasoning_default())
         self._tail += shown
         if len(self._tail) > self.SEGMENT:
             cut = split_point(self._tail, self.SEGMENT // 2)
@@ -174,11 +393,23 @@ class AssistantMessage(ChatMessage):
                 return
         self._tail_view.set_source(self._tail)
 
-    async def finish(self, text: str, stats: dict[str, Any], finish_reason: str) -> None:
-        """The reply is over: render the whole text once, show the stats."""
+    async def finish(self, text: str, stats: dict[str, Any], finish_reason: str,
+                     reasoning: str = "") -> None:
+        """The reply is over: render the whole text (and reasoning) once, show the stats."""
         self.text = text
         self.stats = stats
         self.finish_reason = finish_reason
+        self.reasoning = reasoning
+        block = self.thinking
+        if reasoning and block is None:  # all of it came in the last batch, never drawn
+            block = self._block = ThinkingBlock(expanded=self.reasoning_default())
+            await self.mount(block, before=self.query_one(".body", Vertical))
+            self.refresh_bindings()
+        if block is not None:
+            if reasoning:
+                await block.set_text(sanitize(reasoning))
+            block.end_live(self.reasoning_default())
+            block.set_heading(thinking_title(stats, block.elapsed))
         self.remove_class("-streaming")
         self.set_class(finish_reason == "cancelled", "-cancelled")
         self.set_class(finish_reason == "error", "-error")

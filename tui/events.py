@@ -40,8 +40,9 @@ class ReplyStarted(Message):
 @dataclass
 class ReplyDelta(Message):
     job: int
-    shown: str  # sanitised text to append
-    raw_so_far: str  # the model's text so far, as stored
+    shown: str  # sanitised answer text to append
+    raw_so_far: str  # the model's answer text so far, as stored
+    thinking: str = ""  # sanitised reasoning text to append (reasoning models, before the answer)
 
 
 @dataclass
@@ -49,6 +50,14 @@ class ReplyFinished(Message):
     job: int
     result: GenerationResult
     stats: dict[str, Any]  # as the history keeps them (aigc_chat.conversation.Turn.stats)
+
+
+@dataclass
+class ReasoningShown(Message):
+    """The user expanded (True) or collapsed (False) a reply's reasoning: the new default,
+    remembered as `[tui] show_reasoning` (posted by AssistantMessage, bubbles to the app)."""
+
+    shown: bool
 
 
 @dataclass

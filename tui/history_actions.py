@@ -94,8 +94,10 @@ class HistoryActions:
             elif m.role == "user":
                 widgets.append(UserMessage(m.content, message_id=m.id))
             elif m.role == "assistant":
+                reasoning = (m.meta or {}).get("reasoning")
                 widgets.append(AssistantMessage(m.content, message_id=m.id, stats=dict(m.stats or {}),
-                                                finish_reason=m.finish_reason or "interrupted"))
+                                                finish_reason=m.finish_reason or "interrupted",
+                                                reasoning=reasoning if isinstance(reasoning, str) else ""))
         await s.chat.clear()
         if widgets:
             await s.chat.mount_all(widgets)

@@ -57,6 +57,8 @@ KEYS: tuple[Key, ...] = (
     Key("f6", "copy the last code block of the last reply", "copy_code", palette="Copy last code block",
         priority=True, shown="F6"),
     Key("", "on a focused message: copy it / its last code block", shown="tab, then c / b"),
+    Key("", "on a focused reply: show / hide its reasoning (remembered as the default)",
+        shown="tab, then t"),
     Key("", "write the settings to config.toml as the new defaults", "save_default",
         palette="Save settings as default", shown="(palette)"),
     Key("ctrl+g", "GAN screen: sample and browse the GAN", "gan_screen", palette="GAN screen",

@@ -3,7 +3,9 @@
 The worker owns nothing: the conversation core's `Turn` plans the prompt, streams, and keeps
 the history in step. This loop only sanitises what is shown and batches it, so the screen is
 redrawn about `interval` times a second however fast the model is (every redraw is bytes over
-an SSH link)."""
+an SSH link). A reasoning model's thinking (`aigc_chat.reasoning.Reasoning` pieces, which come
+before the answer) is kept apart: its own sanitiser, batched on the same clock, posted in the
+same ReplyDelta's `thinking`."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from textual.message import Message
 
 from aigc_chat.conversation import Turn
 from aigc_chat.errors import AigcError
+from aigc_chat.reasoning import Reasoning
 from aigc_chat.sanitize import StreamSanitizer
 from aigc_chat.tui.events import ReplyDelta, ReplyFailed, ReplyFinished, ReplyStarted
 
@@ -27,19 +30,30 @@ def stream_reply(post: Callable[[Message], object], job: int, turn: Turn, cancel
     try:
         with engine_lock:
             post(ReplyStarted(job, turn.start(cancel)))
-            sanitizer = StreamSanitizer()
+            sanitizer, thought_sanitizer = StreamSanitizer(), StreamSanitizer()
             raw: list[str] = []
             shown: list[str] = []
+            thought: list[str] = []
             last = clock()
             for piece in turn.run(cancel):
-                raw.append(piece)
-                safe = sanitizer.feed(piece)
-                if safe:
-                    shown.append(safe)
+                if isinstance(piece, Reasoning):
+                    safe = thought_sanitizer.feed(piece)
+                    if safe:
+                        thought.append(safe)
+                else:
+                    if not raw:  # the answer begins: what the reasoning held back is final
+                        rest = thought_sanitizer.flush()
+                        if rest:
+                            thought.append(rest)
+                    raw.append(piece)
+                    safe = sanitizer.feed(piece)
+                    if safe:
+                        shown.append(safe)
                 now = clock()
-                if shown and now - last >= interval:
-                    post(ReplyDelta(job, "".join(shown), "".join(raw)))
+                if (shown or thought) and now - last >= interval:
+                    post(ReplyDelta(job, "".join(shown), "".join(raw), "".join(thought)))
                     shown.clear()
+                    thought.clear()
                     last = now
     except AigcError as exc:
         post(ReplyFailed(job, str(exc)))

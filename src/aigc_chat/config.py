@@ -32,6 +32,8 @@ TUI_DEFAULTS: dict[str, Any] = {
     "cursor_blink": False,
     # How often streamed text is drawn; each draw repaints the scrolled chat area.
     "stream_interval_ms": 50,
+    # A reasoning model's thinking, once the answer begins: expanded (True) or one line (False).
+    "show_reasoning": False,
 }
 STREAM_INTERVAL_MS = (10, 2000)
 CONFIG_LIMIT = 1 << 20  # 1 MiB: a hand-written config is a few KiB
