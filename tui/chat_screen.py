@@ -43,12 +43,12 @@ from aigc_chat.tui.history_pane import HistoryPane
 from aigc_chat.tui.launch import tui_config
 from aigc_chat.tui.prompt_input import PromptInput
 from aigc_chat.tui.reply_worker import stream_reply
-from aigc_chat.tui.settings_pane import SettingsPane
 from aigc_chat.tui.status_bar import StatusBar
 from aigc_chat.tui.text_utils import short_model
 
 if TYPE_CHECKING:
     from aigc_chat.backends.base import Backend
+    from aigc_chat.tui.settings_pane import SettingsPane
 
 BUSY = {"generating": "the reply ends", "opening": "the conversation is open"}
 
@@ -110,7 +110,7 @@ class ChatScreen(Screen[None]):
     @property
     def settings_pane(self) -> SettingsPane | None:
         panes = self.query("#settings")
-        return panes.first(SettingsPane) if panes else None
+        return panes.first() if panes else None  # type: ignore[return-value]  # only a SettingsPane has this id
 
     async def on_mount(self) -> None:
         self.history.display = bool(self.config.tui.get("show_history", True))
@@ -439,27 +439,25 @@ class ChatScreen(Screen[None]):
         await self._run_turn("edit", text)
 
     # -- settings ---------------------------------------------------------------------------
-    @on(SettingsPane.ParamChanged)
-    def _param_changed(self, event: SettingsPane.ParamChanged) -> None:
+    # (handlers by name, not @on(SettingsPane...): the pane's module is imported on first use,
+    # off the first paint)
+    def on_settings_pane_param_changed(self, event: SettingsPane.ParamChanged) -> None:
         try:
             self.conversation.set_params(**{event.name: event.value})
         except ParamError as exc:
             self.app.notify(str(exc), severity="error")
 
-    @on(SettingsPane.SystemPromptChanged)
-    def _system_changed(self, event: SettingsPane.SystemPromptChanged) -> None:
+    def on_settings_pane_system_prompt_changed(self, event: SettingsPane.SystemPromptChanged) -> None:
         self.conversation.set_system_prompt(event.text)
         self.app.notify("system prompt applied")
 
-    @on(SettingsPane.ModelChosen)
-    async def _model_chosen(self, event: SettingsPane.ModelChosen) -> None:
+    async def on_settings_pane_model_chosen(self, event: SettingsPane.ModelChosen) -> None:
         try:
             self.switch_model(event.backend, event.model)
         except AigcError as exc:
             self.app.notify(str(exc), severity="error")
 
-    @on(SettingsPane.SaveDefault)
-    async def _save_default(self) -> None:
+    async def on_settings_pane_save_default(self) -> None:
         await self.app.run_action("save_default")
 
     def switch_model(self, backend: str | None, model: str) -> None:
@@ -499,6 +497,7 @@ class ChatScreen(Screen[None]):
         pane = self.settings_pane
         if pane is None:
             from aigc_chat.backends import registry
+            from aigc_chat.tui.settings_pane import SettingsPane
 
             pane = SettingsPane(registry.available(), id="settings")
             pane.display = False

@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Markdown
+from textual.widgets import Button, Input, Label
 
 from aigc_chat.sanitize import sanitize
 
@@ -63,5 +63,9 @@ class HelpScreen(ModalScreen[None]):
         self.text = text
 
     def compose(self) -> ComposeResult:
+        # imported here: Textual's Markdown widget (and markdown-it under it) is ~40 ms of the
+        # start-up, for a screen that only F1 opens
+        from textual.widgets import Markdown
+
         with VerticalScroll(classes="dialog help"):
             yield Markdown(self.text)
