@@ -528,3 +528,8 @@ class ChatScreen(Screen[None]):
 
         open_picker(self)
 
+    def action_pick_role(self) -> None:
+        from aigc_chat.tui.role_picker import open_role_picker
+
+        open_role_picker(self)
+

@@ -56,6 +56,8 @@ KEYS: tuple[Key, ...] = (
     # TextArea uses F6 too: priority, so it copies the code block even from the message box
     Key("f6", "copy the last code block of the last reply", "copy_code", palette="Copy last code block",
         priority=True, shown="F6"),
+    Key("f8", "new conversation under a role: its system prompt, sampling and model", "pick_role",
+        palette="New conversation with a role", shown="F8"),
     Key("", "on a focused message: copy it / its last code block", shown="tab, then c / b"),
     Key("", "on a focused reply: show / hide its reasoning (remembered as the default)",
         shown="tab, then t"),

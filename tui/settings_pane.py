@@ -6,8 +6,10 @@ force. Valid values are applied when the field is submitted (Enter) or left. The
 prompt is multi-line (Enter is a newline there): it applies when the field is left.
 
 Each sampling field's label says where its value came from (aigc_chat.model_settings: a
-flag, config [models."GLOB"], config [generation], the model file, the built-in table, the
-default), or "this conversation" once it differs from what the config and model give.
+flag, `role NAME`, config [models."GLOB"], config [generation], the model file, the built-in
+table, the default), or "this conversation" once it differs from what the config and model give.
+A conversation under a role (aigc_chat.roles: `--role`, the role picker F8) shows the role at
+the top with what it set, and `role NAME` beside the system prompt while it is the role's.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from textual.message import Message
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, OptionList, Select, Static, TextArea
 
+from aigc_chat import roles
 from aigc_chat.argtypes import escape, unescape
 from aigc_chat.config import Config
 from aigc_chat.conversation import ConversationSettings
@@ -40,6 +43,9 @@ NUMERIC_FIELDS: tuple[tuple[str, str], ...] = (
     ("max_tokens", "Max tokens"),
     ("seed", "Seed (empty: random)"),
 )
+
+
+SYSTEM_TITLE = "System prompt (applies on leaving: Tab)"
 
 
 def _fmt(value: Any) -> str:
@@ -105,6 +111,7 @@ class SettingsPane(VerticalScroll):
         self._backend_value = ""
 
     def compose(self) -> ComposeResult:
+        yield Static("", id="set-role")
         yield Label("Backend")
         yield Select([(b, b) for b in self.backends], id="set-backend", allow_blank=False, compact=True)
         yield Label("Model (Enter loads it)")
@@ -118,7 +125,7 @@ class SettingsPane(VerticalScroll):
         yield StopList(id="set-stops")
         yield Input(id="set-stop-add", placeholder=r"add a stop sequence (\n = newline), Enter")
         yield Static("", id="err-stop", classes="error")
-        yield Label("System prompt (applies on leaving: Tab)")
+        yield Label(SYSTEM_TITLE, id="lbl-system")
         yield SystemPromptArea(id="set-system")
         with Horizontal(id="settings-buttons"):
             yield Button("Save as default", id="set-save", variant="primary")
@@ -146,6 +153,7 @@ class SettingsPane(VerticalScroll):
                 self._show_error(name, "")
             self._set_stops(p.stop)
             self._show_sources(settings, config)
+            self._show_role(settings, config)
             self.query_one("#set-system", SystemPromptArea).show(settings.system_prompt)
             self.set_models(models or [])
         finally:
@@ -160,6 +168,26 @@ class SettingsPane(VerticalScroll):
             else:
                 source = "this conversation"
             self._show_source(name, source, title)
+
+    def _show_role(self, settings: ConversationSettings, config: Config | None) -> None:
+        """The conversation's role and what it set (shown only under a role)."""
+        line = self.query_one("#set-role", Static)
+        line.display = bool(settings.role)
+        set_by_role = roles.sets(config, settings) if config is not None else []
+        system = self.query_one("#lbl-system", Label)
+        if "system prompt" in set_by_role:
+            system.update(Content.assemble(SYSTEM_TITLE, ("  · " + sanitize(f"role {settings.role}"), "dim")))
+        else:
+            system.update(SYSTEM_TITLE)
+        if not settings.role:
+            return
+        what = ("sets " + ", ".join(n.replace("_", " ") for n in set_by_role)) if set_by_role else \
+            "its values saved with this conversation"
+        line.update(Content.assemble(("Role ", "bold"), (sanitize(settings.role), "bold"),
+                                     ("  · " + what, "dim")))
+
+    def on_settings_pane_system_prompt_changed(self, event: SettingsPane.SystemPromptChanged) -> None:
+        self.query_one("#lbl-system", Label).update(SYSTEM_TITLE)  # the user's now, not the role's
 
     def _show_source(self, name: str, source: str, title: str | None = None) -> None:
         title = title or dict(NUMERIC_FIELDS, stop="Stop sequences")[name]

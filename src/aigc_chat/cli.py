@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "config": "show the config file path or the effective settings",
     "doctor": "check the installation: versions, GPU offload, paths, default model",
     "models": "list the models a backend offers",
+    "roles": "list the roles (named presets: system prompt, sampling, model) or show one",
     "history": "list, show, search and export saved conversations",
     "gan": "sample or train a GAN and draw its images in the terminal",
 }
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", "-p", metavar="TEXT", type=text,
                    help="one-shot: answer TEXT on stdout and exit ('-' reads only stdin)")
     p.add_argument("--system", "-s", metavar="TEXT", type=text, help="system prompt")
+    p.add_argument("--role", metavar="NAME", type=text,
+                   help="a role from `aigc-chat roles`: its system prompt, sampling and model (flags still win)")
     add_model_flags(p)
     g = p.add_argument_group("generation")
     g.add_argument("--temperature", "-t", type=number(), metavar="X")
@@ -205,7 +208,7 @@ def _dispatch(argv: list[str]) -> int:
 
 
 def _load(args: argparse.Namespace):
-    """Config file < environment < flags."""
+    """Config file < environment < role (`--role`) < flags."""
     from pathlib import Path
 
     from aigc_chat.config import load_config
@@ -224,6 +227,12 @@ def _load(args: argparse.Namespace):
         system_prompt=getattr(args, "system", None),
         **gen,
     )
+    if getattr(args, "role", None):  # its system prompt and model, unless flags name their own
+        from aigc_chat import roles
+
+        keep = {name for flag, name in (("system", "system_prompt"), ("model", "model"), ("backend", "backend"))
+                if getattr(args, flag, None) is not None}
+        config = roles.apply(config, args.role, keep)
     if getattr(args, "base_url", None):  # checked by the openai backend when it is built
         config.backends.setdefault("openai", {})["base_url"] = args.base_url
     if getattr(args, "device", None):  # checked by the torch backend when it loads

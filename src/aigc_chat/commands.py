@@ -1,4 +1,4 @@
-"""Small subcommands: `config`, `doctor`, `models`."""
+"""Small subcommands: `config`, `doctor`, `models`, `roles`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aigc_chat.argtypes import OneLineParser
+from aigc_chat.argtypes import OneLineParser, text
 from aigc_chat.cli import PROG, add_model_flags
 from aigc_chat.sanitize import sanitize
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def run(name: str, argv: list[str]) -> int:
-    return {"config": config_cmd, "doctor": doctor_cmd, "models": models_cmd}[name](argv)
+    return {"config": config_cmd, "doctor": doctor_cmd, "models": models_cmd, "roles": roles_cmd}[name](argv)
 
 
 def _load(args: argparse.Namespace):
@@ -31,6 +31,7 @@ def config_cmd(argv: list[str]) -> int:
     p = OneLineParser(prog=f"{PROG} config", description="Where the config file is, and what is in effect.")
     p.add_argument("action", choices=["path", "show"])
     add_model_flags(p)
+    p.add_argument("--role", metavar="NAME", type=text, help="show the settings under this role")
     args = p.parse_args(argv)
     if args.action == "path":
         from aigc_chat import paths
@@ -46,13 +47,67 @@ def config_cmd(argv: list[str]) -> int:
     present = "" if cfg.path.exists() else ", not present"
     sys.stdout.write(sanitize(f"# effective settings (file: {cfg.path}{present})\n"))
     sys.stdout.write(sanitize(f"# model: {cfg.model or 'the default'} (backend {cfg.backend})\n"))
-    sys.stdout.write("# where each generation value comes from, highest first: flag > conversation > "
+    if cfg.role:
+        sys.stdout.write(sanitize(f"# {_role_line(cfg)}\n"))
+    sys.stdout.write("# where each generation value comes from, highest first: flag > conversation > role > "
                      'config [models."GLOB"] > config [generation] > model file (general.sampling) > '
                      "built-in table > default\n")
     for name, value, source in model_settings.describe(cfg):
         shown = "(none)" if value is None or value == () else repr(list(value) if name == "stop" else value)
         sys.stdout.write(sanitize(f"#   {name:<15} {shown:<10} {source}\n"))
     sys.stdout.write(tomli_w.dumps(cfg.to_toml_dict()))
+    return 0
+
+
+def _role_line(cfg: Config) -> str:
+    """'role coder (built-in): sets the system prompt' — what the role set besides sampling."""
+    from aigc_chat import roles
+
+    role = roles.lookup(cfg, cfg.role)
+    parts = [what for what, key in (("system prompt", "system_prompt"), ("model", "model"))
+             if getattr(role, key) and getattr(cfg, key) == getattr(role, key)]
+    return f"role {role.name} ({role.origin})" + (f": sets the {' and '.join(parts)}" if parts else "")
+
+
+def roles_cmd(argv: list[str]) -> int:
+    p = OneLineParser(prog=f"{PROG} roles",
+                      description="Roles: named presets of a system prompt, sampling values and a model, "
+                      "used with --role NAME or the TUI's role picker (F8). Built-in ones, and "
+                      "[roles.NAME] tables in config.toml (docs/roles.md).")
+    p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    p.add_argument("name", nargs="?", metavar="NAME", type=text, help="the role to show")
+    p.add_argument("--json", action="store_true", help="list: one JSON object per role, one per line")
+    p.add_argument("--config", metavar="PATH", help="config file (default: see `aigc-chat config path`)")
+    args = p.parse_args(argv)
+    import json
+
+    import tomli_w
+
+    from aigc_chat import roles
+
+    cfg = _load(args)
+    if args.action == "list":
+        if args.name is not None:
+            p.error("roles list takes no NAME (roles show NAME shows one)")
+        every = list(roles.all_roles(cfg).values())
+        if args.json:
+            for role in every:
+                print(json.dumps(role.to_dict(), ensure_ascii=True))
+            return 0
+        rows = [("NAME", "SOURCE", "DESCRIPTION")] + [(r.name, r.origin, r.description) for r in every]
+        widths = [max(len(r[i]) for r in rows) for i in range(2)]
+        for r in rows:  # a config's names and descriptions: shown, never obeyed
+            print(sanitize(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]}").rstrip())
+        return 0
+    if args.name is None:
+        p.error("roles show needs a NAME (see `aigc-chat roles list`)")
+    role = roles.lookup(cfg, args.name, "roles show")
+    if args.json:
+        print(json.dumps(role.to_dict(), ensure_ascii=True))
+        return 0
+    where = "built in" if role.origin == "built-in" else f"from {cfg.path}"
+    sys.stdout.write(sanitize(f"# role {role.name}, {where}; copy it into config.toml to change it\n"))
+    sys.stdout.write(sanitize(tomli_w.dumps({"roles": {role.name: role.to_table()}})))
     return 0
 
 

@@ -1,8 +1,9 @@
 """Configuration: defaults < config.toml < environment < command-line flags.
 
 Generation parameters also have a per-model layer (aigc_chat.model_settings): for each value,
-flags > conversation > `[models."GLOB"]` > `[generation]` > the model's own defaults (its
-GGUF `general.sampling.*` keys, then our built-in table) > llama.cpp's defaults. `sources`
+flags > conversation > role > `[models."GLOB"]` > `[generation]` > the model's own defaults
+(its GGUF `general.sampling.*` keys, then our built-in table) > llama.cpp's defaults. Roles
+(`[roles.NAME]`) are stored here as checked tables; aigc_chat.roles does the rest. `sources`
 records where each value in effect came from; `config show` and the settings pane print it.
 
 Every value is checked here, once, and a bad one is reported as one line naming the file
@@ -50,6 +51,12 @@ class Config:
     tui: dict[str, Any] = field(default_factory=lambda: dict(TUI_DEFAULTS))
     # `[models."GLOB"]` tables: generation values for the models whose name matches GLOB.
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # `[roles.NAME]` tables, checked (aigc_chat.roles: the built-ins, lookup, applying one).
+    roles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The role this run is under ("" for none: `--role`, the TUI's role picker), and the
+    # system prompt, model and backend it replaced (so another role can put them back).
+    role: str = ""
+    role_base: dict[str, str] = field(default_factory=dict)
     # Extra folders `aigc-chat models` searches for GGUF files.
     models_dir: list[str] = field(default_factory=list)
     # What [generation] and the flags set, kept apart so the per-model layer can go between.
@@ -94,6 +101,10 @@ class Config:
         if self.models:
             out["models"] = {glob: {k: (list(v) if k == "stop" else v) for k, v in table.items()}
                              for glob, table in self.models.items()}
+        if self.roles:
+            out["roles"] = {name: {k: (list(v) if k == "stop" else v) for k, v in table.items()
+                                   if v is not None}
+                            for name, table in self.roles.items()}
         for name, opts in sorted(self.backends.items()):
             out[name] = dict(opts)
         return out
@@ -188,6 +199,10 @@ def _apply_file(cfg: Config, raw: dict[str, Any]) -> None:
             cfg.sources.update(dict.fromkeys(value, "config [generation]"))
         elif key == "models":
             cfg.models = _models(path, value)
+        elif key == "roles":
+            from aigc_chat import roles
+
+            cfg.roles = roles.check_tables(path, value)
         elif key == "models_dir":
             if isinstance(value, str):
                 value = [value]

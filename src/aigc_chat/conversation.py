@@ -69,10 +69,14 @@ class ConversationSettings:
     model: str
     system_prompt: str = ""
     params: GenerationParams = field(default_factory=GenerationParams)
+    # The role it was started under (aigc_chat.roles), for display only: its values are the
+    # ones above, copied when the conversation began, so editing the role changes nothing here.
+    role: str = ""
 
     @classmethod
     def from_config(cls, config: Config) -> ConversationSettings:
-        return cls(config.backend, config.model, config.system_prompt, config.generation)
+        return cls(config.backend, config.model, config.system_prompt, config.generation,
+                   getattr(config, "role", ""))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,6 +84,7 @@ class ConversationSettings:
             "model": self.model,
             "system_prompt": self.system_prompt,
             "generation": self.params.to_dict(),
+            "role": self.role,
         }
 
     def merged(self, data: dict[str, Any]) -> ConversationSettings:
@@ -92,6 +97,8 @@ class ConversationSettings:
             out.model = data["model"]
         if isinstance(data.get("system_prompt"), str):
             out.system_prompt = data["system_prompt"]
+        if data:  # a conversation saved without a role had none, whatever this run's is
+            out.role = data["role"] if isinstance(data.get("role"), str) else ""
         gen = data.get("generation")
         if isinstance(gen, dict):
             params = out.params

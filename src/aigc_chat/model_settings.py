@@ -5,14 +5,16 @@ repeat penalty), so generation values are layered, highest first:
 
 1. command-line flags (`--temperature` ...)
 2. the conversation (values saved with a conversation that is continued, the settings pane)
-3. `[models."GLOB"]` in config.toml, for the models whose name matches GLOB
-4. `[generation]` in config.toml (every model)
-5. the model's own defaults: its GGUF `general.sampling.*` keys, else our built-in table
-6. llama.cpp's defaults (`GenerationParams`)
+3. the role the run is under (`--role`, the TUI's role picker: aigc_chat.roles), "role NAME"
+4. `[models."GLOB"]` in config.toml, for the models whose name matches GLOB
+5. `[generation]` in config.toml (every model)
+6. the model's own defaults: its GGUF `general.sampling.*` keys, else our built-in table
+7. llama.cpp's defaults (`GenerationParams`)
 
 What the user wrote always beats what we or the model's authors ship, and the more specific
-of the user's settings (per model) beats the general one. Layers 1, 3-6 are resolved here;
-layer 2 belongs to the front ends (they overlay a continued conversation's settings).
+of the user's settings (per model) beats the general one; a role, chosen for this run, beats
+both. Layers 1, 3-7 are resolved here; layer 2 belongs to the front ends (they overlay a
+continued conversation's settings).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from aigc_chat import roles
 from aigc_chat.params import PARAM_NAMES, GenerationParams, coerce_param
 
 
@@ -142,6 +145,7 @@ def resolve(config: Any, model: str | Path | None, info: Any = None) -> tuple[Ge
     put(getattr(config, "file_generation", {}), "config [generation]")
     for glob, layer in user_values(getattr(config, "models", {}), names):
         put(layer, f'config [models."{glob}"]')
+    put(*roles.generation_layer(config))  # "role NAME"
     put(getattr(config, "flag_generation", {}), "flag")
     params = replace(GenerationParams(), **values).validate()
     return params, sources
