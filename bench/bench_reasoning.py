@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import statistics
 import sys
@@ -38,7 +39,7 @@ def reply(think: int, answer: int) -> list[str]:
 
 
 def per_thousand(marks: list[float]) -> list[float]:
-    return [b - a for a, b in zip(marks, marks[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(marks)]
 
 
 def stream_layer(think: int, answer: int) -> tuple[list[float], list[float]]:

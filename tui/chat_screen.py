@@ -38,6 +38,7 @@ from aigc_chat.tui.events import (
     ReplyFinished,
     ReplyStarted,
 )
+from aigc_chat.tui.files_bar import FilesBar
 from aigc_chat.tui.history_actions import HistoryActions, open_failure
 from aigc_chat.tui.history_pane import HistoryPane
 from aigc_chat.tui.launch import tui_config
@@ -86,6 +87,7 @@ class ChatScreen(Screen[None]):
             yield HistoryPane(self.conversation.history, off_reason=self.off_reason, id="history")
             with Vertical(id="chat-column"):
                 yield ChatView(id="chat")
+                yield FilesBar(id="files")
                 yield PromptInput(id="prompt")
             # the settings pane is mounted on first use: a faster first paint
         yield StatusBar(id="status")
@@ -301,14 +303,18 @@ class ChatScreen(Screen[None]):
             await self.send(self.queue.pop(0))
 
     async def _run_turn(self, action: TurnAction, text: str = "") -> None:
+        files = self.files_bar.take() if action != "regenerate" else []
         try:
-            turn = self.conversation.begin(action, text)
+            turn = self.conversation.begin(action, text, files)
         except UsageError as exc:
+            for f in files:  # not sent: they stay attached for the next try
+                self.files_bar.add(f)
             self.app.notify(str(exc), severity="warning")
             return
         await self._drop_replaced(action)
         if action != "regenerate":
-            await self.chat.add(UserMessage(text, message_id=known(turn.user_ref)))
+            shown = files or (self.conversation.last_files if action == "edit" else ())
+            await self.chat.add(UserMessage(text, message_id=known(turn.user_ref), files=shown))
             self.chat.anchor()
         self.history.current_id = self.conversation.conversation_ref
         self._job += 1
@@ -523,6 +529,41 @@ class ChatScreen(Screen[None]):
             return
         last.action_copy_code()
 
+    # -- files for the next message (tui/files_bar.py) -------------------------------------------
+    @property
+    def files_bar(self) -> FilesBar:
+        return self.query_one("#files", FilesBar)
+
+    def attach(self, path: str) -> None:
+        """Read and count the file off the UI thread; a chip appears, or one line says why not."""
+        if self.conversation.backend is None:
+            self.app.notify("no model is loaded: files are counted against its context", severity="warning")
+            return
+        self.run_worker(lambda: self._attach_worker(path), thread=True, group="attach", exit_on_error=False)
+
+    def _attach_worker(self, path: str) -> None:
+        from aigc_chat.attachments import read_file
+
+        try:
+            with self.conversation.backend_lock:  # counting tokens is an engine call
+                counted = self.conversation.count_file(read_file(path))
+        except AigcError as exc:
+            self.app.call_from_thread(self.app.notify, str(exc), title="Not attached", severity="error")
+            return
+        except Exception as exc:  # noqa: BLE001 - a file that cannot be read is a line, never a crash
+            self.app.call_from_thread(self.app.notify, f"{path}: {type(exc).__name__}: {exc}",
+                                      title="Not attached", severity="error")
+            return
+        self.app.call_from_thread(self.files_bar.add, counted)
+
+    def on_prompt_input_path_pasted(self, event: PromptInput.PathPasted) -> None:
+        self.attach(event.path)
+
+    def on_files_bar_preview(self, event: FilesBar.Preview) -> None:
+        from aigc_chat.tui.dialogs import FileScreen
+
+        self.app.push_screen(FileScreen(event.file.name, event.file.text))
+
     def action_pick_model(self) -> None:
         from aigc_chat.tui.model_picker import open_picker
 
@@ -532,4 +573,3 @@ class ChatScreen(Screen[None]):
         from aigc_chat.tui.role_picker import open_role_picker
 
         open_role_picker(self)
-

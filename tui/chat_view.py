@@ -15,6 +15,7 @@ default (`[tui] show_reasoning`, remembered by the app).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from textual.app import ComposeResult
@@ -24,6 +25,7 @@ from textual.content import Content
 from textual.timer import Timer
 from textual.widgets import Label, Static
 
+from aigc_chat.attachments import Attachment
 from aigc_chat.sanitize import sanitize
 from aigc_chat.tui.events import ReasoningShown
 from aigc_chat.tui.text_utils import format_stats, last_code_block
@@ -57,12 +59,18 @@ class ChatMessage(Vertical, can_focus=True):
 
 
 class UserMessage(ChatMessage):
-    def __init__(self, text: str, *, message_id: int | None = None) -> None:
+    def __init__(self, text: str, *, message_id: int | None = None, files: Sequence[Attachment] = ()) -> None:
         super().__init__("user", text, message_id=message_id)
+        self.files = tuple(files)
 
     def compose(self) -> ComposeResult:
+        from aigc_chat.tui.files_bar import chip
+
         yield Label(ROLE_TITLES["user"], classes="role")
-        yield Static(Content(sanitize(self.text)), classes="body")
+        for f in self.files:
+            yield Static(Content(chip(f)), classes="file-chip")
+        if self.text or not self.files:
+            yield Static(Content(sanitize(self.text)), classes="body")
 
 
 def split_point(text: str, min_keep: int) -> int:

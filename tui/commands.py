@@ -61,6 +61,8 @@ async def _run(screen: ChatScreen, cmd: slash.SlashCommand) -> None:
         screen.switch_model(None, cmd.arg)
     elif cmd.name == "backend":
         screen.switch_model(cmd.arg, "")
+    elif cmd.name == "file":
+        screen.attach(cmd.arg)
     elif cmd.name == "export":
         screen.stored.export(conv.conversation_ref, cmd.arg)
     elif cmd.name == "gan":

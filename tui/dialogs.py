@@ -69,3 +69,18 @@ class HelpScreen(ModalScreen[None]):
 
         with VerticalScroll(classes="dialog help"):
             yield Markdown(self.text)
+
+
+class FileScreen(ModalScreen[None]):
+    """An attached file's text, as it will be sent (sanitised on screen like all shown text)."""
+
+    BINDINGS = [Binding("escape,q,enter", "dismiss(None)", "Close")]
+
+    def __init__(self, name: str, text: str) -> None:
+        super().__init__(classes="dialog-screen")
+        self.file_name, self.text = name, text
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog help"):
+            yield Label(Content(sanitize(self.file_name)), classes="question")
+            yield Label(Content(sanitize(self.text)))

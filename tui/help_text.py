@@ -12,7 +12,7 @@ def help_markdown() -> str:
     lines += [f"| `{k.label}` | {k.help} |" for k in KEYS]
     lines += ["", "## Slash commands", "", "| command | action |", "|---|---|"]
     for name, (syn, text) in COMMANDS.items():
-        cmd = f"/{name} {syn}".rstrip()
+        cmd = f"/{name} {syn}".rstrip().replace("|", "\\|")  # a bare | would split the table cell
         lines.append(f"| `{cmd}` | {text} |")
     lines += ["", "Start a message with `//` to send a literal `/`.", "", "Esc closes this help."]
     return "\n".join(lines)

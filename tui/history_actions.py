@@ -13,6 +13,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aigc_chat.attachments import Attachment
 from aigc_chat.errors import AigcError
 from aigc_chat.tui.chat_view import AssistantMessage, GanMessage, UserMessage
 from aigc_chat.tui.dialogs import ConfirmDialog, TextDialog
@@ -92,7 +93,8 @@ class HistoryActions:
             if m.kind == "gan":
                 widgets.append(GanMessage(dict(m.meta), message_id=m.id, text=m.content))
             elif m.role == "user":
-                widgets.append(UserMessage(m.content, message_id=m.id))
+                widgets.append(UserMessage(m.content, message_id=m.id,
+                                           files=[Attachment(f.name, f.content) for f in m.attachments]))
             elif m.role == "assistant":
                 reasoning = (m.meta or {}).get("reasoning")
                 widgets.append(AssistantMessage(m.content, message_id=m.id, stats=dict(m.stats or {}),

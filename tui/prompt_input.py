@@ -14,6 +14,48 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import TextArea
 
+FILE_PREFIX = "/file "
+
+
+def complete_path(partial: str) -> str | None:
+    """The longest unambiguous completion of a path being typed (a folder gets its "/"), or
+    None when nothing matches or nothing would be added."""
+    import os
+
+    expanded = os.path.expanduser(partial)
+    folder, stem = os.path.split(expanded)
+    try:
+        names = [n for n in os.listdir(folder or ".")
+                 if n.startswith(stem) and (stem.startswith(".") or not n.startswith("."))]
+    except OSError:
+        return None
+    if not names:
+        return None
+    common = os.path.commonprefix(names)  # noqa: RUF071 - names in one folder: a character prefix is meant
+    if len(names) == 1 and os.path.isdir(os.path.join(folder or ".", common)):
+        common += "/"
+    if common == stem:
+        return None
+    head = partial[: len(partial) - len(stem)] if stem else partial
+    return head + common
+
+
+def pasted_path(text: str) -> str | None:
+    """A paste that is just the path of an existing regular file (terminals paste a dropped
+    file's path, sometimes quoted or with a file:// prefix), else None: an ordinary paste."""
+    import os
+    from urllib.parse import unquote
+
+    candidate = text.strip()
+    if not candidate or "\n" in candidate:
+        return None
+    if len(candidate) > 1 and candidate[0] == candidate[-1] and candidate[0] in "'\"":
+        candidate = candidate[1:-1]
+    if candidate.startswith("file://"):
+        candidate = unquote(candidate[len("file://"):])
+    candidate = candidate.replace("\\ ", " ")
+    return candidate if os.path.isfile(os.path.expanduser(candidate)) else None
+
 
 class PromptInput(TextArea):
     """TextArea that submits on Enter and keeps a history of sent prompts."""
@@ -27,6 +69,12 @@ class PromptInput(TextArea):
         input: PromptInput
         text: str
 
+    @dataclass
+    class PathPasted(Message):
+        """The terminal pasted (or dropped) the path of an existing file: attach it."""
+
+        path: str
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, soft_wrap=True, tab_behavior="focus", show_line_numbers=False,
                          compact=True, highlight_cursor_line=False)
@@ -35,6 +83,14 @@ class PromptInput(TextArea):
         self.placeholder = "Message (Enter sends, ctrl+j newline, F1 help)"
 
     async def _on_key(self, event: events.Key) -> None:
+        if event.key == "tab" and self.text.startswith(FILE_PREFIX) and "\n" not in self.text:
+            completed = complete_path(self.text[len(FILE_PREFIX):])
+            if completed is not None:
+                event.stop()
+                event.prevent_default()
+                self.load_text(FILE_PREFIX + completed)
+                self.move_cursor(self.document.end)
+                return
         if event.key == "enter":
             event.stop()
             event.prevent_default()
@@ -69,6 +125,15 @@ class PromptInput(TextArea):
         self._recall = max(0, index)
         self.load_text(self.sent_prompts[self._recall])
         self.move_cursor(self.document.end)
+
+    async def _on_paste(self, event: events.Paste) -> None:
+        path = pasted_path(event.text)
+        if path is not None and not self.text.strip():
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.PathPasted(path))
+            return
+        await super()._on_paste(event)
 
     def remember(self, text: str) -> None:
         """Add a sent prompt to the recall list (consecutive duplicates kept once)."""

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("PATH", "load another model (a GGUF path, or a server's model name)"),
     "backend": ("NAME", "switch backend (llama, torch, openai, ...)"),
     "export": ("PATH", "export this conversation (.json: JSON, otherwise Markdown)"),
+    "file": ("PATH", "attach a text file to the next message (Tab completes the path)"),
     "gan": ("[LABEL] [N]", "draw N samples of the GAN (digit LABEL) inline"),
     "help": ("", "show keys and commands"),
 }
@@ -75,7 +76,7 @@ def parse(text: str) -> SlashCommand:
         if arg.lower() not in ("on", "off"):
             raise UsageError("usage: /think on or /think off")
         return SlashCommand(name, arg.lower())
-    if name in ("model", "backend", "export") and not arg:
+    if name in ("model", "backend", "export", "file") and not arg:
         raise UsageError(f"/{name} needs an argument: /{name} {COMMANDS[name][0]}")
     if name == "gan":
         parts = arg.split()

@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", "-s", metavar="TEXT", type=text, help="system prompt")
     p.add_argument("--role", metavar="NAME", type=text,
                    help="a role from `aigc-chat roles`: its system prompt, sampling and model (flags still win)")
+    p.add_argument("--file", "-f", action="append", metavar="PATH", type=text, default=[],
+                   help="one-shot: put a text file into the question, named (repeatable; '-' is stdin, as 'stdin')")
     add_model_flags(p)
     g = p.add_argument_group("generation")
     g.add_argument("--temperature", "-t", type=number(), metavar="X")
@@ -202,6 +204,10 @@ def _dispatch(argv: list[str]) -> int:
         from aigc_chat.oneshot import run_oneshot
 
         return run_oneshot(config, args)
+    if getattr(args, "file", None):
+        from aigc_chat.errors import UsageError
+
+        raise UsageError("--file goes with --prompt; in the TUI, attach files with /file PATH")
     from aigc_chat.tui.launch import run_tui
 
     return run_tui(config, args)

@@ -25,12 +25,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Generator
+from collections.abc import Callable, Collection, Generator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from aigc_chat.attachments import Attachment, too_big
+from aigc_chat.attachments import render as render_files
 from aigc_chat.backends.base import Backend, ChatStream, GenerationResult, Message
 from aigc_chat.config import Config, load_config, save_config
 from aigc_chat.errors import ParamError, UsageError
@@ -151,7 +153,8 @@ def chat_messages(stored: StoredConversation) -> list[Message]:
     and the assistant. A failed reply that produced nothing, and inline items such as GAN
     samples, are shown but never sent."""
     return [
-        Message("user" if m.role == "user" else "assistant", m.content)
+        Message("user", render_files(m.content, [Attachment(f.name, f.content) for f in m.attachments]))
+        if m.role == "user" else Message("assistant", m.content)
         for m in stored.messages
         if m.kind == "text" and m.role in ("user", "assistant")
         and not (m.role == "assistant" and not m.content and m.finish_reason == "error")
@@ -168,12 +171,13 @@ def write_private(path: Path, text: str) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def _start_conversation(store: HistoryStore, title: str, text: str, **kwargs: Any) -> tuple[int, int]:
+def _start_conversation(store: HistoryStore, title: str, text: str, files: Sequence[tuple[str, str]] = (),
+                        **kwargs: Any) -> tuple[int, int]:
     """The first message and the conversation made for it, as one write: whatever stops the
     message (a locked file, text SQLite cannot encode) leaves no empty "(untitled)" behind."""
     cid = store.create_conversation(title, **kwargs)
     try:
-        mid = store.add_message(cid, "user", text)
+        mid = store.add_message(cid, "user", text, attachments=files)
     except BaseException:
         try:
             store.delete_conversation(cid)
@@ -224,6 +228,7 @@ class Conversation:
         self._loaded_as: dict[int, tuple[str, str]] = {}  # id(backend) -> (backend, model) asked for
         self.memory_available = memory_available  # a function, so tests can say "no room"
         self.conversation_ref: Ref = None
+        self.last_files: tuple[Attachment, ...] = ()  # the last question's, kept by an edit
         self.last_user_ref: Ref = None
         self.last_reply_ref: Ref = None
         self.last_plan: PromptPlan | None = None
@@ -364,6 +369,7 @@ class Conversation:
     def new(self) -> None:
         """Start afresh with the config's defaults; the loaded backend and model stay."""
         self.conversation_ref = self.last_user_ref = self.last_reply_ref = None
+        self.last_files = ()
         self.messages.clear()
         self.last_plan = None
         self.settings = replace(ConversationSettings.from_config(self.config),
@@ -396,6 +402,7 @@ class Conversation:
                 continue
             if m.role == "user":
                 self.last_user_ref, self.last_reply_ref = m.id, None
+                self.last_files = tuple(Attachment(f.name, f.content) for f in m.attachments)
             elif m.role == "assistant":
                 self.last_reply_ref = m.id
 
@@ -461,14 +468,18 @@ class Conversation:
                 return m.content
         return None
 
-    def begin(self, action: TurnAction, text: str = "") -> Turn:
+    def begin(self, action: TurnAction, text: str = "", files: Sequence[Attachment] = ()) -> Turn:
         """Start a turn: the messages change and the history writes are queued now (never
-        waiting); run the returned Turn to get the reply. UsageError when there is nothing to
-        do: an empty message, nothing to regenerate or edit, no model."""
+        waiting); run the returned Turn to get the reply. `files` go into the message
+        (aigc_chat.attachments; counted with `count_file` first, they are checked against the
+        context here, before anything is stored). UsageError when there is nothing to do: an
+        empty message, nothing to regenerate or edit, no model, files that do not fit."""
         if self.backend is None:
             raise UsageError("no model is loaded")
+        if files:
+            self._check_room(files)
         if action == "send":
-            self._queue_question(text)
+            self._queue_question(text, files)
         elif action == "regenerate":
             if not self.messages or not any(m.role == "user" for m in self.messages[-2:]):
                 raise UsageError("nothing to regenerate")
@@ -485,15 +496,16 @@ class Conversation:
             self.messages.pop()
             self._drop_rows(self.last_reply_ref, self.last_user_ref)
             self.last_user_ref = None
-            self._queue_question(text)
+            self._queue_question(text, files or self.last_files)
         else:
             raise ValueError(f"unknown turn action {action!r}")
         return Turn(self, action, self._recorder())
 
-    def _queue_question(self, text: str) -> None:
-        if not text.strip():
+    def _queue_question(self, text: str, files: Sequence[Attachment] = ()) -> None:
+        if not text.strip() and not files:
             raise UsageError("empty message")
-        self.messages.append(Message("user", text))
+        self.messages.append(Message("user", render_files(text, files)))
+        self.last_files = tuple(files)
         self.last_reply_ref = None
         if not self.history.saving:
             self.last_user_ref = None
@@ -505,11 +517,40 @@ class Conversation:
             writer = self.history.writer
             assert writer is not None  # saving means there is a writer
             pair = writer.submit(
-                _start_conversation, title_from(text), text, model=self.settings.model,
+                _start_conversation, title_from(text) or (files[0].name if files else ""), text,
+                [(f.name, f.text) for f in files], model=self.settings.model,
                 backend=self.settings.backend, settings=self.settings.to_dict())
             self.conversation_ref, self.last_user_ref = _part(pair, 0), _part(pair, 1)
         else:
-            self.last_user_ref = self.history.queued.add_message(self.conversation_ref, "user", text)
+            self.last_user_ref = self.history.queued.add_message(
+                self.conversation_ref, "user", text, attachments=[(f.name, f.text) for f in files])
+
+    def count_file(self, file: Attachment) -> Attachment:
+        """The file with its size in tokens as this model counts it (slow for big files: not
+        on an event loop); refused at once, with one line, when it alone cannot fit."""
+        if self.backend is None:
+            raise UsageError("no model is loaded")
+        counted = Attachment(file.name, file.text,
+                             self.backend.count_tokens([Message("user", render_files("", [file]))]))
+        self._check_room([counted])
+        return counted
+
+    def _check_room(self, files: Sequence[Attachment]) -> None:
+        """Files are never cut to fit: the message is refused, before anything is stored,
+        when they leave the model no room to answer (the newest message is never left out,
+        so they must fit with the system prompt and the room kept for the reply)."""
+        try:
+            ctx = self.backend.info().context_length if self.backend is not None else 0
+        except Exception:  # noqa: BLE001 - no context size known: the engine will say
+            ctx = 0
+        if not ctx:
+            return
+        reserve = min(self.settings.params.max_tokens, max(ctx // 4, 1))
+        system = self.backend.count_tokens([Message("system", self.settings.system_prompt)]) \
+            if self.settings.system_prompt and self.backend is not None else 0
+        why = too_big(files, ctx - reserve - (system or 0))
+        if why:
+            raise UsageError(why)
 
     def _drop_rows(self, *refs: Ref) -> None:
         if self.history.queued is None or not self.history.saving:

@@ -22,13 +22,14 @@ Every sqlite3 failure leaves this module as a `HistoryError` with one readable l
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,7 +104,42 @@ INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
 INSERT INTO titles_fts(titles_fts) VALUES ('rebuild');
 """
 
-_MIGRATIONS: list[str] = [_V1, _V2]
+# Version 3: files attached to messages. A file's text is kept once however many messages
+# attach it (`blobs`, unique by sha256), searchable like messages; a blob goes with the last
+# message that attached it.
+_V3 = """
+CREATE TABLE blobs (
+    id      INTEGER PRIMARY KEY,
+    sha256  TEXT NOT NULL UNIQUE,
+    content TEXT NOT NULL
+);
+CREATE TABLE attachments (
+    message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    position   INTEGER NOT NULL,
+    name       TEXT NOT NULL,
+    blob_id    INTEGER NOT NULL REFERENCES blobs(id),
+    PRIMARY KEY (message_id, position)
+);
+CREATE INDEX attachments_blob ON attachments(blob_id);
+CREATE TRIGGER attachments_of_deleted_message AFTER DELETE ON messages BEGIN
+    DELETE FROM attachments WHERE message_id = old.id;
+END;
+CREATE TRIGGER blobs_unused AFTER DELETE ON attachments BEGIN
+    DELETE FROM blobs WHERE id = old.blob_id
+        AND NOT EXISTS (SELECT 1 FROM attachments WHERE blob_id = old.blob_id);
+END;
+CREATE VIRTUAL TABLE blobs_fts USING fts5(
+    content, content='blobs', content_rowid='id', tokenize='unicode61 remove_diacritics 2', prefix='3'
+);
+CREATE TRIGGER blobs_fts_insert AFTER INSERT ON blobs BEGIN
+    INSERT INTO blobs_fts(rowid, content) VALUES (new.id, new.content);
+END;
+CREATE TRIGGER blobs_fts_delete AFTER DELETE ON blobs BEGIN
+    INSERT INTO blobs_fts(blobs_fts, rowid, content) VALUES ('delete', old.id, old.content);
+END;
+"""
+
+_MIGRATIONS: list[str] = [_V1, _V2, _V3]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -150,6 +186,15 @@ class StoredMessage:
     stats: dict = field(default_factory=dict)
     kind: str = "text"
     meta: dict = field(default_factory=dict)
+    attachments: tuple[StoredFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file attached to a message: its name and its text as it was when attached."""
+
+    name: str
+    content: str
 
 
 @dataclass(frozen=True)
@@ -523,10 +568,18 @@ class HistoryStore:
                     " kind, meta FROM messages WHERE conversation_id = ? ORDER BY id",
                     (conversation_id,),
                 ).fetchall()
+                files: dict[int, list[StoredFile]] = {}
+                for mid, name, content in conn.execute(
+                    "SELECT a.message_id, a.name, b.content FROM attachments a JOIN blobs b ON b.id = a.blob_id"
+                    " JOIN messages m ON m.id = a.message_id WHERE m.conversation_id = ?"
+                    " ORDER BY a.message_id, a.position", (conversation_id,),
+                ):
+                    files.setdefault(mid, []).append(StoredFile(name, content))
             finally:
                 conn.execute("COMMIT")
         messages = [
-            StoredMessage(m[0], m[1], m[2], m[3], m[4], m[5], _load(m[6]), m[7], _load(m[8]))
+            StoredMessage(m[0], m[1], m[2], m[3], m[4], m[5], _load(m[6]), m[7], _load(m[8]),
+                          tuple(files.get(m[0], ())))
             for m in msgs
         ]
         summary = ConversationSummary(row[0], row[1], row[2], row[3], row[4], row[5], len(messages))
@@ -536,8 +589,10 @@ class HistoryStore:
 
     def add_message(self, conversation_id: int, role: str, content: str, *,
                     finish_reason: str | None = None, stats: dict | None = None,
-                    kind: str = "text", meta: dict | None = None) -> int:
-        """Append a message; the first user message also names an untitled conversation."""
+                    kind: str = "text", meta: dict | None = None,
+                    attachments: Sequence[tuple[str, str]] = ()) -> int:
+        """Append a message (with its attached files: (name, text) pairs, each text kept
+        once); the first user message also names an untitled conversation."""
         now = time.time()
         with self._write() as conn:
             row = conn.execute("SELECT title FROM conversations WHERE id = ?",
@@ -549,13 +604,20 @@ class HistoryStore:
                 " stats, kind, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (conversation_id, role, content, now, finish_reason, _dump(stats), kind, _dump(meta)),
             )
+            mid = _inserted_id(cur)
+            for position, (name, text) in enumerate(attachments):
+                digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+                conn.execute("INSERT OR IGNORE INTO blobs (sha256, content) VALUES (?, ?)", (digest, text))
+                conn.execute(
+                    "INSERT INTO attachments (message_id, position, name, blob_id)"
+                    " SELECT ?, ?, ?, id FROM blobs WHERE sha256 = ?", (mid, position, name, digest))
             if not row[0] and role == "user" and title_from(content):
                 conn.execute("UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
                              (title_from(content), now, conversation_id))
             else:
                 conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?",
                              (now, conversation_id))
-            return _inserted_id(cur)
+            return mid
 
     def update_message(self, message_id: int, content: str, *, finish_reason: str | None = None,
                        stats: dict | None = None, meta: dict | None = None) -> None:
@@ -600,6 +662,8 @@ class HistoryStore:
                          for rowid, rank in _ranked(conn, "titles_fts", match, limit)]
                 found += [("messages_fts", rowid, rank)
                           for rowid, rank in _ranked(conn, "messages_fts", match, limit)]
+                found += [("blobs_fts", rowid, rank)  # text inside attached files
+                          for rowid, rank in _ranked(conn, "blobs_fts", match, limit)]
                 found.sort(key=lambda f: f[2])
                 hits = []
                 for table, rowid, rank in found[:limit]:
@@ -608,18 +672,23 @@ class HistoryStore:
                         f" WHERE {table} MATCH ? AND rowid = ?", (open_, close, n, match, rowid),
                     ).fetchone()
                     if table == "titles_fts":
-                        row = conn.execute("SELECT id, 0, title FROM conversations WHERE id = ?",
-                                           (rowid,)).fetchone()
+                        rows = conn.execute("SELECT id, 0, title FROM conversations WHERE id = ?",
+                                            (rowid,)).fetchall()
+                    elif table == "blobs_fts":  # every message that attached the file
+                        rows = conn.execute(
+                            "SELECT m.conversation_id, m.id, c.title FROM attachments a"
+                            " JOIN messages m ON m.id = a.message_id JOIN conversations c ON c.id = m.conversation_id"
+                            " WHERE a.blob_id = ? ORDER BY m.id DESC", (rowid,)).fetchall()
                     else:
-                        row = conn.execute(
+                        rows = conn.execute(
                             "SELECT m.conversation_id, m.id, c.title FROM messages m"
                             " JOIN conversations c ON c.id = m.conversation_id WHERE m.id = ?",
-                            (rowid,)).fetchone()
-                    if row is not None and snippet is not None:
-                        hits.append(SearchHit(row[0], row[1], row[2], snippet[0], rank))
+                            (rowid,)).fetchall()
+                    if snippet is not None:
+                        hits += [SearchHit(r[0], r[1], r[2], snippet[0], rank) for r in rows]
             finally:
                 conn.execute("COMMIT")
-        return hits
+        return hits[:limit]
 
     def export(self, conversation_id: int, fmt: str, reasoning: bool = False) -> str:
         """The conversation as Markdown (message text sanitised: it may be shown or pasted
@@ -731,7 +800,8 @@ def conversation_to_dict(conv: Conversation, reasoning: bool = False) -> dict[st
         "messages": [
             {"id": m.id, "role": m.role, "content": m.content, "created_at": m.created_at,
              "finish_reason": m.finish_reason, "stats": m.stats, "kind": m.kind,
-             "meta": _meta(m.meta, reasoning)}
+             "meta": _meta(m.meta, reasoning),
+             "attachments": [{"name": f.name, "content": f.content} for f in m.attachments]}
             for m in conv.messages
         ],
     }
@@ -761,12 +831,18 @@ def conversation_to_markdown(conv: Conversation, reasoning: bool = False) -> str
             heading += f" [{m.finish_reason}]"
         elif m.role == "assistant" and m.finish_reason is None:
             heading += " [interrupted]"
+        lines += [f"## {heading}", ""]
+        for f in m.attachments:  # the files, as attached (sanitised like all shown text)
+            from aigc_chat.attachments import fence
+
+            body = sanitize(f.content)
+            mark = fence(body)
+            lines += [f"**File `{sanitize(f.name)}`**", "", mark, body.rstrip("\n"), mark, ""]
         thought = m.meta.get("reasoning") if reasoning and m.role == "assistant" else None
         if isinstance(thought, str) and thought:
             quoted = "\n".join(f"> {line}" if line else ">" for line in sanitize(thought).splitlines())
-            lines += [f"## {heading}", "", "**Reasoning**", "", quoted, "", sanitize(m.content), ""]
-        else:
-            lines += [f"## {heading}", "", sanitize(m.content), ""]
+            lines += ["**Reasoning**", "", quoted, ""]
+        lines += [sanitize(m.content), ""]
         if m.kind != "text" and m.meta:
             lines += ["```json", json.dumps(_meta(m.meta, reasoning), ensure_ascii=True, sort_keys=True), "```", ""]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -122,6 +122,8 @@ def _show(store, args) -> int:
         head += f"] {format_time(m.created_at)}"
         if m.role == "assistant":
             head += _reply_facts(m)
+        for f in m.attachments:
+            head += f"\n[file] {sanitize(f.name)} ({len(f.content.encode('utf-8')):,} bytes)"
         thought = m.meta.get("reasoning") if args.reasoning else None
         if isinstance(thought, str) and thought:
             _out(f"\n{head}\n[reasoning]\n{sanitize(thought).rstrip()}\n[answer]\n{sanitize(m.content).rstrip()}\n")

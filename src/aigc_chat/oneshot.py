@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any, TextIO
 
+from aigc_chat.attachments import HARD_CAP, Attachment, from_bytes, read_file
 from aigc_chat.backends.base import Backend, GenerationResult
 from aigc_chat.config import Config
 from aigc_chat.conversation import Conversation, PromptPlan
@@ -30,8 +31,9 @@ from aigc_chat.sanitize import StreamSanitizer, sanitize
 STDIN_LIMIT = 16 << 20
 
 
-def read_prompt(prompt: str, stdin: TextIO | None) -> str:
-    """`--prompt -` reads only stdin; otherwise piped stdin comes first, then the prompt."""
+def read_prompt(prompt: str, stdin: TextIO | None, allow_empty: bool = False) -> str:
+    """`--prompt -` reads only stdin; otherwise piped stdin comes first, then the prompt.
+    `allow_empty`: files are attached, so the question may be empty ("here is a file")."""
     piped = ""
     if stdin is not None and not stdin.isatty():
         if hasattr(stdin, "buffer"):
@@ -50,13 +52,31 @@ def read_prompt(prompt: str, stdin: TextIO | None) -> str:
         text = f"{piped.rstrip()}\n\n{prompt}"
     else:
         text = prompt
-    if not text.strip():
+    if not text.strip() and not allow_empty:
         raise UsageError("the prompt is empty")
     return text
 
 
+def read_files(paths: list[str], stdin: TextIO | None) -> list[Attachment]:
+    """The -f files, read and checked before anything else happens (one line for a binary,
+    missing, too large or special file). `-` is stdin, attached under the name "stdin"."""
+    files = []
+    for path in paths:
+        if path == "-":
+            if stdin is None or not hasattr(stdin, "buffer"):
+                raise UsageError("-f -: there is no stdin to read")
+            files.append(from_bytes("stdin", read_stream(stdin.buffer, HARD_CAP, "stdin")))
+        else:
+            files.append(read_file(path))
+    return files
+
+
 def run_oneshot(config: Config, args: argparse.Namespace) -> int:
-    text = read_prompt(args.prompt, sys.stdin)
+    paths = list(getattr(args, "file", []) or [])
+    if "-" in paths and args.prompt == "-":
+        raise UsageError("stdin can be the prompt (-p -) or a file (-f -), not both")
+    files = read_files(paths, sys.stdin)
+    text = read_prompt(args.prompt, None if "-" in paths else sys.stdin, allow_empty=bool(files))
     err = sys.stderr
     show_status = err.isatty() and not args.json
     conv, warnings = _start_conversation(config, args, err)
@@ -78,7 +98,8 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
         err.flush()
     conv.attach_backend(backend)
     try:
-        turn = conv.begin("send", text)
+        counted = [conv.count_file(f) for f in files]  # refused here, before anything is stored
+        turn = conv.begin("send", text, counted)
     except BaseException:
         conv.close()
         raise
