@@ -28,7 +28,7 @@ def store(isolated_dirs):
 
 def _fts_ok(conn: sqlite3.Connection) -> None:
     """FTS5's own check that each index matches its content table exactly."""
-    for table in ("messages_fts", "titles_fts"):
+    for table in ("messages_fts", "titles_fts", "blobs_fts"):
         conn.execute(f"INSERT INTO {table}({table}, rank) VALUES ('integrity-check', 1)")
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
@@ -70,6 +70,33 @@ CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
 CREATE INDEX conversations_by_update ON conversations(updated_at, id);
 PRAGMA user_version = 1;
 """
+
+
+def test_a_version_2_file_from_the_last_release_gets_attachments_in_place(isolated_dirs):
+    """The file the release before attachments wrote (schema 2: kinds, meta, search): every
+    row is kept and searchable, and files can be attached from then on."""
+    from aigc_chat.history import _MIGRATIONS, _split_sql
+
+    path = default_path()
+    path.parent.mkdir(parents=True)
+    old = sqlite3.connect(path)
+    for step in (0, 1):
+        for statement in _split_sql(_MIGRATIONS[step]):
+            old.execute(statement)
+        old.execute(f"PRAGMA user_version = {step + 1}")
+    old.execute("INSERT INTO conversations VALUES (3, 'Herons', '', '', '{}', 10.0, 20.0)")
+    old.execute("INSERT INTO messages (id, conversation_id, role, content, created_at, kind, meta)"
+                " VALUES (1, 3, 'user', 'how do herons hunt', 10.0, 'text', '{}')")
+    old.commit()
+    old.close()
+    with HistoryStore() as s:
+        assert s.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        (msg,) = s.get_conversation(3).messages
+        assert msg.content == "how do herons hunt" and msg.attachments == ()
+        assert [h.message_id for h in s.search("hunt")] == [1]
+        mid = s.add_message(3, "user", "see the file", attachments=[("notes.txt", "they stand still")])
+        assert [h.message_id for h in s.search("stand still")] == [mid]
+        _fts_ok(s.connection)
 
 
 def test_a_version_1_file_is_migrated_in_place(isolated_dirs):
