@@ -45,7 +45,10 @@ def test_a_oneshot_run_is_saved_and_can_be_continued(cli, default_path):
     # the engine started: in both front ends).
     assert user.id < reply.id and user.created_at <= reply.created_at
     assert conv.summary.title == "My name is Ada. Say hello." and conv.summary.backend == "llama"
-    assert conv.settings["generation"]["max_tokens"] == 8 and conv.settings["model"] == str(default_path)
+    # listed under the model that answered; its settings say "the default model" (""), so a
+    # continued conversation uses whatever the default is then, in both front ends
+    assert conv.summary.model == str(default_path) and reply.stats["model"] == str(default_path)
+    assert conv.settings["generation"]["max_tokens"] == 8 and conv.settings["model"] == ""
     first_prompt = reply.stats["prompt_tokens"]
 
     r = run_cli(cli, "--prompt", "Something else.", *FAST)  # a second, newer conversation

@@ -30,13 +30,14 @@ def reference(text: str, markers=KNOWN, inside: bool = False) -> tuple[str, str,
         i, close = min(hits)
         return text[:i], text[i + len(close):].lstrip(), False
     body = text.lstrip()
+    lead = text[: len(text) - len(body)]  # shown at once, before any block
     for m in markers:
         if body.startswith(m.open):
             rest = body[len(m.open):]
             i = rest.find(m.close)
             if i == -1:
-                return rest, "", True
-            return rest[:i], rest[i + len(m.close):].lstrip(), False
+                return rest, lead, True
+            return rest[:i], lead + rest[i + len(m.close):].lstrip(), False
     return "", text, False
 
 
@@ -120,8 +121,9 @@ def test_nothing_is_lost_or_made_up(text: str, points: list[int]) -> None:
     """Reasoning and answer together are the text less the markers and the whitespace the
     rules drop: never a character more, never one out of order."""
     reasoning, answer, _ = split(cuts(text, points))
+    lead = answer[: len(answer) - len(answer.lstrip())] if reasoning else ""  # shown before the block
     rest = text
-    for part in (reasoning, answer):
+    for part in (lead, reasoning, answer[len(lead):]):
         i = rest.find(part) if part else 0
         assert i != -1, (text, reasoning, answer)
         rest = rest[i + len(part):]

@@ -341,7 +341,7 @@ class Conversation:
     def _save_settings(self) -> None:
         if self.history.queued is not None and self.conversation_ref is not None:
             self.history.queued.update_settings(self.conversation_ref, self.settings.to_dict(),
-                                                model=self.settings.model, backend=self.settings.backend)
+                                                model=self._shown_model(), backend=self.settings.backend)
 
     # -- which stored conversation this is -----------------------------------------------------
     @property
@@ -457,7 +457,7 @@ class Conversation:
 
             assert self.history.queued is not None
             self.conversation_ref = self.history.queued.create_conversation(
-                title_from(first_text), model=self.settings.model, backend=self.settings.backend,
+                title_from(first_text), model=self._shown_model(), backend=self.settings.backend,
                 settings=self.settings.to_dict())
         return self.conversation_ref
 
@@ -518,7 +518,7 @@ class Conversation:
             assert writer is not None  # saving means there is a writer
             pair = writer.submit(
                 _start_conversation, title_from(text) or (files[0].name if files else ""), text,
-                [(f.name, f.text) for f in files], model=self.settings.model,
+                [(f.name, f.text) for f in files], model=self._shown_model(),
                 backend=self.settings.backend, settings=self.settings.to_dict())
             self.conversation_ref, self.last_user_ref = _part(pair, 0), _part(pair, 1)
         else:
@@ -580,6 +580,11 @@ class Conversation:
             return {"backend": info.name, "model": info.model}
         except Exception:  # noqa: BLE001 - a backend that cannot say: the settings' names
             return {"backend": self.settings.backend, "model": self.settings.model}
+
+    def _shown_model(self) -> str:
+        """The model the history lists a conversation under: the one loaded (the default
+        model's file, say), where the settings may just say "the default" ("")."""
+        return self.author().get("model") or self.settings.model
 
     def _history_failed(self, exc: Exception) -> None:
         if self.on_history_failure is not None:

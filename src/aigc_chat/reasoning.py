@@ -17,7 +17,8 @@ The rules, chosen so an answer is never cut:
 - A block that never closes (the reply ended, was cancelled, hit max tokens) stays reasoning:
   `flush()` says so (`unterminated`), and the answer is empty.
 - The whitespace between the closing marker and the answer is dropped, as the models' own
-  templates do.
+  templates do. Whitespace before an opening marker is released at once as answer text (a
+  reply's first token is often a newline: it is not held back waiting for what follows).
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class ReasoningSplitter:
         if self._state == _THINK:
             self.unterminated = True
             return [Reasoning(held)] if held else []
-        if self._state == _START:  # only whitespace, or the start of a marker that never came
+        if self._state == _START:  # the start of a marker that never came
             self._state = _ANSWER
             return [held] if held else []
         return []  # _AFTER holds nothing; _ANSWER never holds
@@ -122,18 +123,19 @@ class ReasoningSplitter:
     def _start(self, text: str, out: list[str]) -> str:
         body = text.lstrip()
         lead = text[: len(text) - len(body)]
+        if lead:
+            out.append(lead)  # whitespace is shown at once (it is never part of a marker)
         if not body:
-            self._held = text  # only whitespace so far: it may still open a block
-            return ""
+            return ""  # still at the start: a block may open after it
         for m in self.markers:
             if body.startswith(m.open):
                 self._state, self._close, self.saw_reasoning = _THINK, m.close, True
                 return body[len(m.open):]
         if any(m.open.startswith(body) for m in self.markers):
-            self._held = text  # could still become an opening marker
+            self._held = body  # could still become an opening marker
             return ""
         self._state = _ANSWER
-        out.append(lead + body)
+        out.append(body)
         return ""
 
     def _think(self, text: str, out: list[str]) -> str:
