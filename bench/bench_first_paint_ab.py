@@ -43,8 +43,13 @@ def main() -> None:
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
         base = dict(os.environ, TERM="xterm-256color", AIGC_CHAT_CONFIG=f"{tmp}/c.toml",
-                    AIGC_CHAT_DATA_DIR=f"{tmp}/d", AIGC_CHAT_CACHE_DIR=str(REPO / ".test-cache"))
-        envs = {args.rev: dict(base, PYTHONPATH=str(pkg)), "HEAD": base}
+                    AIGC_CHAT_CACHE_DIR=str(REPO / ".test-cache"))
+        # bytecode caches on, as in any install (this workplace sets PYTHONDONTWRITEBYTECODE,
+        # which makes every start compile every module from source: the bigger tree pays more)
+        base.pop("PYTHONDONTWRITEBYTECODE", None)
+        # a data dir each: an older build refuses the history file a newer one has migrated
+        envs = {args.rev: dict(base, PYTHONPATH=str(pkg), AIGC_CHAT_DATA_DIR=f"{tmp}/d-old"),
+                "HEAD": dict(base, AIGC_CHAT_DATA_DIR=f"{tmp}/d-head")}
         cmd = [sys.executable, "-c", "import sys; from aigc_chat.cli import main; sys.exit(main())",
                "--model", f"{tmp}/missing.gguf"]
         times: dict[str, list[float]] = {name: [] for name in envs}
