@@ -66,3 +66,22 @@ def test_tui_quits_when_its_terminal_goes_away(cli: str, isolated_dirs: dict[str
         os.waitpid(app.pid, 0)
         raise AssertionError("the TUI kept running after its terminal went away")
     assert code == 129, code
+
+
+def test_a_shutdown_that_cannot_finish_still_ends_the_process() -> None:
+    """After a hang-up the watchdog ends the process even if the app's own shutdown blocks
+    (Textual's writer thread stuck on a dead terminal); a shutdown that finishes first
+    leaves it nothing to do (it is a daemon timer)."""
+    import threading
+
+    from aigc_chat.tui.terminal_watch import HANGUP_EXIT, arm_watchdog
+
+    ended: list[int] = []
+    fired = threading.Event()
+
+    def end(code: int) -> None:
+        ended.append(code)
+        fired.set()
+
+    timer = arm_watchdog(0.05, end)
+    assert timer.daemon and fired.wait(10) and ended == [HANGUP_EXIT]
