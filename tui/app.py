@@ -172,32 +172,27 @@ class ChatApp(App[int]):
         name = getattr(theme, "name", str(theme))
         if self.config.tui.get("theme") == name:
             return
-        self.config.tui["theme"] = name
-
-        def save() -> None:  # on the config-writer thread: the file may be slow to write
-            try:
-                cfg = load_config(self.config.path, environ={})
-                cfg.tui["theme"] = name
-                save_config(cfg)
-            except (AigcError, OSError) as exc:
-                self._post_notice(f"theme not remembered: {exc}", "warning")
-
-        self._io.submit(save)
+        self._remember("theme", name, "theme")
 
     # -- reasoning shown or one line, remembered in config.toml the same way -------------------
     def on_reasoning_shown(self, event: ReasoningShown) -> None:
         shown = event.shown
         if self.config.tui.get("show_reasoning", TUI_DEFAULTS["show_reasoning"]) == shown:
             return
-        self.config.tui["show_reasoning"] = shown
+        self._remember("show_reasoning", shown, "reasoning view")
 
-        def save() -> None:  # on the config-writer thread
+    def _remember(self, key: str, value: Any, what: str) -> None:
+        """A [tui] choice, kept in config.toml, written on the config-writer thread (the file
+        may be slow to write); the file is read again first so nothing else in it changes."""
+        self.config.tui[key] = value
+
+        def save() -> None:
             try:
                 cfg = load_config(self.config.path, environ={})
-                cfg.tui["show_reasoning"] = shown
+                cfg.tui[key] = value
                 save_config(cfg)
             except (AigcError, OSError) as exc:
-                self._post_notice(f"reasoning view not remembered: {exc}", "warning")
+                self._post_notice(f"{what} not remembered: {exc}", "warning")
 
         self._io.submit(save)
 

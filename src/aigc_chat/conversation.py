@@ -40,6 +40,7 @@ from aigc_chat.history_service import HistoryService
 from aigc_chat.history_writer import known
 from aigc_chat.params import PARAM_NAMES, GenerationParams
 from aigc_chat.reasoning import Reasoning
+from aigc_chat.safe_open import write_private
 
 if TYPE_CHECKING:
     from aigc_chat.history import Conversation as StoredConversation
@@ -159,16 +160,6 @@ def chat_messages(stored: StoredConversation) -> list[Message]:
         if m.kind == "text" and m.role in ("user", "assistant")
         and not (m.role == "assistant" and not m.content and m.finish_reason == "error")
     ]
-
-
-def write_private(path: Path, text: str) -> None:
-    """An export holds a conversation: it is the user's alone (0600), from either front end."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _start_conversation(store: HistoryStore, title: str, text: str, files: Sequence[tuple[str, str]] = (),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -165,13 +164,9 @@ def _search(store, args) -> int:
 def _export(store, args) -> int:
     text = store.export(args.id, args.format, args.reasoning)  # markdown is sanitised, json escaped
     if args.output:
-        target = Path(args.output).expanduser()
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError as exc:
-            raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
+        from aigc_chat.safe_open import write_private
+
+        write_private(Path(args.output).expanduser(), text)
         return 0
     _out(text)
     return 0

@@ -94,3 +94,13 @@ def _size(n: int) -> str:
     if n >= 1 << 10:
         return f"{n / (1 << 10):.1f} KiB"
     return f"{n} bytes"
+
+
+def write_private(path: Path, text: str) -> None:
+    """An export holds a conversation: it is the user's alone (0600), from either front end."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
