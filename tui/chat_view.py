@@ -89,14 +89,17 @@ def split_point(text: str, min_keep: int) -> int:
     return best
 
 
-class MarkdownView(Static):
-    """Markdown drawn as one widget (Rich's renderer, code highlighted with Pygments).
+def _start_layout(widget: Static) -> None:
+    # Textual (8.2) starts a new layout generation for a widget only when no layout is
+    # pending yet. If a layout pass ran between the pending request and an update, the box
+    # model cached from the old text outlives it and the widget stays drawn at its old
+    # height: under load a finished reply showed up empty. Start the generation ourselves.
+    if hasattr(widget, "_layout_updates"):
+        widget._layout_updates += 1
 
-    Why not Textual's Markdown widget: it makes a widget per block, and every layout change
-    walks every widget on the screen, so a long reply (or a long conversation) made each
-    streamed batch slower than the last. One widget per finished segment keeps the walk short.
-    The text is sanitised and is never read as markup; links are shown, not made clickable.
-    """
+
+class SourceView(Static):
+    """A Static that shows a `source` text it can be given again (a segment of a reply)."""
 
     def __init__(self, source: str = "", *, classes: str = "") -> None:
         super().__init__(classes=classes)
@@ -108,6 +111,19 @@ class MarkdownView(Static):
         self._apply()
 
     def _apply(self) -> None:
+        raise NotImplementedError
+
+
+class MarkdownView(SourceView):
+    """Markdown drawn as one widget (Rich's renderer, code highlighted with Pygments).
+
+    Why not Textual's Markdown widget: it makes a widget per block, and every layout change
+    walks every widget on the screen, so a long reply (or a long conversation) made each
+    streamed batch slower than the last. One widget per finished segment keeps the walk short.
+    The text is sanitised and is never read as markup; links are shown, not made clickable.
+    """
+
+    def _apply(self) -> None:
         from rich.markdown import Markdown as RichMarkdown
 
         dark = True
@@ -117,34 +133,11 @@ class MarkdownView(Static):
             pass
         self.update(RichMarkdown(self.source, code_theme="monokai" if dark else "default",
                                  hyperlinks=False, inline_code_lexer=None))
-        # Textual (8.2) starts a new layout generation for a widget only when no layout is
-        # pending yet. If a layout pass ran between the pending request and this update, the
-        # box model cached from the old text outlives it and the reply stays drawn at its old
-        # height: under load a finished reply showed up empty. Start the generation ourselves.
-        if hasattr(self, "_layout_updates"):
-            self._layout_updates += 1
+        _start_layout(self)
 
 
-def _start_layout(widget: Static) -> None:
-    # Textual (8.2) starts a new layout generation for a widget only when no layout is
-    # pending yet. If a layout pass ran between the pending request and an update, the box
-    # model cached from the old text outlives it and the widget stays drawn at its old
-    # height: under load a finished reply showed up empty. Start the generation ourselves.
-    if hasattr(widget, "_layout_updates"):
-        widget._layout_updates += 1
-
-
-class PlainView(Static):
+class PlainView(SourceView):
     """Sanitised plain text (never markup) that can be replaced: one segment of reasoning."""
-
-    def __init__(self, source: str = "", *, classes: str = "") -> None:
-        super().__init__(classes=classes)
-        self.source = source
-        self._apply()
-
-    def set_source(self, source: str) -> None:
-        self.source = source
-        self._apply()
 
     def _apply(self) -> None:
         # a segment cut after a newline keeps it in `source`; drawn, it would be a blank line
