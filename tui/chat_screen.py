@@ -12,6 +12,7 @@ slash commands in tui/commands.py.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import TYPE_CHECKING
 
@@ -24,10 +25,10 @@ from textual.widgets import Footer
 from aigc_chat.config import Config
 from aigc_chat.conversation import Conversation, TurnAction
 from aigc_chat.errors import AigcError, ParamError, UsageError
-from aigc_chat.history_writer import known
 from aigc_chat.tui import commands, slash
-from aigc_chat.tui.chat_view import AssistantMessage, ChatView, NoticeMessage, UserMessage
+from aigc_chat.tui.chat_view import AssistantMessage, ChatMessage, ChatView, NoticeMessage, message_widget
 from aigc_chat.tui.events import (
+    BranchRequest,
     HistoryActionDone,
     HistoryFailed,
     ModelFailed,
@@ -49,6 +50,7 @@ from aigc_chat.tui.text_utils import short_model
 
 if TYPE_CHECKING:
     from aigc_chat.backends.base import Backend
+    from aigc_chat.tree import Node
     from aigc_chat.tui.settings_pane import SettingsPane
 
 BUSY = {"generating": "the reply ends", "opening": "the conversation is open"}
@@ -70,7 +72,7 @@ class ChatScreen(Screen[None]):
         self.off_reason = off_reason
         self.state = "loading"
         self.load_error: str | None = None
-        self.editing = False
+        self.editing: Node | None = None  # the question being edited (the input holds its text)
         self.queue: list[str] = []
         self.models: list[str] = []
         self.status_note = ""  # "history off │ " while nothing is being saved
@@ -269,13 +271,13 @@ class ChatScreen(Screen[None]):
         if not text.strip():
             return
         prompt = self.prompt
-        if slash.is_slash(text) and not self.editing:
+        if slash.is_slash(text) and self.editing is None:
             prompt.remember(text)
             prompt.load_text("")
             await commands.run_slash(self, text)
             return
         text = slash.unescape(text)
-        if self.editing:
+        if self.editing is not None:
             if self.state == "generating":
                 self.app.notify("a reply is still streaming: Esc stops it", severity="warning")
                 return
@@ -302,49 +304,121 @@ class ChatScreen(Screen[None]):
         if self.queue and self.state == "idle" and not self.opening:
             await self.send(self.queue.pop(0))
 
-    async def _run_turn(self, action: TurnAction, text: str = "") -> None:
+    async def _run_turn(self, action: TurnAction, text: str = "", target: Node | None = None) -> None:
         files = self.files_bar.take() if action != "regenerate" else []
         try:
-            turn = self.conversation.begin(action, text, files)
+            turn = self.conversation.begin(action, text, files, target)
         except UsageError as exc:
             for f in files:  # not sent: they stay attached for the next try
                 self.files_bar.add(f)
             self.app.notify(str(exc), severity="warning")
             return
-        await self._drop_replaced(action)
-        if action != "regenerate":
-            shown = files or (self.conversation.last_files if action == "edit" else ())
-            await self.chat.add(UserMessage(text, message_id=known(turn.user_ref), files=shown))
-            self.chat.anchor()
+        await self.show_path()
+        self.chat.anchor()
         self.history.current_id = self.conversation.conversation_ref
         self._job += 1
         self._cancel = threading.Event()
-        self._reply = AssistantMessage(message_id=known(turn.reply_ref))
-        await self.chat.add(self._reply)
-        self._reply.start_stream()
+        reply = self.chat.widget_for(turn.reply_node)
+        assert isinstance(reply, AssistantMessage)
+        self._reply = reply
+        reply.start_stream()
         self.set_state("generating")
         job, cancel, lock = self._job, self._cancel, self.conversation.backend_lock
         self.run_worker(lambda: stream_reply(self.post_message, job, turn, cancel, lock, self.batch_interval),
                         thread=True, exclusive=True, group="generate", exit_on_error=False)
         self.history.reload()
 
-    async def _drop_replaced(self, action: TurnAction) -> None:
-        """The widgets of what the turn replaces: a regenerated reply (the last assistant
-        message after the last user message; inline GAN items in between stay), or an edited
-        question and everything after it."""
-        if action == "regenerate":
-            for widget in reversed(self.chat.messages()):
-                if widget.role == "user":
-                    break
-                if isinstance(widget, AssistantMessage):
-                    await widget.remove()
-                    break
-        elif action == "edit":
-            widgets = [w for w in self.chat.messages() if w.role in ("user", "assistant")]
-            last_user = max((i for i, w in enumerate(widgets) if w.role == "user"), default=None)
-            if last_user is not None:
-                for w in widgets[last_user:]:
-                    await w.remove()
+    # -- the path shown, and its branches --------------------------------------------------------
+    async def show_path(self) -> None:
+        """Make the chat show the conversation's current path: the widgets of the messages it
+        shares with what is on screen stay; from the first that differs on, everything (notices
+        included) is replaced. Each message's header says where it stands among its
+        alternatives, and the status bar how many branches there are."""
+        conv = self.conversation
+        path = conv.path()
+        shown = self.chat.messages()
+        keep = 0
+        while keep < len(shown) and keep < len(path) and shown[keep].node is path[keep]:
+            keep += 1
+        if keep < len(shown):
+            children = list(self.chat.children)
+            await self.chat.remove_children(children[children.index(shown[keep]):])
+        if keep < len(path):
+            await self.chat.mount_all([message_widget(n) for n in path[keep:]])
+        for widget in self.chat.messages():
+            if widget.node is not None:
+                widget.set_position(conv.tree.position(widget.node))
+        self.status.branches = conv.tree.branch_count()
+
+    async def on_branch_request(self, event: BranchRequest) -> None:
+        event.stop()
+        widget: ChatMessage = event.widget
+        node = widget.node
+        if node is None:
+            return
+        if self.state not in ("idle", "load failed"):
+            self.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
+            return
+        if event.action == "switch":
+            await self.switch_branch(node, event.step)
+        elif event.action == "edit":
+            self.start_editing(node)
+        elif event.action == "fork":
+            await self.fork_at(node)
+
+    async def switch_branch(self, node: Node, step: int) -> None:
+        """Show the previous (-1) or next (1) alternative of `node`; the focus follows it."""
+        other = self.conversation.switch(node, step)
+        if other is None:
+            count = self.conversation.tree.position(node)[1]
+            self.app.notify(f"this is the {'first' if step < 0 else 'last'} of {count}" if count > 1
+                            else "this message has no alternatives")
+            return
+        await self.show_path()
+        widget = self.chat.widget_for(other)
+        if widget is not None:
+            widget.focus()
+            widget.scroll_visible(animate=False)
+
+    async def fork_at(self, node: Node) -> None:
+        """A new conversation with the path up to `node`, opened here."""
+        try:
+            fut = self.conversation.fork(node)
+        except AigcError as exc:
+            self.app.notify(str(exc), severity="error")
+            return
+        if fut is None:  # nothing saved: the copy is this conversation now, in memory
+            await self.show_path()
+            self.history.current_id = None
+            self.app.notify("forked (not saved: the history is off)")
+            return
+        try:
+            new_id = await asyncio.wrap_future(fut)
+        except Exception as exc:  # noqa: BLE001 - a failed fork is a line, never a crash
+            self.app.notify(f"could not fork: {exc}", severity="error")
+            return
+        self.app.notify(f"forked into conversation {new_id}")
+        self.stored.open_in_background(int(new_id))
+        self.history.reload()
+
+    async def action_branch_prev(self) -> None:
+        await self._step_deepest(-1)
+
+    async def action_branch_next(self) -> None:
+        await self._step_deepest(1)
+
+    async def _step_deepest(self, step: int) -> None:
+        """From anywhere (the message box too): move the last message of the path that has
+        alternatives, which right after a regenerate or an edit is the one just made."""
+        node = next((n for n in reversed(self.conversation.path())
+                     if self.conversation.tree.position(n)[1] > 1), None)
+        if node is None:
+            self.app.notify("this conversation has no branches")
+            return
+        if self.state != "idle":
+            self.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
+            return
+        await self.switch_branch(node, step)
 
     async def on_reply_started(self, event: ReplyStarted) -> None:
         if event.job != self._job:
@@ -372,6 +446,10 @@ class ChatScreen(Screen[None]):
         result = event.result
         reply, self._reply = self._reply, None
         await reply.finish(result.text, event.stats, result.finish_reason, result.reasoning)
+        leaf = self.conversation.tree.leaf
+        if reply.node is not None and leaf is not None and leaf is not reply.node.parent \
+                and reply.node not in self.conversation.path():
+            await self.show_path()  # a failed regenerate left nothing: the reply it was to replace
         if result.prompt_tokens:
             self.status.context_used = result.prompt_tokens + result.completion_tokens
         for warning in result.warnings:
@@ -399,7 +477,7 @@ class ChatScreen(Screen[None]):
             self.queue.clear()
             self.show_state("stopping")
             return
-        if self.editing:
+        if self.editing is not None:
             self.stop_editing()
             self.prompt.load_text("")
 
@@ -420,29 +498,36 @@ class ChatScreen(Screen[None]):
         await self._run_turn("regenerate")
 
     def action_edit_last(self) -> None:
-        text = self.conversation.last_user_text()
-        if text is None:
+        node = self.conversation.last_user()
+        if node is None:
             self.app.notify("there is no message to edit", severity="warning")
             return
+        self.start_editing(node)
+
+    def start_editing(self, node: Node) -> None:
+        """The input takes the question's text; sending makes the edit a new branch there."""
         prompt = self.prompt
-        prompt.load_text(text)
+        prompt.load_text(node.content)
         prompt.move_cursor(prompt.document.end)
-        prompt.border_title = "Editing your last message: Enter resends, Esc cancels"
+        last = node is self.conversation.last_user()
+        what = "your last message" if last else "an earlier message (a new branch)"
+        prompt.border_title = f"Editing {what}: Enter resends, Esc cancels"
         prompt.add_class("-editing")
-        self.editing = True
+        self.editing = node
         prompt.focus()
 
     def stop_editing(self) -> None:
-        self.editing = False
+        self.editing = None
         self.prompt.border_title = None
         self.prompt.remove_class("-editing")
 
     async def _resend_edited(self, text: str) -> None:
+        target = self.editing
         self.stop_editing()
         if self.conversation.backend is None:
             self.app.notify("no model is loaded", severity="error")
             return
-        await self._run_turn("edit", text)
+        await self._run_turn("edit", text, target)
 
     # -- settings ---------------------------------------------------------------------------
     # (handlers by name, not @on(SettingsPane...): the pane's module is imported on first use,

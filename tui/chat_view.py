@@ -27,25 +27,66 @@ from textual.widgets import Label, Static
 
 from aigc_chat.attachments import Attachment
 from aigc_chat.sanitize import sanitize
-from aigc_chat.tui.events import ReasoningShown
+from aigc_chat.tree import Node
+from aigc_chat.tui.events import BranchRequest, ReasoningShown
 from aigc_chat.tui.text_utils import format_stats, last_code_block
 
 ROLE_TITLES = {"user": "You", "assistant": "Assistant", "system": "System"}
 
 
+def position_text(position: tuple[int, int]) -> str:
+    """Where a message stands among its alternatives, for its header: "‹ 2/3 ›"."""
+    index, count = position
+    return f"‹ {index}/{count} ›" if count > 1 else ""
+
+
 class ChatMessage(Vertical, can_focus=True):
-    """A message the user can focus (tab / shift+tab) to copy it or its last code block."""
+    """A message the user can focus (tab / shift+tab) to copy it or its last code block, move
+    between its alternatives (left / right, or [ / ]), or fork the conversation there (f).
+    `node` is its place in the conversation's tree (aigc_chat.tree)."""
 
     BINDINGS = [
         Binding("c", "copy_message", "Copy message"),
         Binding("b", "copy_code", "Copy code block"),
+        Binding("left,left_square_bracket", "branch(-1)", "‹ Prev", key_display="←"),
+        Binding("right,right_square_bracket", "branch(1)", "Next ›", key_display="→"),
+        Binding("f", "fork", "Fork here", show=False),
     ]
 
-    def __init__(self, role: str, text: str = "", *, message_id: int | None = None) -> None:
+    def __init__(self, role: str, text: str = "", *, node: Node | None = None) -> None:
         super().__init__(classes=f"message -{role}")
         self.role = role
         self.text = text  # raw text as stored; sanitised whenever shown
-        self.message_id = message_id
+        self.node = node
+        self.position = (1, 1)  # among its alternatives; set by the screen (set_position)
+
+    def title(self) -> str:
+        return ROLE_TITLES.get(self.role, self.role.capitalize())
+
+    def _title_content(self) -> Content:
+        where = position_text(self.position)
+        return Content.assemble((self.title(), ""), ("  " + where, "bold") if where else "")
+
+    def set_position(self, position: tuple[int, int]) -> None:
+        if position == self.position:
+            return
+        self.position = position
+        self.set_class(position[1] > 1, "-branched")
+        for label in self.query(".role").results(Label):
+            label.update(self._title_content())
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The arrows only where there are alternatives (and only shown in the footer there)."""
+        if action == "branch":
+            return self.position[1] > 1
+        return True
+
+    def action_branch(self, step: int) -> None:
+        self.post_message(BranchRequest(self, "switch", step))
+
+    def action_fork(self) -> None:
+        self.post_message(BranchRequest(self, "fork"))
 
     def action_copy_message(self) -> None:
         self.app.copy_text(self.text, "message")  # type: ignore[attr-defined]
@@ -59,14 +100,19 @@ class ChatMessage(Vertical, can_focus=True):
 
 
 class UserMessage(ChatMessage):
-    def __init__(self, text: str, *, message_id: int | None = None, files: Sequence[Attachment] = ()) -> None:
-        super().__init__("user", text, message_id=message_id)
+    BINDINGS = [Binding("e", "edit", "Edit", show=False)]
+
+    def __init__(self, text: str, *, node: Node | None = None, files: Sequence[Attachment] = ()) -> None:
+        super().__init__("user", text, node=node)
         self.files = tuple(files)
+
+    def action_edit(self) -> None:
+        self.post_message(BranchRequest(self, "edit"))
 
     def compose(self) -> ComposeResult:
         from aigc_chat.tui.files_bar import chip
 
-        yield Label(ROLE_TITLES["user"], classes="role")
+        yield Label(self._title_content(), classes="role")
         for f in self.files:
             yield Static(Content(chip(f)), classes="file-chip")
         if self.text or not self.files:
@@ -290,10 +336,10 @@ class AssistantMessage(ChatMessage):
     SEGMENT = 1500
     BINDINGS = [Binding("t", "toggle_reasoning", "Show / hide reasoning")]
 
-    def __init__(self, text: str = "", *, message_id: int | None = None,
+    def __init__(self, text: str = "", *, node: Node | None = None,
                  stats: dict[str, Any] | None = None, finish_reason: str | None = None,
                  reasoning: str = "") -> None:
-        super().__init__("assistant", text, message_id=message_id)
+        super().__init__("assistant", text, node=node)
         self.stats = stats or {}
         self.finish_reason = finish_reason
         self.reasoning = reasoning  # raw, as stored (meta["reasoning"]); sanitised when shown
@@ -304,7 +350,7 @@ class AssistantMessage(ChatMessage):
         self._block: ThinkingBlock | None = None  # the reasoning, once there is some
 
     def compose(self) -> ComposeResult:
-        yield Label(ROLE_TITLES["assistant"], classes="role")
+        yield Label(self._title_content(), classes="role")
         if self.reasoning:
             self._block = ThinkingBlock(sanitize(self.reasoning), title=thinking_title(self.stats),
                                         expanded=self.reasoning_default())
@@ -332,7 +378,7 @@ class AssistantMessage(ChatMessage):
         """`t` only on a reply with reasoning (nor is it offered in the footer elsewhere)."""
         if action == "toggle_reasoning":
             return self.thinking is not None
-        return True
+        return super().check_action(action, parameters)
 
     def action_toggle_reasoning(self) -> None:
         block = self.thinking
@@ -437,8 +483,8 @@ class NoticeMessage(Static):
 class GanMessage(ChatMessage):
     """GAN samples drawn inline; the widget comes from the GAN part, imported on demand."""
 
-    def __init__(self, meta: dict[str, Any], *, message_id: int | None = None, text: str = "") -> None:
-        super().__init__("gan", text, message_id=message_id)
+    def __init__(self, meta: dict[str, Any], *, node: Node | None = None, text: str = "") -> None:
+        super().__init__("gan", text, node=node)
         self.meta = meta
 
     def compose(self) -> ComposeResult:
@@ -474,8 +520,24 @@ class ChatView(VerticalScroll):
     def messages(self) -> list[ChatMessage]:
         return list(self.query(ChatMessage))
 
+    def widget_for(self, node: Node) -> ChatMessage | None:
+        return next((w for w in self.messages() if w.node is node), None)
+
     def last(self, role: str) -> ChatMessage | None:
         for widget in reversed(self.messages()):
             if widget.role == role:
                 return widget
         return None
+
+
+def message_widget(node: Node) -> ChatMessage:
+    """The widget that shows a message of the tree (a reply still to come: an empty one)."""
+    if node.kind == "gan":
+        return GanMessage(dict(node.meta), node=node, text=node.content)
+    if node.role == "user":
+        return UserMessage(node.content, node=node, files=node.files)
+    reasoning = node.meta.get("reasoning")
+    streaming = not node.content and node.finish_reason is None and not node.stats
+    return AssistantMessage(node.content, node=node, stats=dict(node.stats),
+                            finish_reason=None if streaming else (node.finish_reason or "interrupted"),
+                            reasoning=reasoning if isinstance(reasoning, str) else "")

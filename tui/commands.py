@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from aigc_chat.errors import AigcError
-from aigc_chat.history_writer import known
 from aigc_chat.tui import slash
 from aigc_chat.tui.chat_view import GanMessage
 
@@ -78,9 +77,9 @@ async def add_gan(screen: ChatScreen, label: int | None, n: int) -> None:
         checkpoint = ""
     meta = {"checkpoint": checkpoint, "seed": random.randrange(2**31), "label": label, "n": n}
     text = f"GAN samples: label {label if label is not None else 'any'}, n {n}, seed {meta['seed']}"
-    row = screen.conversation.add_item("assistant", text, "gan", meta)  # queued: never waits
+    node = screen.conversation.add_item("assistant", text, "gan", meta)  # queued: never waits
     screen.history.current_id = screen.conversation.conversation_ref
-    await screen.chat.add(GanMessage(meta, message_id=known(row), text=text))
+    await screen.chat.add(GanMessage(meta, node=node, text=text))
     screen.history.reload()
 
 

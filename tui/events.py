@@ -90,3 +90,13 @@ class Notice(Message):
 
     text: str
     severity: SeverityLevel = "information"
+
+
+@dataclass
+class BranchRequest(Message):
+    """A focused message asked to move to an alternative ("switch", by `step`), to edit it
+    ("edit") or to fork the conversation there ("fork"); the chat screen does it."""
+
+    widget: Any  # the ChatMessage (typed loosely: chat_view imports this module)
+    action: str
+    step: int = 0

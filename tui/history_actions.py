@@ -13,15 +13,12 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aigc_chat.attachments import Attachment
 from aigc_chat.errors import AigcError
-from aigc_chat.tui.chat_view import AssistantMessage, GanMessage, UserMessage
 from aigc_chat.tui.dialogs import ConfirmDialog, TextDialog
 from aigc_chat.tui.events import HistoryActionDone
 from aigc_chat.tui.history_pane import HistoryPane
 
 if TYPE_CHECKING:
-    from textual.widget import Widget
 
     from aigc_chat.tui.chat_screen import ChatScreen
 
@@ -53,18 +50,18 @@ class HistoryActions:
         s.refresh_settings()
         s.prompt.focus()
 
-    def open_in_background(self, conversation_id: int) -> None:
+    def open_in_background(self, conversation_id: int, at: int | None = None) -> None:
         """Read a conversation in and show it; messages sent meanwhile wait for it."""
         s = self.screen
         s.opening += 1
         if s.state == "idle":
             s.set_state("opening")
-        s.run_worker(self._open_job(conversation_id), group="open", exit_on_error=False)
+        s.run_worker(self._open_job(conversation_id, at), group="open", exit_on_error=False)
 
-    async def _open_job(self, conversation_id: int) -> None:
+    async def _open_job(self, conversation_id: int, at: int | None = None) -> None:
         s = self.screen
         try:
-            await self.open_conversation(conversation_id)
+            await self.open_conversation(conversation_id, at=at)
             ok = True
         except Exception as exc:  # noqa: BLE001 - shown, never a crash
             s.app.notify(open_failure(exc), severity="error")
@@ -79,31 +76,28 @@ class HistoryActions:
         if s.queue:
             await s.send_next_queued()
 
-    async def open_conversation(self, conversation_id: int,
-                                keep: frozenset[str] = frozenset()) -> None:
-        """Read the conversation on the history's reader thread, then show it; the model it
-        names is loaded if it is not the one loaded."""
+    async def open_conversation(self, conversation_id: int, keep: frozenset[str] = frozenset(),
+                                at: int | None = None) -> None:
+        """Read the conversation on the history's reader thread, then show it: the path it
+        was left on, or, given `at` (a search hit), the branch holding that message. The model
+        it names is loaded if it is not the one loaded."""
         s = self.screen
         conv = s.conversation
-        stored = await asyncio.wrap_future(conv.read(conversation_id))
+        stored = await asyncio.wrap_future(conv.read(conversation_id, at=at))
         old = (conv.settings.backend, conv.settings.model)
         conv.load(stored, keep=keep)
-        widgets: list[Widget] = []
-        for m in stored.messages:
-            if m.kind == "gan":
-                widgets.append(GanMessage(dict(m.meta), message_id=m.id, text=m.content))
-            elif m.role == "user":
-                widgets.append(UserMessage(m.content, message_id=m.id,
-                                           files=[Attachment(f.name, f.content) for f in m.attachments]))
-            elif m.role == "assistant":
-                reasoning = (m.meta or {}).get("reasoning")
-                widgets.append(AssistantMessage(m.content, message_id=m.id, stats=dict(m.stats or {}),
-                                                finish_reason=m.finish_reason or "interrupted",
-                                                reasoning=reasoning if isinstance(reasoning, str) else ""))
+        if at is not None and stored.leaf_id is not None:
+            node = conv.tree.find(stored.leaf_id)
+            if node is not None:
+                conv.show(node)  # remembered: the next message follows the branch opened
         await s.chat.clear()
-        if widgets:
-            await s.chat.mount_all(widgets)
+        await s.show_path()
         s.chat.anchor()
+        if at is not None:
+            hit = conv.tree.find(at)
+            widget = s.chat.widget_for(hit) if hit is not None else None
+            if widget is not None:
+                s.call_after_refresh(widget.scroll_visible, animate=False)
         s.history.current_id = stored.summary.id
         s.status.context_used = None
         s.refresh_settings()
@@ -115,7 +109,7 @@ class HistoryActions:
         if s.state == "generating":
             s.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
             return
-        self.open_in_background(event.conversation_id)
+        self.open_in_background(event.conversation_id, event.message_id or None)
 
     # -- rename, delete, export -------------------------------------------------------------
     def pane_request(self, event: HistoryPane.Request) -> None:

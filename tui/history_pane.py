@@ -76,6 +76,7 @@ class HistoryPane(Vertical):
     @dataclass
     class Open(Message):
         conversation_id: int
+        message_id: int = 0  # a search hit's message: open the branch that holds it
 
     @dataclass
     class Request(Message):
@@ -90,6 +91,8 @@ class HistoryPane(Vertical):
         self.history = history
         self.off_reason = off_reason or "history is off (--no-history)"
         self._rows: list[tuple[int, str]] = []  # (conversation id, title) per option
+        self._hits: list[int] = []  # per option, the message a search hit is in (0: none)
+        self._pending_hits: list[int] = []
         self._search_timer: Timer | None = None
         self.query_text = ""
         self.current_id: Any = None  # an id, or the writer's Future of one (a new conversation)
@@ -146,6 +149,7 @@ class HistoryPane(Vertical):
 
     def _fill_hits(self, hits: list[Any]) -> None:
         items = []
+        self._pending_hits = [h.message_id for h in hits]
         for h in hits:
             title = _one_line(h.title) or "untitled"
             snippet = _one_line(h.snippet, WIDTH * 2)
@@ -173,6 +177,7 @@ class HistoryPane(Vertical):
 
         option_list = self.query_one(HistoryList)
         self._rows = [row for row, _ in items]
+        self._hits, self._pending_hits = self._pending_hits or [0] * len(items), []
         option_list.set_options([opt for _, opt in items])
         if self._rows:
             option_list.highlighted = 0
@@ -205,7 +210,8 @@ class HistoryPane(Vertical):
     def _selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         if 0 <= event.option_index < len(self._rows):
-            self.post_message(self.Open(self._rows[event.option_index][0]))
+            index = event.option_index
+            self.post_message(self.Open(self._rows[index][0], self._hits[index] if index < len(self._hits) else 0))
 
     def highlighted_row(self) -> tuple[int, str] | None:
         index = self.query_one(HistoryList).highlighted

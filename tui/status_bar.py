@@ -16,6 +16,7 @@ class StatusBar(Static):
     context_used: reactive[int | None] = reactive(None)
     context_size: reactive[int | None] = reactive(None)
     state: reactive[str] = reactive("idle")
+    branches: reactive[int] = reactive(0)  # paths of the conversation's tree (1: no branches)
 
     def render(self) -> Content:
         ctx = "-" if self.context_used is None else str(self.context_used)
@@ -26,6 +27,8 @@ class StatusBar(Static):
             self.device or "-",
             f"ctx {ctx}/{size}",
         ]
+        if self.branches > 1:
+            parts.append(f"⑂ {self.branches} branches")
         text = " │ ".join(sanitize(p) for p in parts)
         state = sanitize(self.state)
         return Content.assemble(" ", text, " │ ", (state, "bold"))

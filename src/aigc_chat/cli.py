@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--no-history", action="store_true", help="do not save this conversation")
     h.add_argument("--continue", "-c", dest="continue_", action="store_true", help="continue the latest conversation")
     h.add_argument("--conversation", metavar="ID", type=conversation_id, help="continue conversation ID")
+    h.add_argument("--regenerate", action="store_true",
+                   help="with --conversation ID or --continue, and no prompt: print a new reply to the "
+                        "last question, kept beside the old one as an alternative")
     return p
 
 
@@ -200,7 +203,16 @@ def _dispatch(argv: list[str]) -> int:
     from aigc_chat.loader import model_settings_for
 
     config = model_settings_for(config)  # the model's own sampling, under the flags
-    if args.prompt is not None:
+    if args.regenerate:
+        from aigc_chat.errors import UsageError
+
+        if args.prompt is not None or getattr(args, "file", None):
+            raise UsageError("--regenerate answers the last question again: it takes no --prompt or --file")
+        if not (args.conversation or args.continue_):
+            raise UsageError("--regenerate needs the conversation: --conversation ID or --continue")
+        if args.no_history:
+            raise UsageError("--regenerate works on a saved conversation: not with --no-history")
+    if args.prompt is not None or args.regenerate:
         from aigc_chat.oneshot import run_oneshot
 
         return run_oneshot(config, args)

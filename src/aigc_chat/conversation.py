@@ -41,6 +41,7 @@ from aigc_chat.history_writer import known
 from aigc_chat.params import PARAM_NAMES, GenerationParams
 from aigc_chat.reasoning import Reasoning
 from aigc_chat.safe_open import write_private
+from aigc_chat.tree import MessageTree, Node
 
 if TYPE_CHECKING:
     from aigc_chat.history import Conversation as StoredConversation
@@ -149,17 +150,24 @@ def plan_prompt(backend: Backend, system_prompt: str, turns: list[Message],
     return PromptPlan(system + turns, dropped, count)
 
 
+def stored_tree(stored: StoredConversation) -> MessageTree:
+    """A stored conversation's messages, every branch, as the tree the core works on."""
+    nodes = [Node(m.role, m.content, files=tuple(Attachment(f.name, f.content) for f in m.attachments),
+                  kind=m.kind, meta=dict(m.meta), stats=dict(m.stats), finish_reason=m.finish_reason,
+                  ref=m.id, seq=m.id)
+             for m in (stored.all_messages or stored.messages)]
+    parents = {m.id: m.parent_id for m in (stored.all_messages or stored.messages)}
+    if not stored.all_messages:  # a plain list (no tree known): one chain
+        parents = {m.id: (prev.id if prev else None)
+                   for prev, m in zip([None, *stored.messages], stored.messages, strict=False)}
+    return MessageTree.from_rows(nodes, parents, stored.leaf_id)
+
+
 def chat_messages(stored: StoredConversation) -> list[Message]:
-    """The turns of a stored conversation that are sent to the model: text from the user
-    and the assistant. A failed reply that produced nothing, and inline items such as GAN
-    samples, are shown but never sent."""
-    return [
-        Message("user", render_files(m.content, [Attachment(f.name, f.content) for f in m.attachments]))
-        if m.role == "user" else Message("assistant", m.content)
-        for m in stored.messages
-        if m.kind == "text" and m.role in ("user", "assistant")
-        and not (m.role == "assistant" and not m.content and m.finish_reason == "error")
-    ]
+    """The messages of a stored conversation's current path that are sent to the model (see
+    `Node.sent`: inline items and replies without text are shown, never sent)."""
+    tree = stored_tree(stored)
+    return [n.message() for n in tree.path() if n.sent]
 
 
 def _start_conversation(store: HistoryStore, title: str, text: str, files: Sequence[tuple[str, str]] = (),
@@ -199,6 +207,16 @@ Ref = int | Future[Any] | None
 """A stored id, or the writer's Future of one it has not made yet, or None (not saved)."""
 
 
+def _parent_ref(parent: Node | None) -> Any:
+    """What the store is told a new message follows: the parent's id (or the writer's Future
+    of it), None at the top; a parent that was never saved: after the stored leaf."""
+    from aigc_chat.history import CURRENT
+
+    if parent is None:
+        return None
+    return parent.ref if parent.ref is not None else CURRENT
+
+
 class Conversation:
     """One conversation: settings, messages, backend and its history rows (module notes)."""
 
@@ -211,7 +229,7 @@ class Conversation:
         self.on_history_failure = on_history_failure
         self.clock = clock
         self.settings = ConversationSettings.from_config(config)
-        self.messages: list[Message] = []
+        self.tree = MessageTree()  # every message, every branch; `messages` is the current path
         self.backend: Backend | None = None
         self.external_backend: Backend | None = None  # the caller's: never closed here
         self.backend_lock = threading.Lock()  # one engine call at a time (a load or a turn)
@@ -219,9 +237,6 @@ class Conversation:
         self._loaded_as: dict[int, tuple[str, str]] = {}  # id(backend) -> (backend, model) asked for
         self.memory_available = memory_available  # a function, so tests can say "no room"
         self.conversation_ref: Ref = None
-        self.last_files: tuple[Attachment, ...] = ()  # the last question's, kept by an edit
-        self.last_user_ref: Ref = None
-        self.last_reply_ref: Ref = None
         self.last_plan: PromptPlan | None = None
 
     # -- the backend -------------------------------------------------------------------------
@@ -359,18 +374,18 @@ class Conversation:
     # -- conversations ------------------------------------------------------------------------
     def new(self) -> None:
         """Start afresh with the config's defaults; the loaded backend and model stay."""
-        self.conversation_ref = self.last_user_ref = self.last_reply_ref = None
-        self.last_files = ()
-        self.messages.clear()
+        self.conversation_ref = None
+        self.tree = MessageTree()
         self.last_plan = None
         self.settings = replace(ConversationSettings.from_config(self.config),
                                 backend=self.settings.backend, model=self.settings.model)
 
-    def read(self, conversation_id: Ref) -> Future[StoredConversation]:
-        """Read a stored conversation on the history's reader thread."""
+    def read(self, conversation_id: Ref, at: int | None = None) -> Future[StoredConversation]:
+        """Read a stored conversation on the history's reader thread (the path shown: its
+        current one, or the branch holding message `at`)."""
         if not self.history.available:
             raise UsageError("history is off (--no-history)")
-        return self.history.read(lambda store, cid: store.get_conversation(cid), conversation_id)
+        return self.history.read(lambda store, cid: store.get_conversation(cid, at=at), conversation_id)
 
     def load(self, stored: StoredConversation, *, keep: Collection[str] = ()) -> None:
         """Carry on a stored conversation: its messages and the settings it was answered with,
@@ -385,17 +400,8 @@ class Conversation:
             merged.params = merged.params.with_updates(**kept)
         self.settings = merged
         self.conversation_ref = stored.summary.id
-        self.messages[:] = chat_messages(stored)
+        self.tree = stored_tree(stored)
         self.last_plan = None
-        self.last_user_ref = self.last_reply_ref = None
-        for m in stored.messages:
-            if m.kind != "text":
-                continue
-            if m.role == "user":
-                self.last_user_ref, self.last_reply_ref = m.id, None
-                self.last_files = tuple(Attachment(f.name, f.content) for f in m.attachments)
-            elif m.role == "assistant":
-                self.last_reply_ref = m.id
 
     def rename(self, conversation_id: int, title: str) -> Future[Any]:
         from aigc_chat.history import HistoryStore
@@ -432,13 +438,17 @@ class Conversation:
             raise UsageError(f"the history is read-only: cannot change it ({self.history.store.path})")
         return self.history.submit_action(fn, *args)
 
-    def add_item(self, role: str, content: str, kind: str, meta: dict[str, Any]) -> Ref:
-        """An inline item that is stored and shown but never sent to the model (GAN samples)."""
+    def add_item(self, role: str, content: str, kind: str, meta: dict[str, Any]) -> Node:
+        """An inline item that is stored and shown but never sent to the model (GAN samples);
+        it follows the current leaf like any message."""
+        parent = self.tree.leaf
+        node = self.tree.add(Node(role, content, kind=kind, meta=dict(meta)), parent)
         conv = self._ensure_stored(content)
-        if conv is None:
-            return None
-        assert self.history.queued is not None
-        return self.history.queued.add_message(conv, role, content, kind=kind, meta=meta)
+        if conv is not None:
+            assert self.history.queued is not None
+            node.ref = self.history.queued.add_message(conv, role, content, kind=kind, meta=meta,
+                                                       parent=_parent_ref(parent))
+        return node
 
     def _ensure_stored(self, first_text: str) -> Ref:
         if not self.history.saving:
@@ -452,55 +462,109 @@ class Conversation:
                 settings=self.settings.to_dict())
         return self.conversation_ref
 
-    # -- turns ---------------------------------------------------------------------------------
+    # -- the path and its branches --------------------------------------------------------------
+    @property
+    def messages(self) -> list[Message]:
+        """What the model is sent: the current path's user and assistant text (`Node.sent`)."""
+        return [n.message() for n in self.tree.path() if n.sent]
+
+    def path(self) -> list[Node]:
+        """The messages shown: the current path, inline items included."""
+        return self.tree.path()
+
+    def last_user(self) -> Node | None:
+        return next((n for n in reversed(self.tree.path()) if n.role == "user" and n.kind == "text"), None)
+
     def last_user_text(self) -> str | None:
-        for m in reversed(self.messages):
-            if m.role == "user":
-                return m.content
+        node = self.last_user()
+        return node.content if node is not None else None
+
+    def switch(self, node: Node, step: int) -> Node | None:
+        """Show the alternative `step` places from `node` (-1: the previous one), down to its
+        newest message; the history remembers it. None past an end (nothing changes)."""
+        other = self.tree.switch(node, step)
+        if other is not None:
+            self._save_leaf()
+        return other
+
+    def show(self, node: Node) -> None:
+        """Show the branch that holds `node` (a search hit, say), down to its newest message."""
+        self.tree.show(node)
+        self._save_leaf()
+
+    def _save_leaf(self) -> None:
+        leaf = self.tree.leaf
+        if self.history.saving and self.conversation_ref is not None and leaf is not None \
+                and leaf.ref is not None:
+            assert self.history.queued is not None
+            self.history.queued.set_current_leaf(self.conversation_ref, leaf.ref)
+
+    def fork(self, node: Node) -> Future[int] | None:
+        """A new conversation holding the path up to `node`. Stored: the history makes the
+        copy and the Future gives its id (open it to carry on); with nothing saved, the copy
+        becomes this conversation in memory (None)."""
+        if self.history.saving and self.conversation_ref is not None and node.ref is not None:
+            from aigc_chat.history import HistoryStore
+
+            return self._user_write(HistoryStore.fork, self.conversation_ref, node.ref)
+        copy = MessageTree()
+        parent: Node | None = None
+        for n in self.tree.path(node):
+            parent = copy.add(Node(n.role, n.content, files=n.files, kind=n.kind, meta=dict(n.meta),
+                                   stats=dict(n.stats), finish_reason=n.finish_reason), parent)
+        self.conversation_ref = None
+        self.tree = copy
         return None
 
-    def begin(self, action: TurnAction, text: str = "", files: Sequence[Attachment] = ()) -> Turn:
-        """Start a turn: the messages change and the history writes are queued now (never
-        waiting); run the returned Turn to get the reply. `files` go into the message
-        (aigc_chat.attachments; counted with `count_file` first, they are checked against the
-        context here, before anything is stored). UsageError when there is nothing to do: an
-        empty message, nothing to regenerate or edit, no model, files that do not fit."""
+    # -- turns ---------------------------------------------------------------------------------
+    def begin(self, action: TurnAction, text: str = "", files: Sequence[Attachment] = (),
+              target: Node | None = None) -> Turn:
+        """Start a turn: the tree grows and the history writes are queued now (never
+        waiting); run the returned Turn to get the reply. Nothing is ever removed: a
+        regenerated reply is a sibling of the last one, and an edit of any question of the
+        path (`target`; the last one by default) is a sibling of it, answered anew. `files` go
+        into the message (aigc_chat.attachments; counted with `count_file` first, they are
+        checked against the context here, before anything is stored); an edit keeps the
+        question's files unless it is given others. UsageError when there is nothing to do:
+        an empty message, nothing to regenerate or edit, no model, files that do not fit."""
         if self.backend is None:
             raise UsageError("no model is loaded")
         if files:
             self._check_room(files)
+        parent: Node | None
         if action == "send":
-            self._queue_question(text, files)
+            user = self._add_question(self.tree.leaf, text, files)
+            parent = user
         elif action == "regenerate":
-            if not self.messages or not any(m.role == "user" for m in self.messages[-2:]):
+            leaf = self.tree.leaf
+            parent = leaf.parent if leaf is not None and leaf.role == "assistant" and leaf.kind == "text" \
+                else leaf
+            found = next((n for n in reversed(self.tree.path(parent)) if n.role == "user"), None) \
+                if parent is not None else None
+            if found is None:
                 raise UsageError("nothing to regenerate")
-            if self.messages[-1].role == "assistant":
-                self.messages.pop()
-            self._drop_rows(self.last_reply_ref)
+            user = found
         elif action == "edit":
+            target = target if target is not None else self.last_user()
+            if target is None:
+                raise UsageError("there is no message to edit")
+            if target.role != "user" or target not in self.tree.path():
+                raise UsageError("only a question on the path shown can be edited")
             if not text.strip():
                 raise UsageError("empty message")
-            if self.last_user_text() is None:
-                raise UsageError("there is no message to edit")
-            while self.messages and self.messages[-1].role == "assistant":
-                self.messages.pop()
-            self.messages.pop()
-            self._drop_rows(self.last_reply_ref, self.last_user_ref)
-            self.last_user_ref = None
-            self._queue_question(text, files or self.last_files)
+            user = self._add_question(target.parent, text, files or target.files)
+            parent = user
         else:
             raise ValueError(f"unknown turn action {action!r}")
-        return Turn(self, action, self._recorder())
+        reply = self.tree.add(Node("assistant", ""), parent)
+        return Turn(self, action, user, reply, self._recorder(reply))
 
-    def _queue_question(self, text: str, files: Sequence[Attachment] = ()) -> None:
+    def _add_question(self, parent: Node | None, text: str, files: Sequence[Attachment] = ()) -> Node:
         if not text.strip() and not files:
             raise UsageError("empty message")
-        self.messages.append(Message("user", render_files(text, files)))
-        self.last_files = tuple(files)
-        self.last_reply_ref = None
+        node = self.tree.add(Node("user", text, files=tuple(files)), parent)
         if not self.history.saving:
-            self.last_user_ref = None
-            return
+            return node
         assert self.history.queued is not None
         if self.conversation_ref is None:
             from aigc_chat.history import title_from
@@ -511,10 +575,12 @@ class Conversation:
                 _start_conversation, title_from(text) or (files[0].name if files else ""), text,
                 [(f.name, f.text) for f in files], model=self._shown_model(),
                 backend=self.settings.backend, settings=self.settings.to_dict())
-            self.conversation_ref, self.last_user_ref = _part(pair, 0), _part(pair, 1)
+            self.conversation_ref, node.ref = _part(pair, 0), _part(pair, 1)
         else:
-            self.last_user_ref = self.history.queued.add_message(
-                self.conversation_ref, "user", text, attachments=[(f.name, f.text) for f in files])
+            node.ref = self.history.queued.add_message(
+                self.conversation_ref, "user", text, attachments=[(f.name, f.text) for f in files],
+                parent=_parent_ref(parent))
+        return node
 
     def count_file(self, file: Attachment) -> Attachment:
         """The file with its size in tokens as this model counts it (slow for big files: not
@@ -543,22 +609,14 @@ class Conversation:
         if why:
             raise UsageError(why)
 
-    def _drop_rows(self, *refs: Ref) -> None:
-        if self.history.queued is None or not self.history.saving:
-            return
-        for ref in refs:
-            if ref is not None:
-                self.history.queued.delete_message(ref)
-        self.last_reply_ref = None
-
-    def _recorder(self) -> ReplyRecorder | None:
+    def _recorder(self, reply: Node) -> ReplyRecorder | None:
         if not self.history.saving or self.conversation_ref is None:
             return None
         from aigc_chat.history import ReplyRecorder
 
         rec = ReplyRecorder(self.history.queued, self.conversation_ref, interval=SAVE_INTERVAL,
-                            clock=self.clock, author=self.author())
-        self.last_reply_ref = rec.start()
+                            clock=self.clock, author=self.author(), parent=_parent_ref(reply.parent))
+        reply.ref = rec.start()
         return rec
 
     def author(self) -> dict[str, str]:
@@ -594,16 +652,17 @@ class Conversation:
 class Turn:
     """One reply in progress. `run(cancel)` yields the model's text pieces as they come and
     keeps the history in step; `plan` and `result` are there once it has started / ended.
-    The reply joins the conversation at every end (cancelled or failed ones too, when they
-    produced text), so nothing the user saw is lost."""
+    The reply (`reply_node`, in the tree from the start) keeps its text at every end
+    (cancelled or failed ones too, when they produced text), so nothing the user saw is lost;
+    a failure that produced nothing leaves no reply."""
 
-    def __init__(self, conversation: Conversation, action: TurnAction,
-                 recorder: ReplyRecorder | None) -> None:
+    def __init__(self, conversation: Conversation, action: TurnAction, user_node: Node,
+                 reply_node: Node, recorder: ReplyRecorder | None) -> None:
         self.conversation = conversation
         self.action = action
         self.recorder = recorder
-        self.user_ref: Ref = conversation.last_user_ref
-        self.reply_ref: Ref = conversation.last_reply_ref
+        self.user_node = user_node  # the question answered (a new one, or the same for a regenerate)
+        self.reply_node = reply_node
         self.author = conversation.author()
         self.plan: PromptPlan | None = None
         self.result: GenerationResult | None = None
@@ -615,8 +674,8 @@ class Turn:
         if conv.backend is None:
             raise UsageError("no model is loaded")
         try:
-            self.plan = plan_prompt(conv.backend, conv.settings.system_prompt, conv.messages,
-                                    conv.settings.params)
+            sent = [n.message() for n in conv.tree.path(self.reply_node.parent) if n.sent]
+            self.plan = plan_prompt(conv.backend, conv.settings.system_prompt, sent, conv.settings.params)
             conv.last_plan = self.plan
             self._stream = conv.backend.stream_chat(self.plan.messages, conv.settings.params, cancel)
         except BaseException as exc:
@@ -663,12 +722,24 @@ class Turn:
         assert self.result is not None
         return self.result
 
+    @property
+    def user_ref(self) -> Ref:
+        return self.user_node.ref
+
+    @property
+    def reply_ref(self) -> Ref:
+        return self.reply_node.ref
+
     def _end(self, result: GenerationResult) -> None:
         if self.result is not None:
             return
         self.result = result
-        if result.text or result.finish_reason != "error":
-            self.conversation.messages.append(Message("assistant", result.text))
+        reply = self.reply_node
+        reply.content, reply.finish_reason, reply.stats = result.text, result.finish_reason, self.stats()
+        if result.reasoning:
+            reply.meta["reasoning"] = result.reasoning
+        if not result.text and not result.reasoning and result.finish_reason == "error":
+            self.conversation.tree.remove(reply)
         if self.recorder is not None:
             try:
                 self.recorder.finish(result)  # queued: never waits

@@ -139,7 +139,22 @@ CREATE TRIGGER blobs_fts_delete AFTER DELETE ON blobs BEGIN
 END;
 """
 
-_MIGRATIONS: list[str] = [_V1, _V2, _V3]
+# Version 4: conversations as trees (aigc_chat.tree). A message has a parent; a conversation
+# has the leaf of the path it shows. Older files were one chain in id order (a regenerate or an
+# edit deleted what it replaced), so each message's parent is the one before it.
+_V4 = """
+ALTER TABLE messages ADD COLUMN parent_id INTEGER;
+ALTER TABLE conversations ADD COLUMN current_leaf INTEGER;
+UPDATE messages SET parent_id = (
+    SELECT max(p.id) FROM messages p WHERE p.conversation_id = messages.conversation_id AND p.id < messages.id
+);
+UPDATE conversations SET current_leaf = (
+    SELECT max(m.id) FROM messages m WHERE m.conversation_id = conversations.id
+);
+CREATE INDEX messages_by_parent ON messages(parent_id);
+"""
+
+_MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -187,6 +202,7 @@ class StoredMessage:
     kind: str = "text"
     meta: dict = field(default_factory=dict)
     attachments: tuple[StoredFile, ...] = ()
+    parent_id: int | None = None  # the message it answers or follows; None at the top
 
 
 @dataclass(frozen=True)
@@ -199,9 +215,31 @@ class StoredFile:
 
 @dataclass(frozen=True)
 class Conversation:
+    """A stored conversation: `messages` is the path it shows (root to `leaf_id`), what a
+    reader, an export or a model is given; `all_messages` is every branch, in id order."""
+
     summary: ConversationSummary
     settings: dict
     messages: list[StoredMessage]
+    all_messages: list[StoredMessage] = field(default_factory=list)
+    leaf_id: int | None = None
+
+    def children(self) -> dict[int | None, list[StoredMessage]]:
+        """Each message's replies and follow-ups (None: the roots), oldest first."""
+        out: dict[int | None, list[StoredMessage]] = {}
+        for m in self.all_messages:
+            out.setdefault(m.parent_id, []).append(m)
+        return out
+
+    @property
+    def branch_count(self) -> int:
+        """How many paths the tree has (its leaves)."""
+        parents = {m.parent_id for m in self.all_messages}
+        return sum(1 for m in self.all_messages if m.id not in parents)
+
+
+CURRENT = -1
+"""`add_message(parent=CURRENT)`: after the conversation's current leaf (the default)."""
 
 
 @dataclass(frozen=True)
@@ -553,19 +591,21 @@ class HistoryStore:
             ).fetchone()
         return int(row[0]) if row else None
 
-    def get_conversation(self, conversation_id: int) -> Conversation:
+    def get_conversation(self, conversation_id: int, *, at: int | None = None) -> Conversation:
+        """The conversation with every branch; the path shown ends at its current leaf, or,
+        given `at` (a message of it, say a search hit), at the newest message under that one."""
         with self._read() as conn:
             conn.execute("BEGIN")  # one snapshot: the summary and the messages agree
             try:
                 row = conn.execute(
-                    "SELECT id, title, model, backend, created_at, updated_at, settings"
+                    "SELECT id, title, model, backend, created_at, updated_at, settings, current_leaf"
                     " FROM conversations WHERE id = ?", (conversation_id,),
                 ).fetchone()
                 if row is None:
                     raise UsageError(f"no conversation {conversation_id}")
                 msgs = conn.execute(
                     "SELECT id, conversation_id, role, content, created_at, finish_reason, stats,"
-                    " kind, meta FROM messages WHERE conversation_id = ? ORDER BY id",
+                    " kind, meta, parent_id FROM messages WHERE conversation_id = ? ORDER BY id",
                     (conversation_id,),
                 ).fetchall()
                 files: dict[int, list[StoredFile]] = {}
@@ -577,32 +617,97 @@ class HistoryStore:
                     files.setdefault(mid, []).append(StoredFile(name, content))
             finally:
                 conn.execute("COMMIT")
-        messages = [
+        every = [
             StoredMessage(m[0], m[1], m[2], m[3], m[4], m[5], _load(m[6]), m[7], _load(m[8]),
-                          tuple(files.get(m[0], ())))
+                          tuple(files.get(m[0], ())), m[9])
             for m in msgs
         ]
-        summary = ConversationSummary(row[0], row[1], row[2], row[3], row[4], row[5], len(messages))
-        return Conversation(summary, _load(row[6]), messages)
+        by_id = {m.id: m for m in every}
+        if at is not None and at not in by_id:
+            raise UsageError(f"conversation {conversation_id} has no message {at}")
+        leaf = newest_under(every, at) if at is not None else row[7]
+        if leaf not in by_id:  # never set, or a row removed by hand: the newest message
+            leaf = every[-1].id if every else None
+        path: list[StoredMessage] = []
+        node = by_id.get(leaf) if leaf is not None else None
+        while node is not None and len(path) <= len(every):  # (a cycle made by hand ends)
+            path.append(node)
+            node = by_id.get(node.parent_id) if node.parent_id is not None else None
+        path.reverse()
+        summary = ConversationSummary(row[0], row[1], row[2], row[3], row[4], row[5], len(every))
+        return Conversation(summary, _load(row[6]), path, every, leaf)
+
+    def set_current_leaf(self, conversation_id: int, message_id: int) -> None:
+        """Which path the conversation shows: the one ending at `message_id` (moving to another
+        branch; the next message follows it)."""
+        with self._write() as conn:
+            self._check_member(conn, conversation_id, message_id)
+            conn.execute("UPDATE conversations SET current_leaf = ? WHERE id = ?",
+                         (message_id, conversation_id))
+
+    def fork(self, conversation_id: int, message_id: int, title: str | None = None) -> int:
+        """A new conversation holding a copy of the path up to `message_id` (its files, stats
+        and settings too); the original is untouched. Returns the new id."""
+        stored = self.get_conversation(conversation_id, at=message_id)
+        path: list[StoredMessage] = []
+        for m in stored.messages:
+            path.append(m)
+            if m.id == message_id:
+                break
+        now = time.time()
+        s = stored.summary
+        name = title if title is not None else (f"{s.title} (fork)" if s.title else "")
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO conversations (title, model, backend, settings, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (_one_line(name), s.model, s.backend, _dump(stored.settings), now, now))
+            new = _inserted_id(cur)
+            parent: int | None = None
+            for m in path:
+                cur = conn.execute(
+                    "INSERT INTO messages (conversation_id, role, content, created_at, finish_reason,"
+                    " stats, kind, meta, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (new, m.role, m.content, m.created_at, m.finish_reason, _dump(m.stats), m.kind,
+                     _dump(m.meta), parent))
+                copy = _inserted_id(cur)
+                conn.execute(
+                    "INSERT INTO attachments (message_id, position, name, blob_id)"
+                    " SELECT ?, position, name, blob_id FROM attachments WHERE message_id = ?", (copy, m.id))
+                parent = copy
+            conn.execute("UPDATE conversations SET current_leaf = ? WHERE id = ?", (parent, new))
+            return new
+
+    @staticmethod
+    def _check_member(conn: sqlite3.Connection, conversation_id: int, message_id: int) -> None:
+        row = conn.execute("SELECT conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+        if row is None or row[0] != conversation_id:
+            raise UsageError(f"conversation {conversation_id} has no message {message_id}")
 
     # -- messages ------------------------------------------------------------------------
 
     def add_message(self, conversation_id: int, role: str, content: str, *,
                     finish_reason: str | None = None, stats: dict | None = None,
                     kind: str = "text", meta: dict | None = None,
-                    attachments: Sequence[tuple[str, str]] = ()) -> int:
-        """Append a message (with its attached files: (name, text) pairs, each text kept
-        once); the first user message also names an untitled conversation."""
+                    attachments: Sequence[tuple[str, str]] = (), parent: int | None = CURRENT) -> int:
+        """Add a message (with its attached files: (name, text) pairs, each text kept once)
+        after `parent` (None: at the top; CURRENT: after the current leaf), and show its path;
+        the first user message also names an untitled conversation."""
         now = time.time()
         with self._write() as conn:
-            row = conn.execute("SELECT title FROM conversations WHERE id = ?",
+            row = conn.execute("SELECT title, current_leaf FROM conversations WHERE id = ?",
                                (conversation_id,)).fetchone()
             if row is None:
                 raise UsageError(f"no conversation {conversation_id}")
+            if parent == CURRENT:
+                parent = row[1]
+            elif parent is not None:
+                self._check_member(conn, conversation_id, parent)
             cur = conn.execute(
                 "INSERT INTO messages (conversation_id, role, content, created_at, finish_reason,"
-                " stats, kind, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, role, content, now, finish_reason, _dump(stats), kind, _dump(meta)),
+                " stats, kind, meta, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, role, content, now, finish_reason, _dump(stats), kind, _dump(meta),
+                 parent),
             )
             mid = _inserted_id(cur)
             for position, (name, text) in enumerate(attachments):
@@ -612,11 +717,11 @@ class HistoryStore:
                     "INSERT INTO attachments (message_id, position, name, blob_id)"
                     " SELECT ?, ?, ?, id FROM blobs WHERE sha256 = ?", (mid, position, name, digest))
             if not row[0] and role == "user" and title_from(content):
-                conn.execute("UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
-                             (title_from(content), now, conversation_id))
+                conn.execute("UPDATE conversations SET title = ?, updated_at = ?, current_leaf = ?"
+                             " WHERE id = ?", (title_from(content), now, mid, conversation_id))
             else:
-                conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?",
-                             (now, conversation_id))
+                conn.execute("UPDATE conversations SET updated_at = ?, current_leaf = ? WHERE id = ?",
+                             (now, mid, conversation_id))
             return mid
 
     def update_message(self, message_id: int, content: str, *, finish_reason: str | None = None,
@@ -638,9 +743,33 @@ class HistoryStore:
             conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, row[0]))
 
     def delete_message(self, message_id: int) -> None:
-        """Remove one message (regenerate, edit and resend); a missing one is not an error."""
+        """Remove one message (a failed reply that produced nothing); what followed it now
+        follows its parent, and a path that ended at it ends there. A missing one is not an
+        error."""
         with self._write() as conn:
+            row = conn.execute("SELECT conversation_id, parent_id FROM messages WHERE id = ?",
+                               (message_id,)).fetchone()
+            if row is None:
+                return
+            conn.execute("UPDATE messages SET parent_id = ? WHERE parent_id = ?", (row[1], message_id))
             conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+            leaf = conn.execute("SELECT current_leaf FROM conversations WHERE id = ?", (row[0],)).fetchone()
+            if leaf is not None and leaf[0] == message_id:  # the path ended here: the newest one left
+                conn.execute("UPDATE conversations SET current_leaf = ? WHERE id = ?",
+                             (self._newest_under(conn, row[0], row[1]), row[0]))
+
+    @staticmethod
+    def _newest_under(conn: sqlite3.Connection, conversation_id: int, message_id: int | None) -> int | None:
+        """The newest message in the subtree of `message_id` (None: in the conversation)."""
+        if message_id is None:
+            found = conn.execute("SELECT max(id) FROM messages WHERE conversation_id = ?",
+                                 (conversation_id,)).fetchone()
+        else:
+            found = conn.execute(
+                "WITH RECURSIVE sub(id) AS (SELECT ? UNION ALL"
+                " SELECT m.id FROM messages m JOIN sub ON m.parent_id = sub.id) SELECT max(id) FROM sub",
+                (message_id,)).fetchone()
+        return found[0] if found else None
 
     # -- search and export ---------------------------------------------------------------
 
@@ -690,13 +819,18 @@ class HistoryStore:
                 conn.execute("COMMIT")
         return hits[:limit]
 
-    def export(self, conversation_id: int, fmt: str, reasoning: bool = False) -> str:
-        """The conversation as Markdown (message text sanitised: it may be shown or pasted
-        anywhere) or as JSON (every non-ASCII or control character escaped). A reply's
-        reasoning is left out unless `reasoning`."""
+    def export(self, conversation_id: int, fmt: str, reasoning: bool = False,
+               all_branches: bool = False) -> str:
+        """The conversation's current path as Markdown (message text sanitised: it may be
+        shown or pasted anywhere) or as JSON (every non-ASCII or control character escaped);
+        JSON carries every branch with `all_branches`. A reply's reasoning is left out unless
+        `reasoning`."""
         conv = self.get_conversation(conversation_id)
+        if all_branches and fmt != "json":
+            raise UsageError("--all-branches needs JSON: a Markdown export is one path")
         if fmt == "json":
-            return json.dumps(conversation_to_dict(conv, reasoning), ensure_ascii=True, indent=2) + "\n"
+            data = conversation_to_dict(conv, reasoning, all_branches=all_branches)
+            return json.dumps(data, ensure_ascii=True, indent=2) + "\n"
         if fmt in ("markdown", "md"):
             return conversation_to_markdown(conv, reasoning)
         raise UsageError(f"unknown export format {fmt!r} (use markdown or json)")
@@ -712,9 +846,11 @@ class ReplyRecorder:
     for the writer thread and the ids here are Futures it resolves. `clock` is for tests."""
 
     def __init__(self, store: Any, conversation_id: Any, *, interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic, author: dict[str, str] | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, author: dict[str, str] | None = None,
+                 parent: Any = CURRENT) -> None:
         self.store = store
         self.conversation_id = conversation_id
+        self.parent = parent  # the message it answers (an id or a Future); CURRENT: the leaf
         # which backend and model wrote the reply: kept in its stats from the first row on, so
         # even a reply cut off by a kill -9 says where it came from
         self.author = dict(author or {})
@@ -729,7 +865,7 @@ class ReplyRecorder:
     def start(self) -> Any:
         if self.message_id is None:
             self.message_id = self.store.add_message(self.conversation_id, "assistant", "",
-                                                     stats=self.author or None)
+                                                     stats=self.author or None, parent=self.parent)
             self._last_flush = self.clock()
         return self.message_id
 
@@ -792,19 +928,38 @@ def _meta(meta: dict[str, Any], reasoning: bool) -> dict[str, Any]:
     return meta if reasoning else {k: v for k, v in meta.items() if k != "reasoning"}
 
 
-def conversation_to_dict(conv: Conversation, reasoning: bool = False) -> dict[str, Any]:
+def conversation_to_dict(conv: Conversation, reasoning: bool = False, *,
+                         all_branches: bool = False) -> dict[str, Any]:
+    """The current path's messages, or every message with `all_branches`; each says its
+    `parent_id` and whether it is on the current path."""
     s = conv.summary
+    on_path = {m.id for m in conv.messages}
     return {
         "id": s.id, "title": s.title, "model": s.model, "backend": s.backend,
         "created_at": s.created_at, "updated_at": s.updated_at, "settings": conv.settings,
+        "current_leaf": conv.leaf_id, "branches": conv.branch_count,
         "messages": [
-            {"id": m.id, "role": m.role, "content": m.content, "created_at": m.created_at,
+            {"id": m.id, "parent_id": m.parent_id, "on_path": m.id in on_path, "role": m.role,
+             "content": m.content, "created_at": m.created_at,
              "finish_reason": m.finish_reason, "stats": m.stats, "kind": m.kind,
              "meta": _meta(m.meta, reasoning),
              "attachments": [{"name": f.name, "content": f.content} for f in m.attachments]}
-            for m in conv.messages
+            for m in (conv.all_messages if all_branches else conv.messages)
         ],
     }
+
+
+def newest_under(messages: Sequence[StoredMessage], message_id: int | None) -> int | None:
+    """The newest message in the subtree of `message_id` (ids grow: it is a leaf)."""
+    if message_id is None:
+        return None
+    inside = {message_id}
+    newest = message_id
+    for m in messages:  # id order: a parent comes before its children
+        if m.parent_id in inside:
+            inside.add(m.id)
+            newest = max(newest, m.id)
+    return newest
 
 
 def conversation_to_markdown(conv: Conversation, reasoning: bool = False) -> str:

@@ -29,9 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("list", help="id, date, model and title of each conversation, newest first (tab-separated)")
     s.add_argument("--limit", "-n", type=positive, default=50, metavar="N", help="at most N (default 50)")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
-    s = sub.add_parser("show", help="print a conversation")
+    s = sub.add_parser("show", help="print a conversation: the path it shows, and where alternatives are")
     s.add_argument("id", type=conversation_id, metavar="ID")
     s.add_argument("--reasoning", action="store_true", help="also print each reply's reasoning")
+    s.add_argument("--at", type=conversation_id, metavar="MSG",
+                   help="the branch holding message MSG instead of the current one")
+    view = s.add_mutually_exclusive_group()
+    view.add_argument("--tree", action="store_true", help="draw every branch as a tree (● marks the current path)")
+    view.add_argument("--json", action="store_true",
+                      help="every message as JSON, with its id, parent_id and whether it is on the current path")
     s = sub.add_parser("search", help="full-text search over every message and title")
     s.add_argument("query", nargs="+", type=text, metavar="QUERY",
                    help="words to find (taken literally, all must appear)")
@@ -42,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", "-f", choices=("markdown", "json"), default="markdown")
     s.add_argument("--output", "-o", metavar="PATH", help="write to PATH instead of stdout")
     s.add_argument("--reasoning", action="store_true", help="include each reply's reasoning (left out by default)")
+    s.add_argument("--all-branches", action="store_true",
+                   help="JSON only: every branch (each message with its parent_id), not just the current path")
     s = sub.add_parser("rename", help="give a conversation a new title")
     s.add_argument("id", type=conversation_id, metavar="ID")
     s.add_argument("title", nargs="+", type=text, metavar="TITLE")
@@ -101,26 +109,40 @@ def _list(store, args) -> int:
 
 
 def _show(store, args) -> int:
-    from aigc_chat.history import format_time
+    from aigc_chat.history import conversation_to_dict, format_time
     from aigc_chat.sanitize import sanitize
 
-    conv = store.get_conversation(args.id)
+    conv = store.get_conversation(args.id, at=args.at)
+    if args.json:
+        _out(json.dumps(conversation_to_dict(conv, args.reasoning, all_branches=True), ensure_ascii=True,
+                        indent=2) + "\n")
+        return 0
     s = conv.summary
     _out(f"#{s.id}  {sanitize(s.title) or '(untitled)'}\n")
     facts = [f"created {format_time(s.created_at)}", f"{s.message_count} messages"]
+    if conv.branch_count > 1:
+        facts.append(f"{conv.branch_count} branches (history show {s.id} --tree)")
     if s.model:
         facts.insert(0, f"model {sanitize(s.model)}")
     _out(", ".join(facts) + "\n")
+    if args.tree:
+        _draw_tree(conv)
+        return 0
     system = conv.settings.get("system_prompt")
     if system:
         _out(f"\n[system]\n{sanitize(str(system))}\n")
+    children = conv.children()
     for m in conv.messages:
         head = f"[{sanitize(m.role)}"
         if m.kind != "text":
             head += f" {sanitize(m.kind)}"
-        head += f"] {format_time(m.created_at)}"
+        head += f" #{m.id}] {format_time(m.created_at)}"
         if m.role == "assistant":
             head += _reply_facts(m)
+        siblings = children.get(m.parent_id, [])
+        if len(siblings) > 1:
+            others = ", ".join(f"#{o.id}" for o in siblings if o.id != m.id)
+            head += f" · alternative {siblings.index(m) + 1} of {len(siblings)} (others: {others})"
         for f in m.attachments:
             head += f"\n[file] {sanitize(f.name)} ({len(f.content.encode('utf-8')):,} bytes)"
         thought = m.meta.get("reasoning") if args.reasoning else None
@@ -129,6 +151,45 @@ def _show(store, args) -> int:
         else:
             _out(f"\n{head}\n{sanitize(m.content).rstrip()}\n")
     return 0
+
+
+TREE_TEXT = 60  # characters of each message's first line in `show --tree`
+
+
+def _draw_tree(conv) -> None:
+    """Every message, one line each: a chain stays in one column and only a fork indents,
+    so a long conversation with a few branches stays narrow. ● is the current path."""
+    from aigc_chat.sanitize import sanitize
+
+    children = conv.children()
+    on_path = {m.id for m in conv.messages}
+
+    def line(m) -> str:
+        first = " ".join(sanitize(m.content).split())
+        if len(first) > TREE_TEXT:
+            first = first[: TREE_TEXT - 1] + "…"
+        kind = f" {sanitize(m.kind)}" if m.kind != "text" else ""
+        return f"{'●' if m.id in on_path else '○'} [{sanitize(m.role)}{kind} #{m.id}] {first}"
+
+    # (messages of one level, the prefix its lines carry), depth first without recursion
+    stack: list[tuple[list, int, str]] = [(children.get(None, []), 0, "")]
+    while stack:
+        level, i, prefix = stack.pop()
+        if i >= len(level):
+            continue
+        stack.append((level, i + 1, prefix))
+        m = level[i]
+        if len(level) > 1:
+            last = i == len(level) - 1
+            _out(f"{prefix}{'└─' if last else '├─'}{line(m)}\n")
+            inner = prefix + ("  " if last else "│ ")
+        else:
+            _out(f"{prefix}{line(m)}\n")
+            inner = prefix
+        while len(children.get(m.id, [])) == 1:  # a chain: same column
+            m = children[m.id][0]
+            _out(f"{inner}{line(m)}\n")
+        stack.append((children.get(m.id, []), 0, inner))
 
 
 def _reply_facts(m) -> str:
@@ -162,7 +223,9 @@ def _search(store, args) -> int:
 
 
 def _export(store, args) -> int:
-    text = store.export(args.id, args.format, args.reasoning)  # markdown is sanitised, json escaped
+    if args.all_branches and args.format != "json":
+        raise UsageError("--all-branches needs --format json: a Markdown export is one path")
+    text = store.export(args.id, args.format, args.reasoning, args.all_branches)  # markdown sanitised, json escaped
     if args.output:
         from aigc_chat.safe_open import write_private
 

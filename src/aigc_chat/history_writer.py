@@ -221,3 +221,6 @@ class QueuedStore:
 
     def update_settings(self, conversation_id: Any, settings: dict, **kwargs: Any) -> Future:
         return self.writer.submit(HistoryStore.update_settings, conversation_id, settings, **kwargs)
+
+    def set_current_leaf(self, conversation_id: Any, message_id: Any) -> Future:
+        return self.writer.submit(HistoryStore.set_current_leaf, conversation_id, message_id)

@@ -72,14 +72,21 @@ def read_files(paths: list[str], stdin: TextIO | None) -> list[Attachment]:
 
 
 def run_oneshot(config: Config, args: argparse.Namespace) -> int:
+    """One answer: to `--prompt` (and piped stdin, and -f files), or, with `--regenerate`, a
+    new answer to the conversation's last question, stored beside the old one."""
+    regenerate = bool(getattr(args, "regenerate", False))
     paths = list(getattr(args, "file", []) or [])
     if "-" in paths and args.prompt == "-":
         raise UsageError("stdin can be the prompt (-p -) or a file (-f -), not both")
     files = read_files(paths, sys.stdin)
-    text = read_prompt(args.prompt, None if "-" in paths else sys.stdin, allow_empty=bool(files))
+    text = "" if regenerate else read_prompt(args.prompt, None if "-" in paths else sys.stdin,
+                                             allow_empty=bool(files))
     err = sys.stderr
     show_status = err.isatty() and not args.json
     conv, warnings = _start_conversation(config, args, err)
+    if regenerate and conv.last_user() is None:
+        conv.close()
+        raise UsageError("nothing to regenerate: the conversation has no question yet")
 
     def progress(msg: str) -> None:
         if show_status:
@@ -99,7 +106,7 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
     conv.attach_backend(backend)
     try:
         counted = [conv.count_file(f) for f in files]  # refused here, before anything is stored
-        turn = conv.begin("send", text, counted)
+        turn = conv.begin("regenerate") if regenerate else conv.begin("send", text, counted)
     except BaseException:
         conv.close()
         raise
