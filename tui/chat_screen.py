@@ -366,8 +366,9 @@ class ChatScreen(Screen[None]):
         elif event.action == "fork":
             await self.fork_at(node)
 
-    async def switch_branch(self, node: Node, step: int) -> None:
-        """Show the previous (-1) or next (1) alternative of `node`; the focus follows it."""
+    async def switch_branch(self, node: Node, step: int, *, follow: bool = True) -> None:
+        """Show the previous (-1) or next (1) alternative of `node`; the focus follows it
+        (unless not `follow`: moved from the message box, the focus stays there)."""
         other = self.conversation.switch(node, step)
         if other is None:
             count = self.conversation.tree.position(node)[1]
@@ -377,7 +378,8 @@ class ChatScreen(Screen[None]):
         await self.show_path()
         widget = self.chat.widget_for(other)
         if widget is not None:
-            widget.focus()
+            if follow:
+                widget.focus()
             widget.scroll_visible(animate=False)
 
     async def fork_at(self, node: Node) -> None:
@@ -418,7 +420,7 @@ class ChatScreen(Screen[None]):
         if self.state != "idle":
             self.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
             return
-        await self.switch_branch(node, step)
+        await self.switch_branch(node, step, follow=False)
 
     async def on_reply_started(self, event: ReplyStarted) -> None:
         if event.job != self._job:
