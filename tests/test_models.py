@@ -122,6 +122,18 @@ def test_every_place_is_found_with_its_facts(isolated_dirs, layout):
     assert e[("mmproj-tiny-f16", "models_dir")].kind == "vision-projector"
 
 
+def test_the_listing_is_the_same_without_the_bulk_string_walk(isolated_dirs, layout, monkeypatch):
+    """The tiny vocabularies (~350 tokens) go through gguf_info's numpy walk; the exact loop
+    alone must list every file with the same facts (tests/test_gguf_walk.py: the walk itself)."""
+    from aigc_chat import gguf_info
+
+    cfg = _config(isolated_dirs, layout)
+    bulk = [e.to_dict() for e in discovery.scan(cfg, use_index=False)]
+    monkeypatch.setattr(gguf_info, "_BULK_MIN_STRINGS", 1 << 62)
+    assert [e.to_dict() for e in discovery.scan(cfg, use_index=False)] == bulk
+    assert len([e for e in bulk if e["parameters"]]) >= 6
+
+
 def test_the_index_is_reused_and_notices_a_changed_file(isolated_dirs, layout, monkeypatch):
     cfg = _config(isolated_dirs, layout)
     discovery.scan(cfg)
