@@ -34,6 +34,7 @@ from aigc_chat.backends.base import (
     template_markers,
     template_params,
 )
+from aigc_chat.backends.kept_states import DEFAULT_BUDGET_MB, KeptStates, common_prefix
 from aigc_chat.cpu import usable_cores
 from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.gguf_info import GGUFInfo, read_gguf_info
@@ -74,6 +75,9 @@ class LlamaCppBackend(Backend):
         "swa_full": Option(True, bool,
                            "full-size sliding-window cache, so any prefix of the conversation can be reused"),
         "use_mmap": Option(True, bool, "memory-map the model file"),
+        "kept_states_mb": Option(DEFAULT_BUDGET_MB, int,
+                                 "memory for the KV states of other branches, so moving back to one does not "
+                                 "re-read it (MB; 0 = off)", int_range(0, 1 << 20)),
     }
 
     def __init__(self, model: str | None, options: dict[str, Any] | None = None) -> None:
@@ -87,6 +91,8 @@ class LlamaCppBackend(Backend):
         self._pieces: TokenPieces | None = None
         self._bos = ""
         self._eos = ""
+        self.kept = KeptStates(0)  # other branches' KV states (backends/kept_states.py)
+        self.last_reused = 0  # tokens of the last prompt not evaluated: the cache had them
 
     # -- loading ------------------------------------------------------------------------
     def load(self, progress: ProgressCallback | None = None) -> None:
@@ -133,12 +139,49 @@ class LlamaCppBackend(Backend):
         self._pieces = TokenPieces(llama_cpp, llm._model.vocab)
         self._bos = self._pieces.special_text(llm.token_bos())
         self._eos = self._pieces.special_text(llm.token_eos())
+        self.kept = KeptStates(self.options["kept_states_mb"] << 20)
         report("ready")
 
     def close(self) -> None:
+        self.kept.clear()
         if self._llm is not None:
             self._llm.close()
             self._llm = None
+
+    # -- the KV cache across branches (backends/kept_states.py) --------------------------------
+    def _prepare_cache(self, llm: Any, llama_cpp: Any, prompt: Sequence[int]) -> None:
+        """Before `prompt` runs: keep the live state if the prompt would drop much of it, and
+        put back a kept one that shares more with the prompt. Any failure here only costs
+        speed: the cache is emptied and the prompt evaluated whole."""
+        cached = llm.input_ids[: llm.n_tokens].tolist()
+        have = common_prefix(cached, prompt)
+        try:
+            best = self.kept.best(prompt, have)
+            if self.kept.worth_keeping(cached, prompt) and (best is None or best.tokens != tuple(cached)):
+                size = int(llama_cpp.llama_state_seq_get_size(llm._ctx.ctx, 0))
+                if self.kept.fits(size):
+                    buf = (ctypes.c_uint8 * size)()
+                    got = int(llama_cpp.llama_state_seq_get_data(llm._ctx.ctx, buf, size, 0))
+                    if 0 < got <= size:
+                        self.kept.keep(cached, buf, got)
+            if best is not None:
+                llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+                llm.n_tokens = 0
+                read = int(llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, best.state, best.size, 0))
+                if read != best.size:
+                    raise RuntimeError("llama.cpp did not take the kept state back")
+                n = len(best.tokens)
+                llm.input_ids[:n] = best.tokens
+                llm.n_tokens = n
+                llm._requires_eval = True
+                self.kept.restored += 1
+                have = common_prefix(best.tokens, prompt)
+        except Exception:  # noqa: BLE001 - a state that cannot be kept or restored: evaluate afresh
+            self.kept.clear()
+            llm.reset()
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            have = 0
+        self.last_reused = min(have, len(prompt) - 1)
 
     def info(self) -> BackendInfo:
         llm = self._require()
@@ -218,6 +261,7 @@ class LlamaCppBackend(Backend):
         piece = self._pieces
         assert piece is not None
         n = 0
+        self._prepare_cache(llm, llama_cpp, prompt)
         tokens = llm.generate(
             prompt,
             top_k=params.top_k,

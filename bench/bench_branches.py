@@ -13,10 +13,13 @@ holds the new one). Then, time to first token of:
 - **next turn**: the next question on the same branch (only the question is new).
 - **scratch**: the same prompt as *switch*, with the engine's cache emptied first: every
   token of the conversation evaluated.
-- **deep switch**: an edit of question `turns // 2`, then back to the original question and a
-  question there: everything after the fork point (half the conversation) is evaluated.
+- **deep switch**: an edit of question `turns // 2` (and its answer), then back to the
+  original question and a question there. Without kept states everything after the fork
+  point (half the conversation) is evaluated again; with them (backends/kept_states.py, the
+  default) the branch's own KV state is put back and only the new question is evaluated.
 
-Figures are medians over the rounds, ratios side by side in one run. Target: switch <= 1.5x
+Both are run side by side, round by round: the default engine and the same engine with kept
+states off (`kept_states_mb = 0`). Figures are medians over the rounds. Target: switch <= 1.5x
 the next turn on a 10-turn conversation, far below scratch.
 """
 
@@ -52,8 +55,10 @@ def ttft(conv: Conversation, action: str, text: str = "", **kw: object) -> float
 
 
 def empty_cache(conv: Conversation) -> None:
-    """llama.cpp's own cache emptied: the next prompt is evaluated from its first token."""
+    """llama.cpp's own cache emptied (and nothing kept): the next prompt is evaluated from its
+    first token."""
     conv.backend._llm.reset()  # type: ignore[union-attr]  # llama_cpp.Llama: n_tokens = 0
+    conv.backend.kept.clear()  # type: ignore[union-attr]
 
 
 def one_round(conv: Conversation, turns: int, seed: int) -> dict[str, float]:
@@ -90,24 +95,33 @@ def main() -> int:
     args = p.parse_args()
     cfg = model_settings_for(load_config().with_overrides(
         max_tokens=args.reply_tokens, temperature=0.2, **({"model": args.model} if args.model else {})))
-    backend = load_backend(cfg)
+    kept = load_backend(cfg)
+    from aigc_chat.backends.llama_cpp_backend import LlamaCppBackend
+
+    plain = LlamaCppBackend(kept.model, {**kept.options, "kept_states_mb": 0})  # the same engine, nothing kept
+    plain.load()
+    results: dict[str, list[dict[str, float]]] = {"kept states (default)": [], "kept states off": []}
     try:
-        info = backend.info()
+        info = kept.info()
         print(f"{info.name} {Path(info.model).name} on {info.device}, context {info.context_length}; "
               f"{args.turns} turns of replies up to {args.reply_tokens} tokens, {args.rounds} rounds")
-        conv = Conversation(cfg)  # nothing stored: the history is not what is measured here
-        conv.attach_backend(backend, external=True)
-        rounds = [one_round(conv, args.turns, seed) for seed in range(args.rounds)]
+        for seed in range(args.rounds):  # the two side by side, round by round
+            for name, backend in zip(results, (kept, plain), strict=True):
+                conv = Conversation(cfg)  # nothing stored: the history is not what is measured here
+                conv.attach_backend(backend, external=True)
+                results[name].append(one_round(conv, args.turns, seed))
     finally:
-        backend.close()
-    med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
-    print(f"prompt at the switch: {med['prompt tokens']:.0f} tokens")
-    for name in ("next turn", "switch", "deep switch", "scratch"):
-        runs = ", ".join(f"{r[name] * 1000:.0f}" for r in rounds)
-        print(f"  {name:12} {med[name] * 1000:7.1f} ms  (runs: {runs})")
-    print(f"switch / next turn:  {med['switch'] / med['next turn']:.2f}x  (target <= 1.5x)")
-    print(f"scratch / switch:    {med['scratch'] / med['switch']:.1f}x")
-    print(f"deep switch / next:  {med['deep switch'] / med['next turn']:.2f}x  (half the conversation re-read)")
+        kept.close()
+        plain.close()
+    for name, rounds in results.items():
+        med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+        print(f"\n{name}: prompt at the switch {med['prompt tokens']:.0f} tokens")
+        for what in ("next turn", "switch", "deep switch", "scratch"):
+            runs = ", ".join(f"{r[what] * 1000:.0f}" for r in rounds)
+            print(f"  {what:12} {med[what] * 1000:7.1f} ms  (runs: {runs})")
+        print(f"  switch / next turn:       {med['switch'] / med['next turn']:.2f}x  (target <= 1.5x)")
+        print(f"  deep switch / next turn:  {med['deep switch'] / med['next turn']:.2f}x")
+        print(f"  scratch / switch:         {med['scratch'] / med['switch']:.1f}x")
     return 0
 
 

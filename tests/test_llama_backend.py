@@ -12,6 +12,7 @@ from aigc_chat.backends.llama_cpp_backend import LlamaCppBackend, build_summary,
 from aigc_chat.config import Config
 from aigc_chat.conversation import Conversation
 from aigc_chat.params import GenerationParams
+from aigc_chat.tree import Node
 
 GREEDY = GenerationParams(temperature=0.0, max_tokens=24)
 Q = [Message("user", "Write a sentence about the sea.")]
@@ -197,7 +198,8 @@ def test_session_leaves_out_old_turns_to_fit(gemma_path):
     try:
         s = _conversation(b, GREEDY.with_updates(max_tokens=8), "Be brief.")
         for i in range(6):
-            s.messages += [Message("user", f"question {i} " + "pad " * 20), Message("assistant", "ok " * 10)]
+            for role, text in (("user", f"question {i} " + "pad " * 20), ("assistant", "ok " * 10)):
+                s.tree.add(Node(role, text), s.tree.leaf)
         turn = s.begin("send", "final question")
         r = turn.consume()
         assert turn.plan.dropped > 0

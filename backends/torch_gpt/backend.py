@@ -33,6 +33,7 @@ from aigc_chat.backends.base import (
     template_markers,
     template_params,
 )
+from aigc_chat.backends.kept_states import DEFAULT_BUDGET_MB
 from aigc_chat.backends.torch_gpt.device import check_device, check_dtype
 from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.params import GenerationParams
@@ -71,6 +72,9 @@ class TorchBackend(Backend):
                            'logits; CPU)', _check_quant),
         "chat_template": Option("", str,
                                 'override: "gemma", "chatml", "llama-3", "llama-2", "plain" or a Jinja string'),
+        "kept_states_mb": Option(DEFAULT_BUDGET_MB, int,
+                                 "memory for the KV states of other branches, so moving back to one does not "
+                                 "re-read it (MB, host memory; 0 = off)", int_range(0, 1 << 20)),
     }
 
     def __init__(self, model: str | None, options: dict[str, Any] | None = None) -> None:
@@ -154,7 +158,7 @@ class TorchBackend(Backend):
 
             report("compiling (first tokens are slow)")
             step = compiled_step(model)
-        self._runner = Runner(model, step)
+        self._runner = Runner(model, step, kept_budget=self.options["kept_states_mb"] << 20)
         self._tok, self._template = ckpt.tokenizer, template
         self.supported_params = template_params(template)
         self._device, self._dtype = device, dtype
@@ -164,6 +168,11 @@ class TorchBackend(Backend):
         }
         self._describe = describe(device)
         report("ready")
+
+    @property
+    def last_reused(self) -> int:
+        """Tokens of the last prompt not evaluated: the cache (or a kept branch) had them."""
+        return self._runner.last_reused if self._runner is not None else 0
 
     def close(self) -> None:
         if self._tok is not None:
