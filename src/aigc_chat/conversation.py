@@ -4,8 +4,9 @@ A `Conversation` owns everything a chat is besides its screen: the settings it i
 with, the messages sent to the model, the backend, and its rows in the history store. The TUI
 and the one-shot mode both drive it and nothing else, so each rule lives here once:
 
-- **A turn** (`begin("send" | "regenerate" | "edit", text)`) changes the messages and queues
-  the history writes at once, on the caller's thread, without waiting: the question is queued
+- **A turn** (`begin("send" | "regenerate" | "edit", text)`) grows the conversation's tree
+  (aigc_chat.tree: a regenerate or an edit is a new branch, nothing is removed) and queues the
+  history writes at once, on the caller's thread, without waiting: the question is queued
   before any row of its reply, so nothing typed is lost. The returned `Turn` is then run where
   the front end likes (the TUI: a worker thread; the one-shot mode: its main thread): it plans
   the prompt, streams the reply's text pieces, saves the reply while it streams (about once a
