@@ -146,3 +146,24 @@ async def test_a_search_hit_in_a_side_branch_opens_that_branch(tmp_path: Path, g
         await wait_idle(pilot, app)
     with HistoryStore(readonly=True) as s:
         assert s.get_conversation(cid).messages[-1].id == side  # the branch opened is the current one now
+
+
+async def test_a_regenerate_that_fails_before_a_word_shows_the_reply_it_was_to_replace(tmp_path: Path) -> None:
+    """An engine that fails at once (a fault a real model cannot be made to produce): the old
+    reply is back on screen, and the conversation has no branch."""
+    from tests.scripted_backend import ScriptedBackend
+
+    backend = ScriptedBackend(["the good answer"])
+    app = ChatApp(make_config(tmp_path), store=HistoryStore(), backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, app, "question")
+        backend.fail_after = 0
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: any("engine exploded" in n.message for n in app._notifications), 10,
+                       "the failure")
+        await wait_idle(pilot, app)
+        chat = app.chat_screen.chat
+        await wait_for(pilot, lambda: shown(app) == [("user", "question"), ("assistant", "the good answer")], 10,
+                       "the old reply back")
+        assert "‹" not in header(chat.last("assistant")) and app.conversation.tree.branch_count() == 1

@@ -448,10 +448,7 @@ class ChatScreen(Screen[None]):
         result = event.result
         reply, self._reply = self._reply, None
         await reply.finish(result.text, event.stats, result.finish_reason, result.reasoning)
-        leaf = self.conversation.tree.leaf
-        if reply.node is not None and leaf is not None and leaf is not reply.node.parent \
-                and reply.node not in self.conversation.path():
-            await self.show_path()  # a failed regenerate left nothing: the reply it was to replace
+        await self._show_replaced(reply)
         if result.prompt_tokens:
             self.status.context_used = result.prompt_tokens + result.completion_tokens
         for warning in result.warnings:
@@ -469,8 +466,17 @@ class ChatScreen(Screen[None]):
         reply, self._reply = self._reply, None
         if reply is not None:
             await reply.finish("", {"error": event.reason}, "error")
+            await self._show_replaced(reply)
         self.app.notify(event.reason, title="Cannot answer", severity="error")
         self.set_state("idle")
+
+    async def _show_replaced(self, reply: AssistantMessage) -> None:
+        """A regenerate that failed before saying anything left no reply: the path shows the
+        one it was to replace again (a failed first answer stays on screen, marked)."""
+        leaf = self.conversation.tree.leaf
+        if reply.node is not None and leaf is not None and leaf is not reply.node.parent \
+                and reply.node not in self.conversation.path():
+            await self.show_path()
 
     # -- generation control ---------------------------------------------------------------
     def action_cancel(self) -> None:
