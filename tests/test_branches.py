@@ -373,3 +373,57 @@ def test_regenerate_from_the_command_line_on_the_default_model(cli: str, default
     assert r.returncode == 0
     s = stored(cid)
     assert s.messages[-2].parent_id == replies[1].id  # --continue follows the current leaf
+
+
+# -- found in review ---------------------------------------------------------------------------
+
+def test_regenerate_after_inline_samples_answers_the_question_beside_the_old_reply() -> None:
+    conv = make(["R1"])
+    conv.begin("send", "Q").consume()
+    conv.add_item("assistant", "GAN samples", "gan", {"seed": 1})
+    reply(conv, "R2")
+    turn = conv.begin("regenerate")
+    turn.consume()
+    assert conv.backend.seen[-1] == [Message("user", "Q")]  # type: ignore[union-attr]  # never the old reply
+    r1 = conv.tree.roots[0].children[0]
+    assert conv.tree.siblings(turn.reply_node) == [r1, turn.reply_node] and contents(conv) == ["Q", "R2"]
+    conv.close()
+    s = stored()
+    assert [m.content for m in s.messages] == ["Q", "R2"]
+    assert {m.parent_id for m in s.all_messages if m.kind == "text" and m.role == "assistant"} == {s.messages[0].id}
+
+
+def test_a_failed_regenerate_after_moving_back_shows_the_reply_moved_back_to() -> None:
+    conv = make(["R1"])
+    conv.begin("send", "Q").consume()
+    reply(conv, "R2")
+    conv.begin("regenerate").consume()
+    conv.switch(conv.path()[-1], -1)  # back to R1
+    conv.backend.fail_after = 0  # type: ignore[union-attr]
+    assert conv.begin("regenerate").consume().finish_reason == "error"
+    assert contents(conv) == ["Q", "R1"]  # not R2, the newest sibling
+    conv.close()
+    assert [m.content for m in stored().messages] == ["Q", "R1"]
+
+
+def test_a_search_hit_on_the_path_shown_keeps_that_path() -> None:
+    with HistoryStore() as s:
+        cid = s.create_conversation("t")
+        q1 = s.add_message(cid, "user", "herons at dawn")
+        s.add_message(cid, "assistant", "R1")
+        q2 = s.add_message(cid, "user", "Q2")
+        r2 = s.add_message(cid, "assistant", "R2")
+        s.add_message(cid, "assistant", "R2b", parent=q2)
+        s.set_current_leaf(cid, r2)
+        assert [m.id for m in s.get_conversation(cid, at=q1).messages][-1] == r2  # not R2b, the newest
+        side = s.get_conversation(cid, at=r2 + 1).messages[-1]
+        assert side.content == "R2b"  # a hit off the path opens its branch
+
+
+def test_an_empty_interrupted_reply_stays_marked_and_only_a_live_one_streams() -> None:
+    from aigc_chat.tui.chat_view import message_widget
+
+    old = message_widget(Node("assistant", "", finish_reason=None))  # a v3 row: no stats, killed at once
+    assert old.finish_reason == "interrupted"  # type: ignore[attr-defined]
+    live = message_widget(Node("assistant", "", live=True))
+    assert live.finish_reason is None  # type: ignore[attr-defined]

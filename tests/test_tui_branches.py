@@ -167,3 +167,25 @@ async def test_a_regenerate_that_fails_before_a_word_shows_the_reply_it_was_to_r
         await wait_for(pilot, lambda: shown(app) == [("user", "question"), ("assistant", "the good answer")], 10,
                        "the old reply back")
         assert "‹" not in header(chat.last("assistant")) and app.conversation.tree.branch_count() == 1
+
+
+async def test_editing_a_question_that_moves_off_the_path_keeps_the_text(tmp_path: Path, gemma_backend: Any) -> None:
+    app = ChatApp(make_config(tmp_path, max_tokens=4, temperature=1.0, seed=None), store=HistoryStore(),
+                  backend=gemma_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, app, "First")
+        await pilot.press("ctrl+r")
+        await wait_idle(pilot, app)
+        await send(pilot, app, "Second")
+        chat, prompt = app.chat_screen.chat, app.chat_screen.prompt
+        second = [w for w in chat.messages() if isinstance(w, UserMessage)][1]
+        second.focus()
+        await pilot.press("e")
+        prompt.load_text("Second, better")
+        await pilot.press("alt+left")  # the first reply again: "Second" is on the other branch now
+        await wait_for(pilot, lambda: app.chat_screen.editing is None, 10, "editing to stop")
+        assert prompt.text == "Second, better" and not prompt.border_title  # nothing typed is lost
+        await pilot.press("enter")
+        await wait_idle(pilot, app)
+        assert [w.text for w in chat.messages() if isinstance(w, UserMessage)] == ["First", "Second, better"]

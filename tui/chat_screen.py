@@ -311,6 +311,8 @@ class ChatScreen(Screen[None]):
         except UsageError as exc:
             for f in files:  # not sent: they stay attached for the next try
                 self.files_bar.add(f)
+            if text.strip() and not self.prompt.text.strip():
+                self.prompt.load_text(text)  # and what was typed stays typed
             self.app.notify(str(exc), severity="warning")
             return
         await self.show_path()
@@ -349,6 +351,10 @@ class ChatScreen(Screen[None]):
             if widget.node is not None:
                 widget.set_position(conv.tree.position(widget.node))
         self.status.branches = conv.tree.branch_count()
+        if self.editing is not None and self.editing not in path:
+            self.stop_editing()  # its question is not shown any more; the text typed stays
+            self.app.notify("not editing any more: that question is on another branch now "
+                            "(Enter sends the text as a new message)")
 
     async def on_branch_request(self, event: BranchRequest) -> None:
         event.stop()
@@ -358,6 +364,9 @@ class ChatScreen(Screen[None]):
             return
         if self.state not in ("idle", "load failed"):
             self.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
+            return
+        if node not in self.conversation.path():  # a reply that failed before a word: not kept
+            self.app.notify("this reply was not kept: it failed before its first word", severity="warning")
             return
         if event.action == "switch":
             await self.switch_branch(node, event.step)

@@ -537,7 +537,6 @@ def message_widget(node: Node) -> ChatMessage:
     if node.role == "user":
         return UserMessage(node.content, node=node, files=node.files)
     reasoning = node.meta.get("reasoning")
-    streaming = not node.content and node.finish_reason is None and not node.stats
     return AssistantMessage(node.content, node=node, stats=dict(node.stats),
-                            finish_reason=None if streaming else (node.finish_reason or "interrupted"),
+                            finish_reason=None if node.live else (node.finish_reason or "interrupted"),
                             reasoning=reasoning if isinstance(reasoning, str) else "")

@@ -62,18 +62,24 @@ class Runner:
         if cache is None:
             return
         best = self.kept.best(tokens, common_prefix(self.cached, tokens))
-        if self.kept.worth_keeping(self.cached, tokens):
-            n = len(self.cached)
-            k = cache.k[:, :, :, :n].to("cpu", copy=True)
-            v = cache.v[:, :, :, :n].to("cpu", copy=True)
-            self.kept.keep(self.cached, (k, v), 2 * k.numel() * k.element_size())
-        if best is not None:
-            k, v = best.state
-            n = len(best.tokens)
-            cache.k[:, :, :, :n].copy_(k)
-            cache.v[:, :, :, :n].copy_(v)
-            self.cached = list(best.tokens)
-            self.kept.restored += 1
+        try:
+            if self.kept.worth_keeping(self.cached, tokens):
+                n = len(self.cached)
+                size = 2 * cache.k[:, :, :, :n].numel() * cache.k.element_size()
+                if self.kept.fits(size):  # decided before anything is copied
+                    k = cache.k[:, :, :, :n].to("cpu", copy=True)
+                    v = cache.v[:, :, :, :n].to("cpu", copy=True)
+                    self.kept.keep(self.cached, (k, v), size)
+            if best is not None:
+                k, v = best.state
+                n = len(best.tokens)
+                self.cached = []  # until the copy back is whole
+                cache.k[:, :, :, :n].copy_(k)
+                cache.v[:, :, :, :n].copy_(v)
+                self.cached = list(best.tokens)
+                self.kept.restored += 1
+        except (RuntimeError, MemoryError):  # no room for a copy: it only costs speed
+            self.kept.clear()
 
     @torch.inference_mode()
     def step(self, token: int) -> torch.Tensor:

@@ -537,14 +537,18 @@ class Conversation:
             user = self._add_question(self.tree.leaf, text, files)
             parent = user
         elif action == "regenerate":
-            leaf = self.tree.leaf
-            parent = leaf.parent if leaf is not None and leaf.role == "assistant" and leaf.kind == "text" \
-                else leaf
-            found = next((n for n in reversed(self.tree.path(parent)) if n.role == "user"), None) \
-                if parent is not None else None
-            if found is None:
+            # the new reply goes beside the last text reply of the path (inline items such as
+            # GAN samples after it stay in its branch); with no reply after the last question,
+            # it answers that question where the path ends
+            path = self.tree.path()
+            last_text = next((n for n in reversed(path) if n.kind == "text"), None)
+            if last_text is None or not any(n.role == "user" for n in path):
                 raise UsageError("nothing to regenerate")
-            user = found
+            parent = last_text.parent if last_text.role == "assistant" else self.tree.leaf
+            user = next(n for n in reversed(self.tree.path(parent)) if n.role == "user") \
+                if parent is not None else last_text
+            if user.role != "user":
+                raise UsageError("nothing to regenerate")
         elif action == "edit":
             target = target if target is not None else self.last_user()
             if target is None:
@@ -557,8 +561,11 @@ class Conversation:
             parent = user
         else:
             raise ValueError(f"unknown turn action {action!r}")
-        reply = self.tree.add(Node("assistant", ""), parent)
-        return Turn(self, action, user, reply, self._recorder(reply))
+        before = self.tree.leaf
+        reply = self.tree.add(Node("assistant", "", live=True), parent)
+        turn = Turn(self, action, user, reply, self._recorder(reply))
+        turn.leaf_before = before
+        return turn
 
     def _add_question(self, parent: Node | None, text: str, files: Sequence[Attachment] = ()) -> Node:
         if not text.strip() and not files:
@@ -664,6 +671,7 @@ class Turn:
         self.recorder = recorder
         self.user_node = user_node  # the question answered (a new one, or the same for a regenerate)
         self.reply_node = reply_node
+        self.leaf_before: Node | None = None  # where the path ended before the turn (see _end)
         self.author = conversation.author()
         self.plan: PromptPlan | None = None
         self.result: GenerationResult | None = None
@@ -737,12 +745,19 @@ class Turn:
         self.result = result
         reply = self.reply_node
         reply.content, reply.finish_reason, reply.stats = result.text, result.finish_reason, self.stats()
+        reply.live = False
         if result.reasoning:
             reply.meta["reasoning"] = result.reasoning
-        if not result.text and not result.reasoning and result.finish_reason == "error":
-            self.conversation.tree.remove(reply)
+        removed = not result.text and not result.reasoning and result.finish_reason == "error"
+        tree = self.conversation.tree
+        if removed and tree.contains(reply):
+            tree.remove(reply)
         if self.recorder is not None:
             try:
-                self.recorder.finish(result)  # queued: never waits
+                self.recorder.finish(result)  # queued: never waits (the row goes, when removed)
             except Exception:  # noqa: BLE001 - the writer reports its own failures once
                 pass
+        before = self.leaf_before
+        if removed and self.action == "regenerate" and before is not None and tree.contains(before):
+            tree.leaf = before  # the reply it was to replace, not just the newest of its siblings
+            self.conversation._save_leaf()  # queued after the row's removal

@@ -625,15 +625,13 @@ class HistoryStore:
         by_id = {m.id: m for m in every}
         if at is not None and at not in by_id:
             raise UsageError(f"conversation {conversation_id} has no message {at}")
-        leaf = newest_under(every, at) if at is not None else row[7]
+        leaf = row[7]
         if leaf not in by_id:  # never set, or a row removed by hand: the newest message
             leaf = every[-1].id if every else None
-        path: list[StoredMessage] = []
-        node = by_id.get(leaf) if leaf is not None else None
-        while node is not None and len(path) <= len(every):  # (a cycle made by hand ends)
-            path.append(node)
-            node = by_id.get(node.parent_id) if node.parent_id is not None else None
-        path.reverse()
+        path = _path_to(by_id, leaf)
+        if at is not None and at not in {m.id for m in path}:  # on the path shown: that path
+            leaf = newest_under(every, at)
+            path = _path_to(by_id, leaf)
         summary = ConversationSummary(row[0], row[1], row[2], row[3], row[4], row[5], len(every))
         return Conversation(summary, _load(row[6]), path, every, leaf)
 
@@ -766,7 +764,7 @@ class HistoryStore:
                                  (conversation_id,)).fetchone()
         else:
             found = conn.execute(
-                "WITH RECURSIVE sub(id) AS (SELECT ? UNION ALL"
+                "WITH RECURSIVE sub(id) AS (SELECT ? UNION"  # UNION: a cycle made by hand ends
                 " SELECT m.id FROM messages m JOIN sub ON m.parent_id = sub.id) SELECT max(id) FROM sub",
                 (message_id,)).fetchone()
         return found[0] if found else None
@@ -947,6 +945,19 @@ def conversation_to_dict(conv: Conversation, reasoning: bool = False, *,
             for m in (conv.all_messages if all_branches else conv.messages)
         ],
     }
+
+
+def _path_to(by_id: dict[int, StoredMessage], leaf: int | None) -> list[StoredMessage]:
+    """The messages from the top down to `leaf` (a cycle made by hand ends the walk)."""
+    path: list[StoredMessage] = []
+    seen: set[int] = set()
+    node = by_id.get(leaf) if leaf is not None else None
+    while node is not None and node.id not in seen:
+        seen.add(node.id)
+        path.append(node)
+        node = by_id.get(node.parent_id) if node.parent_id is not None else None
+    path.reverse()
+    return path
 
 
 def newest_under(messages: Sequence[StoredMessage], message_id: int | None) -> int | None:

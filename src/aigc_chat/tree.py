@@ -43,6 +43,7 @@ class Node:
     ref: Any = None
     seq: int = 0
     children: list[Node] = field(default_factory=list)
+    live: bool = False  # a reply still being written (its widget streams; it is not sent yet)
 
     def __post_init__(self) -> None:
         if not self.seq:
@@ -149,8 +150,18 @@ class MessageTree:
         return other
 
     def show(self, node: Node) -> None:
-        """Show the branch that holds `node`, down to the newest message under it."""
-        self.leaf = self.newest_leaf(node)
+        """Show the branch that holds `node`: the path shown if `node` is on it, else the
+        newest message under `node`."""
+        if node not in self.path():
+            self.leaf = self.newest_leaf(node)
+
+    def contains(self, node: Node) -> bool:
+        """Whether `node` is (still) in the tree: not removed, nor under a removed message."""
+        while node.parent is not None:
+            if node not in node.parent.children:
+                return False
+            node = node.parent
+        return node in self.roots
 
     def walk(self, start: Iterable[Node] | None = None) -> Iterator[Node]:
         """Every node under `start` (every node when None), depth first."""
