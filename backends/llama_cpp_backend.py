@@ -157,7 +157,7 @@ class LlamaCppBackend(Backend):
         have = common_prefix(cached, prompt)
         try:
             best = self.kept.best(prompt, have)
-            if self.kept.worth_keeping(cached, prompt) and (best is None or best.tokens != tuple(cached)):
+            if self.kept.worth_keeping(cached, prompt):
                 size = int(llama_cpp.llama_state_seq_get_size(llm._ctx.ctx, 0))
                 if self.kept.fits(size):
                     buf = (ctypes.c_uint8 * size)()

@@ -360,10 +360,7 @@ class ChatScreen(Screen[None]):
         event.stop()
         widget: ChatMessage = event.widget
         node = widget.node
-        if node is None:
-            return
-        if self.state not in ("idle", "load failed"):
-            self.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
+        if node is None or self._busy_for_branches():
             return
         if node not in self.conversation.path():  # a reply that failed before a word: not kept
             self.app.notify("this reply was not kept: it failed before its first word", severity="warning")
@@ -426,10 +423,15 @@ class ChatScreen(Screen[None]):
         if node is None:
             self.app.notify("this conversation has no branches")
             return
-        if self.state != "idle":
-            self.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
-            return
-        await self.switch_branch(node, step, follow=False)
+        if not self._busy_for_branches():
+            await self.switch_branch(node, step, follow=False)
+
+    def _busy_for_branches(self) -> bool:
+        """A reply streams or a conversation opens: the path must not move under it (says so)."""
+        if self.state in ("idle", "load failed"):
+            return False
+        self.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
+        return True
 
     async def on_reply_started(self, event: ReplyStarted) -> None:
         if event.job != self._job:

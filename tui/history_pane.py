@@ -92,7 +92,6 @@ class HistoryPane(Vertical):
         self.off_reason = off_reason or "history is off (--no-history)"
         self._rows: list[tuple[int, str]] = []  # (conversation id, title) per option
         self._hits: list[int] = []  # per option, the message a search hit is in (0: none)
-        self._pending_hits: list[int] = []
         self._search_timer: Timer | None = None
         self.query_text = ""
         self.current_id: Any = None  # an id, or the writer's Future of one (a new conversation)
@@ -149,13 +148,12 @@ class HistoryPane(Vertical):
 
     def _fill_hits(self, hits: list[Any]) -> None:
         items = []
-        self._pending_hits = [h.message_id for h in hits]
         for h in hits:
             title = _one_line(h.title) or "untitled"
             snippet = _one_line(h.snippet, WIDTH * 2)
             items.append(((h.conversation_id, title),
                           Option(Content.assemble((_one_line(title, WIDTH), "bold"), "\n", (snippet, "dim")))))
-        self._fill(items, f"{len(hits)} match{'es' if len(hits) != 1 else ''}")
+        self._fill(items, f"{len(hits)} match{'es' if len(hits) != 1 else ''}", [h.message_id for h in hits])
 
     def show_not_saving(self, reason: str) -> None:
         """Mark the pane: nothing from this session is being saved (and say why, briefly)."""
@@ -172,12 +170,14 @@ class HistoryPane(Vertical):
             text = f"{text}\nnot saving: {self.not_saving}" if text else f"not saving: {self.not_saving}"
         self.query_one("#history-count", Static).update(Content(text))
 
-    def _fill(self, items: list[tuple[tuple[int, str], Option]], count: str) -> None:
+    def _fill(self, items: list[tuple[tuple[int, str], Option]], count: str,
+              hits: list[int] | None = None) -> None:
+        """Show `items` (rows and their options); `hits`: each row's search-hit message."""
         from aigc_chat.history_writer import known
 
         option_list = self.query_one(HistoryList)
         self._rows = [row for row, _ in items]
-        self._hits, self._pending_hits = self._pending_hits or [0] * len(items), []
+        self._hits = hits if hits is not None else [0] * len(items)
         option_list.set_options([opt for _, opt in items])
         if self._rows:
             option_list.highlighted = 0
@@ -211,7 +211,7 @@ class HistoryPane(Vertical):
         event.stop()
         if 0 <= event.option_index < len(self._rows):
             index = event.option_index
-            self.post_message(self.Open(self._rows[index][0], self._hits[index] if index < len(self._hits) else 0))
+            self.post_message(self.Open(self._rows[index][0], self._hits[index]))
 
     def highlighted_row(self) -> tuple[int, str] | None:
         index = self.query_one(HistoryList).highlighted

@@ -156,19 +156,8 @@ def stored_tree(stored: StoredConversation) -> MessageTree:
     nodes = [Node(m.role, m.content, files=tuple(Attachment(f.name, f.content) for f in m.attachments),
                   kind=m.kind, meta=dict(m.meta), stats=dict(m.stats), finish_reason=m.finish_reason,
                   ref=m.id, seq=m.id)
-             for m in (stored.all_messages or stored.messages)]
-    parents = {m.id: m.parent_id for m in (stored.all_messages or stored.messages)}
-    if not stored.all_messages:  # a plain list (no tree known): one chain
-        parents = {m.id: (prev.id if prev else None)
-                   for prev, m in zip([None, *stored.messages], stored.messages, strict=False)}
-    return MessageTree.from_rows(nodes, parents, stored.leaf_id)
-
-
-def chat_messages(stored: StoredConversation) -> list[Message]:
-    """The messages of a stored conversation's current path that are sent to the model (see
-    `Node.sent`: inline items and replies without text are shown, never sent)."""
-    tree = stored_tree(stored)
-    return [n.message() for n in tree.path() if n.sent]
+             for m in stored.all_messages]
+    return MessageTree.from_rows(nodes, {m.id: m.parent_id for m in stored.all_messages}, stored.leaf_id)
 
 
 def _start_conversation(store: HistoryStore, title: str, text: str, files: Sequence[tuple[str, str]] = (),
@@ -466,8 +455,13 @@ class Conversation:
     # -- the path and its branches --------------------------------------------------------------
     @property
     def messages(self) -> list[Message]:
-        """What the model is sent: the current path's user and assistant text (`Node.sent`)."""
-        return [n.message() for n in self.tree.path() if n.sent]
+        """What the model is sent: the current path's user and assistant text."""
+        return self.sent_up_to(self.tree.leaf)
+
+    def sent_up_to(self, node: Node | None) -> list[Message]:
+        """What the model is sent of the path down to `node` (`Node.sent`: inline items and
+        replies without text are shown, never sent)."""
+        return [n.message() for n in self.tree.path(node) if n.sent] if node is not None else []
 
     def path(self) -> list[Node]:
         """The messages shown: the current path, inline items included."""
@@ -540,15 +534,14 @@ class Conversation:
             # the new reply goes beside the last text reply of the path (inline items such as
             # GAN samples after it stay in its branch); with no reply after the last question,
             # it answers that question where the path ends
-            path = self.tree.path()
-            last_text = next((n for n in reversed(path) if n.kind == "text"), None)
-            if last_text is None or not any(n.role == "user" for n in path):
+            last_text = next((n for n in reversed(self.tree.path()) if n.kind == "text"), None)
+            parent = last_text.parent if last_text is not None and last_text.role == "assistant" \
+                else self.tree.leaf
+            found = next((n for n in reversed(self.tree.path(parent)) if n.role == "user"), None) \
+                if parent is not None else None
+            if found is None:
                 raise UsageError("nothing to regenerate")
-            parent = last_text.parent if last_text.role == "assistant" else self.tree.leaf
-            user = next(n for n in reversed(self.tree.path(parent)) if n.role == "user") \
-                if parent is not None else last_text
-            if user.role != "user":
-                raise UsageError("nothing to regenerate")
+            user = found
         elif action == "edit":
             target = target if target is not None else self.last_user()
             if target is None:
@@ -563,9 +556,7 @@ class Conversation:
             raise ValueError(f"unknown turn action {action!r}")
         before = self.tree.leaf
         reply = self.tree.add(Node("assistant", "", live=True), parent)
-        turn = Turn(self, action, user, reply, self._recorder(reply))
-        turn.leaf_before = before
-        return turn
+        return Turn(self, action, user, reply, self._recorder(reply), leaf_before=before)
 
     def _add_question(self, parent: Node | None, text: str, files: Sequence[Attachment] = ()) -> Node:
         if not text.strip() and not files:
@@ -665,13 +656,13 @@ class Turn:
     a failure that produced nothing leaves no reply."""
 
     def __init__(self, conversation: Conversation, action: TurnAction, user_node: Node,
-                 reply_node: Node, recorder: ReplyRecorder | None) -> None:
+                 reply_node: Node, recorder: ReplyRecorder | None, *, leaf_before: Node | None = None) -> None:
         self.conversation = conversation
         self.action = action
         self.recorder = recorder
         self.user_node = user_node  # the question answered (a new one, or the same for a regenerate)
         self.reply_node = reply_node
-        self.leaf_before: Node | None = None  # where the path ended before the turn (see _end)
+        self.leaf_before = leaf_before  # where the path ended before the turn (see _end)
         self.author = conversation.author()
         self.plan: PromptPlan | None = None
         self.result: GenerationResult | None = None
@@ -683,8 +674,8 @@ class Turn:
         if conv.backend is None:
             raise UsageError("no model is loaded")
         try:
-            sent = [n.message() for n in conv.tree.path(self.reply_node.parent) if n.sent]
-            self.plan = plan_prompt(conv.backend, conv.settings.system_prompt, sent, conv.settings.params)
+            self.plan = plan_prompt(conv.backend, conv.settings.system_prompt,
+                                    conv.sent_up_to(self.reply_node.parent), conv.settings.params)
             conv.last_plan = self.plan
             self._stream = conv.backend.stream_chat(self.plan.messages, conv.settings.params, cancel)
         except BaseException as exc:

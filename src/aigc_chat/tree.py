@@ -15,7 +15,7 @@ keeps the same shape (`parent_id`, `current_leaf`). Nothing here touches a store
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,7 +80,7 @@ class MessageTree:
     def remove(self, node: Node) -> None:
         """Take out one message (a failed reply that produced nothing): what followed it
         follows its parent, in its place; a path that ended at it ends at the newest message
-        under its parent (a failed regenerate shows the reply it was to replace)."""
+        under its parent (a failed regenerate then puts back the path it began on: Turn)."""
         siblings = self.siblings(node)
         at = siblings.index(node)
         siblings[at:at + 1] = node.children
@@ -94,7 +94,7 @@ class MessageTree:
                 self.leaf = max(self.walk(), key=lambda n: n.seq, default=None)
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Node], parent_of: dict[int, int | None],
+    def from_rows(cls, rows: Iterable[Node], parent_of: Mapping[int, int | None],
                   leaf_id: int | None) -> MessageTree:
         """A tree of stored messages (`seq` is each one's id), in id order; a parent that is
         missing (a row removed by hand) makes the message a root, so nothing is hidden."""
