@@ -73,10 +73,17 @@ class GenerationResult:
     reasoning: str = ""
     reasoning_tokens: int = 0
     thinking_time: float | None = None
+    # How the prompt was read, for engines that say (PromptProgress): of prompt_tokens,
+    # cached_tokens came from the cache (an earlier turn, a kept branch) and the rest were
+    # read at prompt_tokens_per_s. None: the engine did not say.
+    cached_tokens: int | None = None
+    prompt_time: float | None = None
+    prompt_tokens_per_s: float | None = None
 
-    def usage(self) -> dict[str, int]:
+    def usage(self) -> dict[str, int | None]:
         return {
             "prompt_tokens": self.prompt_tokens,
+            "cached_tokens": self.cached_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
             "reasoning_tokens": self.reasoning_tokens,
@@ -103,6 +110,44 @@ class EngineStart:
 
     prompt_tokens: int
     reasoning_open: bool = False
+
+
+@dataclass(frozen=True)
+class PromptProgress:
+    """Optionally yielded by `_generate()` while the prompt is read, before the first token:
+    first at once (nothing read yet), then after each batch. A long prompt takes minutes on a
+    CPU; this is what lets a front end say so, and lets a cancel stop between batches (what
+    was read stays cached for the next try)."""
+
+    done: int  # prompt tokens in the cache now, the reused ones included
+    total: int
+    cached: int  # tokens that were already in the cache when reading began
+    elapsed: float  # seconds spent reading so far
+
+    @property
+    def read(self) -> int:
+        return self.done - self.cached
+
+    @property
+    def rate(self) -> float | None:
+        return self.read / self.elapsed if self.read > 0 and self.elapsed > 0 else None
+
+    @property
+    def seconds_left(self) -> float | None:
+        rate = self.rate
+        return (self.total - self.done) / rate if rate else None
+
+    def text(self) -> str:
+        """'reading 3,000 / 7,218 tokens · 410 tok/s · ~10 s left' (cached ones said apart)."""
+        parts = [f"reading {self.done:,} / {self.total:,} tokens"]
+        if self.cached:
+            parts[0] += f" ({self.cached:,} cached)"
+        rate, left = self.rate, self.seconds_left
+        if rate:
+            parts.append(f"{rate:,.0f} tok/s")
+        if left is not None:
+            parts.append(f"~{left:,.0f} s left" if left >= 1 else "<1 s left")
+        return " · ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -186,9 +231,10 @@ class Backend(ABC):
     @abstractmethod
     def _generate(
         self, messages: Sequence[Message], params: GenerationParams, cancel: threading.Event
-    ) -> Iterator[str | bytes | EngineStart | EngineEnd]:
+    ) -> Iterator[str | bytes | EngineStart | EngineEnd | PromptProgress]:
         """Yield one piece per generated token (may be empty), optionally EngineStart
-        first and EngineEnd last. Closing the iterator must stop the engine.
+        first, PromptProgress while the prompt is read, and EngineEnd last. Closing the
+        iterator must stop the engine.
 
         A piece is text (str) or the token's raw bytes, one kind for the whole reply: a
         token may end inside a UTF-8 sequence, so local engines yield bytes and ChatStream
@@ -241,9 +287,11 @@ class Backend(ABC):
         messages: Sequence[Message],
         params: GenerationParams,
         cancel: threading.Event | None = None,
+        on_progress: Callable[[PromptProgress], None] | None = None,
     ) -> ChatStream:
-        """Start a generation; iterate the returned stream for text deltas."""
-        return ChatStream(self, list(messages), params.validate(), cancel or threading.Event())
+        """Start a generation; iterate the returned stream for text deltas. `on_progress`
+        hears how prompt reading goes (on the consuming thread, between batches)."""
+        return ChatStream(self, list(messages), params.validate(), cancel or threading.Event(), on_progress)
 
 
 class ChatStream:
@@ -259,6 +307,7 @@ class ChatStream:
         messages: list[Message],
         params: GenerationParams,
         cancel: threading.Event,
+        on_progress: Callable[[PromptProgress], None] | None = None,
     ) -> None:
         if not messages:
             raise ParamError("nothing to send: the conversation is empty")
@@ -266,6 +315,8 @@ class ChatStream:
         self.messages = messages
         self.params = params
         self.cancel_event = cancel
+        self.on_progress = on_progress
+        self.prompt_progress: PromptProgress | None = None  # the latest, for the result
         self.result: GenerationResult | None = None
         self._iter = self._run()
 
@@ -318,6 +369,14 @@ class ChatStream:
         gen = _start_engine(self.backend, self.messages, self.params, self.cancel_event)
         try:
             for item in gen:
+                if isinstance(item, PromptProgress):
+                    self.prompt_progress = item
+                    if self.cancel_event.is_set():
+                        finish = "cancelled"
+                        break
+                    if self.on_progress is not None:
+                        self.on_progress(item)
+                    continue
                 if isinstance(item, EngineStart):
                     prompt_tokens = item.prompt_tokens
                     if item.reasoning_open:
@@ -386,6 +445,11 @@ class ChatStream:
                     pieces, finish, prompt_tokens, n_tokens, t_start, t_first, t_last, error, stops, warnings,
                 )
                 self.result.reasoning, self.result.reasoning_tokens = "".join(thought), n_reasoning
+                if self.prompt_progress is not None:
+                    p = self.prompt_progress
+                    self.result.cached_tokens = p.cached
+                    self.result.prompt_time = p.elapsed
+                    self.result.prompt_tokens_per_s = p.rate
                 if t_think is not None:
                     self.result.thinking_time = (t_answer or t_last or t_think) - t_think
                     self.result.time_to_first_token = None if t_answer is None else t_answer - t_start
@@ -464,7 +528,7 @@ def opens_reasoning(template: Any, segments: Sequence[Any]) -> bool:
 
 def _start_engine(
     backend: Backend, messages: list[Message], params: GenerationParams, cancel: threading.Event,
-) -> Iterator[str | bytes | EngineStart | EngineEnd]:
+) -> Iterator[str | bytes | EngineStart | EngineEnd | PromptProgress]:
     """Call `_generate`, with the cancel event unless the backend predates it: plug-ins
     written for `_generate(messages, params)` keep working, with a deprecation warning."""
     if _takes_cancel(type(backend)._generate):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,7 @@ from aigc_chat.backends.base import (
     Message,
     Option,
     ProgressCallback,
+    PromptProgress,
     fit_prompt,
     int_range,
     opens_reasoning,
@@ -35,7 +37,7 @@ from aigc_chat.backends.base import (
     template_params,
 )
 from aigc_chat.backends.kept_states import DEFAULT_BUDGET_MB, KeptStates, common_prefix
-from aigc_chat.cpu import usable_cores
+from aigc_chat.cpu import ThreadPolicy, engine_threads, usable_cores
 from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.gguf_info import GGUFInfo, read_gguf_info
 from aigc_chat.params import GenerationParams
@@ -43,6 +45,12 @@ from aigc_chat.reasoning import Markers
 from aigc_chat.templates import ChatTemplate, Segment, choose_template, merge_segments
 
 MAX_LAYERS = 100_000  # llama.cpp's count is 32-bit; no model has a thousand layers
+# Prompt reading in batches (LlamaCppBackend._read_prompt): the first is small, so the first
+# rate (and the first progress after the "reading 0 / N" at the start) comes within a fraction
+# of a second; the rest are sized to take about BATCH_SECONDS at the measured rate.
+FIRST_BATCH = 64
+MIN_BATCH = 32
+BATCH_SECONDS = 0.5
 
 
 def _check_gpu_layers(v: Any) -> str | None:
@@ -93,6 +101,9 @@ class LlamaCppBackend(Backend):
         self._eos = ""
         self.kept = KeptStates(0)  # other branches' KV states (backends/kept_states.py)
         self.last_reused = 0  # tokens of the last prompt not evaluated: the cache had them
+        self.threads = ThreadPolicy(0)  # re-chosen before each reply (aigc_chat.cpu)
+        self._n_threads = 0  # what llama.cpp runs with now
+        self.file_note = ""  # what was done to the file before loading (a requantised copy)
 
     # -- loading ------------------------------------------------------------------------
     def load(self, progress: ProgressCallback | None = None) -> None:
@@ -111,7 +122,8 @@ class LlamaCppBackend(Backend):
         n_ctx = self.options["n_ctx"] or (info.context_length or 4096)
         if info.context_length:
             n_ctx = min(n_ctx, info.context_length)
-        threads = self.options["n_threads"] or default_threads()
+        self.threads = ThreadPolicy(self.options["n_threads"])
+        threads = self.threads.initial()
         report(f"loading {path.name}")
         try:
             with _model_param_override(llama_cpp, self._extra_bufts):
@@ -133,6 +145,7 @@ class LlamaCppBackend(Backend):
             detail = last_log_error() or str(exc)
             raise ModelError(f"llama.cpp could not load {path}: {detail}") from None
         self._llm, self._gguf, self._template, self._path = llm, info, template, path
+        self._n_threads = threads
         self.supported_params = template_params(template)
         n_layers = info.block_count or 0
         self._gpu_layers = 0 if not gpu else (n_layers + 1 if layers == -1 else min(layers, n_layers + 1))
@@ -196,7 +209,7 @@ class LlamaCppBackend(Backend):
                 "architecture": self._gguf.architecture if self._gguf else "",
                 "model_name": self._gguf.name if self._gguf else "",
                 "chat_template": self._template.name if self._template else "",
-                "threads": llm.n_threads,
+                "threads": self._n_threads,
                 "extra_buffers": self._extra_bufts,
             },
         )
@@ -243,7 +256,7 @@ class LlamaCppBackend(Backend):
     # -- generation -------------------------------------------------------------------
     def _generate(
         self, messages: Sequence[Message], params: GenerationParams, cancel: threading.Event
-    ) -> Iterator[str | bytes | EngineStart | EngineEnd]:
+    ) -> Iterator[str | bytes | EngineStart | EngineEnd | PromptProgress]:
         # `cancel` needs nothing here: a token comes every few milliseconds and ChatStream
         # looks at the event before showing each one.
         llm = self._require()
@@ -261,7 +274,9 @@ class LlamaCppBackend(Backend):
         piece = self._pieces
         assert piece is not None
         n = 0
+        self._set_threads(llm, llama_cpp)
         self._prepare_cache(llm, llama_cpp, prompt)
+        yield from self._read_prompt(llm, prompt)
         tokens = llm.generate(
             prompt,
             top_k=params.top_k,
@@ -282,7 +297,44 @@ class LlamaCppBackend(Backend):
                     return
         finally:
             tokens.close()
+            self.threads.reply_ended()
         yield EngineEnd("stop", len(prompt), n)
+
+    def _set_threads(self, llm: Any, llama_cpp: Any) -> None:
+        """The thread count for this reply, from what the other processes are doing now."""
+        n = self.threads.choose().threads
+        if n != self._n_threads:
+            llama_cpp.llama_set_n_threads(llm._ctx.ctx, n, n)
+            self._n_threads = n
+
+    def _read_prompt(self, llm: Any, prompt: Sequence[int]) -> Iterator[PromptProgress]:
+        """Evaluate all but the prompt's last token in batches, saying how far it is after
+        each one, so a long prompt shows progress and a cancel (seen by ChatStream at each
+        PromptProgress) stops between batches. What was read stays in the cache: the next
+        try starts where this one stopped. `generate()` then finds all of it cached and
+        evaluates only the last token, which gives the first logits."""
+        target = len(prompt) - 1
+        done = self.last_reused
+        if done < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, done, -1):
+            llm.reset()  # a cache that cannot be cut (recurrent models): read it all
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            done = 0
+        llm.n_tokens = done
+        cached = done
+        start = time.perf_counter()
+        yield PromptProgress(done, len(prompt), cached, 0.0)
+        batch = max(1, min(llm.n_batch, FIRST_BATCH))
+        while done < target:
+            chunk = prompt[done: min(target, done + batch)]
+            t0 = time.perf_counter()
+            llm.eval(chunk)
+            done = llm.n_tokens
+            took = time.perf_counter() - t0
+            yield PromptProgress(done, len(prompt), cached, time.perf_counter() - start)
+            # Batches of about BATCH_SECONDS: progress keeps moving and a cancel is heard
+            # soon, while a batch stays long enough for the matrix kernels to pay.
+            rate = len(chunk) / took if took > 0 else 0.0
+            batch = max(MIN_BATCH, min(llm.n_batch, int(rate * BATCH_SECONDS) // 32 * 32 or MIN_BATCH))
 
     def _require(self) -> Any:
         if self._llm is None:
@@ -358,10 +410,10 @@ def build_summary(system_info: bytes | str) -> str:
 
 
 def default_threads() -> int:
-    """llama.cpp threads when none are configured: one per usable core, and past 4, half of
-    them (assume SMT siblings), since its workers wait for each other at every step."""
-    n = usable_cores()
-    return n if n <= 4 else max(4, n // 2)
+    """Engine threads on an idle machine with no UI to keep responsive: one per usable core,
+    and past 4, half of them (assume SMT siblings), since its workers wait for each other at
+    every step. Before each reply the count is re-chosen from the load (aigc_chat.cpu)."""
+    return engine_threads(usable_cores(), None, reserve=0)
 
 
 _LOAD_LOCK = threading.Lock()

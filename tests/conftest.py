@@ -127,11 +127,13 @@ def gemma_backend(gemma_path: Path) -> Iterator[Any]:
     """Gemma 3 270M loaded once, as the TUI loads it, handed to every app that needs it (an
     app does not close a backend it was given)."""
     from aigc_chat.config import Config
+    from aigc_chat.cpu import reserve_for_ui
     from aigc_chat.loader import load_backend
-    from aigc_chat.tui.launch import tui_config
+    from aigc_chat.tui.launch import ui_reserve
 
     cfg = Config(path=Path("/nonexistent/config.toml"), model=str(gemma_path))  # no longer the default
-    backend = load_backend(tui_config(cfg, "llama"))  # as the TUI loads it
+    reserve_for_ui(ui_reserve())  # as the TUI loads it
+    backend = load_backend(cfg)
     yield backend
     backend.close()
 

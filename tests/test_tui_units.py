@@ -117,14 +117,18 @@ def test_help_lists_every_command_and_newline_key() -> None:
 def test_ui_leaves_a_core_for_the_screen_on_small_machines() -> None:
     from pathlib import Path
 
-    from aigc_chat.tui.launch import tui_config, ui_threads
+    from aigc_chat import cpu
+    from aigc_chat.tui.app import ChatApp
+    from aigc_chat.tui.launch import ui_reserve
 
-    assert ui_threads(1) == 1 and ui_threads(2) == 1 and ui_threads(4) == 3 and ui_threads(16) is None
-    cfg = Config(path=Path("/nonexistent.toml"))
-    cfg.backends["llama"] = {"n_threads": 6}
-    assert tui_config(cfg, "llama").backends["llama"]["n_threads"] == 6  # explicit: kept
-    cfg.backends["llama"] = {"n_ctx": 128}
-    out = tui_config(cfg, "llama").backends["llama"]
-    assert out["n_ctx"] == 128 and out.get("n_threads", 0) == (ui_threads() or 0)
-    assert cfg.backends["llama"] == {"n_ctx": 128}  # the caller's config is not changed
-    assert tui_config(cfg, "openai") is cfg
+    assert ui_reserve(1) == 1 and ui_reserve(2) == 1 and ui_reserve(4) == 1 and ui_reserve(16) == 0
+    before = cpu.ui_reserve()
+    try:
+        cpu.reserve_for_ui(0)
+        ChatApp(Config(path=Path("/nonexistent.toml")))
+        assert cpu.ui_reserve() == ui_reserve()  # the app keeps its core from the engine
+        # and the engine's choice leaves it: 2 cores with the UI's reserved -> 1 thread
+        assert cpu.engine_threads(2, None) == 1 and cpu.engine_threads(4, None) == 3
+        assert cpu.engine_threads(16, None) == 8
+    finally:
+        cpu.reserve_for_ui(before)

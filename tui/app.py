@@ -24,6 +24,7 @@ from textual.screen import Screen
 from aigc_chat.backends.base import Backend
 from aigc_chat.config import TUI_DEFAULTS, Config, load_config, save_config
 from aigc_chat.conversation import Conversation
+from aigc_chat.cpu import reserve_for_ui
 from aigc_chat.errors import AigcError
 from aigc_chat.history_service import HistoryService
 from aigc_chat.history_writer import SerialThread
@@ -35,6 +36,7 @@ from aigc_chat.tui.commands import SlashProvider
 from aigc_chat.tui.dialogs import HelpScreen
 from aigc_chat.tui.events import HistoryFailed, Notice, ReasoningShown
 from aigc_chat.tui.help_text import help_markdown
+from aigc_chat.tui.launch import ui_reserve
 
 ENGINE_WAIT = 5.0  # quitting: how long a streaming reply gets to end before the engine goes
 
@@ -53,6 +55,7 @@ class ChatApp(App[int]):
         `keep`: the settings this run's flags set (they win over that conversation's);
         `backend`: one already loaded (the caller's to close)."""
         super().__init__()
+        reserve_for_ui(ui_reserve())
         self.config = config
         self.initial_conversation = conversation_id
         self.keep = keep

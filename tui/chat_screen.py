@@ -37,12 +37,12 @@ from aigc_chat.tui.events import (
     ReplyDelta,
     ReplyFailed,
     ReplyFinished,
+    ReplyProgress,
     ReplyStarted,
 )
 from aigc_chat.tui.files_bar import FilesBar
 from aigc_chat.tui.history_actions import HistoryActions, open_failure
 from aigc_chat.tui.history_pane import HistoryPane
-from aigc_chat.tui.launch import tui_config
 from aigc_chat.tui.prompt_input import PromptInput
 from aigc_chat.tui.reply_worker import stream_reply
 from aigc_chat.tui.status_bar import StatusBar
@@ -220,7 +220,7 @@ class ChatScreen(Screen[None]):
             self.post_message(ModelProgress(msg))
 
         try:
-            backend = conv.load_backend(progress, tui_config(conv.config, conv.settings.backend))
+            backend = conv.load_backend(progress, conv.config)
         except AigcError as exc:
             self.post_message(ModelFailed(str(exc)))
             return
@@ -448,6 +448,10 @@ class ChatScreen(Screen[None]):
                 severity="warning")
             note.add_class("-context")
             await self.chat.mount(note, before=self._reply)
+
+    def on_reply_progress(self, event: ReplyProgress) -> None:
+        if event.job == self._job and self._reply is not None:
+            self._reply.show_reading(event.text)
 
     async def on_reply_delta(self, event: ReplyDelta) -> None:
         if event.job == self._job and self._reply is not None:

@@ -348,6 +348,7 @@ class AssistantMessage(ChatMessage):
         self._tail_view: MarkdownView | None = None
         self._answering = False  # the answer has begun (the thinking block is collapsed)
         self._block: ThinkingBlock | None = None  # the reasoning, once there is some
+        self._reading = False  # the stats line shows prompt reading progress
 
     def compose(self) -> ComposeResult:
         yield Label(self._title_content(), classes="role")
@@ -405,8 +406,15 @@ class AssistantMessage(ChatMessage):
             line += f" · {error}"
         return Content(sanitize(line))
 
+    def show_reading(self, progress: str) -> None:
+        """While the engine reads a long prompt, its progress stands where the stats go."""
+        self._reading = True
+        self.add_class("-streaming")
+        self.query_one(".stats", Static).update(Content(progress))
+
     def start_stream(self) -> None:
         self.add_class("-streaming")
+        self._reading = False
         self.query_one(".stats", Static).update(Content("generating…"))
         views = list(self.query(MarkdownView))
         self._tail_view = views[-1] if views else None
@@ -416,7 +424,7 @@ class AssistantMessage(ChatMessage):
         """Add sanitised text to the reply (a batch of deltas): `thinking` to the reasoning
         block, `shown` to the answer (its first text collapses the block)."""
         self.text = raw_so_far
-        if self._tail_view is None:
+        if self._tail_view is None or self._reading:
             self.start_stream()
         assert self._tail_view is not None
         self.batches += 1

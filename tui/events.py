@@ -38,6 +38,14 @@ class ReplyStarted(Message):
 
 
 @dataclass
+class ReplyProgress(Message):
+    """The engine is still reading the prompt: what it has read, its rate, the time left."""
+
+    job: int
+    text: str  # "reading 3,000 / 7,218 tokens · 410 tok/s · ~10 s left" (no model text in it)
+
+
+@dataclass
 class ReplyDelta(Message):
     job: int
     shown: str  # sanitised answer text to append

@@ -8,7 +8,6 @@ import os
 import sys
 import threading
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aigc_chat.config import Config
@@ -21,30 +20,18 @@ if TYPE_CHECKING:
     from aigc_chat.tui.app import ChatApp
 
 
-def ui_threads(cores: int | None = None) -> int | None:
-    """llama.cpp threads that leave the UI a core, or None to keep the backend's default.
+def ui_reserve(cores: int | None = None) -> int:
+    """Cores the engine leaves to the screen's own thread: one on machines of 4 cores or fewer.
 
     llama.cpp's worker threads wait for each other at every step; when the screen's own
     thread takes one of their cores, they stall. On this 2-core machine, streaming into
-    the TUI with 2 llama threads fell from ~70 to under 1 token/s; with 1 it kept ~70. The
-    backend's automatic choice already leaves half the cores free past 4, so only small
-    machines are changed.
+    the TUI with 2 llama threads fell from ~70 to under 1 token/s; with 1 it kept ~70. Past
+    4 cores the engine's automatic choice already leaves half of them free. The engine's
+    count is still chosen before each reply (aigc_chat.cpu.ThreadPolicy): this is what it
+    keeps away from itself, on top of what other processes are using.
     """
     cores = usable_cores() if cores is None else cores
-    return max(1, cores - 1) if cores <= 4 else None
-
-
-def tui_config(config: Config, backend: str) -> Config:
-    """The config the TUI loads a backend with: an explicit n_threads is kept, "auto" (0)
-    leaves a core for the UI on small machines."""
-    if backend != "llama":
-        return config
-    opts = dict(config.backends.get("llama", {}))
-    threads = ui_threads()
-    if opts.get("n_threads", 0) or threads is None:
-        return config
-    opts["n_threads"] = threads
-    return replace(config, backends={**config.backends, "llama": opts})
+    return 1 if cores <= 4 else 0
 
 
 def history_note(opening: HistoryOpening) -> str:

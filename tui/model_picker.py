@@ -190,11 +190,9 @@ def start_switch(screen: ChatScreen, found: Found) -> None:
 
 
 def _load(screen: ChatScreen, found: Found, backend: str, previous: str) -> None:
-    from aigc_chat.tui.launch import tui_config
-
     conv = screen.conversation
     try:  # the old model is not generating (we were idle); a spare of this model is reused
-        new = conv.load_backend(None, tui_config(conv.config, backend), backend=backend, model=model_ref(found))
+        new = conv.load_backend(None, conv.config, backend=backend, model=model_ref(found))
     except Exception as exc:  # noqa: BLE001 - a failed switch keeps the old model, and says why
         reason = str(exc) if str(exc) else type(exc).__name__
         screen.app.call_from_thread(_failed, screen, found, reason, previous)

@@ -15,11 +15,12 @@ from collections.abc import Callable
 
 from textual.message import Message
 
+from aigc_chat.backends.base import PromptProgress
 from aigc_chat.conversation import Turn
 from aigc_chat.errors import AigcError
 from aigc_chat.reasoning import Reasoning
 from aigc_chat.sanitize import StreamSanitizer
-from aigc_chat.tui.events import ReplyDelta, ReplyFailed, ReplyFinished, ReplyStarted
+from aigc_chat.tui.events import ReplyDelta, ReplyFailed, ReplyFinished, ReplyProgress, ReplyStarted
 
 
 def stream_reply(post: Callable[[Message], object], job: int, turn: Turn, cancel: threading.Event,
@@ -29,7 +30,10 @@ def stream_reply(post: Callable[[Message], object], job: int, turn: Turn, cancel
     (or ReplyFailed when it could not start). Runs on a worker thread."""
     try:
         with engine_lock:
-            post(ReplyStarted(job, turn.start(cancel)))
+            def reading(progress: PromptProgress) -> None:
+                post(ReplyProgress(job, progress.text()))
+
+            post(ReplyStarted(job, turn.start(cancel, reading)))
             sanitizer, thought_sanitizer = StreamSanitizer(), StreamSanitizer()
             raw: list[str] = []
             shown: list[str] = []

@@ -6,6 +6,8 @@ import re
 import time
 from typing import Any
 
+from aigc_chat.reply_stats import prompt_facts
+
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})[^\n]*\n(?P<body>.*?)^(?P=indent)(?P=fence)[ \t]*$",
                     re.MULTILINE | re.DOTALL)
 
@@ -38,6 +40,7 @@ def format_stats(stats: dict[str, Any], finish_reason: str | None) -> str:
     tokens = stats.get("completion_tokens")
     if isinstance(tokens, int):
         parts.append(f"{tokens} tokens")
+    parts += prompt_facts(stats)
     if finish_reason:
         parts.append({"length": "stopped at max tokens", "cancelled": "cancelled",
                       "error": "failed", "stop": "done"}.get(finish_reason, finish_reason))

@@ -35,6 +35,7 @@ from aigc_chat.backends.base import (
 )
 from aigc_chat.backends.kept_states import DEFAULT_BUDGET_MB
 from aigc_chat.backends.torch_gpt.device import check_device, check_dtype
+from aigc_chat.cpu import ThreadPolicy
 from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.params import GenerationParams
 from aigc_chat.reasoning import Markers
@@ -80,6 +81,7 @@ class TorchBackend(Backend):
     def __init__(self, model: str | None, options: dict[str, Any] | None = None) -> None:
         super().__init__(model, options)
         self._runner: Any = None
+        self._threads: ThreadPolicy | None = None  # CPU only: torch's intra-op threads
         self._tok: Any = None
         self._template: ChatTemplate | None = None
         self._ckpt_info: dict[str, Any] = {}
@@ -92,7 +94,7 @@ class TorchBackend(Backend):
     def load(self, progress: ProgressCallback | None = None) -> None:
         report = progress or (lambda _msg: None)
         torch = _import_torch()
-        from aigc_chat.backends.llama_cpp_backend import default_threads, resolve_model_path
+        from aigc_chat.backends.llama_cpp_backend import resolve_model_path
         from aigc_chat.backends.torch_gpt.checkpoint import open_checkpoint
         from aigc_chat.backends.torch_gpt.device import describe, pick_device, pick_dtype, pick_head_dtype
         from aigc_chat.backends.torch_gpt.model import build_model
@@ -100,8 +102,9 @@ class TorchBackend(Backend):
 
         device = pick_device(self.options["device"])
         dtype = pick_dtype(self.options["dtype"], device)
-        if device.type == "cpu":
-            torch.set_num_threads(self.options["n_threads"] or default_threads())
+        self._threads = ThreadPolicy(self.options["n_threads"]) if device.type == "cpu" else None
+        if self._threads is not None:
+            torch.set_num_threads(self._threads.initial())
         path = resolve_model_path(self.model, report)
         t0 = time.perf_counter()
         report(f"reading {path.name}")
@@ -247,13 +250,23 @@ class TorchBackend(Backend):
     ) -> Iterator[str | bytes | EngineStart | EngineEnd]:
         # `cancel` needs nothing here: a token comes every few milliseconds and ChatStream
         # looks at the event before showing each one.
-        from aigc_chat.backends.torch_gpt.sampling import make_generator, sample_next
-
         runner = self._require()
         n_ctx = runner.max_len
         prompt = fit_prompt(lambda m: self.tokenize_messages(m, params.thinking), messages, n_ctx)
         opened = opens_reasoning(self._template, merge_segments(self._segments(messages, params.thinking)))
         yield EngineStart(len(prompt), reasoning_open=opened)
+        if self._threads is not None:  # re-chosen per reply from the load now (aigc_chat.cpu)
+            _set_torch_threads(self._threads.choose().threads)
+        try:
+            yield from self._decode(runner, prompt, params, n_ctx)
+        finally:
+            if self._threads is not None:
+                self._threads.reply_ended()
+
+    def _decode(self, runner: Any, prompt: list[int], params: GenerationParams,
+                n_ctx: int) -> Iterator[bytes | EngineEnd]:
+        from aigc_chat.backends.torch_gpt.sampling import make_generator, sample_next
+
         generator = make_generator(params.seed)
         token_bytes = self._tok.token_bytes
         history = list(prompt)
@@ -284,6 +297,13 @@ def _import_torch() -> Any:
     except ImportError:
         raise UsageError("the torch backend needs PyTorch: pip install 'aigc-chat[torch]'") from None
     return torch
+
+
+def _set_torch_threads(n: int) -> None:
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
 
 
 def _torch_threads() -> int:

@@ -34,6 +34,8 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="PATH", help="config file (default: see `aigc-chat config path`)")
     p.add_argument("--device", metavar="DEV", help="torch backend device: auto, cpu, cuda, cuda:N, mps")
     p.add_argument("--base-url", metavar="URL", help="openai backend: the server's API root, e.g. http://127.0.0.1:8080/v1")
+    p.add_argument("--threads", metavar="N", type=integer("a number of threads from 1 to 512", 1, 512),
+                   help="CPU threads for llama/torch (default: chosen before each reply from the free cores)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,6 +257,9 @@ def _load(args: argparse.Namespace):
         config.backends.setdefault("openai", {})["base_url"] = args.base_url
     if getattr(args, "device", None):  # checked by the torch backend when it loads
         config.backends.setdefault("torch", {})["device"] = args.device
+    if getattr(args, "threads", None):  # fixed: the per-reply choice (aigc_chat.cpu) is off
+        for engine in ("llama", "torch"):
+            config.backends.setdefault(engine, {})["n_threads"] = args.threads
     return config
 
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aigc_chat.attachments import Attachment, too_big
 from aigc_chat.attachments import render as render_files
-from aigc_chat.backends.base import Backend, ChatStream, GenerationResult, Message
+from aigc_chat.backends.base import Backend, ChatStream, GenerationResult, Message, PromptProgress
 from aigc_chat.config import Config, load_config, save_config
 from aigc_chat.errors import ParamError, UsageError
 from aigc_chat.history_service import HistoryService
@@ -668,8 +668,10 @@ class Turn:
         self.result: GenerationResult | None = None
         self._stream: ChatStream | None = None
 
-    def start(self, cancel: threading.Event | None = None) -> PromptPlan:
-        """Plan the prompt and start the engine (off the event loop: this counts tokens)."""
+    def start(self, cancel: threading.Event | None = None,
+              on_progress: Callable[[PromptProgress], None] | None = None) -> PromptPlan:
+        """Plan the prompt and start the engine (off the event loop: this counts tokens).
+        `on_progress` hears how the engine's prompt reading goes, between its batches."""
         conv = self.conversation
         if conv.backend is None:
             raise UsageError("no model is loaded")
@@ -677,18 +679,19 @@ class Turn:
             self.plan = plan_prompt(conv.backend, conv.settings.system_prompt,
                                     conv.sent_up_to(self.reply_node.parent), conv.settings.params)
             conv.last_plan = self.plan
-            self._stream = conv.backend.stream_chat(self.plan.messages, conv.settings.params, cancel)
+            self._stream = conv.backend.stream_chat(self.plan.messages, conv.settings.params, cancel, on_progress)
         except BaseException as exc:
             self._end(GenerationResult("", "error", error=str(exc) or type(exc).__name__))
             raise
         return self.plan
 
-    def run(self, cancel: threading.Event | None = None) -> Generator[str, None, None]:
+    def run(self, cancel: threading.Event | None = None,
+            on_progress: Callable[[PromptProgress], None] | None = None) -> Generator[str, None, None]:
         """The reply's text pieces (exactly the model's text: sanitise before showing); those
         of its reasoning are `aigc_chat.reasoning.Reasoning` strings. Ending the iteration
         early (close, Ctrl-C) ends the reply as cancelled and records it."""
         if self._stream is None:
-            self.start(cancel)
+            self.start(cancel, on_progress)
         assert self._stream is not None
         stream = self._stream
         pieces: list[str] = []

@@ -911,6 +911,9 @@ def result_stats(result: GenerationResult) -> dict[str, Any]:
         "decode_tokens_per_s": result.decode_tokens_per_s,
         "total_time": result.total_time,
     }
+    if result.cached_tokens is not None:  # engines that read the prompt themselves say how
+        stats["cached_tokens"] = result.cached_tokens
+        stats["prompt_tokens_per_s"] = result.prompt_tokens_per_s
     if result.error:
         stats["error"] = result.error
     if result.stop_sequence:

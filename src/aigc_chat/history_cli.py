@@ -194,6 +194,7 @@ def _draw_tree(conv) -> None:
 
 def _reply_facts(m) -> str:
     from aigc_chat.history import short_model_name
+    from aigc_chat.reply_stats import prompt_facts
     from aigc_chat.sanitize import sanitize
 
     parts = [m.finish_reason or "interrupted"]
@@ -205,6 +206,7 @@ def _reply_facts(m) -> str:
     rate = m.stats.get("decode_tokens_per_s")
     if rate:
         parts.append(f"{rate:.1f} tok/s")
+    parts += prompt_facts(m.stats)
     return f" ({', '.join(parts)})"
 
 
