@@ -25,10 +25,11 @@ def target_of(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
-def write_atomic(path: Path, data: bytes, new_mode: int = 0o600) -> Path:
+def write_atomic(path: Path, data: bytes, new_mode: int | None = 0o600) -> Path:
     """Write `data` to `path` atomically; returns the file actually replaced.
 
-    An existing file keeps its permission bits; a new one gets `new_mode`. Raises OSError
+    An existing file keeps its permission bits; a new one gets `new_mode` (None: what `open()`
+    would give it, 0666 less the umask). Raises OSError
     (ENOSPC, EACCES, ...) with the old file untouched and no temporary file left behind."""
     target = target_of(path)
     try:
@@ -38,7 +39,7 @@ def write_atomic(path: Path, data: bytes, new_mode: int = 0o600) -> Path:
     if st is not None and not stat.S_ISREG(st.st_mode):
         _write_direct(target, data)
         return target
-    mode = stat.S_IMODE(st.st_mode) if st is not None else new_mode
+    mode = stat.S_IMODE(st.st_mode) if st is not None else new_mode if new_mode is not None else _default_mode()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -56,6 +57,12 @@ def write_atomic(path: Path, data: bytes, new_mode: int = 0o600) -> Path:
         raise
     _sync_dir(target.parent)
     return target
+
+
+def _default_mode() -> int:
+    umask = os.umask(0o022)  # the only way to read it; set straight back
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _write_direct(target: Path, data: bytes) -> None:
