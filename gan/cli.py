@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aigc_chat.argtypes import OneLineParser, integer, non_negative, number, positive
 from aigc_chat.errors import AigcError, UsageError
@@ -136,7 +136,7 @@ def _write(path: str, writer: Callable[[Path], object]) -> None:
         raise AigcError(f"cannot write {target}: {err.strerror or err}") from None
 
 
-def _save_npy(path: Path, array: object) -> None:
+def _save_npy(path: Path, array: Any) -> None:
     """np.save, but atomic (aigc_chat.atomic_write): a full disk keeps an earlier file whole."""
     import io
 
