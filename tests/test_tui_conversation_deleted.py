@@ -5,17 +5,19 @@ deleted from outside by the real CLI."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from aigc_chat.config import Config
+from aigc_chat.conversation import Conversation
 from aigc_chat.history import HistoryStore
+from aigc_chat.history_service import HistoryService
 from aigc_chat.tui.app import ChatApp
 from tests.conftest import run_cli
 from tests.scripted_backend import ScriptedBackend
 from tests.tui_driver import SIZE, make_config, screen_text, send, wait_for, wait_idle
-
-pytestmark = [pytest.mark.asyncio]
 
 
 def stored() -> list[tuple[int, list[str]]]:
@@ -23,6 +25,7 @@ def stored() -> list[tuple[int, list[str]]]:
         return [(c.id, [m.content for m in s.get_conversation(c.id).messages]) for c in s.list_conversations()]
 
 
+@pytest.mark.asyncio
 async def test_a_conversation_deleted_elsewhere_can_be_kept_and_saving_goes_on(cli: str, tmp_path: Path) -> None:
     app = ChatApp(make_config(tmp_path), store=HistoryStore(), backend=ScriptedBackend(["Fine."], model="s.gguf"))
     async with app.run_test(size=SIZE) as pilot:
@@ -52,3 +55,26 @@ async def test_a_conversation_deleted_elsewhere_can_be_kept_and_saving_goes_on(c
         assert "history off" not in screen_text(app)
         notices = [str(w.render()) for w in app.chat_screen.chat.query("NoticeMessage")]
         assert any("deleted outside this window" in text for text in notices), notices
+
+
+def test_the_core_without_a_screen_warns_once_and_keeps_saving() -> None:
+    """One-shot (`--continue` while another shell deletes the conversation): one warning, the
+    same words; the core can also keep the chat as a new conversation itself."""
+    told: list[str] = []
+    conv = Conversation(Config(path=Path(os.environ["AIGC_CHAT_CONFIG"])), HistoryService(HistoryStore()),
+                        on_history_failure=lambda exc: told.append(str(exc)))
+    conv.attach_backend(ScriptedBackend(["Fine."]))
+    conv.begin("send", "one").consume()
+    old = conv.wait_for_id()
+    with HistoryStore() as other:
+        other.delete_conversation(old)
+    conv.begin("send", "two").consume()
+    conv.set_params(top_k=3)
+    assert conv.history.writer is not None and conv.history.writer.wait(10)
+    assert told == [f"conversation {old} was deleted (aigc-chat history delete, or another window) while this ran"]
+    assert conv.saving
+    conv.keep_as_new()
+    new = conv.wait_for_id()
+    assert new is not None and new > old and conv.history.writer.wait(10)
+    assert stored() == [(new, ["one", "Fine.", "two", "Fine."])]
+    conv.close()

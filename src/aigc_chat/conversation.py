@@ -652,6 +652,9 @@ class Conversation:
         self.gone_id = cid
         if self.on_conversation_gone is not None:
             self.on_conversation_gone(cid)
+        elif self.on_history_failure is not None:  # a front end that cannot offer to keep it (one-shot)
+            self.on_history_failure(UsageError(f"conversation {cid} was deleted (aigc-chat history delete, "
+                                               "or another window) while this ran"))
 
     def keep_as_new(self) -> None:
         """Store the chat shown here, every branch, as a new conversation (this one was
