@@ -40,7 +40,7 @@ cd "$REPO"
 # lacks are pinned below. llama-cpp-python is built there; torch, numpy, tokenizers,
 # safetensors, jinja2, pyyaml, requests, tqdm, typing-extensions, pytest come from its image.
 CARRY=(textual rich markdown-it-py mdurl mdit-py-plugins linkify-it-py uc-micro-py pygments
-  platformdirs tomli-w gguf diskcache scikit-build-core packaging)
+  platformdirs tomlkit gguf diskcache scikit-build-core packaging)
 declare -A PINS=([uc-micro-py]=1.0.3 [scikit-build-core]=1.1.2)
 PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64)

@@ -86,7 +86,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         config = GanConfig.from_json(json.loads(meta.get("config", "")))
         training = json.loads(meta["training"]) if "training" in meta else {}
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise UsageError(f"{path}: checkpoint header is not valid JSON") from None
     if not isinstance(training, dict):
         raise UsageError(f"{path}: checkpoint training state is not an object")

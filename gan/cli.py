@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aigc_chat.argtypes import OneLineParser, integer, non_negative, number, positive
 from aigc_chat.errors import AigcError, UsageError
@@ -136,6 +136,19 @@ def _write(path: str, writer: Callable[[Path], object]) -> None:
         raise AigcError(f"cannot write {target}: {err.strerror or err}") from None
 
 
+def _save_npy(path: Path, array: Any) -> None:
+    """np.save, but atomic (aigc_chat.atomic_write): a full disk keeps an earlier file whole."""
+    import io
+
+    import numpy as np
+
+    from aigc_chat.atomic_write import write_atomic
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    write_atomic(path, buf.getvalue(), new_mode=None)
+
+
 def run_sample(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -165,5 +178,5 @@ def run_sample(args: argparse.Namespace) -> int:
         grid = tile_grid(hwc, "truecolor", args.scale or max(1, 64 // hwc.shape[2]), width=10**6, per_row=per_row or 10)
         _write(args.save, lambda p: write_png(p, colourise(grid, args.palette)))
     if args.save_array:
-        _write(args.save_array, lambda p: np.save(p, s.images.astype(np.float32)))
+        _write(args.save_array, lambda p: _save_npy(p, s.images.astype(np.float32)))
     return 0

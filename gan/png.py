@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aigc_chat.atomic_write import write_atomic
+
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
@@ -27,4 +29,4 @@ def write_png(path: str | Path, rgb: np.ndarray) -> None:
     raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()  # filter 0 per row
     ihdr = struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0)
     data = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw, 9)) + _chunk(b"IEND", b"")
-    Path(path).write_bytes(data)
+    write_atomic(Path(path), data, new_mode=None)  # a full disk never leaves half a PNG

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from aigc_chat.atomic_write import write_atomic
 from aigc_chat.errors import UsageError
 from aigc_chat.safe_open import read_regular
 
@@ -50,7 +51,7 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str,
         raise bad
     try:
         header = json.loads(raw[8 : 8 + hlen].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: [[[[… deep
         raise bad from None
     if not isinstance(header, dict):
         raise bad
@@ -92,11 +93,6 @@ def write_safetensors(path: str | Path, tensors: dict[str, np.ndarray], metadata
         offset += len(blob)
     hbytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
     hbytes += b" " * (-len(hbytes) % 8)  # keep the data 8-byte aligned, as the spec suggests
-    tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as fh:
-        fh.write(struct.pack("<Q", len(hbytes)))
-        fh.write(hbytes)
-        for blob in blobs:
-            fh.write(blob)
-    tmp.replace(path)
+    # atomic (temp file beside it, fsync, rename): a full disk keeps the last checkpoint whole
+    write_atomic(path, b"".join([struct.pack("<Q", len(hbytes)), hbytes, *blobs]), new_mode=None)

@@ -235,7 +235,7 @@ def test_the_file_of_the_release_before_trees_is_upgraded_in_place_losing_nothin
     shutil.copyfile(FIXTURE, path)
     before = _rows(path)
     with HistoryStore() as s:
-        assert s.connection.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert s.connection.execute("PRAGMA user_version").fetchone()[0] == 5
         after = _rows(path)
         for table, rows in before.items():  # every row, every column as it was (new columns at the end)
             assert [r[: len(rows[0])] for r in after[table]] == rows, table

@@ -90,7 +90,7 @@ def test_a_version_2_file_from_the_last_release_gets_attachments_in_place(isolat
     old.commit()
     old.close()
     with HistoryStore() as s:
-        assert s.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert s.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         (msg,) = s.get_conversation(3).messages
         assert msg.content == "how do herons hunt" and msg.attachments == ()
         assert [h.message_id for h in s.search("hunt")] == [1]

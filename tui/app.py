@@ -34,7 +34,7 @@ from aigc_chat.tui.chat_screen import ChatScreen
 from aigc_chat.tui.clipboard import clipboard_sequences, clipboard_text
 from aigc_chat.tui.commands import SlashProvider
 from aigc_chat.tui.dialogs import HelpScreen
-from aigc_chat.tui.events import HistoryFailed, Notice, ReasoningShown
+from aigc_chat.tui.events import ConversationDeleted, HistoryFailed, Notice, ReasoningShown
 from aigc_chat.tui.help_text import help_markdown
 from aigc_chat.tui.launch import ui_reserve
 
@@ -60,7 +60,8 @@ class ChatApp(App[int]):
         self.initial_conversation = conversation_id
         self.keep = keep
         self.conversation = Conversation(config, HistoryService(store),
-                                         on_history_failure=self._history_failed_in_writer)
+                                         on_history_failure=self._history_failed_in_writer,
+                                         on_conversation_gone=self._conversation_gone_in_writer)
         tui = {**TUI_DEFAULTS, **config.tui}
         off = "history is off: it cannot be opened (see the notice)" if store is None and history_note else ""
         self.chat_screen = ChatScreen(self.conversation, config, batch_interval=tui["stream_interval_ms"] / 1000,
@@ -89,6 +90,12 @@ class ChatApp(App[int]):
         try:
             self.chat_screen.post_message(HistoryFailed(getattr(exc, "reason", "") or str(exc), str(path)))
         except RuntimeError:  # the app's loop is gone (quitting): nobody to tell
+            pass
+
+    def _conversation_gone_in_writer(self, conversation_id: int) -> None:
+        try:
+            self.chat_screen.post_message(ConversationDeleted(conversation_id))
+        except RuntimeError:  # quitting
             pass
 
     # -- actions of the key table that are the app's, not the chat screen's -----------------

@@ -29,6 +29,7 @@ from aigc_chat.tui import commands, slash
 from aigc_chat.tui.chat_view import AssistantMessage, ChatMessage, ChatView, NoticeMessage, message_widget
 from aigc_chat.tui.events import (
     BranchRequest,
+    ConversationDeleted,
     HistoryActionDone,
     HistoryFailed,
     ModelFailed,
@@ -197,6 +198,9 @@ class ChatScreen(Screen[None]):
         self.app.notify(text, title="History", severity="warning", timeout=15)
         self._mark_not_saving(event.reason)
         await self.chat.add(NoticeMessage(text[0].upper() + text[1:], severity="warning"))
+
+    async def on_conversation_deleted(self, event: ConversationDeleted) -> None:
+        await self.stored.conversation_deleted(event.conversation_id)
 
     def _mark_not_saving(self, reason: str) -> None:
         self.status_note = "history off │ "
@@ -472,6 +476,7 @@ class ChatScreen(Screen[None]):
             self.app.notify(result.error or "generation failed", title="Generation failed", severity="error")
         self.set_state("idle")
         self.history.reload()
+        self.stored.keep_as_new()  # a "keep the chat" that waited for this reply
         if self.queue:
             await self.send_next_queued()
 
@@ -484,6 +489,7 @@ class ChatScreen(Screen[None]):
             await self._show_replaced(reply)
         self.app.notify(event.reason, title="Cannot answer", severity="error")
         self.set_state("idle")
+        self.stored.keep_as_new()
 
     async def _show_replaced(self, reply: AssistantMessage) -> None:
         """A regenerate that failed before saying anything left no reply: the path shows the

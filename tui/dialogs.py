@@ -15,9 +15,10 @@ from aigc_chat.sanitize import sanitize
 class ConfirmDialog(ModalScreen[bool]):
     BINDINGS = [Binding("escape,n", "dismiss(False)", "No"), Binding("y", "dismiss(True)", "Yes")]
 
-    def __init__(self, question: str) -> None:
+    def __init__(self, question: str, *, default_yes: bool = False) -> None:
         super().__init__(classes="dialog-screen")
         self.question = question
+        self.default_yes = default_yes  # focus on Yes (a question whose Yes loses nothing)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -27,7 +28,7 @@ class ConfirmDialog(ModalScreen[bool]):
                 yield Button("No (n)", id="no")
 
     def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
+        self.query_one("#yes" if self.default_yes else "#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")

@@ -83,6 +83,14 @@ class HistoryFailed(Message):
 
 
 @dataclass
+class ConversationDeleted(Message):
+    """Posted (from the writer thread) when the conversation shown was deleted elsewhere (another
+    window, `aigc-chat history delete`); saving goes on, the screen offers to keep the chat."""
+
+    conversation_id: int
+
+
+@dataclass
 class HistoryActionDone(Message):
     """A rename, delete or export the user asked for has run; `error` says why not."""
 

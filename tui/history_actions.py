@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aigc_chat.errors import AigcError
+from aigc_chat.tui.chat_view import NoticeMessage
 from aigc_chat.tui.dialogs import ConfirmDialog, TextDialog
 from aigc_chat.tui.events import HistoryActionDone
 from aigc_chat.tui.history_pane import HistoryPane
@@ -35,6 +36,7 @@ class HistoryActions:
 
     def __init__(self, screen: ChatScreen) -> None:
         self.screen = screen
+        self.keep_pending = False  # "keep as a new conversation" waits for the reply streaming
 
     # -- new and open ---------------------------------------------------------------------
     async def new_conversation(self) -> None:
@@ -111,6 +113,50 @@ class HistoryActions:
             return
         self.open_in_background(event.conversation_id, event.message_id or None)
 
+    # -- the conversation shown, deleted elsewhere ------------------------------------------
+    async def conversation_deleted(self, conversation_id: int) -> None:
+        """Another window or `aigc-chat history delete` removed the conversation shown. Say so
+        in the chat, and offer to store the chat again as a new conversation (after the reply
+        that is streaming, if one is); saving itself never stopped."""
+        s = self.screen
+        text = (f"Conversation {conversation_id} was deleted outside this window (another aigc-chat, "
+                "or `aigc-chat history delete`). What it shows here is not saved any more.")
+        await s.chat.add(NoticeMessage(text, severity="warning"))
+        s.history.current_id = None
+        s.history.reload()
+
+        def chosen(keep: bool | None) -> None:
+            if keep:
+                self.keep_pending = True
+                self.keep_as_new()
+            else:
+                s.app.notify("not kept: a new conversation (ctrl+n) is saved as usual", timeout=8)
+
+        s.app.push_screen(ConfirmDialog(f"Conversation {conversation_id} was deleted elsewhere. "
+                                        "Keep this chat as a new conversation?", default_yes=True), chosen)
+
+    def keep_as_new(self) -> None:
+        """Store the chat as a new conversation now, or once the reply streaming has ended."""
+        s = self.screen
+        if not self.keep_pending or s.state == "generating":
+            return
+        self.keep_pending = False
+        try:
+            s.conversation.keep_as_new()
+        except AigcError as exc:
+            s.app.notify(f"could not keep the chat: {exc}", severity="error")
+            return
+        s.app.notify("kept as a new conversation")
+        ref = s.conversation.conversation_ref
+
+        def made(f: Future[Any]) -> None:  # on the writer thread, or here if already made
+            exc = None if f.cancelled() else f.exception()
+            cid = f.result() if exc is None else 0
+            s.post_message(HistoryActionDone("keep", cid, "" if exc is None else str(exc), ""))
+
+        if isinstance(ref, Future):
+            ref.add_done_callback(made)
+
     # -- rename, delete, export -------------------------------------------------------------
     def pane_request(self, event: HistoryPane.Request) -> None:
         s = self.screen
@@ -171,6 +217,8 @@ class HistoryActions:
             s.app.notify(f"could not {what}: {event.error}", severity="error")
         elif event.action == "delete":
             s.app.notify("conversation deleted")
+        elif event.action == "keep":
+            s.history.current_id = event.conversation_id
         elif event.action == "export":
             s.app.notify(f"exported to {event.detail}")
         if event.action != "export":

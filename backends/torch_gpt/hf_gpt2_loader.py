@@ -110,6 +110,8 @@ def load_hf_gpt2(folder: Path) -> Checkpoint:
         raw = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"{cfg_path}: not valid JSON ({exc})") from None
+    except RecursionError:  # json recurses per level: [[[[… a few KB deep
+        raise ModelError(f"{cfg_path}: not valid JSON (nested too deeply)") from None
     if not isinstance(raw, dict):
         raise ModelError(f"{cfg_path}: not a model config")
     model_type = raw.get("model_type")

@@ -38,7 +38,7 @@ def config_cmd(argv: list[str]) -> int:
 
         print(Path(args.config).expanduser() if args.config else paths.config_file())
         return 0
-    import tomli_w
+    import tomlkit
 
     from aigc_chat import model_settings
     from aigc_chat.loader import model_settings_for
@@ -55,7 +55,7 @@ def config_cmd(argv: list[str]) -> int:
     for name, value, source in model_settings.describe(cfg):
         shown = "(none)" if value is None or value == () else repr(list(value) if name == "stop" else value)
         sys.stdout.write(sanitize(f"#   {name:<15} {shown:<10} {source}\n"))
-    sys.stdout.write(tomli_w.dumps(cfg.to_toml_dict()))
+    sys.stdout.write(tomlkit.dumps(cfg.to_toml_dict()))
     return 0
 
 
@@ -81,7 +81,7 @@ def roles_cmd(argv: list[str]) -> int:
     args = p.parse_args(argv)
     import json
 
-    import tomli_w
+    import tomlkit
 
     from aigc_chat import roles
 
@@ -107,7 +107,7 @@ def roles_cmd(argv: list[str]) -> int:
         return 0
     where = "built in" if role.origin == "built-in" else f"from {cfg.path}"
     sys.stdout.write(sanitize(f"# role {role.name}, {where}; copy it into config.toml to change it\n"))
-    sys.stdout.write(sanitize(tomli_w.dumps({"roles": {role.name: role.to_table()}})))
+    sys.stdout.write(sanitize(tomlkit.dumps({"roles": {role.name: role.to_table()}})))
     return 0
 
 

@@ -38,6 +38,7 @@ TUI_DEFAULTS: dict[str, Any] = {
 }
 STREAM_INTERVAL_MS = (10, 2000)
 CONFIG_LIMIT = 1 << 20  # 1 MiB: a hand-written config is a few KiB
+NESTED_TOO_DEEP = "invalid TOML: nested too deeply (arrays or tables thousands of levels deep)"
 
 
 @dataclass
@@ -151,6 +152,8 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None)
             raise ConfigError(path, "", f"invalid TOML: {exc}") from None
         except UnicodeDecodeError as exc:
             raise ConfigError(path, "", f"cannot read: {exc}") from None
+        except RecursionError:  # tomllib recurses per level: `a = [[[[…` 10,000 deep
+            raise ConfigError(path, "", NESTED_TOO_DEEP) from None
         _apply_file(cfg, raw)
     if env.get("AIGC_CHAT_BACKEND"):
         cfg.backend = _check_backend(env["AIGC_CHAT_BACKEND"], "AIGC_CHAT_BACKEND")
@@ -160,14 +163,55 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None)
 
 
 def save_config(cfg: Config) -> Path:
-    """Write the settings to cfg.path atomically (the TUI's "save as default")."""
-    import tomli_w
+    """Write what changed in `cfg` into cfg.path, editing the file in place (the TUI's theme,
+    reasoning view and "save as default").
 
-    cfg.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cfg.path.with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps(cfg.to_toml_dict()), encoding="utf-8")
-    os.replace(tmp, cfg.path)
-    return cfg.path
+    config.toml is the user's file: a full rewrite would drop their comments, reorder it, turn
+    a symlink into a plain file and loosen a 0600 mode. Here the file is parsed with tomlkit,
+    which keeps comments and layout, and only the values whose effect differs from what the
+    file gives now are set (or removed: a seed back to random); every other byte stays. The
+    result is written through a symlink to its target, atomically, with the old mode
+    (aigc_chat.atomic_write). Returns the path given (the link, if it is one)."""
+    import tomlkit
+
+    path = cfg.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        text = read_regular(path, CONFIG_LIMIT, "config file").decode("utf-8")
+        current = load_config(path, environ={}).to_toml_dict()
+    else:
+        text, current = "", Config(path=path).to_toml_dict()
+    try:
+        doc = tomlkit.parse(text)
+        _edit(doc, current, cfg.to_toml_dict())
+        data = tomlkit.dumps(doc).encode("utf-8")
+    except RecursionError:
+        raise ConfigError(path, "", NESTED_TOO_DEEP) from None
+    except tomlkit.exceptions.TOMLKitError as exc:  # tomllib read it, tomlkit cannot edit it
+        raise ConfigError(path, "", f"cannot be edited in place ({exc}); nothing was written") from None
+    from aigc_chat.atomic_write import write_atomic
+
+    write_atomic(path, data)
+    return path
+
+
+def _edit(doc: Any, current: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """Make the tomlkit table `doc` say `wanted`, touching only the keys where the settings
+    it gives (`current`, defaults filled in) differ. Tables are walked into, not replaced, so
+    the comments inside them stay."""
+    for key, value in wanted.items():
+        have = current.get(key)
+        if isinstance(value, dict):
+            if key not in doc:
+                if not value or value == have:
+                    continue
+                doc[key] = {}  # tomlkit makes it a table
+            _edit(doc[key], have if isinstance(have, dict) else {}, value)
+        elif value != have:
+            doc[key] = value
+    for key in current:
+        if key not in wanted and key in doc:
+            del doc[key]
 
 
 def _check_backend(name: str, where: str) -> str:

@@ -212,11 +212,17 @@ class Conversation:
 
     def __init__(self, config: Config, history: HistoryService | None = None, *,
                  on_history_failure: Callable[[Exception], None] | None = None,
+                 on_conversation_gone: Callable[[int], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.history = history if history is not None else HistoryService(None)
         self.history.on_failure = self._history_failed
+        self.history.on_gone = self._history_gone
         self.on_history_failure = on_history_failure
+        # Called (on the history's writer thread) with the id of the conversation shown here
+        # when another process deleted it; `keep_as_new` stores the chat again.
+        self.on_conversation_gone = on_conversation_gone
+        self.gone_id: int | None = None
         self.clock = clock
         self.settings = ConversationSettings.from_config(config)
         self.tree = MessageTree()  # every message, every branch; `messages` is the current path
@@ -633,6 +639,53 @@ class Conversation:
         """The model the history lists a conversation under: the one loaded (the default
         model's file, say), where the settings may just say "the default" ("")."""
         return self.author().get("model") or self.settings.model
+
+    def _history_gone(self, exc: Exception) -> None:
+        """A write found its conversation deleted (writer thread). Told once per conversation,
+        and only when it is this one (a late write of one already kept anew is not news)."""
+        cid = self.known_id
+        if cid is None or cid == self.gone_id:
+            return
+        store = self.history.store
+        if store is not None and store.has_conversation(cid):
+            return
+        self.gone_id = cid
+        if self.on_conversation_gone is not None:
+            self.on_conversation_gone(cid)
+        elif self.on_history_failure is not None:  # a front end that cannot offer to keep it (one-shot)
+            self.on_history_failure(UsageError(f"conversation {cid} was deleted (aigc-chat history delete, "
+                                               "or another window) while this ran"))
+
+    def keep_as_new(self) -> None:
+        """Store the chat shown here, every branch, as a new conversation (this one was
+        deleted elsewhere); the writes are queued like any others and this becomes that
+        conversation. UsageError while a reply is still coming (its rows belong to the old
+        one) or when nothing can be saved."""
+        if not self.history.saving:
+            raise UsageError("the history is not being saved: nothing can be kept")
+        nodes = sorted(self.tree.walk(), key=lambda n: n.seq)  # as they were made: parents first
+        if any(n.live for n in nodes):
+            raise UsageError("a reply is still coming: keep the chat once it has ended")
+        self.conversation_ref = None
+        for node in nodes:
+            node.ref = None
+        first = next((n for n in nodes if n.role == "user"), nodes[0] if nodes else None)
+        if first is None:
+            return
+        from aigc_chat.history import title_from
+
+        queued = self.history.queued
+        assert queued is not None
+        self.conversation_ref = queued.create_conversation(
+            title_from(first.content), model=self._shown_model(), backend=self.settings.backend,
+            settings=self.settings.to_dict())
+        for node in nodes:
+            node.ref = queued.add_message(
+                self.conversation_ref, node.role, node.content, finish_reason=node.finish_reason,
+                stats=node.stats or None, kind=node.kind, meta=node.meta or None,
+                attachments=[(f.name, f.text) for f in node.files],
+                parent=node.parent.ref if node.parent is not None else None)
+        self._save_leaf()
 
     def _history_failed(self, exc: Exception) -> None:
         if self.on_history_failure is not None:

@@ -226,7 +226,7 @@ def _stamp_ok(target: Path, sha: str) -> bool:
     try:
         st = target.stat()
         stamp = json.loads(_stamp_path(target).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     want = {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     if target.parent != model_dir():
@@ -239,7 +239,9 @@ def _write_stamp(target: Path, sha: str) -> None:
     stamp = {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     if target.parent != model_dir():
         stamp["path"] = str(target)
-    _stamp_path(target).write_text(json.dumps(stamp))
+    from aigc_chat.atomic_write import write_atomic
+
+    write_atomic(_stamp_path(target), json.dumps(stamp).encode("utf-8"), new_mode=None)
 
 
 class _progress_bar:

@@ -163,7 +163,7 @@ def _ollama_blob(root: Path, manifests: Path, mpath: Path) -> tuple[Path | None,
                 digest = str(layer.get("digest", ""))
                 if re.fullmatch(r"sha256:[0-9a-fA-F]{64}", digest):
                     return root / "blobs" / digest.replace(":", "-"), name
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # RecursionError: [[[[… JSON
         pass
     return None, name
 
@@ -254,7 +254,7 @@ class _Index:
                 data = json.loads(path.read_text(encoding="utf-8"))
                 if data.get("version") == INDEX_VERSION and isinstance(data.get("files"), dict):
                     self.entries = data["files"]
-            except (OSError, ValueError, AttributeError):
+            except (OSError, ValueError, AttributeError, RecursionError):  # RecursionError: [[[[… JSON
                 pass
 
     def facts(self, path: Path, parts: list[Path]) -> dict[str, Any]:

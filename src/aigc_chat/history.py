@@ -30,7 +30,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +45,8 @@ BUSY_TIMEOUT_MS = 15_000
 TITLE_CHARS = 60
 PREFIX_MIN = 3  # the FTS tables keep a 3-character prefix index (prefix='3')
 SEARCH_WINDOW = 5000  # matches ranked per search, newest first (see _ranked)
+SEARCH_MAX_WORDS = 32  # different words in one search (fts_query): more is refused, not slow
+SEARCH_MAX_CHARS = 1000
 
 # Version 1: the first released layout (no message kinds, no search).
 _V1 = """
@@ -154,7 +156,73 @@ UPDATE conversations SET current_leaf = (
 CREATE INDEX messages_by_parent ON messages(parent_id);
 """
 
-_MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
+# Version 5: ids never come back. Without AUTOINCREMENT, SQLite gives a new row the largest
+# id + 1, so deleting the newest conversation handed its id (and its messages' ids) to the next
+# one, and a script that remembered "conversation 18" read someone else's. SQLite adds
+# AUTOINCREMENT only by rebuilding a table: both are copied with every column and id, the old
+# ones dropped (their triggers and indexes with them) and all of those made again. The FTS
+# indexes are external-content tables keyed by the same ids, so they stay valid as they are.
+# Foreign keys are off while this runs (_migrate), or dropping a table would cascade.
+_V5 = """
+CREATE TABLE conversations_v5 (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    title        TEXT NOT NULL DEFAULT '',
+    model        TEXT NOT NULL DEFAULT '',
+    backend      TEXT NOT NULL DEFAULT '',
+    settings     TEXT NOT NULL DEFAULT '{}',
+    created_at   REAL NOT NULL,
+    updated_at   REAL NOT NULL,
+    current_leaf INTEGER
+);
+INSERT INTO conversations_v5 (id, title, model, backend, settings, created_at, updated_at, current_leaf)
+    SELECT id, title, model, backend, settings, created_at, updated_at, current_leaf FROM conversations;
+CREATE TABLE messages_v5 (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    role            TEXT NOT NULL,
+    content         TEXT NOT NULL DEFAULT '',
+    created_at      REAL NOT NULL,
+    finish_reason   TEXT,
+    stats           TEXT NOT NULL DEFAULT '{}',
+    kind            TEXT NOT NULL DEFAULT 'text',
+    meta            TEXT NOT NULL DEFAULT '{}',
+    parent_id       INTEGER
+);
+INSERT INTO messages_v5 (id, conversation_id, role, content, created_at, finish_reason, stats, kind, meta, parent_id)
+    SELECT id, conversation_id, role, content, created_at, finish_reason, stats, kind, meta, parent_id FROM messages;
+DROP TABLE messages;
+DROP TABLE conversations;
+ALTER TABLE conversations_v5 RENAME TO conversations;
+ALTER TABLE messages_v5 RENAME TO messages;
+CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
+CREATE INDEX conversations_by_update ON conversations(updated_at, id);
+CREATE INDEX messages_by_parent ON messages(parent_id);
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+END;
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+    INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+END;
+CREATE TRIGGER titles_fts_insert AFTER INSERT ON conversations BEGIN
+    INSERT INTO titles_fts(rowid, title) VALUES (new.id, new.title);
+END;
+CREATE TRIGGER titles_fts_delete AFTER DELETE ON conversations BEGIN
+    INSERT INTO titles_fts(titles_fts, rowid, title) VALUES ('delete', old.id, old.title);
+END;
+CREATE TRIGGER titles_fts_update AFTER UPDATE OF title ON conversations BEGIN
+    INSERT INTO titles_fts(titles_fts, rowid, title) VALUES ('delete', old.id, old.title);
+    INSERT INTO titles_fts(rowid, title) VALUES (new.id, new.title);
+END;
+CREATE TRIGGER attachments_of_deleted_message AFTER DELETE ON messages BEGIN
+    DELETE FROM attachments WHERE message_id = old.id;
+END;
+"""
+
+_MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -177,6 +245,12 @@ class HistoryError(AigcError):
         super().__init__(message)
         self.path = None if path is None else Path(path)
         self.reason = reason or message
+
+
+class ConversationGone(UsageError):
+    """A write for a conversation (or one of its messages) that is no longer in the file:
+    deleted from another window or by `aigc-chat history delete`. Not a failure of the history
+    (the next conversation saves fine): the writer reports it and goes on saving."""
 
 
 @dataclass(frozen=True)
@@ -282,10 +356,27 @@ def fts_query(text: str, *, prefix: bool = False) -> str:
     """User text as an FTS5 query that means exactly the words typed: every word is a quoted
     string (quotes doubled), all must match. Operators, `*`, brackets are just text.
     `prefix` makes the last word match as a prefix when it has at least PREFIX_MIN characters
-    (shorter prefixes would merge the postings of thousands of words: seconds, not ms)."""
-    words = text.replace("\x00", " ").split()  # FTS5 reads a NUL as the end of the query
-    parts = ['"' + w.replace('"', '""') + '"' for w in words]
-    if prefix and words and len(words[-1]) >= PREFIX_MIN:
+    (shorter prefixes would merge the postings of thousands of words: seconds, not ms).
+
+    FTS5's cost grows with the product of the query's terms and their matches: one word typed
+    20,000 times took 37 s. A repeated word means nothing more (all must match anyway), so
+    repeats go (letter case aside, as FTS5 ignores it); past SEARCH_MAX_WORDS different words or
+    SEARCH_MAX_CHARS characters in them the query is refused with a UsageError that says the limit."""
+    text = text.replace("\x00", " ")  # FTS5 reads a NUL as the end of the query
+    words: dict[str, str] = {}
+    for w in text.split():
+        words.setdefault(w.lower(), w)
+    if prefix and words:  # the word being typed stays last: it is the one matched as a prefix
+        last = text.split()[-1]
+        words.pop(last.lower(), None)
+        words[last.lower()] = last
+    if len(words) > SEARCH_MAX_WORDS:
+        raise UsageError(f"the search has {len(words)} different words; at most {SEARCH_MAX_WORDS} are searched")
+    kept = list(words.values())
+    if sum(map(len, kept)) > SEARCH_MAX_CHARS:  # one "word" a.b.c.… is a phrase of many terms
+        raise UsageError(f"the search's words are over {SEARCH_MAX_CHARS:,} characters; that is the limit")
+    parts = ['"' + w.replace('"', '""') + '"' for w in kept]
+    if prefix and kept and len(kept[-1]) >= PREFIX_MIN:
         parts[-1] += "*"
     return " ".join(parts)
 
@@ -451,6 +542,9 @@ class HistoryStore:
         if version == SCHEMA_VERSION:
             return
         self._refuse_newer(version)
+        # Off for the table rebuilds (_V5): a DROP TABLE would otherwise delete in cascade.
+        # The pragma is a no-op inside a transaction, so it goes before BEGIN.
+        conn.execute("PRAGMA foreign_keys = OFF")
         conn.execute("BEGIN IMMEDIATE")  # another process may be migrating the same file
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -466,6 +560,9 @@ class HistoryStore:
             except sqlite3.Error:
                 pass
             raise
+        finally:
+            with suppress(sqlite3.Error):
+                conn.execute("PRAGMA foreign_keys = ON")
 
     def _refuse_newer(self, version: int) -> None:
         if version > SCHEMA_VERSION:
@@ -571,7 +668,11 @@ class HistoryStore:
                 (_dump(settings), model, backend, conversation_id),
             )
             if cur.rowcount == 0:
-                raise UsageError(f"no conversation {conversation_id}")
+                raise ConversationGone(f"no conversation {conversation_id}")
+
+    def has_conversation(self, conversation_id: int) -> bool:
+        with self._read() as conn:
+            return conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone() is not None
 
     def list_conversations(self, limit: int = 500, offset: int = 0) -> list[ConversationSummary]:
         """Newest first (by last activity)."""
@@ -679,6 +780,9 @@ class HistoryStore:
     @staticmethod
     def _check_member(conn: sqlite3.Connection, conversation_id: int, message_id: int) -> None:
         row = conn.execute("SELECT conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+        gone = conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone() is None
+        if row is None and gone:
+            raise ConversationGone(f"no conversation {conversation_id}")
         if row is None or row[0] != conversation_id:
             raise UsageError(f"conversation {conversation_id} has no message {message_id}")
 
@@ -696,7 +800,7 @@ class HistoryStore:
             row = conn.execute("SELECT title, current_leaf FROM conversations WHERE id = ?",
                                (conversation_id,)).fetchone()
             if row is None:
-                raise UsageError(f"no conversation {conversation_id}")
+                raise ConversationGone(f"no conversation {conversation_id}")
             if parent == CURRENT:
                 parent = row[1]
             elif parent is not None:
@@ -730,8 +834,8 @@ class HistoryStore:
         with self._write() as conn:
             row = conn.execute("SELECT conversation_id FROM messages WHERE id = ?",
                                (message_id,)).fetchone()
-            if row is None:
-                raise UsageError(f"no message {message_id}")
+            if row is None:  # its conversation was deleted (history delete) while it streamed
+                raise ConversationGone(f"no message {message_id}")
             conn.execute(
                 "UPDATE messages SET content = ?, finish_reason = coalesce(?, finish_reason),"
                 " stats = coalesce(?, stats), meta = coalesce(?, meta) WHERE id = ?",
@@ -1039,7 +1143,7 @@ def _load(text: str | None) -> dict:
         return {}
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # another program's row: [[[[… nests past the stack
         return {}
     return value if isinstance(value, dict) else {}
 

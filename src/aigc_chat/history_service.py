@@ -33,12 +33,13 @@ class HistoryService:
     def __init__(self, store: Any, on_failure: Callable[[AigcError], None] | None = None) -> None:
         self.store = store
         self.on_failure = on_failure
+        self.on_gone: Callable[[AigcError], None] | None = None  # see HistoryWriter: ConversationGone
         self.problem = ""  # why nothing (more) is saved, once something went wrong
         readonly = store is not None and getattr(store, "readonly", False)
         self.writer: HistoryWriter | None = None
         self.queued: QueuedStore | None = None
         if store is not None and not readonly:
-            self.writer = HistoryWriter(store, on_failure=self._failed)
+            self.writer = HistoryWriter(store, on_failure=self._failed, on_gone=self._gone)
             self.queued = QueuedStore(self.writer)
         if readonly:
             self.problem = "the history is read-only"
@@ -59,6 +60,10 @@ class HistoryService:
         self.problem = getattr(exc, "reason", "") or str(exc)
         if self.on_failure is not None:
             self.on_failure(exc)
+
+    def _gone(self, exc: AigcError) -> None:
+        if self.on_gone is not None:
+            self.on_gone(exc)
 
     # -- reads ------------------------------------------------------------------------------
     def read(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:

@@ -17,6 +17,9 @@ reported once through `on_failure(error)` (called on the writer thread), and eve
 job is dropped, so the conversation goes on in memory only and the file never holds a reply
 without its question or half a conversation with holes. A job the user asked for by name
 (`submit(..., own_errors=True)`: a rename, a delete) reports its error to its own Future only.
+A write for a conversation that another process deleted (`ConversationGone`) is no failure of
+the history either: it goes to its Future and to `on_gone(error)`, and saving goes on (the
+front end offers to keep the chat as a new conversation).
 
 Reading your own writes: while a writer owns a store, that store's read methods, called from
 any other thread, first wait for the jobs submitted so far; a script or a test that reads the
@@ -33,7 +36,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from aigc_chat.errors import AigcError
-from aigc_chat.history import HistoryError, HistoryStore
+from aigc_chat.history import ConversationGone, HistoryError, HistoryStore
 
 
 class SerialThread:
@@ -135,9 +138,11 @@ class HistoryWriter:
     """Owns `store`'s writes: one thread, one queue, jobs in order (see the module notes)."""
 
     def __init__(self, store: HistoryStore,
-                 on_failure: Callable[[AigcError], None] | None = None) -> None:
+                 on_failure: Callable[[AigcError], None] | None = None,
+                 on_gone: Callable[[ConversationGone], None] | None = None) -> None:
         self.store = store
         self.on_failure = on_failure
+        self.on_gone = on_gone
         self.failure: AigcError | None = None
         self._thread = SerialThread("history-writer")
         store._before_read = self._before_foreign_read
@@ -178,6 +183,13 @@ class HistoryWriter:
             args = tuple(resolve(a) for a in args)
             kwargs = {k: resolve(v) for k, v in kwargs.items()}
             return fn(self.store, *args, **kwargs)
+        except ConversationGone as exc:
+            if not own_errors and self.on_gone is not None:
+                try:
+                    self.on_gone(exc)
+                except Exception:  # noqa: BLE001 - reporting must not kill the writer
+                    pass
+            raise
         except AigcError as exc:
             if not own_errors:
                 self._fail(exc)

@@ -10,13 +10,15 @@ swap could outrun) decides whether it is a regular file.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from aigc_chat.errors import AigcError, UsageError
+from aigc_chat.atomic_write import write_atomic
+from aigc_chat.errors import AigcError, OutputError, UsageError
 
 ErrorFactory = Callable[[str], AigcError]
 
@@ -97,10 +99,15 @@ def _size(n: int) -> str:
 
 
 def write_private(path: Path, text: str) -> None:
-    """An export holds a conversation: it is the user's alone (0600), from either front end."""
+    """An export holds a conversation: it is the user's alone (0600 when new), from either
+    front end. Written atomically (aigc_chat.atomic_write): a full disk keeps an earlier
+    export whole and leaves no empty or half file."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        write_atomic(path, text.encode("utf-8"), new_mode=0o600)
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        reason = exc.strerror or str(exc)
+        # A path that cannot be right (no such folder, a directory, no permission) is the
+        # user's to fix (2); a disk that fills up or fails while writing is a failure (1).
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS):
+            raise UsageError(f"cannot write {path}: {reason}") from None
+        raise OutputError(f"cannot write {path}: {reason}") from None
