@@ -13,11 +13,12 @@ import collections
 import ctypes
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from aigc_chat.backends import extra_buffers
 from aigc_chat.backends.base import (
     MAX_CONTEXT,
     MAX_THREADS,
@@ -36,7 +37,9 @@ from aigc_chat.backends.base import (
     template_markers,
     template_params,
 )
+from aigc_chat.backends.extra_buffers import cpu_has_amx
 from aigc_chat.backends.kept_states import DEFAULT_BUDGET_MB, KeptStates, common_prefix
+from aigc_chat.backends.requantize import fast_copy, wants_copy
 from aigc_chat.cpu import ThreadPolicy, engine_threads, usable_cores
 from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.gguf_info import GGUFInfo, read_gguf_info
@@ -78,8 +81,12 @@ class LlamaCppBackend(Backend):
         "chat_template": Option("", str,
                                 'override: "gemma", "chatml", "llama-3", "llama-2", "plain" or a Jinja string'),
         "extra_buffers": Option("auto", str,
-                                'CPU weight repacking; "auto" turns it off on CPUs with AMX (llama.cpp issue 20824)',
-                                _check_tristate),
+                                'CPU weight repacking; "auto": on, unless an AMX build on an AMX CPU fails a '
+                                "one-time probe (llama.cpp issue 20824)", _check_tristate),
+        "fast_copy": Option("auto", str,
+                            '"auto": a Q4_1 model on the CPU is read through a Q8_0 copy made once in the cache '
+                            '(prompts about 2x faster); "off"', lambda v: None if v in ("auto", "off")
+                            else 'must be "auto" or "off"'),
         "swa_full": Option(True, bool,
                            "full-size sliding-window cache, so any prefix of the conversation can be reused"),
         "use_mmap": Option(True, bool, "memory-map the model file"),
@@ -96,6 +103,7 @@ class LlamaCppBackend(Backend):
         self._path: Path | None = None
         self._gpu_layers = 0
         self._extra_bufts = True
+        self._extra_why = ""
         self._pieces: TokenPieces | None = None
         self._bos = ""
         self._eos = ""
@@ -118,7 +126,11 @@ class LlamaCppBackend(Backend):
         layers = self.options["n_gpu_layers"]
         if layers == "auto":
             layers = -1 if gpu else 0
-        self._extra_bufts = extra_buffers_enabled(self.options["extra_buffers"])
+        self.file_note, load_path = "", path
+        if self.options["fast_copy"] == "auto" and wants_copy(info, layers if gpu else 0):
+            load_path, self.file_note = fast_copy(path, llama_cpp, report)
+        self._extra_bufts, self._extra_why = extra_buffers.decide(
+            self.options["extra_buffers"], llama_cpp=llama_cpp, model=load_path)
         n_ctx = self.options["n_ctx"] or (info.context_length or 4096)
         if info.context_length:
             n_ctx = min(n_ctx, info.context_length)
@@ -128,7 +140,7 @@ class LlamaCppBackend(Backend):
         try:
             with _model_param_override(llama_cpp, self._extra_bufts):
                 llm = llama_cpp.Llama(
-                    model_path=str(path),
+                    model_path=str(load_path),
                     n_ctx=n_ctx,
                     n_batch=min(self.options["n_batch"], n_ctx),
                     n_gpu_layers=layers,
@@ -211,6 +223,8 @@ class LlamaCppBackend(Backend):
                 "chat_template": self._template.name if self._template else "",
                 "threads": self._n_threads,
                 "extra_buffers": self._extra_bufts,
+                "extra_buffers_why": self._extra_why,
+                "file_note": self.file_note,
             },
         )
 
@@ -229,9 +243,8 @@ class LlamaCppBackend(Backend):
             lines.append(DoctorLine("llama.cpp", f"ERROR cannot import llama_cpp: {exc}",
                                     "llama-cpp-python is not importable: pip install 'aigc-chat[llama]'"))
         amx = cpu_has_amx()
-        extra = extra_buffers_enabled(str(options.get("extra_buffers", "auto")))
-        lines.append(DoctorLine("CPU AMX", f"{'yes' if amx else 'no'}; llama.cpp extra buffers "
-                                f"{'on' if extra else 'off (avoids the AMX segfault)'}"))
+        _on, why = extra_buffers.decide(str(options.get("extra_buffers", "auto")), llama_cpp=_llama_cpp_or_none())
+        lines.append(DoctorLine("CPU AMX", f"{'yes' if amx else 'no'}; llama.cpp extra buffers {why}"))
         return lines
 
     # -- prompts --------------------------------------------------------------------------
@@ -257,8 +270,8 @@ class LlamaCppBackend(Backend):
     def _generate(
         self, messages: Sequence[Message], params: GenerationParams, cancel: threading.Event
     ) -> Iterator[str | bytes | EngineStart | EngineEnd | PromptProgress]:
-        # `cancel` needs nothing here: a token comes every few milliseconds and ChatStream
-        # looks at the event before showing each one.
+        # While decoding, a token comes every few milliseconds and ChatStream looks at
+        # `cancel` before showing each one; prompt reading looks at it between batches.
         llm = self._require()
         llama_cpp = import_llama_cpp()
         n_ctx = _n_ctx(llm)
@@ -276,7 +289,9 @@ class LlamaCppBackend(Backend):
         n = 0
         self._set_threads(llm, llama_cpp)
         self._prepare_cache(llm, llama_cpp, prompt)
-        yield from self._read_prompt(llm, prompt)
+        if not (yield from self._read_prompt(llm, prompt, cancel)):
+            self.threads.reply_ended()
+            return  # cancelled while reading: ChatStream sees the event and ends as cancelled
         tokens = llm.generate(
             prompt,
             top_k=params.top_k,
@@ -307,7 +322,8 @@ class LlamaCppBackend(Backend):
             llama_cpp.llama_set_n_threads(llm._ctx.ctx, n, n)
             self._n_threads = n
 
-    def _read_prompt(self, llm: Any, prompt: Sequence[int]) -> Iterator[PromptProgress]:
+    def _read_prompt(self, llm: Any, prompt: Sequence[int],
+                     cancel: threading.Event) -> Generator[PromptProgress, None, bool]:
         """Evaluate all but the prompt's last token in batches, saying how far it is after
         each one, so a long prompt shows progress and a cancel (seen by ChatStream at each
         PromptProgress) stops between batches. What was read stays in the cache: the next
@@ -325,6 +341,8 @@ class LlamaCppBackend(Backend):
         yield PromptProgress(done, len(prompt), cached, 0.0)
         batch = max(1, min(llm.n_batch, FIRST_BATCH))
         while done < target:
+            if cancel.is_set():
+                return False
             chunk = prompt[done: min(target, done + batch)]
             t0 = time.perf_counter()
             llm.eval(chunk)
@@ -335,6 +353,7 @@ class LlamaCppBackend(Backend):
             # soon, while a batch stays long enough for the matrix kernels to pay.
             rate = len(chunk) / took if took > 0 else 0.0
             batch = max(MIN_BATCH, min(llm.n_batch, int(rate * BATCH_SECONDS) // 32 * 32 or MIN_BATCH))
+        return not cancel.is_set()
 
     def _require(self) -> Any:
         if self._llm is None:
@@ -367,28 +386,20 @@ def resolve_model_path(model: str | None, progress: ProgressCallback | None = No
     return ensure_default_model(progress)
 
 
-def cpu_has_amx(cpuinfo: str | None = None) -> bool:
-    """Whether the CPU reports AMX, read from /proc/cpuinfo (no instruction is executed)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return False
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[-1].split())
-            return bool(flags & {"amx_tile", "amx_int8", "amx_bf16"})
-    return False
-
-
 def extra_buffers_enabled(setting: str, cpuinfo: str | None = None) -> bool:
-    """llama.cpp's AMX matmul segfaults on quantised models at the first decode (issue 20824);
-    its extra buffer types are what route weights to it, so they stay off where AMX exists."""
-    if setting == "on":
-        return True
-    if setting == "off":
-        return False
-    return not cpu_has_amx(cpuinfo)
+    """Extra buffers for a llama.cpp model made outside a backend (parity references, the
+    test server): on/off as set; "auto" without a model to probe is off only where an AMX
+    build meets an AMX CPU (backends/extra_buffers.py; the backend itself probes)."""
+    on, _why = extra_buffers.decide(setting, llama_cpp=_llama_cpp_or_none(), cpuinfo=cpuinfo)
+    return on
+
+
+def _llama_cpp_or_none() -> Any:
+    try:
+        import llama_cpp
+    except (ImportError, OSError):
+        return None
+    return llama_cpp
 
 
 def build_summary(system_info: bytes | str) -> str:
