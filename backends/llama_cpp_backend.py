@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from aigc_chat.backends.base import (
     template_params,
 )
 from aigc_chat.backends.kept_states import DEFAULT_BUDGET_MB, KeptStates, common_prefix
+from aigc_chat.backends.llama_tokens import TooLong, tokenize_segments
 from aigc_chat.cpu import usable_cores
 from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.gguf_info import GGUFInfo, read_gguf_info
@@ -108,13 +110,15 @@ class LlamaCppBackend(Backend):
         if layers == "auto":
             layers = -1 if gpu else 0
         self._extra_bufts = extra_buffers_enabled(self.options["extra_buffers"])
+        if info.context_note:
+            self.notices.append(info.context_note)
         n_ctx = self.options["n_ctx"] or (info.context_length or 4096)
         if info.context_length:
             n_ctx = min(n_ctx, info.context_length)
         threads = self.options["n_threads"] or default_threads()
         report(f"loading {path.name}")
         try:
-            with _model_param_override(llama_cpp, self._extra_bufts):
+            with _model_param_override(llama_cpp, self._extra_bufts), no_template_compile(llama_cpp):
                 llm = llama_cpp.Llama(
                     model_path=str(path),
                     n_ctx=n_ctx,
@@ -222,13 +226,12 @@ class LlamaCppBackend(Backend):
         return lines
 
     # -- prompts --------------------------------------------------------------------------
-    def tokenize_messages(self, messages: Sequence[Message], thinking: bool = True) -> list[int]:
-        """Token ids of the rendered prompt: markup parsed as special tokens, text not."""
+    def tokenize_messages(self, messages: Sequence[Message], thinking: bool = True,
+                          limit: int | None = None) -> list[int]:
+        """Token ids of the rendered prompt: markup parsed as special tokens, text not.
+        With `limit`, TooLong (cheaply) for a prompt surely longer (backends/llama_tokens.py)."""
         llm = self._require()
-        tokens: list[int] = []
-        for i, seg in enumerate(self._segments(messages, thinking)):
-            tokens += llm.tokenize(seg.text.encode("utf-8"), add_bos=(i == 0), special=seg.special)
-        return tokens
+        return tokenize_segments(import_llama_cpp(), llm._model.vocab, self._segments(messages, thinking), limit)
 
     def _segments(self, messages: Sequence[Message], thinking: bool = True) -> list[Segment]:
         assert self._template is not None
@@ -238,7 +241,12 @@ class LlamaCppBackend(Backend):
         return template_markers(self._template)
 
     def count_tokens(self, messages: Sequence[Message]) -> int | None:
-        return len(self.tokenize_messages(messages))
+        """Exact up to the context; past it, an estimate from the part counted (enough to
+        leave messages out or refuse a file, without tokenising megabytes)."""
+        try:
+            return len(self.tokenize_messages(messages, limit=_n_ctx(self._require())))
+        except TooLong as exc:
+            return exc.estimate
 
     # -- generation -------------------------------------------------------------------
     def _generate(
@@ -249,7 +257,7 @@ class LlamaCppBackend(Backend):
         llm = self._require()
         llama_cpp = import_llama_cpp()
         n_ctx = _n_ctx(llm)
-        prompt = fit_prompt(lambda m: self.tokenize_messages(m, params.thinking), messages, n_ctx)
+        prompt = fit_prompt(lambda m: self._fit_tokens(m, params.thinking, n_ctx), messages, n_ctx)
         opened = opens_reasoning(self._template, self._segments(messages, params.thinking))
         yield EngineStart(len(prompt), reasoning_open=opened)
         room = n_ctx - len(prompt)
@@ -284,6 +292,13 @@ class LlamaCppBackend(Backend):
             tokens.close()
         yield EngineEnd("stop", len(prompt), n)
 
+    def _fit_tokens(self, messages: Sequence[Message], thinking: bool, n_ctx: int) -> list[int]:
+        try:
+            return self.tokenize_messages(messages, thinking, limit=n_ctx)
+        except TooLong as exc:
+            raise UsageError(f"the conversation (more than {exc.counted} tokens) does not fit the context "
+                             f"({n_ctx} tokens)") from None
+
     def _require(self) -> Any:
         if self._llm is None:
             raise BackendError("the model is not loaded")
@@ -294,6 +309,10 @@ class LlamaCppBackend(Backend):
 
 
 def import_llama_cpp() -> Any:
+    # llama.cpp's abort handler forks gdb to print a backtrace, and gdb writes it on *stdout*,
+    # where the answer goes; the one-line message llama.cpp prints on stderr is enough.
+    if not os.environ.get("AIGC_CHAT_DEBUG"):
+        os.environ["GGML_NO_BACKTRACE"] = "1"
     try:
         import llama_cpp
     except ImportError:
@@ -364,7 +383,7 @@ def default_threads() -> int:
     return n if n <= 4 else max(4, n // 2)
 
 
-_LOAD_LOCK = threading.Lock()
+_LOAD_LOCK = threading.RLock()  # the load overrides below nest
 
 
 @contextmanager
@@ -386,6 +405,33 @@ def _model_param_override(llama_cpp: Any, extra_bufts: bool) -> Iterator[None]:
             yield
         finally:
             lib.llama_model_default_params = orig
+
+
+@contextmanager
+def no_template_compile(llama_cpp: Any) -> Iterator[None]:
+    """`Llama()` compiles every chat template in the file with Jinja, in this process, for
+    its create_chat_completion, which we never call: a hostile template (deeply nested,
+    megabytes, invalid) would fail or stall the load there. We render templates ourselves, in
+    a bounded process (aigc_chat.template_process), so the compile is skipped."""
+    module = getattr(llama_cpp, "llama_chat_format", None)
+    orig = getattr(module, "Jinja2ChatFormatter", None)
+    if module is None or orig is None:
+        yield
+        return
+
+    class _Skipped:
+        def __init__(self, *_args: Any, **_kwargs: Any) -> None:
+            pass
+
+        def to_chat_handler(self) -> None:
+            return None
+
+    with _LOAD_LOCK:
+        module.Jinja2ChatFormatter = _Skipped
+        try:
+            yield
+        finally:
+            module.Jinja2ChatFormatter = orig
 
 
 _LOG: collections.deque[tuple[int, str]] = collections.deque(maxlen=200)

@@ -109,7 +109,9 @@ class TorchBackend(Backend):
         override = self.options["chat_template"]
         if not override and ckpt.chat_template is None and ckpt.config.arch == "gpt2":
             override = "plain"  # GPT-2 is a base model: no chat format of its own
-        template = choose_template(override, ckpt.chat_template, ckpt.config.arch)
+        template = choose_template(override, ckpt.chat_template, ckpt.config.arch, section="torch")
+        if ckpt.details.get("context_note"):
+            self.notices.append(ckpt.details.pop("context_note"))
         report(f"moving weights to {device}")
         try:
             model = build_model(ckpt.config, ckpt.state, device, dtype,

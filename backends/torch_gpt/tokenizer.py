@@ -42,12 +42,14 @@ class GGUFTokenizer:
             import_llama_cpp,
             install_quiet_logger,
             last_log_error,
+            no_template_compile,
         )
 
         llama_cpp = import_llama_cpp()
         install_quiet_logger(llama_cpp)
         try:
-            self._llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, n_ctx=256, verbose=False)
+            with no_template_compile(llama_cpp):
+                self._llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, n_ctx=256, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelError(f"llama.cpp could not read the vocabulary of {path}: {last_log_error() or exc}") from None
         self._vocab = self._llm._model.vocab
@@ -58,11 +60,11 @@ class GGUFTokenizer:
         self.eos_text = self._pieces.special_text(self._llm.token_eos())
 
     def encode_segments(self, segments: Sequence[Segment]) -> list[int]:
-        """Exactly LlamaCppBackend.tokenize_messages: BOS on the first merged segment."""
-        tokens: list[int] = []
-        for i, seg in enumerate(merge_segments(segments)):
-            tokens += self._llm.tokenize(seg.text.encode("utf-8"), add_bos=(i == 0), special=seg.special)
-        return tokens
+        """Exactly LlamaCppBackend.tokenize_messages: BOS on the first merged segment, with
+        buffers sized from the text (not from the file's claimed context)."""
+        from aigc_chat.backends.llama_tokens import tokenize_segments
+
+        return tokenize_segments(self._llama_cpp, self._vocab, merge_segments(segments))
 
     def token_bytes(self, token: int) -> bytes:
         return self._pieces(token)
