@@ -233,3 +233,29 @@ def test_a_native_abort_prints_nothing_on_stdout(tmp_path: Path) -> None:
     assert r.returncode == -signal.SIGABRT
     assert r.stdout == ""
     assert "GGML_ASSERT(n_tokens <= n_batch) failed" in r.stderr
+
+
+def test_tui_esc_and_ctrl_q_do_not_hang_on_a_looping_template(cli: str, ggufs: dict[str, Path],
+                                                              isolated_dirs: dict[str, Path]) -> None:
+    """In a real terminal: Esc during the endless render leaves "stopping" (the render is
+    stopped at its deadline and said so in one notice), and ctrl+q during another quits."""
+    import shutil
+
+    from tests.tmux_driver import idle, status_line, tmux_server
+
+    if shutil.which("tmux") is None:
+        pytest.skip("needs tmux")
+    with tmux_server("aigc-tpl", isolated_dirs["config"], "[generation]\nmax_tokens = 3\n") as t:
+        t.start([cli, "--model", str(ggufs["loop"])])
+        t.wait(idle, 60, "the model to load")
+        t.text("hi")
+        t.keys("Enter")
+        t.wait(lambda s: "generating" in status_line(s), 20, "the turn to start")
+        t.keys("Escape")
+        screen = t.wait(lambda s: "did not finish within" in s and idle(s), 20, "the render to be stopped")
+        assert "chat_template" in screen
+        t.text("again")
+        t.keys("Enter")
+        t.wait(lambda s: "generating" in status_line(s), 20, "the second turn to start")
+        t.keys("C-q")
+        t.wait_exit(15)
