@@ -42,7 +42,7 @@ from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.gguf_info import GGUFInfo, read_gguf_info
 from aigc_chat.params import GenerationParams
 from aigc_chat.reasoning import Markers
-from aigc_chat.templates import ChatTemplate, Segment, choose_template, merge_segments
+from aigc_chat.templates import ChatTemplate, Segment, choose_template, merge_segments, warm_renderer
 
 MAX_LAYERS = 100_000  # llama.cpp's count is 32-bit; no model has a thousand layers
 
@@ -102,7 +102,7 @@ class LlamaCppBackend(Backend):
         path = resolve_model_path(self.model, report)
         report(f"checking {path.name}")
         info = read_gguf_info(path)
-        template = choose_template(self.options["chat_template"], info.chat_template, info.architecture)
+        warm_renderer(self.options["chat_template"], info.chat_template)  # starts while the model loads
         llama_cpp = import_llama_cpp()
         install_quiet_logger(llama_cpp)
         gpu = bool(llama_cpp.llama_supports_gpu_offload())
@@ -136,6 +136,11 @@ class LlamaCppBackend(Backend):
         except (ValueError, RuntimeError, OSError) as exc:
             detail = last_log_error() or str(exc)
             raise ModelError(f"llama.cpp could not load {path}: {detail}") from None
+        try:
+            template = choose_template(self.options["chat_template"], info.chat_template, info.architecture)
+        except BaseException:
+            llm.close()
+            raise
         self._llm, self._gguf, self._template, self._path = llm, info, template, path
         self.supported_params = template_params(template)
         n_layers = info.block_count or 0

@@ -65,6 +65,17 @@ class TemplateProcess:
     def render(self, source: str, variables: dict[str, Any]) -> str:
         return self._call({"op": "render", "source": source, "vars": variables, "cap": OUTPUT_CAP})
 
+    def warm(self) -> None:
+        """Start the child now, without waiting for it, so that its start overlaps other
+        work (a model loading) instead of delaying the first render."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._kill()
+                try:
+                    self._proc = self._start()
+                except TemplateRunError:
+                    pass  # the first render will say why
+
     def close(self) -> None:
         with self._lock:
             self._kill()

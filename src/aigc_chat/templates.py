@@ -163,6 +163,13 @@ def choose_template(override: str, gguf_template: str | None, architecture: str,
     return ChatTemplate(_ARCH_DEFAULT.get(architecture, "chatml"), section=section)
 
 
+def warm_renderer(override: str, gguf_template: str | None) -> None:
+    """Start the renderer process early when a Jinja template will need it (choose_template
+    and the first render then do not wait for it to start)."""
+    if gguf_template or "{{" in (override or "") or "{%" in (override or ""):
+        template_process.shared().warm()
+
+
 def segments_text(segments: Sequence[Segment]) -> str:
     return "".join(s.text for s in segments)
 
