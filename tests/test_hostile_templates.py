@@ -260,3 +260,10 @@ def test_tui_esc_and_ctrl_q_do_not_hang_on_a_looping_template(cli: str, ggufs: d
         t.wait(lambda s: "generating" in status_line(s), 20, "the second turn to start")
         t.keys("C-q")
         t.wait_exit(15)
+
+
+def test_a_template_of_megabytes_is_set_aside_unread() -> None:
+    huge = "{{ messages[0].content }}" + "x" * (template_process.MAX_SOURCE + 1)
+    assert choose_template("", huge, "llama").name == "llama-2"  # as for a file without one
+    with pytest.raises(UsageError, match="over the 1,048,576 limit"):
+        choose_template(huge, None, "llama")

@@ -24,10 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aigc_chat.template_worker import _LEN, _REPLY, FAILED, MEMORY, OK, REFUSED, SYNTAX, TOO_BIG
+from aigc_chat.template_worker import _LEN, _REPLY, FAILED, MEMORY, OK, READY, REFUSED, SYNTAX, TOO_BIG
 
 RENDER_SECONDS = 2.0  # what any real template needs, many times over ...
 SECONDS_PER_MIB = 1.0  # ... plus this per MiB of conversation sent
+START_SECONDS = 60.0  # for the child to start (Python and Jinja on a slow, busy machine); not the template's
+MAX_SOURCE = 1 << 20  # characters of template: real ones are a few KB, the largest tens of KB
 OUTPUT_CAP = 64 << 20  # characters: four times the largest stdin, far past any context
 _WORKER_FILE = Path(__file__).with_name("template_worker.py")
 
@@ -56,6 +58,7 @@ class TemplateProcess:
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
+        self._ready = False  # the child has said it started (its start is not the template's time)
         self._lock = threading.Lock()
 
     def check(self, source: str) -> None:
@@ -92,7 +95,7 @@ class TemplateProcess:
             raise TemplateRunError("crashed", f"cannot start the template renderer: {exc.strerror or exc}") from None
 
     def _kill(self) -> None:
-        proc, self._proc = self._proc, None
+        proc, self._proc, self._ready = self._proc, None, False
         if proc is None:
             return
         try:
@@ -108,11 +111,15 @@ class TemplateProcess:
                     pass
 
     def _call(self, request: dict[str, Any]) -> str:
+        if len(request["source"]) > MAX_SOURCE:
+            raise TemplateRunError("syntax", f"the template is {len(request['source']):,} characters, "
+                                             f"over the {MAX_SOURCE:,} limit")
         body = json.dumps(request, ensure_ascii=True).encode("ascii")
-        limit = deadline(len(body))
+        limit = deadline(len(body) - len(request["source"]))  # the conversation's size, not the template's
         with self._lock:
             ok = False
             try:
+                self._await_start()
                 text = self._exchange(body, time.monotonic() + limit, limit)
                 ok = True
                 return text
@@ -120,11 +127,28 @@ class TemplateProcess:
                 if not ok:  # a deadline, Ctrl-C, a dead child: never reuse a child in an unknown state
                     self._kill()
 
+    def _await_start(self) -> None:
+        """A running child that has said it started (starting one if needed)."""
+        if self._proc is None or self._proc.poll() is not None:
+            self._kill()
+            self._proc = self._start()
+        if self._ready:
+            return
+        assert self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        try:
+            _wait(fd, "r", time.monotonic() + START_SECONDS, START_SECONDS)
+        except TemplateRunError:
+            raise TemplateRunError("crashed", f"the template renderer did not start in {START_SECONDS:.0f} s") from None
+        if os.read(fd, len(READY)) != READY:
+            raise TemplateRunError("crashed", "the template renderer did not start (is jinja2 installed?)")
+        self._ready = True
+
     def _exchange(self, body: bytes, end: float, limit: float) -> str:
         for attempt in range(2):  # a child that died since the last call gets one replacement
-            if self._proc is None or self._proc.poll() is not None:
-                self._kill()
-                self._proc = self._start()
+            if attempt:
+                self._await_start()
+            assert self._proc is not None
             try:
                 self._send(self._proc, _LEN.pack(len(body)) + body, end, limit)
                 break

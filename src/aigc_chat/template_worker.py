@@ -9,7 +9,8 @@ instead, with an address-space limit (a huge build ends as MemoryError in this p
 the app's), an output cap, and a deadline kept by the parent (which kills this process and
 starts another when it passes). SIGINT is ignored: the parent decides what Ctrl-C means.
 
-Protocol on stdin/stdout, one request at a time: a request is an 8-byte little-endian length
+Protocol on stdin/stdout: the worker writes READY once it has started; then, one request at
+a time, a request is an 8-byte little-endian length
 and that much JSON, {"op": "check" | "render", "source": str, "vars": {...}, "cap": int}; a
 reply is one status byte, an 8-byte length and that many bytes of UTF-8 (the prompt for OK,
 "Type: message" otherwise). Imports nothing of aigc_chat's, so it starts in a few tens of ms.
@@ -25,6 +26,7 @@ import sys
 from typing import Any, BinaryIO
 
 OK, REFUSED, SYNTAX, FAILED, MEMORY, TOO_BIG = range(6)
+READY = b"R"  # written once, when the worker has started and can take requests
 _LEN = struct.Struct("<Q")
 _REPLY = struct.Struct("<BQ")
 MEMORY_HEADROOM = 512 << 20  # bytes of address space a render may use beyond the idle process
@@ -121,6 +123,8 @@ def main() -> None:
     sys.stdout = sys.stderr  # nothing but replies on the channel
     env = _environment()
     _limit_memory()
+    stdout.write(READY)  # started: the parent's deadlines count from here
+    stdout.flush()
     cache: dict[str, Any] = {}
     while True:
         head = _read_exact(stdin, _LEN.size)
