@@ -218,6 +218,9 @@ class Backend(ABC):
         self.model = model
         self.options: dict[str, Any] = {k: o.default for k, o in self.OPTIONS.items()}
         self.options.update(options or {})
+        # One-line notes from loading that the user should see once (a model file's context
+        # length set aside as implausible): the front ends print or show them after load().
+        self.notices: list[str] = []
 
     # -- what a backend must provide -------------------------------------------------
     @abstractmethod

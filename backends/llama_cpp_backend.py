@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import os
 import threading
 import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
@@ -39,13 +40,14 @@ from aigc_chat.backends.base import (
 )
 from aigc_chat.backends.extra_buffers import cpu_has_amx
 from aigc_chat.backends.kept_states import DEFAULT_BUDGET_MB, KeptStates, common_prefix
+from aigc_chat.backends.llama_tokens import TooLong, tokenize_segments
 from aigc_chat.backends.requantize import fast_copy, wants_copy
 from aigc_chat.cpu import ThreadPolicy, engine_threads, usable_cores
 from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.gguf_info import GGUFInfo, read_gguf_info
 from aigc_chat.params import GenerationParams
 from aigc_chat.reasoning import Markers
-from aigc_chat.templates import ChatTemplate, Segment, choose_template, merge_segments
+from aigc_chat.templates import ChatTemplate, Segment, choose_template, merge_segments, warm_renderer
 
 MAX_LAYERS = 100_000  # llama.cpp's count is 32-bit; no model has a thousand layers
 # Prompt reading in batches (LlamaCppBackend._read_prompt): the first is small, so the first
@@ -119,7 +121,7 @@ class LlamaCppBackend(Backend):
         path = resolve_model_path(self.model, report)
         report(f"checking {path.name}")
         info = read_gguf_info(path)
-        template = choose_template(self.options["chat_template"], info.chat_template, info.architecture)
+        warm_renderer(self.options["chat_template"], info.chat_template)  # starts while the model loads
         llama_cpp = import_llama_cpp()
         install_quiet_logger(llama_cpp)
         gpu = bool(llama_cpp.llama_supports_gpu_offload())
@@ -131,6 +133,8 @@ class LlamaCppBackend(Backend):
             load_path, self.file_note = fast_copy(path, llama_cpp, report)
         self._extra_bufts, self._extra_why = extra_buffers.decide(
             self.options["extra_buffers"], llama_cpp=llama_cpp, model=load_path)
+        if info.context_note:
+            self.notices.append(info.context_note)
         n_ctx = self.options["n_ctx"] or (info.context_length or 4096)
         if info.context_length:
             n_ctx = min(n_ctx, info.context_length)
@@ -138,7 +142,7 @@ class LlamaCppBackend(Backend):
         threads = self.threads.initial()
         report(f"loading {path.name}")
         try:
-            with _model_param_override(llama_cpp, self._extra_bufts):
+            with _model_param_override(llama_cpp, self._extra_bufts), no_template_compile(llama_cpp):
                 llm = llama_cpp.Llama(
                     model_path=str(load_path),
                     n_ctx=n_ctx,
@@ -156,6 +160,11 @@ class LlamaCppBackend(Backend):
         except (ValueError, RuntimeError, OSError) as exc:
             detail = last_log_error() or str(exc)
             raise ModelError(f"llama.cpp could not load {path}: {detail}") from None
+        try:
+            template = choose_template(self.options["chat_template"], info.chat_template, info.architecture)
+        except BaseException:
+            llm.close()
+            raise
         self._llm, self._gguf, self._template, self._path = llm, info, template, path
         self._n_threads = threads
         self.supported_params = template_params(template)
@@ -248,13 +257,12 @@ class LlamaCppBackend(Backend):
         return lines
 
     # -- prompts --------------------------------------------------------------------------
-    def tokenize_messages(self, messages: Sequence[Message], thinking: bool = True) -> list[int]:
-        """Token ids of the rendered prompt: markup parsed as special tokens, text not."""
+    def tokenize_messages(self, messages: Sequence[Message], thinking: bool = True,
+                          limit: int | None = None) -> list[int]:
+        """Token ids of the rendered prompt: markup parsed as special tokens, text not.
+        With `limit`, TooLong (cheaply) for a prompt surely longer (backends/llama_tokens.py)."""
         llm = self._require()
-        tokens: list[int] = []
-        for i, seg in enumerate(self._segments(messages, thinking)):
-            tokens += llm.tokenize(seg.text.encode("utf-8"), add_bos=(i == 0), special=seg.special)
-        return tokens
+        return tokenize_segments(import_llama_cpp(), llm._model.vocab, self._segments(messages, thinking), limit)
 
     def _segments(self, messages: Sequence[Message], thinking: bool = True) -> list[Segment]:
         assert self._template is not None
@@ -264,7 +272,12 @@ class LlamaCppBackend(Backend):
         return template_markers(self._template)
 
     def count_tokens(self, messages: Sequence[Message]) -> int | None:
-        return len(self.tokenize_messages(messages))
+        """Exact up to the context; past it, an estimate from the part counted (enough to
+        leave messages out or refuse a file, without tokenising megabytes)."""
+        try:
+            return len(self.tokenize_messages(messages, limit=_n_ctx(self._require())))
+        except TooLong as exc:
+            return exc.estimate
 
     # -- generation -------------------------------------------------------------------
     def _generate(
@@ -275,7 +288,7 @@ class LlamaCppBackend(Backend):
         llm = self._require()
         llama_cpp = import_llama_cpp()
         n_ctx = _n_ctx(llm)
-        prompt = fit_prompt(lambda m: self.tokenize_messages(m, params.thinking), messages, n_ctx)
+        prompt = fit_prompt(lambda m: self._fit_tokens(m, params.thinking, n_ctx), messages, n_ctx)
         opened = opens_reasoning(self._template, self._segments(messages, params.thinking))
         yield EngineStart(len(prompt), reasoning_open=opened)
         room = n_ctx - len(prompt)
@@ -355,6 +368,13 @@ class LlamaCppBackend(Backend):
             batch = max(MIN_BATCH, min(llm.n_batch, int(rate * BATCH_SECONDS) // 32 * 32 or MIN_BATCH))
         return not cancel.is_set()
 
+    def _fit_tokens(self, messages: Sequence[Message], thinking: bool, n_ctx: int) -> list[int]:
+        try:
+            return self.tokenize_messages(messages, thinking, limit=n_ctx)
+        except TooLong as exc:
+            raise UsageError(f"the conversation (more than {exc.counted} tokens) does not fit the context "
+                             f"({n_ctx} tokens)") from None
+
     def _require(self) -> Any:
         if self._llm is None:
             raise BackendError("the model is not loaded")
@@ -365,6 +385,10 @@ class LlamaCppBackend(Backend):
 
 
 def import_llama_cpp() -> Any:
+    # llama.cpp's abort handler forks gdb to print a backtrace, and gdb writes it on *stdout*,
+    # where the answer goes; the one-line message llama.cpp prints on stderr is enough.
+    if not os.environ.get("AIGC_CHAT_DEBUG"):
+        os.environ["GGML_NO_BACKTRACE"] = "1"
     try:
         import llama_cpp
     except ImportError:
@@ -427,7 +451,7 @@ def default_threads() -> int:
     return engine_threads(usable_cores(), None, reserve=0)
 
 
-_LOAD_LOCK = threading.Lock()
+_LOAD_LOCK = threading.RLock()  # the load overrides below nest
 
 
 @contextmanager
@@ -449,6 +473,33 @@ def _model_param_override(llama_cpp: Any, extra_bufts: bool) -> Iterator[None]:
             yield
         finally:
             lib.llama_model_default_params = orig
+
+
+@contextmanager
+def no_template_compile(llama_cpp: Any) -> Iterator[None]:
+    """`Llama()` compiles every chat template in the file with Jinja, in this process, for
+    its create_chat_completion, which we never call: a hostile template (deeply nested,
+    megabytes, invalid) would fail or stall the load there. We render templates ourselves, in
+    a bounded process (aigc_chat.template_process), so the compile is skipped."""
+    module = getattr(llama_cpp, "llama_chat_format", None)
+    orig = getattr(module, "Jinja2ChatFormatter", None)
+    if module is None or orig is None:
+        yield
+        return
+
+    class _Skipped:
+        def __init__(self, *_args: Any, **_kwargs: Any) -> None:
+            pass
+
+        def to_chat_handler(self) -> None:
+            return None
+
+    with _LOAD_LOCK:
+        module.Jinja2ChatFormatter = _Skipped
+        try:
+            yield
+        finally:
+            module.Jinja2ChatFormatter = orig
 
 
 _LOG: collections.deque[tuple[int, str]] = collections.deque(maxlen=200)

@@ -159,7 +159,7 @@ def main() -> int:
     if not args.quick:
         models.append(("gemma3-270m (Q4_K_M)", ensure_gemma(), None))
     lengths = [512, 2000] if args.quick else [512, 2000, 7000]
-    print("\n== Prompt reading, tok/s (best of %d; ratio to shipped in brackets)" % args.rounds)
+    print(f"\n== Prompt reading, tok/s (best of {args.rounds}; ratio to shipped in brackets)")
     print(f"{'model':<24} {'tokens':>6} {'shipped':>9} {'best raw':>16} {'ours':>16}  ours/best")
     for label, path, ours_model in models:
         best_file, _note = fast_copy(path, llama_cpp, lambda _m: None)
@@ -178,7 +178,7 @@ def main() -> int:
             print(f"{label:<24} {n:>6} {s:>9.0f} {cells['best']:>8.0f} ({cells['best'] / s:.2f}x)"
                   f" {cells['ours']:>8.0f} ({cells['ours'] / s:.2f}x)  {cells['ours'] / cells['best']:.2f}  {detail}")
 
-    print("\n== One-shot replies on the default model: 32 tokens, greedy (best of %d)" % args.rounds)
+    print(f"\n== One-shot replies on the default model: 32 tokens, greedy (best of {args.rounds})")
     path = ensure_default_model()
     env = {**os.environ, "AIGC_CHAT_CONFIG": str(text_file.parent / "none.toml"),
            "AIGC_CHAT_DATA_DIR": str(text_file.parent / "data")}

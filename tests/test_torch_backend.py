@@ -239,3 +239,46 @@ def test_importing_the_backend_class_does_not_import_torch() -> None:
             "load_class('torch'); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_both_local_backends_refuse_megabytes_after_counting_a_little(tiny: dict[str, Path],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prompt far past the context is refused, in the same words by both engines, after
+    tokenising about the context's worth of it, not all of it (issue 22, item 7)."""
+    import llama_cpp
+
+    from aigc_chat.backends.llama_tokens import CHUNK
+
+    seen: list[int] = []
+    orig = llama_cpp.llama_cpp.llama_tokenize
+
+    def counting(vocab: object, text: bytes, n: int, *args: object) -> int:
+        seen.append(n)
+        return int(orig(vocab, text, n, *args))
+
+    llama = LlamaCppBackend(str(tiny["llama"]), {"n_ctx": 256})
+    ours = TorchBackend(str(tiny["llama"]), {"device": "cpu", "n_ctx": 256})
+    llama.load()
+    ours.load()
+    monkeypatch.setattr(llama_cpp.llama_cpp, "llama_tokenize", counting)
+    monkeypatch.setattr(llama_cpp, "llama_tokenize", counting)
+    try:
+        for b in (llama, ours):
+            seen.clear()
+            r = b.stream_chat([Message("user", "hello world " * 300_000)], GenerationParams(max_tokens=4)).consume()
+            assert r.finish_reason == "error" and r.error is not None, b.name
+            assert r.error.startswith("the conversation (more than ") and r.error.endswith("the context (256 tokens)")
+            assert sum(seen) < 4 * CHUNK, (b.name, sum(seen))  # of 3.6 MB
+    finally:
+        llama.close()
+        ours.close()
+
+
+def test_n_ctx_zero_does_not_believe_an_absurd_header(tmp_path: Path) -> None:
+    """A header claiming 2^32-1 tokens: `n_ctx = 0` gets 4096, as for a file that does not
+    say, with one notice (it tried to allocate a cache for the claim: 137 GB)."""
+    path = write_tiny_gguf(tmp_path / "claims.gguf", "llama", seed=1, context_length=2**32 - 1)
+    b = TorchBackend(str(path), {"device": "cpu", "n_ctx": 0})
+    b.load()
+    assert b.info().context_length == 4096
+    assert len(b.notices) == 1 and "4,294,967,295 tokens" in b.notices[0]

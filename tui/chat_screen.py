@@ -251,6 +251,8 @@ class ChatScreen(Screen[None]):
         except Exception:  # noqa: BLE001 - the status bar is a convenience
             pass
         self.status.backend = event.backend.name
+        for note in getattr(event.backend, "notices", ()):
+            self.app.notify(note, severity="warning")
         if event.models:
             self.models = list(event.models)
             if self.settings_pane is not None:

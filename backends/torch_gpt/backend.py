@@ -34,6 +34,7 @@ from aigc_chat.backends.base import (
     template_params,
 )
 from aigc_chat.backends.kept_states import DEFAULT_BUDGET_MB
+from aigc_chat.backends.llama_tokens import TooLong
 from aigc_chat.backends.torch_gpt.device import check_device, check_dtype
 from aigc_chat.cpu import ThreadPolicy
 from aigc_chat.errors import BackendError, ModelError, UsageError
@@ -112,7 +113,9 @@ class TorchBackend(Backend):
         override = self.options["chat_template"]
         if not override and ckpt.chat_template is None and ckpt.config.arch == "gpt2":
             override = "plain"  # GPT-2 is a base model: no chat format of its own
-        template = choose_template(override, ckpt.chat_template, ckpt.config.arch)
+        template = choose_template(override, ckpt.chat_template, ckpt.config.arch, section="torch")
+        if ckpt.details.get("context_note"):
+            self.notices.append(ckpt.details.pop("context_note"))
         report(f"moving weights to {device}")
         try:
             model = build_model(ckpt.config, ckpt.state, device, dtype,
@@ -229,10 +232,12 @@ class TorchBackend(Backend):
                 DoctorLine("torch quantize (auto)", quant + graphs)]
 
     # -- prompts ----------------------------------------------------------------------------
-    def tokenize_messages(self, messages: Sequence[Message], thinking: bool = True) -> list[int]:
-        """Token ids of the rendered prompt, equal to the llama backend's for GGUF files."""
+    def tokenize_messages(self, messages: Sequence[Message], thinking: bool = True,
+                          limit: int | None = None) -> list[int]:
+        """Token ids of the rendered prompt, equal to the llama backend's for GGUF files.
+        With `limit`, TooLong for a prompt surely longer (the GGUF tokenizer stops early)."""
         self._require()
-        return self._tok.encode_segments(self._segments(messages, thinking))
+        return self._tok.encode_segments(self._segments(messages, thinking), limit)
 
     def _segments(self, messages: Sequence[Message], thinking: bool = True) -> list[Segment]:
         assert self._template is not None
@@ -242,7 +247,18 @@ class TorchBackend(Backend):
         return template_markers(self._template)
 
     def count_tokens(self, messages: Sequence[Message]) -> int | None:
-        return len(self.tokenize_messages(messages))
+        """Exact up to the context; past it, an estimate (as the llama backend's)."""
+        try:
+            return len(self.tokenize_messages(messages, limit=self._require().max_len))
+        except TooLong as exc:
+            return exc.estimate
+
+    def _fit_tokens(self, messages: Sequence[Message], thinking: bool, n_ctx: int) -> list[int]:
+        try:
+            return self.tokenize_messages(messages, thinking, limit=n_ctx)
+        except TooLong as exc:
+            raise UsageError(f"the conversation (more than {exc.counted} tokens) does not fit the context "
+                             f"({n_ctx} tokens)") from None
 
     # -- generation -------------------------------------------------------------------------
     def _generate(
@@ -252,7 +268,7 @@ class TorchBackend(Backend):
         # looks at the event before showing each one.
         runner = self._require()
         n_ctx = runner.max_len
-        prompt = fit_prompt(lambda m: self.tokenize_messages(m, params.thinking), messages, n_ctx)
+        prompt = fit_prompt(lambda m: self._fit_tokens(m, params.thinking, n_ctx), messages, n_ctx)
         opened = opens_reasoning(self._template, merge_segments(self._segments(messages, params.thinking)))
         yield EngineStart(len(prompt), reasoning_open=opened)
         if self._threads is not None:  # re-chosen per reply from the load now (aigc_chat.cpu)

@@ -68,7 +68,8 @@ def open_checkpoint(path: Path) -> Checkpoint:
         if tok.vocab_size != cfg.vocab_size:
             raise ModelError(f"{path}: malformed GGUF, {tok.vocab_size} tokens but an embedding of {cfg.vocab_size}")
         return Checkpoint(info.path, fmt, info.name, cfg, state, tok, info.chat_template,
-                          {"architecture": info.architecture, "file_bytes": info.file_size})
+                          {"architecture": info.architecture, "file_bytes": info.file_size,
+                           **({"context_note": info.context_note} if info.context_note else {})})
     if fmt == "hf-gpt2":
         from aigc_chat.backends.torch_gpt.hf_gpt2_loader import load_hf_gpt2
 

@@ -26,7 +26,10 @@ class Tokenizer(Protocol):
     eos_text: str
     vocab_size: int
 
-    def encode_segments(self, segments: Sequence[Segment]) -> list[int]: ...
+    def encode_segments(self, segments: Sequence[Segment], limit: int | None = None) -> list[int]:
+        """The segments' tokens. With `limit`, a tokenizer may raise
+        aigc_chat.backends.llama_tokens.TooLong for a text surely longer, without finishing."""
+        ...
 
     def token_bytes(self, token: int) -> bytes: ...
 
@@ -42,12 +45,14 @@ class GGUFTokenizer:
             import_llama_cpp,
             install_quiet_logger,
             last_log_error,
+            no_template_compile,
         )
 
         llama_cpp = import_llama_cpp()
         install_quiet_logger(llama_cpp)
         try:
-            self._llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, n_ctx=256, verbose=False)
+            with no_template_compile(llama_cpp):
+                self._llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, n_ctx=256, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelError(f"llama.cpp could not read the vocabulary of {path}: {last_log_error() or exc}") from None
         self._vocab = self._llm._model.vocab
@@ -57,12 +62,13 @@ class GGUFTokenizer:
         self.bos_text = self._pieces.special_text(self._llm.token_bos())
         self.eos_text = self._pieces.special_text(self._llm.token_eos())
 
-    def encode_segments(self, segments: Sequence[Segment]) -> list[int]:
-        """Exactly LlamaCppBackend.tokenize_messages: BOS on the first merged segment."""
-        tokens: list[int] = []
-        for i, seg in enumerate(merge_segments(segments)):
-            tokens += self._llm.tokenize(seg.text.encode("utf-8"), add_bos=(i == 0), special=seg.special)
-        return tokens
+    def encode_segments(self, segments: Sequence[Segment], limit: int | None = None) -> list[int]:
+        """Exactly LlamaCppBackend.tokenize_messages: BOS on the first merged segment, with
+        buffers sized from the text (not from the file's claimed context), and a prompt
+        surely past `limit` refused after counting about that many tokens."""
+        from aigc_chat.backends.llama_tokens import tokenize_segments
+
+        return tokenize_segments(self._llama_cpp, self._vocab, merge_segments(segments), limit)
 
     def token_bytes(self, token: int) -> bytes:
         return self._pieces(token)
@@ -107,7 +113,7 @@ class HFTokenizer:
         decoder = type(self._tok.decoder).__name__ if self._tok.decoder is not None else ""
         self._bytes = _byte_decoder() if decoder == "ByteLevel" else None
 
-    def encode_segments(self, segments: Sequence[Segment]) -> list[int]:
+    def encode_segments(self, segments: Sequence[Segment], limit: int | None = None) -> list[int]:
         tokens: list[int] = []
         for seg in merge_segments(segments):
             self._tok.encode_special_tokens = not seg.special

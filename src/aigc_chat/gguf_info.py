@@ -39,6 +39,9 @@ _BULK_MIN_STRINGS = 256
 _BULK_MAX_SHORT_PASSES = 32
 _BULK_GOOD_PASS = 128
 _CHUNK = 1 << 16  # the most bytes numpy looks at in one step (see _prove_short_strings)
+# A header's context length past this is not believed (the longest real ones are about 10M
+# tokens; backends.base.MAX_CONTEXT is the same bound for n_ctx in the config).
+MAX_CONTEXT_CLAIM = 1 << 24
 
 
 @dataclass
@@ -73,8 +76,22 @@ class GGUFInfo:
 
     @property
     def context_length(self) -> int | None:
+        """The training context, or None when the file does not say or claims more than any
+        model has (2^28, 2^32-1: what `n_ctx = 0` would allocate for); `context_note` says so."""
         value = self.get("context_length")
-        return int(value) if value is not None else None
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_CONTEXT_CLAIM:
+            return None
+        return value
+
+    @property
+    def context_note(self) -> str:
+        """One line when the header's context length was set aside as implausible, else ""."""
+        value = self.get("context_length")
+        if value is None or self.context_length is not None:
+            return ""
+        shown = f"{value:,}" if isinstance(value, int) else repr(value)[:40]
+        return (f"{self.path.name} claims a context of {shown} tokens, which no model has: "
+                "it is ignored (set n_ctx to choose one)")
 
     @property
     def block_count(self) -> int | None:

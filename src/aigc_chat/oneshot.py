@@ -103,6 +103,8 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
     if show_status:
         err.write("\r\x1b[2K")
         err.flush()
+    for note in getattr(backend, "notices", ()):
+        err.write(f"aigc-chat: note: {sanitize(note)}\n")
     conv.attach_backend(backend)
     try:
         counted = [conv.count_file(f) for f in files]  # refused here, before anything is stored

@@ -4,16 +4,21 @@ Built-in formats render to *segments*: template markup (parsed as special tokens
 from user and model text (never parsed as special tokens), so a message that contains
 `<end_of_turn>` cannot forge a turn. Every backend tokenises the same segments, so switching
 backend changes the engine, not the question. A GGUF's own Jinja template is used when it
-has one; it renders to a single markup segment, as llama.cpp does.
+has one; it renders to a single markup segment, as llama.cpp does. Jinja templates are
+untrusted code: they are compiled and rendered in a separate process with a deadline and a
+memory limit (aigc_chat.template_process).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from aigc_chat.errors import UsageError
+from aigc_chat import template_process
+from aigc_chat.errors import AigcError, ModelError, UsageError
+from aigc_chat.template_process import OUTPUT_CAP, TemplateRunError
+from aigc_chat.template_worker import MEMORY_HEADROOM
 
 
 @dataclass(frozen=True)
@@ -108,11 +113,20 @@ _ARCH_DEFAULT = {
 class ChatTemplate:
     name: str  # a built-in name, or "gguf" / "jinja" for a Jinja template
     source: str | None = None  # the Jinja text, for Jinja templates
+    section: str = "llama"  # the config section whose chat_template overrides it (for error lines)
+    # The last Jinja render: a turn renders the same messages two or three times (counting,
+    # fitting, the reasoning check), and a render is a round trip to the renderer process.
+    _last: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def render(self, messages: Sequence[Any], bos: str = "", eos: str = "", thinking: bool = True) -> list[Segment]:
         if self.source is None:
             return BUILTIN[self.name](messages)
-        return [_m(_render_jinja(self.source, messages, bos, eos, thinking))]
+        key = (tuple((m.role, m.content) for m in messages), bos, eos, thinking)
+        if self._last.get("key") != key:
+            self._last.clear()
+            self._last["text"] = _render_jinja(self, messages, bos, eos, thinking)
+            self._last["key"] = key
+        return [_m(self._last["text"])]
 
     @property
     def can_switch_thinking(self) -> bool:
@@ -124,24 +138,36 @@ class ChatTemplate:
         return BUILTIN_STOPS.get(self.name, ())
 
 
-def choose_template(override: str, gguf_template: str | None, architecture: str) -> ChatTemplate:
-    """Config override first, then the file's own template, then one chosen by architecture."""
+def choose_template(override: str, gguf_template: str | None, architecture: str,
+                    section: str = "llama") -> ChatTemplate:
+    """Config override first, then the file's own template, then one chosen by architecture.
+    `section` names the config section of the override, for error lines."""
     override = (override or "").strip()
     if override:
         if override in BUILTIN:
-            return ChatTemplate(override)
+            return ChatTemplate(override, section=section)
         if "{%" in override or "{{" in override:
-            _compile(override)
-            return ChatTemplate("jinja", override)
+            try:
+                template_process.shared().check(override)
+            except TemplateRunError as exc:
+                raise UsageError(f"{section}.chat_template: invalid Jinja template: {exc.detail or exc.kind}") from None
+            return ChatTemplate("jinja", override, section)
         names = ", ".join(sorted(BUILTIN))
         raise UsageError(f"chat_template: unknown template {override!r} (built-in: {names}, or a Jinja string)")
     if gguf_template:
         try:
-            _compile(gguf_template)
-            return ChatTemplate("gguf", gguf_template)
-        except UsageError:
+            template_process.shared().check(gguf_template)
+            return ChatTemplate("gguf", gguf_template, section)
+        except TemplateRunError:
             pass  # a broken template in the file: fall back to the architecture's format
-    return ChatTemplate(_ARCH_DEFAULT.get(architecture, "chatml"))
+    return ChatTemplate(_ARCH_DEFAULT.get(architecture, "chatml"), section=section)
+
+
+def warm_renderer(override: str, gguf_template: str | None) -> None:
+    """Start the renderer process early when a Jinja template will need it (choose_template
+    and the first render then do not wait for it to start)."""
+    if gguf_template or "{{" in (override or "") or "{%" in (override or ""):
+        template_process.shared().warm()
 
 
 def segments_text(segments: Sequence[Segment]) -> str:
@@ -161,33 +187,40 @@ def merge_segments(segments: Sequence[Segment]) -> list[Segment]:
     return out
 
 
-def _compile(source: str) -> Any:
+def _render_jinja(template: ChatTemplate, messages: Sequence[Any], bos: str, eos: str, thinking: bool) -> str:
+    """The Jinja render, in the renderer process (aigc_chat.template_process). The template's
+    own raise_exception() refuses the conversation (UsageError, as before); anything else
+    it does wrong (an exception, a loop past the deadline, gigabytes, a crash) is the model
+    file's fault: one line naming the template and the override (ModelError, exit 1)."""
+    assert template.source is not None
+    variables = {
+        "messages": [{"role": m.role, "content": m.content} for m in messages],
+        "add_generation_prompt": True, "bos_token": bos, "eos_token": eos, "enable_thinking": thinking,
+    }
     try:
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-    except ImportError:  # pragma: no cover
-        raise UsageError("Jinja chat templates need jinja2: pip install jinja2") from None
-    from jinja2 import TemplateError
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-
-    def raise_exception(message: str) -> None:
-        raise TemplateError(message)
-
-    env.globals["raise_exception"] = raise_exception
-    try:
-        return env.from_string(source)
-    except TemplateError as exc:
-        raise UsageError(f"chat_template: invalid Jinja template: {exc}") from None
+        text = template_process.shared().render(template.source, variables)
+        if not text:  # nothing to send: llama.cpp and torch would fail deep inside
+            raise TemplateRunError("empty")
+    except TemplateRunError as exc:
+        raise template_error(template, exc) from None
+    return text
 
 
-def _render_jinja(source: str, messages: Sequence[Any], bos: str, eos: str, thinking: bool = True) -> str:
-    from jinja2 import TemplateError
-
-    template = _compile(source)
-    try:
-        return template.render(
-            messages=[{"role": m.role, "content": m.content} for m in messages],
-            add_generation_prompt=True, bos_token=bos, eos_token=eos, enable_thinking=thinking,
-        )
-    except TemplateError as exc:
-        raise UsageError(f"the model's chat template refused this conversation: {exc}") from None
+def template_error(template: ChatTemplate, exc: TemplateRunError) -> AigcError:
+    """The one line for a render that produced no prompt."""
+    whose = "the model's chat template" if template.name == "gguf" else f"the [{template.section}] chat_template"
+    if exc.kind == "refused":
+        return UsageError(f"{whose} refused this conversation: {exc.detail}")
+    what = {
+        "timeout": f"did not finish within {exc.detail} (a loop that never ends?)",
+        "memory": f"needed more than {MEMORY_HEADROOM >> 20} MiB of memory",
+        "empty": "made an empty prompt",
+        "too_big": f"made a prompt of {int(exc.detail or 0):,} characters, over the {OUTPUT_CAP:,} limit"
+                   if exc.detail.isdigit() else "made too large a prompt",
+        "syntax": f"is not valid Jinja: {exc.detail}",
+    }.get(exc.kind, f"failed: {exc.detail or exc.kind}")
+    if template.name == "gguf":
+        hint = f'set [{template.section}] chat_template (e.g. "chatml") in config.toml to use another'
+    else:
+        hint = "fix it or remove it from config.toml"
+    return ModelError(f"{whose} {what}; {hint}")
