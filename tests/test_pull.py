@@ -377,3 +377,47 @@ def test_cancel_event_stops_and_keeps_the_partial(env: dict[str, str], server: H
     (partial,) = (Path(env["HF_HUB_CACHE"]) / "models--o--big" / "blobs").glob("*.incomplete")
     assert partial.stat().st_size == MIB  # the chunk that arrived is kept; the next one stopped the transfer
     assert seen[-1] == MIB and _listed(env) == []
+
+
+def test_model_hf_ref_asks_on_a_terminal_and_draws_a_bar(env: dict[str, str], server: HubServer, big: bytes) -> None:
+    from tests.pty_app import PtyApp
+
+    server.repos["o/big"] = Repo(files={"Big-Q4_K_M.gguf": big})
+    app = PtyApp([sys.executable, "-m", "aigc_chat", "-m", "hf:o/big", "-p", "hi", "-n", "1", "--no-history"],
+                 {**env, "PYTHONPATH": str(SRC), "TERM": "xterm"})
+    try:
+        assert app.read(30, b"[y/N]"), bytes(app.buf)
+        assert b"download Big-Q4_K_M.gguf (3.1 MB)" in app.buf
+        assert server.requests_for("Big-Q4_K_M.gguf") == []  # nothing before the answer
+        app.write(b"y\r")
+        assert app.read(60, b"ready:"), bytes(app.buf)
+    finally:
+        app.close()
+    out = bytes(app.buf).decode("utf-8", "replace")
+    bar = out[out.index("[y/N]"):out.index("ready:")]
+    assert "\r\x1b[2K" in bar and "[########################] 100.0% 3.1 MB / 3.1 MB" in bar and "/s" in bar
+    assert "Big-Q4_K_M.gguf" in [p.name for p in (Path(env["HF_HUB_CACHE"]) / "models--o--big").rglob("*.gguf")]
+
+
+def test_progress_lines_on_a_pipe_and_the_bar_on_a_terminal() -> None:
+    import io
+
+    from aigc_chat.pull_cli import ProgressPrinter
+
+    now = [0.0]
+    pipe = io.StringIO()
+    pr = ProgressPrinter(pipe, tty=False, label="M Q4_K_M", clock=lambda: now[0])
+    for done in range(0, 1001, 50):  # 50 KB a second
+        pr(done * 1000, 1_000_000, "m.gguf")
+        now[0] += 1
+    lines = pipe.getvalue().splitlines()
+    assert len(lines) == 10 and lines[0].startswith("M Q4_K_M: 10% 100 KB / 1.0 MB, 50.0 KB/s, ETA 18s")
+    assert lines[-1].startswith("M Q4_K_M: 100% 1.0 MB / 1.0 MB") and "ETA" not in lines[-1]
+    tty = io.StringIO()
+    now[0] = 0.0
+    bar = ProgressPrinter(tty, tty=True, label="M", clock=lambda: now[0])
+    bar(250_000, 1_000_000, "m.gguf")  # resumed: a quarter was here already, not part of the rate
+    now[0] = 10.0
+    bar(500_000, 1_000_000, "m.gguf")
+    assert tty.getvalue().split("\r\x1b[2K")[-1] == \
+        "M [############............]  50.0% 500 KB / 1.0 MB, 25.0 KB/s, ETA 20s"
