@@ -278,19 +278,39 @@ def _network_line(exc: Exception, host: str, ref: HubRef) -> str:
 
 
 class _HashingWriter:
-    """The partial file, hashed as it is written (so the check after a 5 GB download costs
-    nothing extra). http_get only writes, unless a server ignores the Range; any seek or
+    """The partial file, hashed as it is written, so the check after a 5 GB download costs no
+    second read. The hashing runs on its own thread (hashlib releases the GIL), beside the
+    socket reads. http_get only writes, unless a server ignores the Range; any seek or
     truncate makes us hash the whole file at the end instead."""
 
     def __init__(self, fh: Any, digest: Any) -> None:
+        import queue
+
         self.fh = fh
         self.digest = digest
         self.exact = True
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._thread = threading.Thread(target=self._hash, name="pull-sha256", daemon=True)
+        self._thread.start()
+
+    def _hash(self) -> None:
+        while (data := self._queue.get()) is not None:
+            self.digest.update(data)
 
     def write(self, data: bytes) -> int:
         n = self.fh.write(data)
-        self.digest.update(data)
+        self._queue.put(data)
         return n
+
+    def hexdigest(self) -> str | None:
+        """The sha256 of everything written, or None when the file must be read again."""
+        self.close()
+        return self.digest.hexdigest() if self.exact else None
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
     def tell(self) -> int:
         return self.fh.tell()
@@ -470,7 +490,9 @@ def _fetch_blob(hf: Any, p: Plan, f: RemoteFile, storage: Path, ep: str, tracker
                     tracker.file_start(f.name, have)
             except OSError as exc:
                 _write_or_transfer_error(exc, f, partial)
-        _verify(p, f, partial, digest.hexdigest() if writer.exact else None)
+            finally:
+                writer.close()
+        _verify(p, f, partial, writer.hexdigest())
         os.replace(partial, blob)
         try:
             os.chmod(blob, 0o644 & ~_umask())
