@@ -298,9 +298,11 @@ class _HashingWriter:
             self.digest.update(data)
 
     def write(self, data: bytes) -> int:
-        n = self.fh.write(data)
-        self._queue.put(data)
-        return n
+        view = memoryview(data)
+        while view:  # unbuffered: a short write (a disk filling up) is written again, or raises
+            view = view[self.fh.write(view):]
+        self._queue.put(data if isinstance(data, bytes) else bytes(data))
+        return len(data)
 
     def hexdigest(self) -> str | None:
         """The sha256 of everything written, or None when the file must be read again."""
@@ -473,7 +475,7 @@ def _fetch_blob(hf: Any, p: Plan, f: RemoteFile, storage: Path, ep: str, tracker
     constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, CHUNK_SIZE)
     with WeakFileLock(str(lock)):
         digest = hashlib.sha256()
-        with open(partial, "ab") as fh:
+        with open(partial, "ab", buffering=0) as fh:  # unbuffered: what is written is on disk when it stops
             have = fh.tell()
             if have > f.size:  # more than the file can hold: not ours to continue
                 fh.truncate(0)
