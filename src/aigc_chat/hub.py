@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import shutil
 import threading
@@ -111,6 +112,9 @@ def _hf() -> Any:
     except ImportError:
         raise PullError("pulling a model needs huggingface_hub: pip install 'aigc-chat[hub]' "
                         "(make installs it)") from None
+    # Its logger writes retries ("Trying to resume download...") with server-made URLs to
+    # stderr: several lines for what we say in one, and under the TUI, text over the screen.
+    logging.getLogger("huggingface_hub").setLevel(logging.CRITICAL)
     return huggingface_hub
 
 
