@@ -44,6 +44,7 @@ class Repo:
     corrupt: set[str] = field(default_factory=set)  # serve other bytes than listed (same length)
     cut_once: dict[str, int] = field(default_factory=dict)  # close the first GET of FILE after N bytes
     short: dict[str, int] = field(default_factory=dict)  # FILE really holds only N bytes (listed whole)
+    extra: dict[str, int] = field(default_factory=dict)  # FILE's body has N bytes more than listed
     pause_at: dict[str, int] = field(default_factory=dict)  # after N bytes of FILE, wait for HubServer.release
 
 
@@ -95,6 +96,8 @@ class HubServer:
         data = repo.files[name]
         if name in repo.short:
             data = data[: repo.short[name]]
+        if name in repo.extra:
+            data = data + b"\0" * repo.extra[name]
         if name in repo.corrupt:
             data = bytes(b ^ 0x5A for b in data)
         return data

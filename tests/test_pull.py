@@ -246,6 +246,14 @@ def test_truncated_file_is_kept_for_resume_and_not_listed(env: dict[str, str], s
     assert server.requests_for("Tiny-Q8_0.gguf")[-1].range == "bytes=1000-"
 
 
+def test_a_body_longer_than_listed_fills_no_disk(env: dict[str, str], server: HubServer, big: bytes) -> None:
+    server.repos["o/big"] = Repo(files={"Big-Q4_K_M.gguf": big}, extra={"Big-Q4_K_M.gguf": 50 << 20})
+    line = _error_line(_cli(["pull", "hf:o/big"], env))
+    assert "sent more of Big-Q4_K_M.gguf than its listed size" in line and "deleted" in line
+    blobs = Path(env["HF_HUB_CACHE"]) / "models--o--big" / "blobs"
+    assert list(blobs.iterdir()) == [] and _listed(env) == []
+
+
 def test_zero_byte_and_non_gguf_files(env: dict[str, str], server: HubServer) -> None:
     server.repos["o/bad"] = Repo(files={"Empty-Q4_K_M.gguf": b"", "Html-Q8_0.gguf": b"<html>nope</html>" * 100})
     with pytest.raises(AigcError, match="0 bytes on the hub"):

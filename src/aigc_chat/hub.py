@@ -281,17 +281,22 @@ def _network_line(exc: Exception, host: str, ref: HubRef) -> str:
 # -- fetching -------------------------------------------------------------------------------
 
 
+class _Overflow(Exception):
+    """The server sent more bytes than the file's listed size."""
+
+
 class _HashingWriter:
     """The partial file, hashed as it is written, so the check after a 5 GB download costs no
     second read. The hashing runs on its own thread (hashlib releases the GIL), beside the
     socket reads. http_get only writes, unless a server ignores the Range; any seek or
     truncate makes us hash the whole file at the end instead."""
 
-    def __init__(self, fh: Any, digest: Any) -> None:
+    def __init__(self, fh: Any, digest: Any, limit: int) -> None:
         import queue
 
         self.fh = fh
         self.digest = digest
+        self.limit = limit  # the listed size: a server that sends more fills no disk
         self.exact = True
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
         self._thread = threading.Thread(target=self._hash, name="pull-sha256", daemon=True)
@@ -302,6 +307,8 @@ class _HashingWriter:
             self.digest.update(data)
 
     def write(self, data: bytes) -> int:
+        if self.fh.tell() + len(data) > self.limit:
+            raise _Overflow
         view = memoryview(data)
         while view:  # unbuffered: a short write (a disk filling up) is written again, or raises
             view = view[self.fh.write(view):]
@@ -486,7 +493,7 @@ def _fetch_blob(hf: Any, p: Plan, f: RemoteFile, storage: Path, ep: str, tracker
                 have = 0
             if have:
                 _sha256_file(partial, digest)
-            writer = _HashingWriter(fh, digest)
+            writer = _HashingWriter(fh, digest, f.size)
             try:
                 if have < f.size:
                     file_download.http_get(location, writer, resume_size=have, headers=headers,  # type: ignore[arg-type]
@@ -496,6 +503,10 @@ def _fetch_blob(hf: Any, p: Plan, f: RemoteFile, storage: Path, ep: str, tracker
                     tracker.file_start(f.name, have)
             except OSError as exc:
                 _write_or_transfer_error(exc, f, partial)
+            except _Overflow:
+                partial.unlink(missing_ok=True)
+                raise PullError(f"the hub sent more of {f.name} than its listed size ({f.size} bytes); "
+                                "the file was deleted") from None
             finally:
                 writer.close()
         _verify(p, f, partial, writer.hexdigest())
@@ -522,9 +533,6 @@ def _write_or_transfer_error(exc: OSError, f: RemoteFile, partial: Path) -> None
                         "command to go on") from None
     if exc.errno is not None:
         raise PullError(f"cannot write {partial}: {exc.strerror or exc}") from None
-    if have > f.size:
-        partial.unlink(missing_ok=True)
-        raise PullError(f"the hub sent more of {f.name} than its size ({f.size} bytes); the file was deleted") from None
     raise PullError(f"the download of {f.name} stopped at {human_size(have)} of {human_size(f.size)} (the connection "
                     "ended early); the partial file is kept: run the same command to go on") from None
 
