@@ -119,3 +119,24 @@ async def test_a_bad_reference_is_one_line_in_the_panel(tmp_path: Path, hubenv: 
                        "the error line")
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, ModelPicker), 10, "back in the picker")
+
+
+@pytest.mark.asyncio
+async def test_ctrl_b_hides_the_panel_and_the_chat_goes_on(tmp_path: Path, hubenv: tuple[HubServer, Path]) -> None:
+    srv, one = hubenv
+    app = _app(tmp_path, one)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        panel = await _open_download(pilot, app)
+        await pilot.press(*"tiny-org/Slow-GGUF", "enter")
+        await wait_for(pilot, lambda: srv.paused.is_set() and "%" in panel.line, 60, "the progress line")
+        await pilot.press("ctrl+b")  # hide: back to the picker, the download goes on
+        await wait_for(pilot, lambda: isinstance(app.screen, ModelPicker), 10, "the picker")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.chat_screen, 10, "the chat")
+        reply = await send(pilot, app, "still here?")  # the chat works while the download waits
+        assert reply.text is not None
+        srv.release.set()
+        await wait_for(pilot, lambda: any("Slow-Q4_K_M.gguf is ready" in str(n.message)
+                                          for n in app._notifications), 60, "the notification")
+        assert (tmp_path / "hf" / "models--tiny-org--Slow-GGUF" / "snapshots").is_dir()
