@@ -140,3 +140,23 @@ async def test_ctrl_b_hides_the_panel_and_the_chat_goes_on(tmp_path: Path, huben
         await wait_for(pilot, lambda: any("Slow-Q4_K_M.gguf is ready" in str(n.message)
                                           for n in app._notifications), 60, "the notification")
         assert (tmp_path / "hf" / "models--tiny-org--Slow-GGUF" / "snapshots").is_dir()
+
+
+@pytest.mark.asyncio
+async def test_quitting_stops_the_download(tmp_path: Path, hubenv: tuple[HubServer, Path]) -> None:
+    """A download must not keep the process alive after the app quits (the worker pool is joined at exit)."""
+    from aigc_chat.tui.download_panel import job_for
+
+    srv, one = hubenv
+    app = _app(tmp_path, one)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        panel = await _open_download(pilot, app)
+        await pilot.press(*"tiny-org/Slow-GGUF", "enter")
+        await wait_for(pilot, lambda: srv.paused.is_set() and "%" in panel.line, 60, "the progress line")
+        job = job_for(app)
+    srv.release.set()  # the app has quit; the next chunk arrives and the job sees it
+    assert job.finished.wait(30), "the download went on after the app quit"
+    (partial,) = (tmp_path / "hf" / "models--tiny-org--Slow-GGUF" / "blobs").glob("*.incomplete")
+    assert 0 < partial.stat().st_size < len(srv.repos["tiny-org/Slow-GGUF"].files["Slow-Q4_K_M.gguf"])
+    assert not (tmp_path / "hf" / "models--tiny-org--Slow-GGUF" / "snapshots").exists()

@@ -13,6 +13,7 @@ highlighted, and Enter loads it.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import weakref
@@ -41,15 +42,29 @@ class DownloadJob:
         self.line = ""
         self.path: Path | None = None
         self.listener: Callable[[], None] | None = None  # the open panel, redrawn on each change
+        self.finished = threading.Event()  # the worker thread is done
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, ref_text: str) -> None:
         self.running = True
         self.ref = ref_text
         self.path = None
         self.cancel.clear()
+        self.finished.clear()
+        self.loop = asyncio.get_running_loop()  # start() runs on the app's loop
         self._set(f"asking the hub about {ref_text}…")
         self.app.run_worker(lambda: self._download(ref_text), thread=True, group="download", exclusive=True,
                             exit_on_error=False)
+
+    def _post(self, callback: Callable[..., None], *args: object) -> None:
+        """Run `callback(*args)` on the app, from the worker thread, without waiting: call_from_thread
+        would block forever on a loop that stopped while the app quit."""
+        if not self.app.is_running or self.loop is None:
+            return
+        try:
+            self.loop.call_soon_threadsafe(self.app.call_later, callback, *args)
+        except RuntimeError:  # the loop is closed: the app is gone
+            pass
 
     def _set(self, text: str) -> None:
         self.line = sanitize(text)
@@ -57,6 +72,12 @@ class DownloadJob:
             self.listener()
 
     def _download(self, ref_text: str) -> None:
+        try:
+            self._run(ref_text)
+        finally:
+            self.finished.set()
+
+    def _run(self, ref_text: str) -> None:
         from aigc_chat import hub, hub_ref
         from aigc_chat.discovery import human_size
         from aigc_chat.errors import AigcError
@@ -67,6 +88,9 @@ class DownloadJob:
         last = [0.0]
 
         def progress(done: int, total: int, name: str) -> None:
+            if not self.app.is_running:  # the app quit: stop at this chunk (the partial is kept), or
+                self.cancel.set()  # the interpreter would wait at exit for the whole download
+                return
             now = time.monotonic()
             if not first:
                 first.append(done)
@@ -74,24 +98,24 @@ class DownloadJob:
                 last[0] = now
                 pct = 100 * done / total if total else 100.0
                 text = f"{name}: {pct:.1f}%  {figures(done, total, done - first[0], now - start)}"
-                self.app.call_from_thread(self._set, text)
+                self._post(self._set, text)
 
         try:
             ref = hub_ref.parse_ref(ref_text)
             p = hub.plan(ref)
-            self.app.call_from_thread(self._set, f"{ref}: {len(p.files)} file(s), {human_size(p.total)}…")
+            self._post(self._set, f"{ref}: {len(p.files)} file(s), {human_size(p.total)}…")
             path = hub.pull(p, on_progress=progress, cancel=self.cancel)
         except hub.PullCancelled:
-            self.app.call_from_thread(self._ended, "stopped: the partial file is kept; Enter continues, Esc closes",
+            self._post(self._ended, "stopped: the partial file is kept; Enter continues, Esc closes",
                                       None)
             return
         except AigcError as exc:
-            self.app.call_from_thread(self._ended, str(exc), None)
+            self._post(self._ended, str(exc), None)
             return
         except Exception as exc:  # noqa: BLE001 - a failed download is a line in the panel, never a crash
-            self.app.call_from_thread(self._ended, f"download failed: {type(exc).__name__}: {exc}", None)
+            self._post(self._ended, f"download failed: {type(exc).__name__}: {exc}", None)
             return
-        self.app.call_from_thread(self._ended, f"downloaded: {path.name}", path)
+        self._post(self._ended, f"downloaded: {path.name}", path)
 
     def _ended(self, text: str, path: Path | None) -> None:
         self.running = False
