@@ -40,3 +40,63 @@ def test_llama_default_threads_halve_past_four_cores(monkeypatch: pytest.MonkeyP
     for cores, threads in ((1, 1), (3, 3), (4, 4), (6, 4), (8, 4), (16, 8)):
         monkeypatch.setattr(llama_cpp_backend, "usable_cores", lambda n=cores: n)
         assert llama_cpp_backend.default_threads() == threads, cores
+
+
+def test_a_cgroup_quota_caps_the_usable_cores(tmp_path) -> None:
+    v2 = tmp_path / "cpu.max"
+    v1 = (tmp_path / "quota", tmp_path / "period")
+    v2.write_text("150000 100000\n")
+    assert cpu.cgroup_quota_cores(v2, v1) == 1.5
+    v2.write_text("max 100000\n")
+    assert cpu.cgroup_quota_cores(v2, v1) is None
+    v2.unlink()  # cgroup v1
+    v1[0].write_text("-1\n")
+    v1[1].write_text("100000\n")
+    assert cpu.cgroup_quota_cores(v2, v1) is None
+    v1[0].write_text("50000\n")
+    assert cpu.cgroup_quota_cores(v2, v1) == 0.5
+    v1[0].write_text("garbage\n")
+    assert cpu.cgroup_quota_cores(v2, v1) is None
+
+
+def test_engine_threads_leave_the_cores_others_use() -> None:
+    # (cores, others' busy cores, reserve for a UI) -> threads
+    table = [((2, None, 0), 2), ((2, 0.1, 0), 2), ((2, 0.5, 0), 1), ((2, 2.0, 0), 1), ((2, 0.0, 1), 1),
+             ((8, None, 0), 4), ((8, 2.0, 0), 4), ((8, 6.0, 0), 2), ((8, 9.0, 0), 1), ((1, 3.0, 0), 1)]
+    for (cores, others, reserve), want in table:
+        assert cpu.engine_threads(cores, others, reserve) == want, (cores, others, reserve)
+
+
+def test_the_load_meter_counts_others_not_this_process() -> None:
+    state = {"busy": 0, "own": 0, "t": 0.0, "running": 1}
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def stat() -> str:
+        b = state["busy"]
+        return (f"cpu  {b} 0 0 0\ncpu0 {b} 0 0 500 0 0 0 0\ncpu1 0 0 0 500 0 0 0 0\n"
+                f"cpu2 {10 * ticks} 0 0 0 0 0 0 0\nprocs_running {state['running']}\n")
+
+    meter = cpu.LoadMeter(read_stat=stat, read_self=lambda: f"7 (a b) R {'0 ' * 10}{state['own']} 0",
+                          cores=lambda: {0, 1}, clock=lambda: state["t"])
+    state.update(t=2.0, busy=2 * ticks, own=2 * ticks)  # all of it was ours (cpu2 is not ours)
+    reading = meter.read()
+    assert reading is not None and reading.others == 0.0 and reading.window == 2.0
+    state.update(t=3.0, busy=4 * ticks)  # then two cores' worth of someone else's for a second
+    reading = meter.read()
+    assert reading is not None and reading.others == pytest.approx(2.0)
+    state.update(t=3.1, running=3)  # too short a window: the runnable count now, less ourselves
+    reading = meter.read()
+    assert reading is not None and reading.others == 2.0 and reading.window == 0.0
+    fixed = cpu.ThreadPolicy(3, None)
+    assert fixed.initial() == 3 and fixed.choose() == cpu.ThreadChoice(3, None, True)
+
+
+def test_the_threads_flag_fixes_both_local_engines(tmp_path) -> None:
+    from aigc_chat.cli import _load, build_parser
+
+    args = build_parser().parse_args(["--threads", "3", "--config", str(tmp_path / "none.toml"), "-p", "x"])
+    config = _load(args)
+    assert config.backends["llama"]["n_threads"] == 3 and config.backends["torch"]["n_threads"] == 3
+    r = subprocess.run([sys.executable, "-m", "aigc_chat", "--threads", "0", "-p", "x"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "--threads" in r.stderr and "Traceback" not in r.stderr
