@@ -46,7 +46,10 @@ while len(toks) < n:
     toks += toks[1:]
 toks = toks[:n]
 t = time.perf_counter(); llm.eval(toks); dt = time.perf_counter() - t
-print(json.dumps({"rate": n / dt}))
+t = time.perf_counter()
+for tok in toks[:16]:
+    llm.eval([tok])
+print(json.dumps({"rate": n / dt, "decode": 16 / (time.perf_counter() - t)}))
 """
 
 OURS_PREFILL = r"""
@@ -166,9 +169,10 @@ def main() -> int:
         for n in lengths:
             cells: dict[str, float] = {}
             detail = ""
-            for _ in range(args.rounds):  # interleaved, so a burst of load hits all three
+            for _ in range(args.rounds):  # interleaved, so a burst of load hits all of them
                 shipped = run_py(RAW_PREFILL, str(path), str(n), str(cores), shipped_extra, "0", str(text_file))
-                best = run_py(RAW_PREFILL, str(best_file), str(n), str(cores), "1", "1", str(text_file))
+                best = max((run_py(RAW_PREFILL, str(best_file), str(n), str(t), "1", "1", str(text_file))
+                            for t in sorted({1, cores})), key=lambda r: r["rate"])
                 ours = run_py(OURS_PREFILL, str(ours_model if ours_model is not None else path), str(n),
                               str(text_file))
                 detail = f"threads {ours['threads']}"
