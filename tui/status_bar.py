@@ -1,4 +1,5 @@
-"""One line at the bottom: backend, model, device, context used and what the app is doing."""
+"""One line at the bottom: the role in effect, backend, model, device, context used and what
+the app is doing."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ class StatusBar(Static):
     context_size: reactive[int | None] = reactive(None)
     state: reactive[str] = reactive("idle")
     branches: reactive[int] = reactive(0)  # paths of the conversation's tree (1: no branches)
+    role: reactive[str] = reactive("")  # the role the conversation is under ("" for none)
 
     def render(self) -> Content:
         ctx = "-" if self.context_used is None else str(self.context_used)
         size = "?" if not self.context_size else str(self.context_size)
-        parts = [
+        parts = [f"role {self.role}"] if self.role else []
+        parts += [
             self.backend or "-",
             self.model or "-",
             self.device or "-",
