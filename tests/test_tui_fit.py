@@ -22,7 +22,6 @@ from aigc_chat.tui.model_picker import count_line
 from tests.scripted_backend import ScriptedBackend
 from tests.tui_driver import make_config, screen_text, send, wait_for, wait_idle
 
-
 SIZES = [(60, 20), (80, 24), (120, 36), (200, 50)]
 
 
@@ -107,7 +106,7 @@ async def test_panes_fit_the_terminal(tmp_path: Path, size: tuple[int, int]) -> 
 
 @pytest.mark.asyncio
 async def test_history_over_the_chat_on_a_narrow_terminal(tmp_path: Path) -> None:
-    store, ids = _store()
+    store, _ = _store()
     app = ChatApp(make_config(tmp_path), store=store, backend=ScriptedBackend(["ok"]))
     async with app.run_test(size=(60, 20)) as pilot:
         await wait_idle(pilot, app)
@@ -239,7 +238,7 @@ async def test_a_draft_is_kept_per_conversation_across_quit_and_reopen(tmp_path:
                         backend=ScriptedBackend(["ok"]))
         async with again.run_test(size=(100, 30)) as pilot:
             await wait_idle(pilot, again)
-            await wait_for(pilot, lambda text=text: again.chat_screen.prompt.text == text, 10, "the draft")
+            await wait_for(pilot, lambda app=again, text=text: app.chat_screen.prompt.text == text, 10, "the draft")
     # a sent message is not a draft any more
     app = ChatApp(make_config(tmp_path), store=HistoryStore(), conversation_id=ids[0], backend=ScriptedBackend(["ok"]))
     async with app.run_test(size=(100, 30)) as pilot:

@@ -386,7 +386,7 @@ class ChatScreen(Screen[None]):
             if text.strip() and not self.prompt.text.strip():
                 self.prompt.load_text(text)  # and what was typed stays typed
             if files:
-                await self.refused(str(exc))
+                self.refused(str(exc))
             else:
                 self.app.notify(str(exc), severity="warning")
             return
@@ -777,14 +777,14 @@ class ChatScreen(Screen[None]):
             return
         self.app.call_from_thread(self.files_bar.add, counted)
 
-    async def refused(self, reason: str) -> None:
+    def refused(self, reason: str) -> None:
         """A file not attached (or files not sent): said in the chat, just above the message
         box where the user is looking, and in a toast; a toast alone is gone in seconds."""
         self.app.notify(reason, title="Not attached", severity="error")
         note = NoticeMessage(f"Not attached: {reason}", severity="error")
         note.add_class("-refused")
-        await self.chat.add(note)
-        self.chat.scroll_end(animate=False)
+        self.chat.mount(note)
+        self.call_after_refresh(self.chat.scroll_end, animate=False)
 
     def on_prompt_input_path_pasted(self, event: PromptInput.PathPasted) -> None:
         self.attach(event.path)
