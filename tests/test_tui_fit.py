@@ -83,6 +83,10 @@ async def test_panes_fit_the_terminal(tmp_path: Path, size: tuple[int, int]) -> 
         chat = app.query_one("#chat-column")
         width = size[0]
         assert chat.size.width >= min(layout.MIN_CHAT, width)
+        s.status.model = "a-rather-long-model-file-name-Q4_K_M.gguf"
+        await pilot.pause(0.1)
+        status = screen_text(app).splitlines()[-2]
+        assert status.rstrip().endswith("│ idle") and "ctx -/4096" in status, status  # the state always shown
         assert s.history.display == (width - s.fit.history_width >= layout.MIN_CHAT)
         await pilot.press("f3")
         await wait_for(pilot, lambda: s.settings_pane is not None and s.settings_pane.display, 10, "settings")
@@ -119,6 +123,12 @@ async def test_history_over_the_chat_on_a_narrow_terminal(tmp_path: Path) -> Non
         await pilot.press("enter")  # opens the newest; the pane steps aside
         await wait_for(pilot, lambda: len(s.chat.messages()) == 4, 10, "the conversation")
         assert not s.history.display
+        await pilot.press("f2")
+        await pilot.pause(0.1)
+        assert s.history.display and s.history.has_focus_within
+        await pilot.press("escape")  # back to the message box, the pane out of the way
+        await pilot.pause(0.1)
+        assert not s.history.display and app.focused is s.prompt
 
 
 @pytest.mark.asyncio

@@ -730,8 +730,21 @@ class ChatScreen(Screen[None]):
         else:
             self.prompt.focus()
 
+    def on_history_pane_leave(self) -> None:
+        """Esc in the history pane: back to the message box (laid over the chat, it steps aside);
+        while a reply streams, Esc stops it, as it does everywhere."""
+        if self.state == "generating":
+            self.action_cancel()
+            return
+        self.close_history_over()
+        self.prompt.focus()
+
     def on_settings_pane_leave(self) -> None:
-        """Esc in a settings field: back to the message box (a pane laid over the chat closes)."""
+        """Esc in a settings field: back to the message box (a pane laid over the chat closes);
+        while a reply streams, Esc stops it, as it does everywhere."""
+        if self.state == "generating":
+            self.action_cancel()
+            return
         if self.fit.settings == "over":
             self.settings_wanted = False
             self.fit_panes()

@@ -87,7 +87,16 @@ class HistoryList(OptionList):
 
 
 class HistoryPane(Vertical):
-    """Search box, list of conversations (or search hits), a count line."""
+    """Search box, list of conversations (or search hits), a count line. Esc goes back to
+    the message box (as from the settings pane)."""
+
+    BINDINGS = [Binding("escape", "leave", "Back to the message", show=False)]
+
+    class Leave(Message):
+        pass
+
+    def action_leave(self) -> None:
+        self.post_message(self.Leave())
 
     @dataclass
     class Open(Message):
