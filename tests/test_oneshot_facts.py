@@ -50,15 +50,22 @@ def test_json_gives_the_ids_a_script_can_carry_on_from(cli: str, chain: Path) ->
     assert (off["conversation_id"], off["question_id"], off["reply_id"]) == (None, None, None)
 
 
-def test_prompt_dash_on_a_terminal_says_stdin_is_a_terminal(cli: str, chain: Path) -> None:
+@pytest.mark.parametrize("args", [["-p", "-"], ["-f", "-", "-p", "hi"]], ids=["prompt", "file"])
+def test_stdin_on_a_terminal_is_said_not_waited_on(cli: str, chain: Path, args: list[str]) -> None:
     main, tty = os.openpty()
     try:
-        r = subprocess.run([cli, "--model", str(chain), "-p", "-"], stdin=tty, capture_output=True,
+        r = subprocess.run([cli, "--model", str(chain), *args], stdin=tty, capture_output=True,
                            text=True, timeout=60)
     finally:
         os.close(tty)
         os.close(main)
     assert r.returncode == 2 and "stdin is a terminal" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_utf16_stdin_is_named_not_sent_as_noise(cli: str, chain: Path) -> None:
+    r = run_cli(cli, "--model", str(chain), "-p", "-", *FAST, input="Summarise this.\n".encode("utf-16"))
+    err = r.stderr.decode()
+    assert r.returncode == 2 and "UTF-16" in err and "iconv" in err and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])

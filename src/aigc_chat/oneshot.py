@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any, TextIO
 
-from aigc_chat.attachments import HARD_CAP, Attachment, from_bytes, read_file
+from aigc_chat.attachments import HARD_CAP, Attachment, from_bytes, read_file, utf16_kind
 from aigc_chat.backends.base import Backend, GenerationResult
 from aigc_chat.config import Config
 from aigc_chat.conversation import Conversation, PromptPlan, Turn
@@ -41,6 +41,10 @@ def read_prompt(prompt: str, stdin: TextIO | None, allow_empty: bool = False) ->
     if stdin is not None and not stdin.isatty():
         if hasattr(stdin, "buffer"):
             data = read_stream(stdin.buffer, STDIN_LIMIT, "stdin")
+            utf16 = utf16_kind(data)
+            if utf16:  # decoded as UTF-8 it would be sent as noise: say what it is and how to convert
+                raise UsageError(f"stdin is {utf16} text: only UTF-8 is read; convert it with "
+                                 f"`iconv -f {utf16} -t UTF-8`")
             piped = data.decode("utf-8", errors="replace")
             if "\ufffd" in piped and b"\xef\xbf\xbd" not in data:
                 sys.stderr.write("aigc-chat: warning: stdin is not valid UTF-8; "
@@ -68,6 +72,9 @@ def read_files(paths: list[str], stdin: TextIO | None) -> list[Attachment]:
         if path == "-":
             if stdin is None or not hasattr(stdin, "buffer"):
                 raise UsageError("-f -: there is no stdin to read")
+            if _isatty(stdin):  # it would wait for the terminal, silently
+                raise UsageError("-f - reads a file from stdin, but stdin is a terminal: pipe the file in "
+                                 "(`aigc-chat -f - -p QUESTION < FILE`) or name it (-f FILE)")
             files.append(from_bytes("stdin", read_stream(stdin.buffer, HARD_CAP, "stdin")))
         else:
             files.append(read_file(path))
