@@ -68,6 +68,7 @@ async def test_picking_a_role_starts_a_conversation_with_its_settings(isolated_d
         assert str(pane.query_one("#lbl-top_k", Label).render()).endswith("· role pirate")
         assert str(pane.query_one("#lbl-system", Label).render()).endswith("· role pirate")
         assert str(pane.query_one("#lbl-min_p", Label).render()).endswith("· default")
+        assert "role pirate │" in str(app.chat_screen.status.render())  # the role in effect, always in sight
         await send(pilot, app, "ahoy")
         assert backend.seen[-1][0].content == PIRATE  # what the model was sent
         # picking "no role" puts the config's own back
@@ -90,6 +91,10 @@ async def test_a_role_with_a_model_loads_it(isolated_dirs: dict[str, Path], tmp_
         await wait_idle(pilot, app)
         conv = app.conversation
         assert (conv.settings.model, conv.settings.role) == (str(model), "pirate")
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: app.chat_screen.settings_pane is not None, 10, "the settings pane")
+        pane = app.chat_screen.settings_pane
+        assert pane is not None and str(pane.query_one("#lbl-model", Label).render()).endswith("· role pirate")
         reply = await send(pilot, app, "hi")
         assert reply.text == "Sure."  # the role's model answered, on real llama.cpp
         assert conv.settings.params.top_k == 3

@@ -16,7 +16,7 @@ from aigc_chat.history import HistoryStore
 from aigc_chat.tui import history_pane
 from aigc_chat.tui.app import ChatApp
 from tests.scripted_backend import ScriptedBackend
-from tests.tui_driver import make_config
+from tests.tui_driver import make_config, screen_text, wait_for
 
 REPLY = """Here is a decorator:
 
@@ -53,12 +53,23 @@ async def settle(pilot) -> None:
     await pilot.pause(0.1)
 
 
+async def reply_focused(pilot) -> None:
+    """The main state: the reply focused (its rule and header marked), its keys in the footer."""
+    await settle(pilot)
+    pilot.app.chat_screen.chat.last("assistant").focus()
+    await wait_for(pilot, lambda: "Fork here" in screen_text(pilot.app).splitlines()[-1], 10, "the footer")
+    await pilot.pause(0.1)
+
+
 def test_main_screen_100x30(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert snap_compare(build_app(tmp_path, monkeypatch), terminal_size=(100, 30), run_before=settle)
 
 
-def test_main_screen_80x24(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert snap_compare(build_app(tmp_path, monkeypatch), terminal_size=(80, 24), run_before=settle)
+# One main state per size (issue 27): the panes sized by the terminal, the chat never under
+# its minimum width (the history steps aside at 60 columns), focus and its keys seen.
+@pytest.mark.parametrize("size", [(60, 20), (80, 24), (120, 36), (200, 50)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_main_screen(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]) -> None:
+    assert snap_compare(build_app(tmp_path, monkeypatch), terminal_size=size, run_before=reply_focused)
 
 
 def test_settings_pane(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,7 +35,7 @@ from aigc_chat.tui.clipboard import clipboard_sequences, clipboard_text
 from aigc_chat.tui.commands import SlashProvider
 from aigc_chat.tui.dialogs import HelpScreen
 from aigc_chat.tui.events import ConversationDeleted, HistoryFailed, Notice, ReasoningShown
-from aigc_chat.tui.help_text import help_markdown
+from aigc_chat.tui.help_text import FOOT, help_sections
 from aigc_chat.tui.launch import ui_reserve
 
 ENGINE_WAIT = 5.0  # quitting: how long a streaming reply gets to end before the engine goes
@@ -101,7 +101,7 @@ class ChatApp(App[int]):
     # -- actions of the key table that are the app's, not the chat screen's -----------------
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(help_markdown()))
+            self.push_screen(HelpScreen(help_sections(), FOOT))
 
     def action_gan_screen(self) -> None:
         try:
@@ -210,6 +210,7 @@ class ChatApp(App[int]):
         # Let a streaming reply end (the core records it as cancelled) before the engine goes,
         # then write what the history's writer still has queued (a few seconds at most).
         self.chat_screen.stop_now()
+        self.chat_screen.keep_draft()  # what is half typed comes back on reopen (aigc_chat.drafts)
         if self.conversation.backend_lock.acquire(timeout=ENGINE_WAIT):
             self.conversation.backend_lock.release()
         self._io.close(timeout=5)  # a theme or default being written: let it land

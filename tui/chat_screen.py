@@ -19,13 +19,17 @@ from typing import TYPE_CHECKING
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
+from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Footer
 
 from aigc_chat.config import Config
 from aigc_chat.conversation import Conversation, TurnAction
+from aigc_chat.drafts import NEW, Drafts
 from aigc_chat.errors import AigcError, ParamError, UsageError
-from aigc_chat.tui import commands, slash
+from aigc_chat.tui import commands, layout, slash
 from aigc_chat.tui.chat_view import AssistantMessage, ChatMessage, ChatView, NoticeMessage, message_widget
 from aigc_chat.tui.events import (
     BranchRequest,
@@ -83,6 +87,12 @@ class ChatScreen(Screen[None]):
         self._history_told = False
         self.opening = 0  # conversations being read in; a message sent meanwhile is queued
         self.stored = HistoryActions(self)
+        self.history_wanted = True  # F2's choice (start: [tui] show_history)
+        self.history_asked = False  # F2 opened it where it does not fit beside the chat: laid over it
+        self.settings_wanted = False  # F3's choice
+        self.fit = layout.fit(100, history=True, settings=False)
+        self.drafts: Drafts | None = None  # half-typed messages per conversation (history on only)
+        self._draft_timer: Timer | None = None
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -118,10 +128,13 @@ class ChatScreen(Screen[None]):
         return panes.first() if panes else None  # type: ignore[return-value]  # only a SettingsPane has this id
 
     async def on_mount(self) -> None:
-        self.history.display = bool(self.config.tui.get("show_history", True))
+        self.history_wanted = bool(self.config.tui.get("show_history", True))
+        self.fit_panes()
         if self.history_note or (not self.conversation.saving and self.conversation.history.available):
             self._mark_not_saving(self.conversation.history.problem)
         self.refresh_settings()
+        if self.conversation.saving:
+            self.drafts = Drafts()
         self.prompt.focus()
         self.show_state(self.state)  # "loading" from the first frame on, though the load starts after it
         if self.app_initial_conversation is not None:
@@ -130,6 +143,7 @@ class ChatScreen(Screen[None]):
             self.run_worker(self._open_initial(self.app_initial_conversation), group="open",
                             exit_on_error=False)
         else:
+            self.restore_draft()
             await self._show_start_notes()
             self.call_after_refresh(self._begin_model)  # the load's thread starts after the first paint
 
@@ -187,6 +201,7 @@ class ChatScreen(Screen[None]):
             pane.load(s, self.models, self.conversation.config)
         self.status.backend = s.backend
         self.status.model = short_model(s.model)
+        self.status.role = s.role
 
     # -- history trouble: told once, marked in the status bar and the pane --------------------
     async def on_history_failed(self, event: HistoryFailed) -> None:
@@ -270,12 +285,69 @@ class ChatScreen(Screen[None]):
         self.app.notify(event.reason, title="Model load failed", severity="error", timeout=8)
         self.queue.clear()
 
+    # -- drafts: what is typed is kept per conversation (aigc_chat.drafts) ------------------------
+    def _draft_key(self) -> str | None:
+        """The conversation's key in the drafts; None while a new one's id is being made."""
+        ref = self.conversation.conversation_ref
+        if ref is None:
+            return NEW
+        cid = self.conversation.known_id
+        return None if cid is None else str(cid)
+
+    @on(PromptInput.Changed, "#prompt")
+    def _typed(self) -> None:
+        if self.drafts is None or self.editing is not None:
+            return  # an edit's text is the message's, not a draft
+        key = self._draft_key()
+        if key is not None and self.drafts.put(key, self.prompt.text):
+            if self._draft_timer is not None:
+                self._draft_timer.stop()
+            self._draft_timer = self.set_timer(2.0, self.save_drafts)  # kept even if killed later
+
+    def save_drafts(self) -> None:
+        """Write the drafts on the app's config-writer thread (a slow disk holds up no key)."""
+        drafts = self.drafts
+        if drafts is None:
+            return
+
+        def save() -> None:
+            try:
+                drafts.save()
+            except OSError as exc:
+                self.app._post_notice(f"the draft was not kept: {exc}", "warning")  # type: ignore[attr-defined]
+
+        self.app._io.submit(save)  # type: ignore[attr-defined]
+
+    def keep_draft(self) -> None:
+        """Leaving this conversation (another opens, a new one starts, the app quits)."""
+        if self.drafts is None:
+            return
+        key = self._draft_key()
+        if key is not None and self.editing is None:
+            try:
+                self.drafts.put(key, self.prompt.text)
+            except NoMatches:  # quitting, the screen already gone: the last change is kept
+                pass
+        self.save_drafts()
+
+    def restore_draft(self) -> None:
+        """This conversation's draft into the message box (empty when it has none)."""
+        if self.drafts is None or self.editing is not None:
+            return
+        key = self._draft_key()
+        text = self.drafts.get(key) if key is not None else ""
+        if text != self.prompt.text:
+            self.prompt.load_text(text)
+            self.prompt.move_cursor(self.prompt.document.end)
+
     # -- sending ----------------------------------------------------------------------------
     @on(PromptInput.Submitted)
     async def _submitted(self, event: PromptInput.Submitted) -> None:
         text = event.text
         if not text.strip():
             return
+        if self.drafts is not None and (key := self._draft_key()) is not None and self.editing is None:
+            self.drafts.forget(key)  # sent (or queued): no longer a draft
         prompt = self.prompt
         if slash.is_slash(text) and self.editing is None:
             prompt.remember(text)
@@ -319,7 +391,10 @@ class ChatScreen(Screen[None]):
                 self.files_bar.add(f)
             if text.strip() and not self.prompt.text.strip():
                 self.prompt.load_text(text)  # and what was typed stays typed
-            self.app.notify(str(exc), severity="warning")
+            if files:
+                self.refused(str(exc))
+            else:
+                self.app.notify(str(exc), severity="warning")
             return
         await self.show_path()
         self.chat.anchor()
@@ -604,16 +679,51 @@ class ChatScreen(Screen[None]):
     def on_history_action_done(self, event: HistoryActionDone) -> None:
         self.stored.action_done(event)
 
-    # -- panes ------------------------------------------------------------------------------
+    # -- panes: sized by the terminal (tui/layout.py) ----------------------------------------
+    def on_resize(self, event: events.Resize) -> None:
+        self.fit_panes(event.size.width)
+
+    def fit_panes(self, width: int | None = None) -> None:
+        """Size and place the panes for the terminal's width: beside the chat while it keeps
+        layout.MIN_CHAT columns, else over it (asked for) or hidden."""
+        width = width or self.app.size.width
+        fit = self.fit = layout.fit(width, history=self.history_wanted, settings=self.settings_wanted,
+                                    history_asked=self.history_asked)
+        history = self.history
+        self._place(history, fit.history, fit.history_width)
+        history.set_text_width(fit.history_width)
+        pane = self.settings_pane
+        if pane is not None:
+            self._place(pane, fit.settings, fit.settings_width)
+        for widget in (history, pane):
+            if widget is not None and not widget.display and widget.has_focus_within:
+                self.prompt.focus()
+
+    @staticmethod
+    def _place(pane: Widget, place: str, width: int) -> None:
+        pane.display = place != "hidden"
+        pane.set_class(place == "over", "-over")
+        pane.styles.width = width
+
     def action_toggle_history(self) -> None:
-        pane = self.history
-        pane.display = not pane.display
-        if not pane.display and pane.has_focus_within:
-            self.prompt.focus()
+        shown = self.history.display
+        self.history_wanted = not shown
+        self.history_asked = not shown
+        self.fit_panes()
+        if self.history.display and self.fit.history == "over":
+            self.history.query_one("#history-list").focus()
 
     def action_search(self) -> None:
-        self.history.display = True
+        if not self.history.display:
+            self.history_wanted = self.history_asked = True
+            self.fit_panes()
         self.history.focus_search()
+
+    def close_history_over(self) -> None:
+        """A conversation was opened from the history laid over the chat: it steps aside."""
+        if self.fit.history == "over":
+            self.history_asked = False
+            self.fit_panes()
 
     async def action_toggle_settings(self) -> None:
         pane = self.settings_pane
@@ -625,11 +735,32 @@ class ChatScreen(Screen[None]):
             pane.display = False
             await self.query_one("#main").mount(pane)
             pane.load(self.conversation.settings, self.models, self.conversation.config)
-        pane.display = not pane.display
+        self.settings_wanted = not pane.display
+        self.fit_panes()
         if pane.display:
             pane.query_one("#set-temperature").focus()
         else:
             self.prompt.focus()
+
+    def on_history_pane_leave(self) -> None:
+        """Esc in the history pane: back to the message box (laid over the chat, it steps aside);
+        while a reply streams, Esc stops it, as it does everywhere."""
+        if self.state == "generating":
+            self.action_cancel()
+            return
+        self.close_history_over()
+        self.prompt.focus()
+
+    def on_settings_pane_leave(self) -> None:
+        """Esc in a settings field: back to the message box (a pane laid over the chat closes);
+        while a reply streams, Esc stops it, as it does everywhere."""
+        if self.state == "generating":
+            self.action_cancel()
+            return
+        if self.fit.settings == "over":
+            self.settings_wanted = False
+            self.fit_panes()
+        self.prompt.focus()
 
     def action_copy_reply(self) -> None:
         last = self.chat.last("assistant")
@@ -664,13 +795,21 @@ class ChatScreen(Screen[None]):
             with self.conversation.backend_lock:  # counting tokens is an engine call
                 counted = self.conversation.count_file(read_file(path))
         except AigcError as exc:
-            self.app.call_from_thread(self.app.notify, str(exc), title="Not attached", severity="error")
+            self.app.call_from_thread(self.refused, str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - a file that cannot be read is a line, never a crash
-            self.app.call_from_thread(self.app.notify, f"{path}: {type(exc).__name__}: {exc}",
-                                      title="Not attached", severity="error")
+            self.app.call_from_thread(self.refused, f"{path}: {type(exc).__name__}: {exc}")
             return
         self.app.call_from_thread(self.files_bar.add, counted)
+
+    def refused(self, reason: str) -> None:
+        """A file not attached (or files not sent): said in the chat, just above the message
+        box where the user is looking, and in a toast; a toast alone is gone in seconds."""
+        self.app.notify(reason, title="Not attached", severity="error")
+        note = NoticeMessage(f"Not attached: {reason}", severity="error")
+        note.add_class("-refused")
+        self.chat.mount(note)
+        self.call_after_refresh(self.chat.scroll_end, animate=False)
 
     def on_prompt_input_path_pasted(self, event: PromptInput.PathPasted) -> None:
         self.attach(event.path)

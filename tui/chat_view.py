@@ -45,12 +45,14 @@ class ChatMessage(Vertical, can_focus=True):
     between its alternatives (left / right, or [ / ]), or fork the conversation there (f).
     `node` is its place in the conversation's tree (aigc_chat.tree)."""
 
+    # Every key that acts on a focused message is in the footer while it is focused (a user
+    # who cannot see `f` forks at the wrong message); ←/→ only where there are alternatives.
     BINDINGS = [
-        Binding("c", "copy_message", "Copy message"),
-        Binding("b", "copy_code", "Copy code block"),
         Binding("left,left_square_bracket", "branch(-1)", "‹ Prev", key_display="←"),
         Binding("right,right_square_bracket", "branch(1)", "Next ›", key_display="→"),
-        Binding("f", "fork", "Fork here", show=False),
+        Binding("f", "fork", "Fork here"),
+        Binding("c", "copy_message", "Copy"),
+        Binding("b", "copy_code", "Copy code"),
     ]
 
     def __init__(self, role: str, text: str = "", *, node: Node | None = None) -> None:
@@ -100,7 +102,7 @@ class ChatMessage(Vertical, can_focus=True):
 
 
 class UserMessage(ChatMessage):
-    BINDINGS = [Binding("e", "edit", "Edit", show=False)]
+    BINDINGS = [Binding("e", "edit", "Edit (new branch)")]
 
     def __init__(self, text: str, *, node: Node | None = None, files: Sequence[Attachment] = ()) -> None:
         super().__init__("user", text, node=node)
@@ -524,6 +526,16 @@ class ChatView(VerticalScroll):
 
     async def add(self, widget: Static | ChatMessage) -> None:
         await self.mount(widget)
+
+    def relayout(self) -> None:
+        """Lay every message out afresh. A layout request made while another is pending is
+        merged into it (Textual), and a container's placement of its children is cached by its
+        own size: a message mounted whole (an opened conversation) could keep the placement
+        worked out before its parts had their heights, and draw as an empty box, headers
+        included, until a resize. A refresh with layout on every part, after the first frame,
+        starts a new layout generation for each and clears every cached placement above it."""
+        for widget in self.walk_children():
+            widget.refresh(layout=True)
 
     def messages(self) -> list[ChatMessage]:
         return list(self.query(ChatMessage))

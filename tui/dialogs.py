@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label
+from textual.widgets import Button, Input, Label, Static
 
 from aigc_chat.sanitize import sanitize
 
@@ -57,19 +57,30 @@ class TextDialog(ModalScreen[str | None]):
 
 
 class HelpScreen(ModalScreen[None]):
+    """Keys and commands as two tight tables (no rule between rows: one or two screens)."""
+
     BINDINGS = [Binding("escape,f1,q", "dismiss(None)", "Close")]
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]], foot: str = "") -> None:
         super().__init__(classes="dialog-screen")
-        self.text = text
+        self.sections = sections
+        self.foot = foot
 
     def compose(self) -> ComposeResult:
-        # imported here: Textual's Markdown widget (and markdown-it under it) is ~40 ms of the
-        # start-up, for a screen that only F1 opens
-        from textual.widgets import Markdown
+        from rich.table import Table
+        from rich.text import Text
 
-        with VerticalScroll(classes="dialog help"):
-            yield Markdown(self.text)
+        with VerticalScroll(classes="dialog help", id="help-body") as body:
+            body.border_title = "aigc-chat help (Esc closes)"
+            for title, rows in self.sections:
+                yield Label(Content.assemble((title, "bold")), classes="help-title")
+                table = Table(box=None, show_header=False, padding=(0, 1), expand=True)
+                table.add_column(style="bold", no_wrap=True)
+                table.add_column(ratio=1)
+                for key, text in rows:
+                    table.add_row(Text(key), Text(text))
+                yield Static(table, classes="help-table")
+            body.border_subtitle = self.foot
 
 
 class FileScreen(ModalScreen[None]):

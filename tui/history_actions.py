@@ -44,8 +44,10 @@ class HistoryActions:
         if s.state == "generating":
             s.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
             return
+        s.keep_draft()
         s.conversation.new()
         s.stop_editing()
+        s.restore_draft()
         await s.chat.clear()
         s.history.current_id = None
         s.status.context_used = None
@@ -87,7 +89,9 @@ class HistoryActions:
         conv = s.conversation
         stored = await asyncio.wrap_future(conv.read(conversation_id, at=at))
         old = (conv.settings.backend, conv.settings.model)
+        s.keep_draft()
         conv.load(stored, keep=keep)
+        s.restore_draft()
         if at is not None and stored.leaf_id is not None:
             node = conv.tree.find(stored.leaf_id)
             if node is not None:
@@ -95,6 +99,7 @@ class HistoryActions:
         await s.chat.clear()
         await s.show_path()
         s.chat.anchor()
+        s.call_after_refresh(s.chat.relayout)  # never an empty box for a message (ChatView.relayout)
         if at is not None:
             hit = conv.tree.find(at)
             widget = s.chat.widget_for(hit) if hit is not None else None
@@ -111,6 +116,7 @@ class HistoryActions:
         if s.state == "generating":
             s.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
             return
+        s.close_history_over()
         self.open_in_background(event.conversation_id, event.message_id or None)
 
     # -- the conversation shown, deleted elsewhere ------------------------------------------

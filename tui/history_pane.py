@@ -10,6 +10,7 @@ changes the chat view and the session as well.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +47,22 @@ def _one_line(text: str, width: int = 0) -> str:
     return line
 
 
-WIDTH = 27  # text columns inside the pane (see #history in app.tcss)
+_FORKS = re.compile(r"(?: \(fork\))+$")
+
+
+def title_line(title: str, width: int) -> str:
+    """A title cut to `width` cells, keeping a fork's " (fork)" ending: cut at the end it
+    would read exactly like the conversation it was forked from."""
+    line = _one_line(title)
+    if len(line) <= width:
+        return line
+    tail = m.group(0) if (m := _FORKS.search(line)) else ""
+    if tail and len(tail) < width - 4:
+        return _one_line(line[: len(line) - len(tail)], width - len(tail)) + tail
+    return _one_line(line, width)
+
+
+WIDTH = 27  # text columns inside the pane at its narrowest (the screen sets the real one)
 
 
 class HistoryList(OptionList):
@@ -71,7 +87,16 @@ class HistoryList(OptionList):
 
 
 class HistoryPane(Vertical):
-    """Search box, list of conversations (or search hits), a count line."""
+    """Search box, list of conversations (or search hits), a count line. Esc goes back to
+    the message box (as from the settings pane)."""
+
+    BINDINGS = [Binding("escape", "leave", "Back to the message", show=False)]
+
+    class Leave(Message):
+        pass
+
+    def action_leave(self) -> None:
+        self.post_message(self.Leave())
 
     @dataclass
     class Open(Message):
@@ -97,6 +122,15 @@ class HistoryPane(Vertical):
         self.current_id: Any = None  # an id, or the writer's Future of one (a new conversation)
         self.not_saving = ""  # why nothing is being saved ("" while all is well)
         self._count = ""
+        self.text_width = WIDTH  # columns for an entry's text (the pane's width less its edges)
+
+    def set_text_width(self, pane_width: int) -> None:
+        """The screen sized the pane: entries are cut to the new width (read again if it changed)."""
+        width = max(8, pane_width - 3)
+        if width != self.text_width:
+            self.text_width = width
+            if self.is_mounted and self._rows:
+                self.reload()
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="Search all messages", id="history-search")
@@ -139,8 +173,8 @@ class HistoryPane(Vertical):
             title = _one_line(c.title) or "untitled"
             model = short_model(c.model).removesuffix(".gguf")
             meta = f"{format_date(c.updated_at)} · {model}"
-            options.append(Option(Content.assemble((_one_line(title, WIDTH), "bold"), "\n",
-                                                   (_one_line(meta, WIDTH), "dim"))))
+            options.append(Option(Content.assemble((title_line(title, self.text_width), "bold"), "\n",
+                                                   (_one_line(meta, self.text_width), "dim"))))
             rows.append((c.id, title))
         more = " (search to reach older ones)" if len(convs) == PAGE else ""
         count = f"{len(convs)} conversation{'s' if len(convs) != 1 else ''}{more}"
@@ -150,9 +184,10 @@ class HistoryPane(Vertical):
         items = []
         for h in hits:
             title = _one_line(h.title) or "untitled"
-            snippet = _one_line(h.snippet, WIDTH * 2)
+            snippet = _one_line(h.snippet, self.text_width * 2)
             items.append(((h.conversation_id, title),
-                          Option(Content.assemble((_one_line(title, WIDTH), "bold"), "\n", (snippet, "dim")))))
+                          Option(Content.assemble((title_line(title, self.text_width), "bold"), "\n",
+                                                  (snippet, "dim")))))
         self._fill(items, f"{len(hits)} match{'es' if len(hits) != 1 else ''}", [h.message_id for h in hits])
 
     def show_not_saving(self, reason: str) -> None:

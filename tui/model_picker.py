@@ -52,6 +52,17 @@ def row_text(e: Found) -> str:
     return sanitize(f"{e.name:<32} {facts} {e.source}{parts}{kind}")
 
 
+def count_line(shown: list[Found], total: int) -> str:
+    """'2 of 2 files, 1 can chat, 1 base model (no chat template)': "can chat" is what
+    `aigc-chat models` calls CHAT yes (a chat template); a base model loads but only continues text."""
+    chat = sum(e.kind == "chat" for e in shown)
+    base = sum(e.kind == "text" for e in shown)
+    line = f"{len(shown)} of {total} files, {chat} can chat"
+    if base:
+        line += f", {base} base model{'s' if base != 1 else ''} (no chat template)"
+    return line + ("" if shown else " (nothing matches the filter)")
+
+
 def matches(e: Found, text: str) -> bool:
     hay = " ".join([e.name, e.architecture, e.quantization, e.kind, e.source, e.label, e.path,
                     e.title]).lower()
@@ -133,10 +144,7 @@ class ModelPicker(ModalScreen["Found | None"]):
         first = next((i for i, e in enumerate(self.shown) if e.chattable), None)
         at = self._downloaded_at()  # just pulled: highlighted, so Enter loads it
         options.highlighted = first if at is None else at
-        chat = sum(e.chattable for e in self.shown)
-        self.query_one("#picker-status", Static).update(Content(
-            f"{len(self.shown)} of {len(self.entries)} files, {chat} can chat"
-            + ("" if self.shown else " (nothing matches the filter)")))
+        self.query_one("#picker-status", Static).update(Content(count_line(self.shown, len(self.entries))))
 
     def _downloaded_at(self) -> int | None:
         if not self.downloaded:

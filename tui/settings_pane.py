@@ -46,6 +46,7 @@ NUMERIC_FIELDS: tuple[tuple[str, str], ...] = (
 
 
 SYSTEM_TITLE = "System prompt (applies on leaving: Tab)"
+MODEL_TITLE = "Model (Enter loads it)"
 
 
 def _fmt(value: Any) -> str:
@@ -83,7 +84,13 @@ class SystemPromptArea(TextArea):
 
 
 class SettingsPane(VerticalScroll):
-    """Fields for every setting of the current conversation."""
+    """Fields for every setting of the current conversation. Esc in any field goes back to
+    the message box (the chat screen hears Leave)."""
+
+    BINDINGS = [Binding("escape", "leave", "Back to the message", show=False)]
+
+    class Leave(Message):
+        pass
 
     @dataclass
     class ParamChanged(Message):
@@ -114,7 +121,7 @@ class SettingsPane(VerticalScroll):
         yield Static("", id="set-role")
         yield Label("Backend")
         yield Select([(b, b) for b in self.backends], id="set-backend", allow_blank=False, compact=True)
-        yield Label("Model (Enter loads it)")
+        yield Label(MODEL_TITLE, id="lbl-model")
         yield Input(id="set-model", placeholder="empty: the default model")
         yield Static("", id="set-model-list", classes="hint")
         for name, title in NUMERIC_FIELDS:
@@ -132,6 +139,9 @@ class SettingsPane(VerticalScroll):
 
     def on_mount(self) -> None:
         self.border_title = "Settings (F3)"
+
+    def action_leave(self) -> None:
+        self.post_message(self.Leave())
 
     # -- attributes down ------------------------------------------------------------------
     def load(self, settings: ConversationSettings, models: list[str] | None = None,
@@ -175,6 +185,13 @@ class SettingsPane(VerticalScroll):
         line.display = bool(settings.role)
         set_by_role = roles.sets(config, settings) if config is not None else []
         system = self.query_one("#lbl-system", Label)
+        model_source = ""
+        if "model" in set_by_role:
+            model_source = f"role {settings.role}"
+        elif config is not None and settings.model and settings.model != config.model:
+            model_source = "this conversation"
+        self.query_one("#lbl-model", Label).update(
+            Content.assemble(MODEL_TITLE, ("  · " + sanitize(model_source), "dim")) if model_source else MODEL_TITLE)
         if "system prompt" in set_by_role:
             system.update(Content.assemble(SYSTEM_TITLE, ("  · " + sanitize(f"role {settings.role}"), "dim")))
         else:

@@ -54,7 +54,12 @@ def human_size(n: int) -> str:
 
 def from_bytes(name: str, data: bytes) -> Attachment:
     """Text only: a file with NUL bytes, or that is not UTF-8 (after a BOM, which is
-    dropped), is refused with one line naming it."""
+    dropped), is refused with one line naming it. UTF-16 text (a BOM, or every other byte NUL)
+    is told as such, with how to convert it: "binary" would send the user the wrong way."""
+    utf16 = utf16_kind(data)
+    if utf16:
+        raise UsageError(f"{name} is {utf16} text: only UTF-8 can be attached; convert it with "
+                         f"`iconv -f {utf16} -t UTF-8 FILE > FILE.utf8` and attach that")
     if b"\x00" in data:
         raise UsageError(f"{name} is a binary file (it has NUL bytes): only text files can be attached")
     if data.startswith(codecs.BOM_UTF8):
@@ -65,6 +70,27 @@ def from_bytes(name: str, data: bytes) -> Attachment:
         raise UsageError(f"{name} is not UTF-8 text (byte {exc.start} is not): only text files can "
                          "be attached") from None
     return Attachment(name, text)
+
+
+def utf16_kind(data: bytes) -> str:
+    """'UTF-16LE' / 'UTF-16BE' when the bytes look like UTF-16 text (a BOM, or NULs on every
+    other byte of a mostly-ASCII start), else ''."""
+    if data.startswith(codecs.BOM_UTF16_LE) and not data.startswith(codecs.BOM_UTF32_LE):
+        return "UTF-16LE"
+    if data.startswith(codecs.BOM_UTF16_BE):
+        return "UTF-16BE"
+    head = data[: min(len(data), 512) // 2 * 2]
+    if len(head) < 4:
+        return ""
+    even, odd = head[0::2], head[1::2]
+    for zeros, text, kind in ((odd, even, "UTF-16LE"), (even, odd, "UTF-16BE")):
+        if zeros.count(0) >= 0.9 * len(zeros) and text.count(0) == 0:
+            try:
+                head.decode(kind)
+            except UnicodeDecodeError:
+                continue
+            return kind
+    return ""
 
 
 def read_file(path_text: str, cap: int = HARD_CAP) -> Attachment:

@@ -519,7 +519,7 @@ class Conversation:
 
     # -- turns ---------------------------------------------------------------------------------
     def begin(self, action: TurnAction, text: str = "", files: Sequence[Attachment] = (),
-              target: Node | None = None) -> Turn:
+              target: Node | None = None, *, title: str = "") -> Turn:
         """Start a turn: the tree grows and the history writes are queued now (never
         waiting); run the returned Turn to get the reply. Nothing is ever removed: a
         regenerated reply is a sibling of the last one, and an edit of any question of the
@@ -527,14 +527,16 @@ class Conversation:
         into the message (aigc_chat.attachments; counted with `count_file` first, they are
         checked against the context here, before anything is stored); an edit keeps the
         question's files unless it is given others. UsageError when there is nothing to do:
-        an empty message, nothing to regenerate or edit, no model, files that do not fit."""
+        an empty message, nothing to regenerate or edit, no model, files that do not fit.
+        `title`: what a new conversation is titled from, when not the message's first line
+        (a piped one-shot run: the question, not the first line of stdin)."""
         if self.backend is None:
             raise UsageError("no model is loaded")
         if files:
             self._check_room(files)
         parent: Node | None
         if action == "send":
-            user = self._add_question(self.tree.leaf, text, files)
+            user = self._add_question(self.tree.leaf, text, files, title=title)
             parent = user
         elif action == "regenerate":
             # the new reply goes beside the last text reply of the path (inline items such as
@@ -564,7 +566,8 @@ class Conversation:
         reply = self.tree.add(Node("assistant", "", live=True), parent)
         return Turn(self, action, user, reply, self._recorder(reply), leaf_before=before)
 
-    def _add_question(self, parent: Node | None, text: str, files: Sequence[Attachment] = ()) -> Node:
+    def _add_question(self, parent: Node | None, text: str, files: Sequence[Attachment] = (),
+                      title: str = "") -> Node:
         if not text.strip() and not files:
             raise UsageError("empty message")
         node = self.tree.add(Node("user", text, files=tuple(files)), parent)
@@ -577,7 +580,7 @@ class Conversation:
             writer = self.history.writer
             assert writer is not None  # saving means there is a writer
             pair = writer.submit(
-                _start_conversation, title_from(text) or (files[0].name if files else ""), text,
+                _start_conversation, title_from(title or text) or (files[0].name if files else ""), text,
                 [(f.name, f.text) for f in files], model=self._shown_model(),
                 backend=self.settings.backend, settings=self.settings.to_dict())
             self.conversation_ref, node.ref = _part(pair, 0), _part(pair, 1)

@@ -14,10 +14,10 @@ import threading
 import time
 from typing import Any, TextIO
 
-from aigc_chat.attachments import HARD_CAP, Attachment, from_bytes, read_file
+from aigc_chat.attachments import HARD_CAP, Attachment, from_bytes, read_file, utf16_kind
 from aigc_chat.backends.base import Backend, GenerationResult, PromptProgress
 from aigc_chat.config import Config
-from aigc_chat.conversation import Conversation, PromptPlan
+from aigc_chat.conversation import Conversation, PromptPlan, Turn
 from aigc_chat.errors import UsageError
 from aigc_chat.history_service import HistoryService
 from aigc_chat.launch import conversation_to_open, flag_settings, open_history
@@ -35,9 +35,16 @@ def read_prompt(prompt: str, stdin: TextIO | None, allow_empty: bool = False) ->
     """`--prompt -` reads only stdin; otherwise piped stdin comes first, then the prompt.
     `allow_empty`: files are attached, so the question may be empty ("here is a file")."""
     piped = ""
+    if prompt == "-" and stdin is not None and _isatty(stdin):
+        raise UsageError("-p - reads the prompt from stdin, but stdin is a terminal: pipe the text in "
+                         "(`echo question | aigc-chat -p -`) or give it as `-p TEXT`")
     if stdin is not None and not stdin.isatty():
         if hasattr(stdin, "buffer"):
             data = read_stream(stdin.buffer, STDIN_LIMIT, "stdin")
+            utf16 = utf16_kind(data)
+            if utf16:  # decoded as UTF-8 it would be sent as noise: say what it is and how to convert
+                raise UsageError(f"stdin is {utf16} text: only UTF-8 is read; convert it with "
+                                 f"`iconv -f {utf16} -t UTF-8`")
             piped = data.decode("utf-8", errors="replace")
             if "\ufffd" in piped and b"\xef\xbf\xbd" not in data:
                 sys.stderr.write("aigc-chat: warning: stdin is not valid UTF-8; "
@@ -65,6 +72,9 @@ def read_files(paths: list[str], stdin: TextIO | None) -> list[Attachment]:
         if path == "-":
             if stdin is None or not hasattr(stdin, "buffer"):
                 raise UsageError("-f -: there is no stdin to read")
+            if _isatty(stdin):  # it would wait for the terminal, silently
+                raise UsageError("-f - reads a file from stdin, but stdin is a terminal: pipe the file in "
+                                 "(`aigc-chat -f - -p QUESTION < FILE`) or name it (-f FILE)")
             files.append(from_bytes("stdin", read_stream(stdin.buffer, HARD_CAP, "stdin")))
         else:
             files.append(read_file(path))
@@ -108,7 +118,10 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
     conv.attach_backend(backend)
     try:
         counted = [conv.count_file(f) for f in files]  # refused here, before anything is stored
-        turn = conv.begin("regenerate") if regenerate else conv.begin("send", text, counted)
+        # a piped run's text starts with stdin: the title is the question asked (-p), not stdin's first line
+        asked = args.prompt if isinstance(args.prompt, str) and args.prompt.strip() != "-" else ""
+        title = asked if asked.strip() and text != asked else ""
+        turn = conv.begin("regenerate") if regenerate else conv.begin("send", text, counted, title=title)
     except BaseException:
         conv.close()
         raise
@@ -160,7 +173,9 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
             out.write("\n")
         out.flush()
     else:
-        out.write(json.dumps(_json_record(result, info), ensure_ascii=True) + "\n")
+        record = _json_record(result, info)
+        record.update(_json_ids(conv, turn))
+        out.write(json.dumps(record, ensure_ascii=True) + "\n")
         out.flush()
     for warning in result.warnings:
         err.write(f"aigc-chat: warning: {sanitize(warning)}\n")
@@ -324,6 +339,19 @@ def _json_record(result: GenerationResult, info: dict[str, Any]) -> dict[str, An
         "model": info.get("model"),
         "error": result.error,
     }
+
+
+def _json_ids(conv: Conversation, turn: Turn) -> dict[str, Any]:
+    """Where the answer was stored, for a script to carry on (`--conversation ID`) or point at
+    the messages: None for each that was not saved (history off, or a failed write)."""
+    from aigc_chat.history_writer import known
+
+    def as_id(ref: Any) -> int | None:
+        value = known(ref)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    return {"conversation_id": as_id(conv.conversation_ref), "question_id": as_id(turn.user_ref),
+            "reply_id": as_id(turn.reply_ref)}
 
 
 def _print_stats(err: TextIO, info: dict[str, Any], result: GenerationResult, load_time: float,
