@@ -39,7 +39,7 @@ def test_chat_quit_restart_find_and_continue(tmux: Tmux, cli: str) -> None:
     # start again: the conversation is in the history pane; find it and continue it
     tmux.start([cli])
     # the pane is filled after the first paint: wait for the conversation in it, not just idle
-    tmux.wait(lambda s: idle(s) and "Hello there, who are you?" in s, 120, "the second start, the conversation listed")
+    tmux.wait(lambda s: idle(s) and "Hello there, who are" in s, 120, "the second start, the conversation listed")
     tmux.keys("C-f")
     tmux.text("Hello")
     tmux.wait(lambda s: re.search(r"\b[1-9]\d* match(es)?\b", s) is not None, 20, "the search results")
