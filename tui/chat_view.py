@@ -26,7 +26,7 @@ from textual.timer import Timer
 from textual.widgets import Label, Static
 
 from aigc_chat.attachments import Attachment
-from aigc_chat.sanitize import sanitize
+from aigc_chat.sanitize import one_line, sanitize
 from aigc_chat.tree import Node
 from aigc_chat.tui.events import BranchRequest, ReasoningShown
 from aigc_chat.tui.text_utils import format_stats, last_code_block
@@ -61,7 +61,7 @@ class ChatMessage(Vertical, can_focus=True):
         self.position = (1, 1)  # among its alternatives; set by the screen (set_position)
 
     def title(self) -> str:
-        return ROLE_TITLES.get(self.role, self.role.capitalize())
+        return ROLE_TITLES.get(self.role) or one_line(self.role.capitalize())
 
     def _title_content(self) -> Content:
         where = position_text(self.position)
@@ -403,7 +403,7 @@ class AssistantMessage(ChatMessage):
         error = self.stats.get("error")
         if error:
             line += f" · {error}"
-        return Content(sanitize(line))
+        return Content(one_line(line))  # the model's name and an error: one line under the reply
 
     def start_stream(self) -> None:
         self.add_class("-streaming")

@@ -6,7 +6,7 @@ from textual.content import Content
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from aigc_chat.sanitize import sanitize
+from aigc_chat.sanitize import one_line
 
 
 class StatusBar(Static):
@@ -29,6 +29,6 @@ class StatusBar(Static):
         ]
         if self.branches > 1:
             parts.append(f"⑂ {self.branches} branches")
-        text = " │ ".join(sanitize(p) for p in parts)
-        state = sanitize(self.state)
+        text = " │ ".join(one_line(p) for p in parts)  # a model name with a newline must not cut the bar
+        state = one_line(self.state)
         return Content.assemble(" ", text, " │ ", (state, "bold"))

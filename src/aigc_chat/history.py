@@ -974,27 +974,28 @@ def newest_under(messages: Sequence[StoredMessage], message_id: int | None) -> i
 
 
 def conversation_to_markdown(conv: Conversation, reasoning: bool = False) -> str:
-    from aigc_chat.sanitize import sanitize
+    from aigc_chat.sanitize import one_line, sanitize
 
+    # Titles and names (model, role, file) stay on their line: none can forge a heading.
     s = conv.summary
-    lines = [f"# {sanitize(s.title) or f'Conversation {s.id}'}", ""]
+    lines = [f"# {one_line(s.title) or f'Conversation {s.id}'}", ""]
     facts = [f"conversation {s.id}", f"created {format_time(s.created_at)}"]
     if s.model:
-        facts.append(f"model {sanitize(s.model)}")
+        facts.append(f"model {one_line(s.model)}")
     if s.backend:
-        facts.append(f"backend {sanitize(s.backend)}")
+        facts.append(f"backend {one_line(s.backend)}")
     lines += ["_" + ", ".join(facts) + "_", ""]
     system = conv.settings.get("system_prompt") if isinstance(conv.settings, dict) else None
     if system:
         lines += ["## System", "", sanitize(str(system)), ""]
     for m in conv.messages:
-        heading = m.role.capitalize()
+        heading = one_line(m.role.capitalize())
         if m.kind != "text":
-            heading += f" ({sanitize(m.kind)})"
+            heading += f" ({one_line(m.kind)})"
         elif m.role == "assistant" and isinstance(m.stats.get("model"), str) and m.stats["model"]:
-            heading += f" ({sanitize(short_model_name(m.stats['model']))})"
+            heading += f" ({one_line(short_model_name(m.stats['model']))})"
         if m.role == "assistant" and m.finish_reason not in (None, "stop"):
-            heading += f" [{m.finish_reason}]"
+            heading += f" [{one_line(str(m.finish_reason))}]"
         elif m.role == "assistant" and m.finish_reason is None:
             heading += " [interrupted]"
         lines += [f"## {heading}", ""]
@@ -1003,7 +1004,7 @@ def conversation_to_markdown(conv: Conversation, reasoning: bool = False) -> str
 
             body = sanitize(f.content)
             mark = fence(body)
-            lines += [f"**File `{sanitize(f.name)}`**", "", mark, body.rstrip("\n"), mark, ""]
+            lines += [f"**File `{one_line(f.name)}`**", "", mark, body.rstrip("\n"), mark, ""]
         thought = m.meta.get("reasoning") if reasoning and m.role == "assistant" else None
         if isinstance(thought, str) and thought:
             quoted = "\n".join(f"> {line}" if line else ">" for line in sanitize(thought).splitlines())
