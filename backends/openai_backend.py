@@ -371,13 +371,21 @@ class OpenAIBackend(Backend):
         return line
 
 
+_PLAIN = (str, bytes, int, float, list, dict)  # what a parsed choice or delta is not
+
+
 def _read_chunk(chunk: Any) -> tuple[list[str | Reasoning], Any, Literal["stop", "length"] | None]:
     """(text and reasoning pieces, usage, finish reason) of one streamed chunk. A chunk of
     the wrong shape (`choices` a string, a delta a list...) raises AttributeError or
     TypeError, which the caller reports as such."""
     pieces: list[str | Reasoning] = []
     finish: Literal["stop", "length"] | None = None
-    for choice in chunk.choices or ():
+    choices = chunk.choices or []
+    if not isinstance(choices, list):  # the openai package builds chunks without validating them
+        raise TypeError("choices is not a list")
+    for choice in choices:
+        if isinstance(choice, _PLAIN) or isinstance(choice.delta, _PLAIN):
+            raise TypeError("a choice or its delta is not an object")
         if choice.index not in (0, None):
             continue
         delta = choice.delta

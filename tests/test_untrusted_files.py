@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import subprocess
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,31 +20,10 @@ import pytest
 
 from aigc_chat import discovery
 from aigc_chat.errors import AigcError, ModelError
-from tests.conftest import run_cli
+from tests.capped import release, run_capped, within
 from tests.tiny_gguf import CHATML, write_tiny_gguf
 
-MEMORY_CAP = 3 << 30  # address space for the CLI under test: reading /dev/zero whole breaks it
 DIGEST = "d" * 64
-
-
-def _capped() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
-
-
-def run_capped(cli: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`aigc-chat ARGS` under a memory cap; a hang fails at the timeout."""
-    full = dict(os.environ)
-    full.update(env or {})
-    return subprocess.run([cli, *args], capture_output=True, text=True, timeout=60, env=full,
-                          stdin=subprocess.DEVNULL, preexec_fn=_capped)
-
-
-def release(fifo: Path) -> None:
-    """Open a FIFO for writing and close it: a reader stuck in open() (the old code) returns."""
-    try:
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-    except OSError:
-        pass  # nobody is waiting on it
 
 
 @pytest.fixture
@@ -56,25 +32,6 @@ def fifos() -> Iterator[list[Path]]:
     yield made
     for f in made:
         release(f)
-
-
-def within(seconds: float, fn: Callable[[], Any]) -> Any:
-    """fn() on a thread, failing the test if it has not returned in `seconds`."""
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            out["error"] = exc
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    assert not t.is_alive(), f"still blocked after {seconds} s"
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
 
 
 @pytest.fixture
