@@ -194,5 +194,22 @@ async def test_tui_status_bar_and_picker_keep_the_name_on_one_line(evil_model: P
 
             assert all("\n" not in row_text(e) for e in picker.shown)
             await pilot.press("escape")
+            # every notice goes through the app's notify: one line, whatever it quotes
+            app.notify(f"could not load /m/x\n{FORGED} notice", title=f"t\n{FORGED}")
+            await wait_for(pilot, lambda: any(FORGED in n.message for n in app._notifications), 10, "the notice")
+            note = next(n for n in app._notifications if FORGED in n.message)
+            assert "\n" not in note.message and "\n" not in note.title, note
     finally:
         release(fifo)
+
+
+def test_gan_errors_quote_a_data_file_name_on_one_line(cli: str, tmp_path: Path) -> None:
+    """An image in a training folder whose name holds an escape sequence and a newline."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / f"x\x1b[31m\n{FORGED}.png").write_bytes(b"not a png")
+    proc = run_cli(cli, "gan", "train", "--data", f"folder:{data}", "--size", "16",
+                   "--out", str(tmp_path / "g.safetensors"), timeout=120)
+    assert proc.returncode != 0
+    assert len(proc.stderr.strip().splitlines()) == 1 and "\x1b" not in proc.stderr, proc.stderr
+    assert "cannot read image" in proc.stderr

@@ -477,7 +477,7 @@ class NoticeMessage(Static):
     """A line from the app itself (context trimmed, model failed to load, ...)."""
 
     def __init__(self, text: str, *, severity: str = "info") -> None:
-        super().__init__(Content(sanitize(text)), classes=f"notice -{severity}")
+        super().__init__(Content(one_line(text)), classes=f"notice -{severity}")
 
 
 class GanMessage(ChatMessage):
