@@ -174,3 +174,24 @@ def test_safe_reads_refuse_before_reading(tmp_path: Path, fifos: list[Path]) -> 
     for path in (pipe, Path("/dev/zero")):
         with pytest.raises(AigcError):
             within(5, lambda path=path: read_regular(path, 1 << 20))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_history_file_that_is_not_a_file_is_refused_at_once(cli: str, isolated_dirs: dict[str, Path],
+                                                              fifos: list[Path], kind: str) -> None:
+    """SQLite would wait for ever on a FIFO where the history goes (`history list` and every
+    one-shot run hung); a device gave "disk I/O error"."""
+    from aigc_chat.history import default_path
+
+    path = default_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+        fifos.append(path)
+    else:
+        path.symlink_to("/dev/zero")
+    for args in (("history", "list"), ("history", "show", "1")):
+        done = run_capped(cli, *args, timeout=30)
+        assert done.returncode == 1, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and ("FIFO" in lines[0] or "character device" in lines[0]), done.stderr

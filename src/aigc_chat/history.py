@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import stat
 import threading
 import time
 import urllib.parse
@@ -314,6 +315,15 @@ def _error(doing: str, path: Path, exc: BaseException) -> HistoryError:
     return HistoryError(f"cannot {doing} the history {path}: {reason}", path=path, reason=reason)
 
 
+def _require_regular(mode: int) -> None:
+    """SQLite would block for ever reading a FIFO put where the history goes, and fail
+    obscurely on a device: refuse them first, saying what the path is."""
+    if not stat.S_ISREG(mode):
+        from aigc_chat.safe_open import kind_of
+
+        raise UsageError(f"it is {kind_of(mode)}, not a regular file")
+
+
 def _readonly_uri(path: Path, *, immutable: bool) -> str:
     quoted = urllib.parse.quote(str(path.absolute()))
     return f"file:{quoted}?{'immutable=1' if immutable else 'mode=ro'}"
@@ -324,9 +334,10 @@ def _create_private_file(path: Path) -> None:
     from aigc_chat.paths import ensure_dir
 
     ensure_dir(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o600)
     try:
         st = os.fstat(fd)
+        _require_regular(st.st_mode)
         if hasattr(os, "fchmod") and st.st_mode & 0o077 and st.st_uid == os.getuid():
             os.fchmod(fd, 0o600)  # an older file someone made readable: make it private again
     finally:
@@ -410,6 +421,10 @@ class HistoryStore:
         if not self.path.exists():
             raise HistoryError(f"cannot open the history {self.path}: it does not exist",
                                path=self.path, reason="it does not exist")
+        try:
+            _require_regular(os.stat(self.path).st_mode)
+        except (OSError, UsageError) as exc:
+            raise _error("open", self.path, exc) from None
         last: BaseException | None = None
         for immutable in (False, True):
             try:
