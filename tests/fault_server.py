@@ -107,7 +107,10 @@ class FaultServer:
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except OSError:
+                    owner.disconnected.set()  # the client stopped reading (a body past its limit)
 
             def endless(self, content_type: str, piece: bytes) -> None:
                 """A 200 body that never ends (no Content-Length): `piece` again and again until the
