@@ -9,6 +9,10 @@ server-sent events; this module adds what a chat client needs on top:
   server sees the disconnect and stops generating);
 * every failure (refused, timed out, 401, 404, 429, 5xx, connection lost mid-reply) becomes
   one line naming the server, never the API key;
+* what the server sends is bounded (backends/openai_http.py): every body is cut off past its
+  limit after inflating, HTML or a malformed model list is named for what it is, and a reply
+  that sends only keep-alives or empty chunks ends after `read_timeout` seconds without text
+  (the timeout counts text, not bytes);
 * the key is read from the environment variable the config names, at connect time, and is
   kept nowhere of ours.
 
@@ -18,20 +22,22 @@ stay fast and work without it.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from aigc_chat.backends.base import Backend, BackendInfo, DoctorLine, EngineEnd, Message, Option, ProgressCallback
 from aigc_chat.errors import BackendError, UsageError
 from aigc_chat.params import GenerationParams
 from aigc_chat.reasoning import Reasoning
-from aigc_chat.sanitize import sanitize
+from aigc_chat.sanitize import one_line, sanitize
 
 # Parameters every OpenAI-compatible server takes, and those only some accept as extra fields.
 STANDARD_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "stop", "seed"})
@@ -42,6 +48,7 @@ MAX_SERVER_STOPS = 4
 # (an Event cannot wake a queue wait; 100 wake-ups a second cost nothing measurable).
 POLL_S = 0.01
 NO_KEY = "no-key"  # servers without auth ignore the header; the client library wants one
+E = TypeVar("E", bound=BaseException)
 
 
 def _check_url(v: Any) -> str | None:
@@ -83,8 +90,8 @@ class OpenAIBackend(Backend):
                               'name of the environment variable holding the API key ("" = none)', _check_env_name),
         "connect_timeout": Option(5.0, float, "seconds to wait for the connection", _check_positive),
         "read_timeout": Option(120.0, float,
-                               "seconds to wait for the next bytes of a reply "
-                               "(the first token of a long prompt may take a while)", _check_positive),
+                               "seconds to wait for the reply's next text (keep-alives and empty chunks do not "
+                               "count; the first token of a long prompt may take a while)", _check_positive),
         "max_retries": Option(0, int, "retries of a failed request (0: fail fast with the real error)", _check_retries),
         "context_length": Option(0, int,
                                  "the served context in tokens, when the server does not report it (0 = unknown)",
@@ -127,6 +134,8 @@ class OpenAIBackend(Backend):
     def _api(self) -> Any:
         if self._client is None:
             openai = import_openai()
+            from aigc_chat.backends import openai_http
+
             env = self.options["api_key_env"]
             key = os.environ.get(env, "") if env else ""
             self._client = openai.OpenAI(
@@ -135,27 +144,51 @@ class OpenAIBackend(Backend):
                 timeout=openai.Timeout(float(self.options["read_timeout"]),
                                        connect=float(self.options["connect_timeout"])),
                 max_retries=int(self.options["max_retries"]),
+                http_client=openai_http.client(),  # every body bounded (openai_http's notes)
             )
         return self._client
 
     def _fetch_models(self, tolerate_404: bool = False) -> list[dict[str, Any]] | None:
         """GET /models as plain dicts; None when the server has no such route and
-        `tolerate_404` (a model name was given, so we can still try to chat)."""
+        `tolerate_404` (a model name was given, so we can still try to chat). The body is
+        parsed here, not by the openai package: a reply that is not a model list is said to
+        be one in a line, with no Pydantic warnings."""
         openai = import_openai()
         try:
-            page = self._api().models.list()
-            return [m.to_dict() if hasattr(m, "to_dict") else dict(m) for m in page.data]
+            raw = self._api().models.with_raw_response.list()
         except openai.NotFoundError as exc:
             if tolerate_404:
                 return None
             raise BackendError(self._explain(exc, "listing models")) from None
         except Exception as exc:  # noqa: BLE001 - any failure here is one line for the user
             raise BackendError(self._explain(exc, "listing models")) from None
+        return self._model_list(raw.http_response)
+
+    def _model_list(self, response: Any) -> list[dict[str, Any]]:
+        """The `data` of a model list, checked for its Content-Type and its shape."""
+        from aigc_chat.backends.openai_http import describe_type
+
+        content_type = response.headers.get("content-type", "")
+        kind = describe_type(content_type)
+        hint = "is base_url right? It usually ends in /v1"
+        if content_type and kind != "JSON":
+            raise BackendError(f"{self.url} answered with {kind}, not an OpenAI-compatible API ({hint})")
+        try:
+            data = json.loads(response.content)
+        except (ValueError, RecursionError):
+            raise BackendError(f"{self.url} answered with something that is not JSON, "
+                               f"not an OpenAI-compatible API ({hint})") from None
+        models = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(models, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str)
+                                                   for m in models):
+            raise BackendError(f"{self.url} answered with JSON that is not a model list "
+                               f'(expected {{"data": [{{"id": ...}}, ...]}}; {hint})')
+        return models
 
     def list_models(self) -> list[str]:
         """What the server offers (GET /models); one clear line if it cannot be asked.
-        The names come from the server, so they are made safe to print."""
-        return [sanitize(str(m["id"])) for m in self._fetch_models() or [] if m.get("id")]
+        The names come from the server, so they are made safe to print, one line each."""
+        return [one_line(m["id"]) for m in self._fetch_models() or [] if m["id"]]
 
     @classmethod
     def doctor_lines(cls, options: Mapping[str, Any]) -> list[DoctorLine]:
@@ -177,13 +210,12 @@ class OpenAIBackend(Backend):
         report = progress or (lambda _msg: None)
         report(f"connecting to {self.url}")
         models = self._fetch_models(tolerate_404=bool(self.model))
-        ids = [str(m.get("id")) for m in models or [] if m.get("id")]
+        ids = [m["id"] for m in models or [] if m["id"]]
         if self.model:
             if models is not None and self.model not in ids:
-                offers = ", ".join(ids[:8]) + (", ..." if len(ids) > 8 else "") or "nothing"
+                offers = ", ".join(one_line(i) for i in ids[:8]) + (", ..." if len(ids) > 8 else "") or "nothing"
                 raise BackendError(
-                    f"the server at {self.url} does not serve model {self.model!r} "
-                    f"(it offers: {sanitize(offers)})"
+                    f"the server at {self.url} does not serve model {one_line(self.model)!r} (it offers: {offers})"
                 )
             self._model_id = self.model
         else:
@@ -258,6 +290,11 @@ class OpenAIBackend(Backend):
         finish: Literal["stop", "length"] | None = None
         got_text = got_chunk = False
         usage: Any = None
+        # The read timeout counts text, not bytes: keep-alive comments and empty chunks reset
+        # httpx's timer, so a server sending only those would hold a reply forever. From the
+        # moment the reply opens, each `read_timeout` seconds must bring some text.
+        patience = float(self.options["read_timeout"])
+        last_text: float | None = None  # monotonic time of the reply's opening, then of its last text
         try:
             while True:
                 try:
@@ -265,34 +302,33 @@ class OpenAIBackend(Backend):
                 except queue.Empty:
                     if cancel.is_set():
                         return  # ChatStream sees the event and records 'cancelled'
+                    if last_text is not None and time.monotonic() - last_text > patience:
+                        raise BackendError(self._no_text(got_text, patience)) from None
                     continue
                 if kind == "error":
                     if call.retry_without_usage(value):
                         continue
                     phase = "mid-reply" if got_chunk else "waiting" if call.streaming else "request"
                     raise BackendError(self._explain(value, phase))
+                if kind == "open":
+                    last_text = time.monotonic()
+                    continue
                 if kind == "done":
                     break
                 got_chunk = True
-                chunk = value
-                if getattr(chunk, "usage", None) is not None:
-                    usage = chunk.usage
-                for choice in chunk.choices or ():
-                    if choice.index not in (0, None):
-                        continue
-                    delta = choice.delta
-                    # servers that parse the thinking send it apart: `reasoning_content`
-                    # (llama-server, vLLM, DeepSeek) or `reasoning` (Ollama, OpenRouter)
-                    thought = _reasoning_of(delta)
-                    if thought:
-                        got_text = True
-                        yield Reasoning(thought)
-                    text = getattr(delta, "content", None) if delta else None
-                    if text:
-                        got_text = True
-                        yield text
-                    if choice.finish_reason:
-                        finish = "length" if choice.finish_reason == "length" else "stop"
+                try:
+                    pieces, chunk_usage, chunk_finish = _read_chunk(value)
+                except (AttributeError, TypeError, ValueError):
+                    raise BackendError(f"the server at {self.url} sent a reply that is not an OpenAI chat "
+                                       "completion stream (a chunk of the wrong shape)") from None
+                usage = chunk_usage if chunk_usage is not None else usage
+                finish = chunk_finish or finish
+                for piece in pieces:
+                    got_text = True
+                    last_text = time.monotonic()
+                    yield piece
+                if last_text is not None and time.monotonic() - last_text > patience:
+                    raise BackendError(self._no_text(got_text, patience))
         finally:
             call.abort()
         if finish is None:
@@ -314,6 +350,14 @@ class OpenAIBackend(Backend):
         yield EngineEnd(finish, prompt_tokens, completion_tokens)
 
     # -- errors -------------------------------------------------------------------------
+    def _no_text(self, got_text: bool, patience: float) -> str:
+        """No text for `read_timeout` seconds, whatever else came (keep-alives, empty chunks)."""
+        if got_text:
+            return (f"the server at {self.url} sent no text for {patience:g} s mid-reply "
+                    "(raise [openai] read_timeout if it is just slow)")
+        return (f"the server at {self.url} did not start the reply within {patience:g} s "
+                "(a long prompt on a slow server? raise [openai] read_timeout)")
+
     def _explain(self, exc: BaseException, phase: str) -> str:
         """One line for the user: what failed, where, and what to do; never the API key."""
         line = explain_error(
@@ -325,6 +369,39 @@ class OpenAIBackend(Backend):
         if key and len(key) >= 4:
             line = line.replace(key, "***")
         return line
+
+
+_PLAIN = (str, bytes, int, float, list, dict)  # what a parsed choice or delta is not
+
+
+def _read_chunk(chunk: Any) -> tuple[list[str | Reasoning], Any, Literal["stop", "length"] | None]:
+    """(text and reasoning pieces, usage, finish reason) of one streamed chunk. A chunk of
+    the wrong shape (`choices` a string, a delta a list...) raises AttributeError or
+    TypeError, which the caller reports as such."""
+    pieces: list[str | Reasoning] = []
+    finish: Literal["stop", "length"] | None = None
+    choices = chunk.choices or []
+    if not isinstance(choices, list):  # the openai package builds chunks without validating them
+        raise TypeError("choices is not a list")
+    for choice in choices:
+        if isinstance(choice, _PLAIN) or isinstance(choice.delta, _PLAIN):
+            raise TypeError("a choice or its delta is not an object")
+        if choice.index not in (0, None):
+            continue
+        delta = choice.delta
+        # servers that parse the thinking send it apart: `reasoning_content`
+        # (llama-server, vLLM, DeepSeek) or `reasoning` (Ollama, OpenRouter)
+        thought = _reasoning_of(delta)
+        if thought:
+            pieces.append(Reasoning(thought))
+        text = getattr(delta, "content", None) if delta else None
+        if text:
+            if not isinstance(text, str):
+                raise TypeError("content is not text")
+            pieces.append(text)
+        if choice.finish_reason:
+            finish = "length" if choice.finish_reason == "length" else "stop"
+    return pieces, getattr(chunk, "usage", None), finish
 
 
 def _reasoning_of(delta: Any) -> str:
@@ -387,6 +464,12 @@ class _StreamingCall:
             _shutdown(stream)
             _quiet_close(stream)
             return
+        problem = _not_an_event_stream(stream)
+        if problem is not None:
+            self.items.put(("error", problem))
+            _quiet_close(stream)
+            return
+        self.items.put(("open", None))
         try:
             for chunk in stream:
                 if self._stopped.is_set():
@@ -408,6 +491,19 @@ class _StreamingCall:
             self._stopped.set()
             if self._stream is not None and not self._finished:
                 _shutdown(self._stream)
+
+
+def _not_an_event_stream(stream: Any) -> BaseException | None:
+    """A reply that is not server-sent events (HTML from a web server, a JSON page) is named
+    for what it is, instead of being read as a stream that ends without text."""
+    from aigc_chat.backends.openai_http import ReplyProblem, describe_type
+
+    response = getattr(stream, "response", None)
+    content_type = response.headers.get("content-type", "") if response is not None else ""
+    if not content_type or content_type.split(";")[0].strip().lower() == "text/event-stream":
+        return None
+    return ReplyProblem(f"answered with {describe_type(content_type)}, not an OpenAI-compatible event stream "
+                        "(is base_url right? It usually ends in /v1)")
 
 
 def _shutdown(stream: Any) -> None:
@@ -482,15 +578,20 @@ def _status_detail(exc: Any) -> str:
     return text[:200] + ("…" if len(text) > 200 else "")
 
 
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+def _cause_of(exc: BaseException, kind: type[E]) -> E | None:
+    """`exc` or the first exception in its chain of causes that is a `kind`."""
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         if isinstance(cur, kind):
-            return True
+            return cur
         seen.add(id(cur))
         cur = cur.__cause__ or cur.__context__
-    return False
+    return None
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    return _cause_of(exc, kind) is not None
 
 
 def explain_error(
@@ -499,6 +600,11 @@ def explain_error(
     """Map an openai / transport exception to one line. `phase`: 'listing models',
     'request' (no answer yet), 'waiting' (answered, no text yet) or 'mid-reply'."""
     openai = import_openai()
+    from aigc_chat.backends.openai_http import ReplyProblem
+
+    problem = _cause_of(exc, ReplyProblem)
+    if problem is not None:  # a body over its limit, not an event stream, not inflatable
+        return f"the server at {url} {problem.what}"
     status = getattr(exc, "status_code", None)
     detail = _status_detail(exc)
     more = f": {detail}" if detail else ""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aigc_chat.argtypes import OneLineParser, integer, non_negative, number, positive
 from aigc_chat.errors import AigcError, UsageError
+from aigc_chat.sanitize import one_line
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -113,16 +114,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
         return 0
     except AigcError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(str(err))}", file=sys.stderr)  # may quote a data file's name
         return err.exit_code
     except ImportError as err:
         print(f"{PROG}: error: missing dependency {err.name or err}: pip install 'aigc-chat[torch]'", file=sys.stderr)
         return 1
     except (OSError, RuntimeError, ValueError, MemoryError) as err:
-        print(f"{PROG}: error: {type(err).__name__}: {err}", file=sys.stderr)
+        print(f"{PROG}: error: {type(err).__name__}: {one_line(str(err))}", file=sys.stderr)
         return 1
     except Exception as err:  # noqa: BLE001 - a bug still ends as one line, never a traceback
-        print(f"{PROG}: error: internal error ({type(err).__name__}: {err})", file=sys.stderr)
+        print(f"{PROG}: error: internal error ({type(err).__name__}: {one_line(str(err))})", file=sys.stderr)
         return 1
 
 

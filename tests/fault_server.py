@@ -52,12 +52,14 @@ def stall_after_first(h: Any, body: dict) -> None:
 class FaultServer:
     """A loopback HTTP server whose answers the test scripts.
 
-    `models` answers GET /v1/models (an int: that status); `chat` is called with the
-    handler and the parsed request body for POST /v1/chat/completions."""
+    `models` answers GET /v1/models (an int: that status); `get`, when set, answers every GET
+    instead (called with the handler); `chat` is called with the handler and the parsed
+    request body for POST /v1/chat/completions."""
 
     def __init__(self) -> None:
         self.models: list[str] | int = ["m1", "m2"]
         self.chat: Callable[[Any, dict], None] = lambda h, body: h.sse([chunk("ok", "stop")])
+        self.get: Callable[[Any], None] | None = None
         self.requests: list[dict] = []
         self.auth: list[str | None] = []
         self.disconnected = threading.Event()
@@ -72,6 +74,8 @@ class FaultServer:
 
             def do_GET(self) -> None:
                 owner.auth.append(self.headers.get("Authorization"))
+                if owner.get is not None:
+                    return owner.get(self)
                 if self.path.rstrip("/") != "/v1/models":
                     return self.status(404, {"detail": "Not Found"})
                 if isinstance(owner.models, int):
@@ -94,6 +98,31 @@ class FaultServer:
                     self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(data)
+
+            def raw(self, code: int, content_type: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+                """A body as it is, with this Content-Type (and Content-Length)."""
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except OSError:
+                    owner.disconnected.set()  # the client stopped reading (a body past its limit)
+
+            def endless(self, content_type: str, piece: bytes) -> None:
+                """A 200 body that never ends (no Content-Length): `piece` again and again until the
+                client leaves."""
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.end_headers()
+                try:
+                    while not owner.release.is_set():
+                        self.wfile.write(piece)
+                except OSError:
+                    owner.disconnected.set()
 
             def status(self, code: int, payload: Any, headers: dict[str, str] | None = None) -> None:
                 self.json(code, payload, headers)

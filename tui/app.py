@@ -28,7 +28,7 @@ from aigc_chat.cpu import reserve_for_ui
 from aigc_chat.errors import AigcError
 from aigc_chat.history_service import HistoryService
 from aigc_chat.history_writer import SerialThread
-from aigc_chat.sanitize import sanitize
+from aigc_chat.sanitize import one_line
 from aigc_chat.tui import keymap
 from aigc_chat.tui.chat_screen import ChatScreen
 from aigc_chat.tui.clipboard import clipboard_sequences, clipboard_text
@@ -153,8 +153,9 @@ class ChatApp(App[int]):
                timeout: float | None = None, markup: bool = False) -> None:
         """Notices often carry untrusted text (an error from a server, a file name, a model's
         metadata): never parsed as markup (a `[` must not restyle or crash the screen), and
-        sanitised like everything else shown."""
-        super().notify(sanitize(message), title=sanitize(title), severity=severity,
+        sanitised like everything else shown, on one line (a name with a newline in it cannot
+        add a line of its own)."""
+        super().notify(one_line(message), title=one_line(title), severity=severity,
                        timeout=timeout, markup=markup)
 
     def copy_text(self, text: str, what: str = "text") -> None:

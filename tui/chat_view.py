@@ -26,7 +26,7 @@ from textual.timer import Timer
 from textual.widgets import Label, Static
 
 from aigc_chat.attachments import Attachment
-from aigc_chat.sanitize import sanitize
+from aigc_chat.sanitize import one_line, sanitize
 from aigc_chat.tree import Node
 from aigc_chat.tui.events import BranchRequest, ReasoningShown
 from aigc_chat.tui.text_utils import format_stats, last_code_block
@@ -63,7 +63,7 @@ class ChatMessage(Vertical, can_focus=True):
         self.position = (1, 1)  # among its alternatives; set by the screen (set_position)
 
     def title(self) -> str:
-        return ROLE_TITLES.get(self.role, self.role.capitalize())
+        return ROLE_TITLES.get(self.role) or one_line(self.role.capitalize())
 
     def _title_content(self) -> Content:
         where = position_text(self.position)
@@ -406,7 +406,7 @@ class AssistantMessage(ChatMessage):
         error = self.stats.get("error")
         if error:
             line += f" · {error}"
-        return Content(sanitize(line))
+        return Content(one_line(line))  # the model's name and an error: one line under the reply
 
     def show_reading(self, progress: str) -> None:
         """While the engine reads a long prompt, its progress stands where the stats go."""
@@ -487,7 +487,7 @@ class NoticeMessage(Static):
     """A line from the app itself (context trimmed, model failed to load, ...)."""
 
     def __init__(self, text: str, *, severity: str = "info") -> None:
-        super().__init__(Content(sanitize(text)), classes=f"notice -{severity}")
+        super().__init__(Content(one_line(text)), classes=f"notice -{severity}")
 
 
 class GanMessage(ChatMessage):

@@ -9,7 +9,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from aigc_chat.sanitize import sanitize
+from aigc_chat.sanitize import one_line, sanitize
 
 
 class ConfirmDialog(ModalScreen[bool]):
@@ -94,5 +94,5 @@ class FileScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog help"):
-            yield Label(Content(sanitize(self.file_name)), classes="question")
+            yield Label(Content(one_line(self.file_name)), classes="question")
             yield Label(Content(sanitize(self.text)))

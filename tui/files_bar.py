@@ -13,13 +13,13 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from aigc_chat.attachments import Attachment, human_size
-from aigc_chat.sanitize import sanitize
+from aigc_chat.sanitize import one_line
 
 
 def chip(file: Attachment) -> str:
     """'app.py · 1.2 KB · 340 tokens' (the name sanitised: it is the user's, or a file's)."""
     tokens = f" · {file.tokens:,} tokens" if file.tokens is not None else ""
-    return f"📎 {sanitize(file.name)} · {human_size(file.size)}{tokens}"
+    return f"📎 {one_line(file.name)} · {human_size(file.size)}{tokens}"
 
 
 class FilesBar(OptionList):

@@ -25,7 +25,7 @@ from aigc_chat.errors import AigcError
 from aigc_chat.gan.palettes import PALETTES
 from aigc_chat.gan.render import MODES
 from aigc_chat.gan.sampler import open_checkpoint
-from aigc_chat.sanitize import sanitize
+from aigc_chat.sanitize import one_line
 from aigc_chat.tui.gan_widgets import GanSamplesView
 
 ANY = "any"
@@ -96,7 +96,7 @@ class GanScreen(Screen):
         source = self.checkpoint or "shipped digits generator"
         what = f"label {self.label}" if self.label is not None else "every label in turn"
         seed = f"seed {view.seed}" if view.seed is not None else "live training preview"
-        self.query_one("#gan-caption", Static).update(Content(sanitize(f"{what} · {seed} · {source}")))
+        self.query_one("#gan-caption", Static).update(Content(one_line(f"{what} · {seed} · {source}")))
 
     # -- sampling -----------------------------------------------------------------------
     def action_new_samples(self) -> None:
@@ -152,7 +152,7 @@ class GanScreen(Screen):
         self.train_error = None
         self.query_one("#gan-train-panel").add_class("-active")
         self.query_one("#gan-train", Button).label = "Cancel"
-        status = Content(sanitize(f"starting: loading {self.train_data} and torch ..."))
+        status = Content(one_line(f"starting: loading {self.train_data} and torch ..."))
         self.query_one("#gan-train-status", Static).update(status)
         self._worker = self._train()
 
@@ -219,7 +219,7 @@ class GanScreen(Screen):
         self.checkpoint = str(path)
         self.query_one("#gan-train", Button).label = "Train"
         state = "done" if finished else "cancelled"
-        self.query_one("#gan-train-status", Static).update(Content(sanitize(f"{state} at epoch {epoch}: saved {path}")))
+        self.query_one("#gan-train-status", Static).update(Content(one_line(f"{state} at epoch {epoch}: saved {path}")))
         try:
             self.view.draw(seed=None, label=self.label, n=self.n, checkpoint=str(path))
         except AigcError as err:
@@ -230,5 +230,5 @@ class GanScreen(Screen):
     def _on_failed(self, message: str) -> None:
         self.train_error = message
         self.query_one("#gan-train", Button).label = "Train"
-        self.query_one("#gan-train-status", Static).update(Content(sanitize(f"training failed: {message}")))
+        self.query_one("#gan-train-status", Static).update(Content(one_line(f"training failed: {message}")))
         self.notify(message, severity="error")

@@ -33,7 +33,7 @@ from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from aigc_chat.discovery import Found, human_params, human_size
-from aigc_chat.sanitize import sanitize
+from aigc_chat.sanitize import one_line, sanitize
 
 DOWNLOAD = "download"  # the option id of the last row
 
@@ -49,7 +49,7 @@ def row_text(e: Found) -> str:
     parts = f", {e.parts} parts" if e.parts > 1 else ""
     facts = (f"{e.architecture or '?':<8} {human_params(e.parameters):>6} {e.quantization or '?':<7} "
              f"{human_size(e.size) if e.size else '?':>8}  ctx {e.context_length or '?':<6} {chat:<11}")
-    return sanitize(f"{e.name:<32} {facts} {e.source}{parts}{kind}")
+    return one_line(f"{one_line(e.name):<32} {facts} {e.source}{parts}{kind}")  # a file name: one row
 
 
 def count_line(shown: list[Found], total: int) -> str:
@@ -249,7 +249,7 @@ def _load(screen: ChatScreen, found: Found, backend: str, previous: str) -> None
 def _failed(screen: ChatScreen, found: Found, reason: str, previous: str) -> None:
     old = screen.conversation.settings.model or "the default model"
     screen.set_state(previous)
-    screen.app.notify(f"{reason}; still on {old}", title=f"Could not load {found.name}",
+    screen.app.notify(f"{reason}; still on {one_line(old)}", title=f"Could not load {one_line(found.name)}",
                       severity="error", timeout=8)
     if screen.queue:
         screen.call_later(screen.send_next_queued)
@@ -279,4 +279,4 @@ def _loaded(screen: ChatScreen, found: Found, backend: str, new: Backend) -> Non
         conv.set_params(**changes)
     screen.post_message(ModelLoaded(new, []))  # the screen attaches it (closing the old one)
     screen.refresh_settings()
-    screen.app.notify(f"now answering with {found.name}", title="Model switched")
+    screen.app.notify(f"now answering with {one_line(found.name)}", title="Model switched")

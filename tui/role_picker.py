@@ -23,7 +23,7 @@ from textual.widgets.option_list import Option
 
 from aigc_chat import roles
 from aigc_chat.roles import Role
-from aigc_chat.sanitize import sanitize
+from aigc_chat.sanitize import one_line, sanitize
 
 if TYPE_CHECKING:
     from aigc_chat.tui.chat_screen import ChatScreen
@@ -32,12 +32,13 @@ NO_ROLE = Role("", description="no role: the config's own system prompt and samp
 
 
 def row_text(role: Role) -> str:
-    return sanitize(f"{role.name or '(no role)':<16} {role.origin:<9} {role.description}")
+    return one_line(f"{one_line(role.name) or '(no role)':<16} {role.origin:<9} {role.description}")
 
 
 def details(role: Role) -> str:
     """What picking it sets: shown under the list for the highlighted role."""
-    facts = [f"model {role.model}" + (f" ({role.backend})" if role.backend else "")] if role.model else []
+    backend = f" ({one_line(role.backend)})" if role.backend else ""
+    facts = [f"model {one_line(role.model)}{backend}"] if role.model else []
     facts += [f"{k} {list(v) if k == 'stop' else v}" for k, v in role.generation.items()]
     prompt = role.system_prompt or ("the config's own system prompt" if not role.name
                                     else "(no system prompt of its own)")

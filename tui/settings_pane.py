@@ -32,7 +32,7 @@ from aigc_chat.config import Config
 from aigc_chat.conversation import ConversationSettings
 from aigc_chat.errors import ParamError
 from aigc_chat.params import coerce_param
-from aigc_chat.sanitize import sanitize
+from aigc_chat.sanitize import one_line, sanitize
 
 NUMERIC_FIELDS: tuple[tuple[str, str], ...] = (
     ("temperature", "Temperature"),
@@ -193,14 +193,14 @@ class SettingsPane(VerticalScroll):
         self.query_one("#lbl-model", Label).update(
             Content.assemble(MODEL_TITLE, ("  · " + sanitize(model_source), "dim")) if model_source else MODEL_TITLE)
         if "system prompt" in set_by_role:
-            system.update(Content.assemble(SYSTEM_TITLE, ("  · " + sanitize(f"role {settings.role}"), "dim")))
+            system.update(Content.assemble(SYSTEM_TITLE, ("  · " + one_line(f"role {settings.role}"), "dim")))
         else:
             system.update(SYSTEM_TITLE)
         if not settings.role:
             return
         what = ("sets " + ", ".join(n.replace("_", " ") for n in set_by_role)) if set_by_role else \
             "its values saved with this conversation"
-        line.update(Content.assemble(("Role ", "bold"), (sanitize(settings.role), "bold"),
+        line.update(Content.assemble(("Role ", "bold"), (one_line(settings.role), "bold"),
                                      ("  · " + what, "dim")))
 
     def on_settings_pane_system_prompt_changed(self, event: SettingsPane.SystemPromptChanged) -> None:
@@ -209,7 +209,7 @@ class SettingsPane(VerticalScroll):
     def _show_source(self, name: str, source: str, title: str | None = None) -> None:
         title = title or dict(NUMERIC_FIELDS, stop="Stop sequences")[name]
         self.query_one(f"#lbl-{name}", Label).update(Content.assemble(
-            title, ("  · " + sanitize(source), "dim")))
+            title, ("  · " + one_line(source), "dim")))
 
     def _done_loading(self) -> None:
         self._loading = False
@@ -218,7 +218,8 @@ class SettingsPane(VerticalScroll):
         """Offer a backend's models (openai: the server's /v1/models) in the model field."""
         field = self.query_one("#set-model", Input)
         field.suggester = SuggestFromList(models, case_sensitive=False) if models else None
-        hint = "models: " + ", ".join(models[:8]) + (" …" if len(models) > 8 else "") if len(models) > 1 else ""
+        shown = ", ".join(one_line(m) for m in models[:8])
+        hint = "models: " + shown + (" …" if len(models) > 8 else "") if len(models) > 1 else ""
         self.query_one("#set-model-list", Static).update(Content(sanitize(hint)))
 
     def _set_stops(self, stops: tuple[str, ...]) -> None:

@@ -7,7 +7,7 @@ from textual.content import Content
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from aigc_chat.sanitize import sanitize
+from aigc_chat.sanitize import one_line
 
 
 class StatusBar(Static):
@@ -25,18 +25,17 @@ class StatusBar(Static):
         terminal the backend goes first, then the device, then the model name is shortened."""
         ctx = "-" if self.context_used is None else str(self.context_used)
         size = "?" if not self.context_size else str(self.context_size)
-        role = [f"role {self.role}"] if self.role else []
-        model = sanitize(self.model or "-")
-        backend, device = sanitize(self.backend or "-"), sanitize(self.device or "-")
+        role = [f"role {one_line(self.role)}"] if self.role else []
+        model = one_line(self.model or "-")
+        backend, device = one_line(self.backend or "-"), one_line(self.device or "-")
         tail = [f"ctx {ctx}/{size}"] + ([f"⑂ {self.branches} branches"] if self.branches > 1 else [])
-        state = sanitize(self.state)
+        state = one_line(self.state)
         width = self.size.width or 10_000
         room = width - len(state) - 4  # " ", " │ " around the state
 
         def line(parts: list[str]) -> str:
             return " │ ".join(parts)
 
-        role = [sanitize(r) for r in role]
         for parts in ([*role, backend, model, device, *tail], [*role, model, device, *tail], [*role, model, *tail]):
             if len(line(parts)) <= room:
                 break

@@ -18,6 +18,7 @@ import torch
 from aigc_chat.backends.torch_gpt.model import ModelConfig
 from aigc_chat.errors import ModelError
 from aigc_chat.gguf_info import GGUFInfo, read_gguf_info
+from aigc_chat.safe_open import open_regular
 
 SUPPORTED = ("llama", "gemma3")
 # Gemma 3: every sixth layer (5, 11, 17, ...) attends globally, the others in a window.
@@ -101,16 +102,17 @@ def load_gguf(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], G
     info = read_gguf_info(path)
     cfg = gguf_config(info)
     state: dict[str, torch.Tensor] = {}
-    mm = np.memmap(info.path, dtype=np.uint8, mode="r")
-    try:
-        for name, dims, ttype, offset in info.tensors:
-            key = _state_key(name, info.path)
-            if key is None:
-                continue
-            start = info.data_offset + offset
-            state[key] = _dequantize(mm, start, [int(d) for d in dims], ttype, name, info.path)
-    finally:
-        del mm
+    with open_regular(info.path, "model file", ModelError) as fh:  # the file the header came from, checked again
+        mm = np.memmap(fh, dtype=np.uint8, mode="r")
+        try:
+            for name, dims, ttype, offset in info.tensors:
+                key = _state_key(name, info.path)
+                if key is None:
+                    continue
+                start = info.data_offset + offset
+                state[key] = _dequantize(mm, start, [int(d) for d in dims], ttype, name, info.path)
+        finally:
+            del mm
     expected = _expected_keys(cfg)
     missing = sorted(expected - set(state))
     if missing:

@@ -17,6 +17,9 @@ from aigc_chat.backends.torch_gpt.checkpoint import Checkpoint
 from aigc_chat.backends.torch_gpt.model import ModelConfig
 from aigc_chat.backends.torch_gpt.tokenizer import HFTokenizer
 from aigc_chat.errors import ModelError
+from aigc_chat.safe_open import open_regular, read_regular
+
+CONFIG_LIMIT = 16 << 20  # a config.json is a few KB
 
 EOS_TEXT = "<|endoftext|>"
 _ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu"}
@@ -102,13 +105,13 @@ def gpt2_state(tensors: dict[str, torch.Tensor], cfg: ModelConfig, conv1d: bool,
 def load_hf_gpt2(folder: Path) -> Checkpoint:
     cfg_path, weights, tok_path = folder / "config.json", folder / "model.safetensors", folder / "tokenizer.json"
     for p in (cfg_path, weights, tok_path):
-        if not p.is_file():
+        if not p.exists():  # present but not a regular file (a FIFO, a device): refused when read
             raise ModelError(
                 f"{folder}: {p.name} is missing (a GPT-2 folder needs config.json, model.safetensors, tokenizer.json)"
             )
-    try:
-        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    try:  # regular files only, and bounded: a FIFO or a link to /dev/zero is refused at once
+        raw = json.loads(read_regular(cfg_path, CONFIG_LIMIT, "model config", ModelError).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"{cfg_path}: not valid JSON ({exc})") from None
     except RecursionError:  # json recurses per level: [[[[… a few KB deep
         raise ModelError(f"{cfg_path}: not valid JSON (nested too deeply)") from None
@@ -121,6 +124,7 @@ def load_hf_gpt2(folder: Path) -> Checkpoint:
             "(supported: gpt2 folders, nanoGPT ckpt.pt, llama and gemma3 GGUF files)"
         )
     cfg = gpt2_config(raw, cfg_path)
+    open_regular(weights, "model weights", ModelError).close()  # safetensors would block on a FIFO
     try:
         from safetensors.torch import load_file
 

@@ -16,11 +16,13 @@ from aigc_chat.backends.torch_gpt.checkpoint import Checkpoint
 from aigc_chat.backends.torch_gpt.hf_gpt2_loader import EOS_TEXT, gpt2_config, gpt2_state
 from aigc_chat.backends.torch_gpt.tokenizer import HFTokenizer
 from aigc_chat.errors import ModelError
+from aigc_chat.safe_open import open_regular
 
 
 def load_nanogpt(path: Path) -> Checkpoint:
     try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+        with open_regular(path, "model", ModelError) as fh:  # never a FIFO or a device
+            ckpt = torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).splitlines()[0][:160] if str(exc) else ""
         raise ModelError(f"{path}: refused, the checkpoint wants to run code when loaded ({first})") from None

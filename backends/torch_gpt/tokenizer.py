@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aigc_chat.errors import ModelError, UsageError
+from aigc_chat.safe_open import read_regular
 from aigc_chat.templates import Segment, merge_segments
 
 
@@ -95,6 +96,9 @@ def _byte_decoder() -> dict[str, int]:
     return {chr(c): b for b, c in zip(keep, chars, strict=True)}
 
 
+TOKENIZER_LIMIT = 256 << 20  # tokenizer.json: GPT-2's is 1.4 MB, the largest vocabularies ~35 MB
+
+
 class HFTokenizer:
     """A `tokenizer.json` (GPT-2 family). Text segments never produce special tokens."""
 
@@ -103,8 +107,10 @@ class HFTokenizer:
             from tokenizers import Tokenizer as _Tok
         except ImportError:
             raise UsageError("the torch backend needs tokenizers: pip install 'aigc-chat[torch]'") from None
+        # regular files only, bounded: a FIFO would block the library's read, /dev/zero never end
+        text = read_regular(path, TOKENIZER_LIMIT, "tokenizer", ModelError).decode("utf-8", errors="replace")
         try:
-            self._tok: Any = _Tok.from_file(str(path))
+            self._tok: Any = _Tok.from_str(text)
         except Exception as exc:  # noqa: BLE001 - the library raises plain Exception
             raise ModelError(f"{path}: not a usable tokenizer.json ({str(exc).splitlines()[0][:120]})") from None
         self.vocab_size = int(self._tok.get_vocab_size(with_added_tokens=True))

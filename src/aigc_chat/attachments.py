@@ -9,7 +9,9 @@ What the model is sent for a message with files: each file, in the order attache
     ````
 
 (the fence is one backtick longer than the longest run of backticks in the file, so nothing
-inside can close it), a blank line, then what the user typed. The history stores the typed
+inside can close it; NAME is kept on its line by `sanitize.one_line`, so a file name holding a
+newline, a "File ..." line and a fence cannot forge a second file block), a blank line, then
+what the user typed. The history stores the typed
 text and each file's content apart (the file may change or vanish later), so this is built
 again the same way whenever the conversation is carried on.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from aigc_chat.errors import UsageError
 from aigc_chat.safe_open import read_regular
+from aigc_chat.sanitize import one_line
 
 HARD_CAP = 4 << 20  # bytes: refused before it is read whole (4 MiB of text is ~1M tokens)
 
@@ -61,13 +64,13 @@ def from_bytes(name: str, data: bytes) -> Attachment:
         raise UsageError(f"{name} is {utf16} text: only UTF-8 can be attached; convert it with "
                          f"`iconv -f {utf16} -t UTF-8 FILE > FILE.utf8` and attach that")
     if b"\x00" in data:
-        raise UsageError(f"{name} is a binary file (it has NUL bytes): only text files can be attached")
+        raise UsageError(f"{one_line(name)} is a binary file (it has NUL bytes): only text files can be attached")
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8):]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{name} is not UTF-8 text (byte {exc.start} is not): only text files can "
+        raise UsageError(f"{one_line(name)} is not UTF-8 text (byte {exc.start} is not): only text files can "
                          "be attached") from None
     return Attachment(name, text)
 
@@ -98,7 +101,7 @@ def read_file(path_text: str, cap: int = HARD_CAP) -> Attachment:
     at most `cap` bytes, refused before it is read whole."""
     path = Path(path_text).expanduser()
     if path.is_dir():
-        raise UsageError(f"{path_text} is a directory: attach its files one by one (a shell glob does it)")
+        raise UsageError(f"{one_line(path_text)} is a directory: attach its files one by one (a shell glob does it)")
     return from_bytes(path_text, read_regular(path, cap, "file"))
 
 
@@ -115,7 +118,7 @@ def render(text: str, attachments: Sequence[Attachment]) -> str:
     for a in attachments:
         f = fence(a.text)
         body = a.text if a.text.endswith("\n") or not a.text else a.text + "\n"
-        parts.append(f"File `{a.name}` ({human_size(a.size)}):\n{f}\n{body}{f}\n")
+        parts.append(f"File `{one_line(a.name)}` ({human_size(a.size)}):\n{f}\n{body}{f}\n")
     return "\n".join(parts) + ("\n" + text if text else "")
 
 
@@ -127,7 +130,7 @@ def too_big(attachments: Sequence[Attachment], room: int) -> str | None:
         return None
     worst = max(counted, key=lambda a: a.tokens or 0)
     if len(counted) == 1:
-        return (f"{worst.name} is {worst.tokens:,} tokens, more than the {max(room, 0):,} left in the "
+        return (f"{one_line(worst.name)} is {worst.tokens:,} tokens, more than the {max(room, 0):,} left in the "
                 "model's context: it was not sent (nothing is cut off)")
-    return (f"the attached files are {total:,} tokens ({worst.name}: {worst.tokens:,}), more than the "
+    return (f"the attached files are {total:,} tokens ({one_line(worst.name)}: {worst.tokens:,}), more than the "
             f"{max(room, 0):,} left in the model's context: nothing was sent")

@@ -104,18 +104,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as exc:  # the last line of defence: one line, no traceback (re-raised under DEBUG)
         from aigc_chat.errors import AigcError, OutputError
-        from aigc_chat.sanitize import sanitize
+        from aigc_chat.sanitize import one_line
 
         if isinstance(exc, OutputError):
             _silence_stdout()  # what is still buffered cannot be written either
         if isinstance(exc, AigcError):
-            # Messages quote file names, server replies and model metadata: untrusted text.
-            sys.stderr.write(f"{PROG}: error: {sanitize(str(exc))}\n")
+            # Messages quote file names, server replies and model metadata: untrusted text,
+            # and an error is one line (a name with a newline must not forge a second one).
+            sys.stderr.write(f"{PROG}: error: {one_line(str(exc))}\n")
             return exc.exit_code
         if os.environ.get("AIGC_CHAT_DEBUG"):
             raise
         sys.stderr.write(
-            f"{PROG}: internal error: {type(exc).__name__}: {sanitize(str(exc))} "
+            f"{PROG}: internal error: {type(exc).__name__}: {one_line(str(exc))} "
             "(set AIGC_CHAT_DEBUG=1 for a traceback)\n"
         )
         return 1

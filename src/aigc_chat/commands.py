@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from aigc_chat.argtypes import OneLineParser, text
 from aigc_chat.cli import PROG, add_model_flags
-from aigc_chat.sanitize import sanitize
+from aigc_chat.sanitize import one_line, sanitize
 
 if TYPE_CHECKING:
     from aigc_chat.config import Config
@@ -45,16 +45,17 @@ def config_cmd(argv: list[str]) -> int:
 
     cfg = model_settings_for(_load(args))
     present = "" if cfg.path.exists() else ", not present"
-    sys.stdout.write(sanitize(f"# effective settings (file: {cfg.path}{present})\n"))
-    sys.stdout.write(sanitize(f"# model: {cfg.model or 'the default'} (backend {cfg.backend})\n"))
+    # comment lines: a path, a model or role name with a newline must not forge a TOML line
+    sys.stdout.write(one_line(f"# effective settings (file: {cfg.path}{present})") + "\n")
+    sys.stdout.write(one_line(f"# model: {cfg.model or 'the default'} (backend {cfg.backend})") + "\n")
     if cfg.role:
-        sys.stdout.write(sanitize(f"# {_role_line(cfg)}\n"))
+        sys.stdout.write(one_line(f"# {_role_line(cfg)}") + "\n")
     sys.stdout.write("# where each generation value comes from, highest first: flag > conversation > role > "
                      'config [models."GLOB"] > config [generation] > model file (general.sampling) > '
                      "built-in table > default\n")
     for name, value, source in model_settings.describe(cfg):
         shown = "(none)" if value is None or value == () else repr(list(value) if name == "stop" else value)
-        sys.stdout.write(sanitize(f"#   {name:<15} {shown:<10} {source}\n"))
+        sys.stdout.write(one_line(f"#   {name:<15} {shown:<10} {source}") + "\n")
     sys.stdout.write(tomlkit.dumps(cfg.to_toml_dict()))
     return 0
 
@@ -95,9 +96,10 @@ def roles_cmd(argv: list[str]) -> int:
                 print(json.dumps(role.to_dict(), ensure_ascii=True))
             return 0
         rows = [("NAME", "SOURCE", "DESCRIPTION")] + [(r.name, r.origin, r.description) for r in every]
+        rows = [(one_line(a), one_line(b), one_line(c)) for a, b, c in rows]  # a config's names: shown, never obeyed
         widths = [max(len(r[i]) for r in rows) for i in range(2)]
-        for r in rows:  # a config's names and descriptions: shown, never obeyed
-            print(sanitize(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]}").rstrip())
+        for r in rows:
+            print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]}".rstrip())
         return 0
     if args.name is None:
         p.error("roles show needs a NAME (see `aigc-chat roles list`)")
@@ -106,7 +108,7 @@ def roles_cmd(argv: list[str]) -> int:
         print(json.dumps(role.to_dict(), ensure_ascii=True))
         return 0
     where = "built in" if role.origin == "built-in" else f"from {cfg.path}"
-    sys.stdout.write(sanitize(f"# role {role.name}, {where}; copy it into config.toml to change it\n"))
+    sys.stdout.write(one_line(f"# role {role.name}, {where}; copy it into config.toml to change it") + "\n")
     sys.stdout.write(sanitize(tomlkit.dumps({"roles": {role.name: role.to_table()}})))
     return 0
 
@@ -126,7 +128,7 @@ def models_cmd(argv: list[str]) -> int:
     if registry.canonical(cfg.backend) not in LOCAL_BACKENDS:
         backend = create_backend(cfg)
         for name in backend.list_models():
-            print(sanitize(name))  # names come from the server: untrusted
+            print(one_line(name))  # names come from the server: untrusted, one row each
         return 0
     return _list_local(cfg, args.json, args.all)
 
@@ -148,12 +150,14 @@ def _list_local(cfg, as_json: bool, show_all: bool) -> int:
                      e.quantization or "?", discovery.human_size(e.size) if e.size else "?",
                      str(e.context_length or "?"), "yes" if e.chat_template else "no", kind,
                      e.source + (f" {e.label}" if e.label and e.source != "bundled" else ""), e.path))
-    widths = [max(len(sanitize(r[i])) for r in rows) for i in range(len(rows[0]) - 1)]
-    for r in rows:  # names and paths come from the disk and from file headers: shown, never obeyed
-        print(sanitize("  ".join(f"{c:<{w}}" for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]).rstrip())
+    # names and paths come from the disk and from file headers: shown, never obeyed, one row each
+    shown = [[one_line(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in shown) for i in range(len(shown[0]) - 1)]
+    for r in shown:
+        print(("  ".join(f"{c:<{w}}" for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]).rstrip())
     missing = [loc for loc in discovery.locations(cfg) if not loc.exists]
     if missing:
-        sys.stderr.write(sanitize("not present: " + ", ".join(f"{m.source} {m.path}" for m in missing)) + "\n"
+        sys.stderr.write(one_line("not present: " + ", ".join(f"{m.source} {m.path}" for m in missing)) + "\n"
                          if sys.stderr.isatty() else "")
     return 0
 
@@ -248,10 +252,10 @@ def doctor_cmd(argv: list[str]) -> int:
 
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
-        print(sanitize(f"{key:<{width}}  {value}"))  # paths, model metadata: shown, never obeyed
+        print(f"{one_line(key):<{width}}  {one_line(value)}")  # paths, model metadata: shown, never obeyed
     if problems:
         for problem in problems:
-            print(f"{PROG} doctor: problem: {sanitize(problem)}", file=sys.stderr)
+            print(f"{PROG} doctor: problem: {one_line(problem)}", file=sys.stderr)
         return 1
     print("ok: the default run can work")
     return 0

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 
 from aigc_chat import paths
 from aigc_chat.backends.base import ProgressCallback
-from aigc_chat.errors import ModelError
+from aigc_chat.errors import AigcError, ModelError
+from aigc_chat.safe_open import open_regular, read_regular
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -122,7 +123,7 @@ def ensure_default_model(progress: ProgressCallback | None = None) -> Path:
         progress("checking the default model (once)")
     digest = hashlib.sha256()
     try:
-        with path.open("rb") as src:
+        with open_regular(path, "the default model", ModelError) as src:  # never a FIFO or a device
             while block := src.read(4 << 20):
                 digest.update(block)
     except OSError as exc:
@@ -192,7 +193,7 @@ def ensure_gemma(progress: ProgressCallback | None = None) -> Path:
     try:
         with os.fdopen(fd, "wb") as out, _progress_bar(total) as advance:
             for chunk in chunks:
-                with chunk.open("rb") as src:
+                with open_regular(chunk, "gemma3-270m chunk", ModelError) as src:
                     while block := src.read(4 << 20):
                         out.write(block)
                         digest.update(block)
@@ -213,6 +214,9 @@ def ensure_gemma(progress: ProgressCallback | None = None) -> Path:
     return target
 
 
+STAMP_LIMIT = 64 << 10  # a stamp is under 300 bytes
+
+
 def _stamp_path(target: Path) -> Path:
     # Beside the file when it is ours (the assembled Gemma); in our cache dir otherwise (a
     # wheel's folder may be read-only). The stamp records the path, so a second copy of the
@@ -225,8 +229,9 @@ def _stamp_path(target: Path) -> Path:
 def _stamp_ok(target: Path, sha: str) -> bool:
     try:
         st = target.stat()
-        stamp = json.loads(_stamp_path(target).read_text())
-    except (OSError, ValueError, RecursionError):
+        # our cache: a FIFO or a link to /dev/zero put there is refused at once, not waited on
+        stamp = json.loads(read_regular(_stamp_path(target), STAMP_LIMIT, "stamp", ModelError))
+    except (OSError, ValueError, RecursionError, AigcError):
         return False
     want = {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     if target.parent != model_dir():

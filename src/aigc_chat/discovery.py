@@ -14,6 +14,10 @@ Where other tools put their models (read-only here; nothing is moved or written 
 Every fact comes from our header reader (aigc_chat.gguf_info); what was read is kept in
 `<cache dir>/models-index.json` keyed by path, size and mtime, so listing again only reads
 the files that changed. Split files (`NAME-00001-of-0000N.gguf`) are one model.
+
+Everything here was put there by the user or a download: the manifests and the index are read
+through `aigc_chat.safe_open` (regular files only, never a FIFO that blocks or a link to
+/dev/zero that reads forever, and only up to a bound), like the GGUF headers.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from aigc_chat.errors import ModelError, UsageError
+from aigc_chat.errors import AigcError, ModelError, UsageError
+from aigc_chat.safe_open import read_regular
 
 _SPLIT = re.compile(r"^(?P<base>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.gguf$", re.IGNORECASE)
 OLLAMA_MODEL = "application/vnd.ollama.image.model"
@@ -34,7 +39,8 @@ EMBEDDING_ARCHS = {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina
 KINDS = ("chat", "text", "embedding", "vision-projector", "adapter", "unreadable")
 INDEX_VERSION = 1
 _MAX_DEPTH = 6
-_MAX_MANIFEST = 1 << 20
+_MAX_MANIFEST = 1 << 20  # an Ollama manifest is a few hundred bytes
+_MAX_INDEX = 64 << 20  # models-index.json: about 500 bytes a model
 
 
 @dataclass
@@ -114,56 +120,69 @@ def _walk_gguf(root: Path, max_depth: int = _MAX_DEPTH) -> list[Path]:
     return out
 
 
-def _candidates(loc: Location) -> list[tuple[Path, str, str]]:
-    """(file, label, name override) for one location."""
+def _candidates(loc: Location) -> list[tuple[Path, str, str, str]]:
+    """(file, label, name override, problem) for one location; a problem (an Ollama manifest
+    that is not a regular file, or too big) makes the entry unreadable."""
     root = loc.path
     if not loc.exists:
         return []
-    out: list[tuple[Path, str, str]] = []
+    out: list[tuple[Path, str, str, str]] = []
     if loc.source == "huggingface":
         for repo in sorted(root.glob("models--*")):
             label = repo.name[len("models--"):].replace("--", "/")
             for f in _walk_gguf(repo / "snapshots"):
-                out.append((f, label, ""))
+                out.append((f, label, "", ""))
     elif loc.source == "ollama":
         manifests = root / "manifests"
         for dirpath, _dirs, files in os.walk(manifests, followlinks=False):
             for tag in sorted(files):
                 mpath = Path(dirpath) / tag
-                blob, name = _ollama_blob(root, manifests, mpath)
+                try:
+                    blob, name = _ollama_blob(root, manifests, mpath)
+                except AigcError as exc:
+                    name = _ollama_name(mpath.relative_to(manifests).parts)
+                    out.append((mpath, name, name, str(exc)))
+                    continue
                 if blob is not None:
-                    out.append((blob, name, name))
+                    out.append((blob, name, name, ""))
     else:
         for f in _walk_gguf(root):
             rel = f.parent.relative_to(root)
-            out.append((f, str(rel) if str(rel) != "." else "", ""))
+            out.append((f, str(rel) if str(rel) != "." else "", "", ""))
     return out
 
 
-def _ollama_blob(root: Path, manifests: Path, mpath: Path) -> tuple[Path | None, str]:
-    rel = mpath.relative_to(manifests).parts
+def _ollama_name(rel: tuple[str, ...]) -> str:
+    """`model:tag`, `namespace/model:tag` or `registry/namespace/model:tag` of a manifest path."""
     if len(rel) < 3:
-        return None, ""
+        return ""
     *prefix, model, tag = rel
     registry = prefix[0] if prefix else ""
     namespace = "/".join(prefix[1:])
     if registry == "registry.ollama.ai" and namespace == "library":
-        name = f"{model}:{tag}"
-    elif registry == "registry.ollama.ai":
-        name = f"{namespace}/{model}:{tag}"
-    else:
-        name = "/".join([*prefix, model]) + f":{tag}"
+        return f"{model}:{tag}"
+    if registry == "registry.ollama.ai":
+        return f"{namespace}/{model}:{tag}"
+    return "/".join([*prefix, model]) + f":{tag}"
+
+
+def _ollama_blob(root: Path, manifests: Path, mpath: Path) -> tuple[Path | None, str]:
+    """The model blob a manifest names. Raises AigcError when the manifest is not a regular
+    file or is over the bound; a manifest that is merely malformed names nothing."""
+    rel = mpath.relative_to(manifests).parts
+    if len(rel) < 3:
+        return None, ""
+    name = _ollama_name(rel)
+    raw = read_regular(mpath, _MAX_MANIFEST, "Ollama manifest", ModelError)
     try:
-        if mpath.stat().st_size > _MAX_MANIFEST:
-            return None, name
-        data = json.loads(mpath.read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8"))
         layers = data.get("layers") or []
         for layer in layers:
             if isinstance(layer, dict) and layer.get("mediaType") == OLLAMA_MODEL:
                 digest = str(layer.get("digest", ""))
                 if re.fullmatch(r"sha256:[0-9a-fA-F]{64}", digest):
                     return root / "blobs" / digest.replace(":", "-"), name
-    except (OSError, ValueError, AttributeError, RecursionError):  # RecursionError: [[[[… JSON
+    except (ValueError, AttributeError, RecursionError):  # RecursionError: [[[[… JSON
         pass
     return None, name
 
@@ -249,13 +268,13 @@ class _Index:
         self.path = path
         self.entries: dict[str, Any] = {}
         self.dirty = False
-        if path is not None:
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
+        if path is not None and os.path.lexists(path):
+            try:  # a FIFO or a link to /dev/zero here is not waited on, nor read forever
+                data = json.loads(read_regular(path, _MAX_INDEX, "model index", ModelError).decode("utf-8"))
                 if data.get("version") == INDEX_VERSION and isinstance(data.get("files"), dict):
                     self.entries = data["files"]
-            except (OSError, ValueError, AttributeError, RecursionError):  # RecursionError: [[[[… JSON
-                pass
+            except (AigcError, ValueError, AttributeError, RecursionError):
+                pass  # unusable: the headers are read again, and the index is written anew
 
     def facts(self, path: Path, parts: list[Path]) -> dict[str, Any]:
         try:
@@ -267,7 +286,7 @@ class _Index:
             return {"kind": "unreadable", "error": f"cannot read {path}: {exc.strerror or exc}"}
         key = str(path)
         hit = self.entries.get(key)
-        if isinstance(hit, dict) and hit.get("stamp") == stamp:
+        if isinstance(hit, dict) and hit.get("stamp") == stamp and isinstance(hit.get("facts"), dict):
             return hit["facts"]
         facts = _facts(path, parts)
         self.entries[key] = {"stamp": stamp, "facts": facts}
@@ -297,15 +316,15 @@ def _short_name(filename: str) -> str:
     return stem.lower()
 
 
-def _group_splits(files: list[tuple[Path, str, str]]) -> list[tuple[list[Path], str, str, str]]:
+def _group_splits(files: list[tuple[Path, str, str, str]]) -> list[tuple[list[Path], str, str, str]]:
     """One entry per model: split parts gathered under their first part."""
     groups: dict[tuple[str, str], dict[int, Path]] = {}
     totals: dict[tuple[str, str], int] = {}
     out: list[tuple[list[Path], str, str, str]] = []
     order: list[Any] = []
-    for f, label, name in files:
+    for f, label, name, problem in files:
         m = _SPLIT.match(f.name)
-        if m:
+        if m and not problem:
             key = (str(f.parent), m.group("base"))
             if key not in groups:
                 groups[key] = {}
@@ -313,11 +332,11 @@ def _group_splits(files: list[tuple[Path, str, str]]) -> list[tuple[list[Path], 
             groups[key][int(m.group("i"))] = f
             totals[key] = int(m.group("n"))
         else:
-            order.append(("file", (f, label, name), None))
+            order.append(("file", (f, label, name, problem), None))
     for what, item, label in order:
         if what == "file":
-            f, lab, name = item
-            out.append(([f], lab, name, ""))
+            f, lab, name, problem = item
+            out.append(([f], lab, name, problem))
             continue
         parts = groups[item]
         n = totals[item]
@@ -378,9 +397,18 @@ def _real(path: Path) -> str:
     return os.path.realpath(path) if os.path.islink(path) else os.path.abspath(path)
 
 
+# The facts an index entry may set, and their types: models-index.json is a file on disk, so
+# an entry that says anything else (a path, a name, a list where a string goes) is ignored.
+_FACT_TYPES: dict[str, tuple[type, ...]] = {
+    "architecture": (str,), "parameters": (int, type(None)), "quantization": (str,),
+    "context_length": (int, type(None)), "chat_template": (bool,), "kind": (str,), "title": (str,),
+    "error": (str,),
+}
+
+
 def _fill(entry: Found, facts: dict[str, Any], parts: list[Path]) -> None:
-    for key, value in facts.items():
-        if hasattr(entry, key):
+    for key, value in facts.items() if isinstance(facts, dict) else ():
+        if isinstance(value, _FACT_TYPES.get(key, ())) and (key != "kind" or value in KINDS):
             setattr(entry, key, value)
     try:
         entry.size = sum(p.stat().st_size for p in parts)

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import stat
 import threading
 import time
 import urllib.parse
@@ -405,6 +406,15 @@ def _error(doing: str, path: Path, exc: BaseException) -> HistoryError:
     return HistoryError(f"cannot {doing} the history {path}: {reason}", path=path, reason=reason)
 
 
+def _require_regular(mode: int) -> None:
+    """SQLite would block for ever reading a FIFO put where the history goes, and fail
+    obscurely on a device: refuse them first, saying what the path is."""
+    if not stat.S_ISREG(mode):
+        from aigc_chat.safe_open import kind_of
+
+        raise UsageError(f"it is {kind_of(mode)}, not a regular file")
+
+
 def _readonly_uri(path: Path, *, immutable: bool) -> str:
     quoted = urllib.parse.quote(str(path.absolute()))
     return f"file:{quoted}?{'immutable=1' if immutable else 'mode=ro'}"
@@ -415,9 +425,10 @@ def _create_private_file(path: Path) -> None:
     from aigc_chat.paths import ensure_dir
 
     ensure_dir(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o600)
     try:
         st = os.fstat(fd)
+        _require_regular(st.st_mode)
         if hasattr(os, "fchmod") and st.st_mode & 0o077 and st.st_uid == os.getuid():
             os.fchmod(fd, 0o600)  # an older file someone made readable: make it private again
     finally:
@@ -501,6 +512,10 @@ class HistoryStore:
         if not self.path.exists():
             raise HistoryError(f"cannot open the history {self.path}: it does not exist",
                                path=self.path, reason="it does not exist")
+        try:
+            _require_regular(os.stat(self.path).st_mode)
+        except (OSError, UsageError) as exc:
+            raise _error("open", self.path, exc) from None
         last: BaseException | None = None
         for immutable in (False, True):
             try:
@@ -1081,27 +1096,28 @@ def newest_under(messages: Sequence[StoredMessage], message_id: int | None) -> i
 
 
 def conversation_to_markdown(conv: Conversation, reasoning: bool = False) -> str:
-    from aigc_chat.sanitize import sanitize
+    from aigc_chat.sanitize import one_line, sanitize
 
+    # Titles and names (model, role, file) stay on their line: none can forge a heading.
     s = conv.summary
-    lines = [f"# {sanitize(s.title) or f'Conversation {s.id}'}", ""]
+    lines = [f"# {one_line(s.title) or f'Conversation {s.id}'}", ""]
     facts = [f"conversation {s.id}", f"created {format_time(s.created_at)}"]
     if s.model:
-        facts.append(f"model {sanitize(s.model)}")
+        facts.append(f"model {one_line(s.model)}")
     if s.backend:
-        facts.append(f"backend {sanitize(s.backend)}")
+        facts.append(f"backend {one_line(s.backend)}")
     lines += ["_" + ", ".join(facts) + "_", ""]
     system = conv.settings.get("system_prompt") if isinstance(conv.settings, dict) else None
     if system:
         lines += ["## System", "", sanitize(str(system)), ""]
     for m in conv.messages:
-        heading = m.role.capitalize()
+        heading = one_line(m.role.capitalize())
         if m.kind != "text":
-            heading += f" ({sanitize(m.kind)})"
+            heading += f" ({one_line(m.kind)})"
         elif m.role == "assistant" and isinstance(m.stats.get("model"), str) and m.stats["model"]:
-            heading += f" ({sanitize(short_model_name(m.stats['model']))})"
+            heading += f" ({one_line(short_model_name(m.stats['model']))})"
         if m.role == "assistant" and m.finish_reason not in (None, "stop"):
-            heading += f" [{m.finish_reason}]"
+            heading += f" [{one_line(str(m.finish_reason))}]"
         elif m.role == "assistant" and m.finish_reason is None:
             heading += " [interrupted]"
         lines += [f"## {heading}", ""]
@@ -1110,7 +1126,7 @@ def conversation_to_markdown(conv: Conversation, reasoning: bool = False) -> str
 
             body = sanitize(f.content)
             mark = fence(body)
-            lines += [f"**File `{sanitize(f.name)}`**", "", mark, body.rstrip("\n"), mark, ""]
+            lines += [f"**File `{one_line(f.name)}`**", "", mark, body.rstrip("\n"), mark, ""]
         thought = m.meta.get("reasoning") if reasoning and m.role == "assistant" else None
         if isinstance(thought, str) and thought:
             quoted = "\n".join(f"> {line}" if line else ">" for line in sanitize(thought).splitlines())

@@ -110,7 +110,7 @@ def _list(store, args) -> int:
 
 def _show(store, args) -> int:
     from aigc_chat.history import conversation_to_dict, format_time
-    from aigc_chat.sanitize import sanitize
+    from aigc_chat.sanitize import one_line, sanitize
 
     conv = store.get_conversation(args.id, at=args.at)
     if args.json:
@@ -118,12 +118,12 @@ def _show(store, args) -> int:
                         indent=2) + "\n")
         return 0
     s = conv.summary
-    _out(f"#{s.id}  {sanitize(s.title) or '(untitled)'}\n")
+    _out(f"#{s.id}  {one_line(s.title) or '(untitled)'}\n")  # names and titles: one line each
     facts = [f"created {format_time(s.created_at)}", f"{s.message_count} messages"]
     if conv.branch_count > 1:
         facts.append(f"{conv.branch_count} branches (history show {s.id} --tree)")
     if s.model:
-        facts.insert(0, f"model {sanitize(s.model)}")
+        facts.insert(0, f"model {one_line(s.model)}")
     _out(", ".join(facts) + "\n")
     if args.tree:
         _draw_tree(conv)
@@ -133,9 +133,9 @@ def _show(store, args) -> int:
         _out(f"\n[system]\n{sanitize(str(system))}\n")
     children = conv.children()
     for m in conv.messages:
-        head = f"[{sanitize(m.role)}"
+        head = f"[{one_line(m.role)}"
         if m.kind != "text":
-            head += f" {sanitize(m.kind)}"
+            head += f" {one_line(m.kind)}"
         head += f" #{m.id}] {format_time(m.created_at)}"
         if m.role == "assistant":
             head += _reply_facts(m)
@@ -144,7 +144,7 @@ def _show(store, args) -> int:
             others = ", ".join(f"#{o.id}" for o in siblings if o.id != m.id)
             head += f" · alternative {siblings.index(m) + 1} of {len(siblings)} (others: {others})"
         for f in m.attachments:
-            head += f"\n[file] {sanitize(f.name)} ({len(f.content.encode('utf-8')):,} bytes)"
+            head += f"\n[file] {one_line(f.name)} ({len(f.content.encode('utf-8')):,} bytes)"
         thought = m.meta.get("reasoning") if args.reasoning else None
         if isinstance(thought, str) and thought:
             _out(f"\n{head}\n[reasoning]\n{sanitize(thought).rstrip()}\n[answer]\n{sanitize(m.content).rstrip()}\n")
@@ -159,7 +159,7 @@ TREE_TEXT = 60  # characters of each message's first line in `show --tree`
 def _draw_tree(conv) -> None:
     """Every message, one line each: a chain stays in one column and only a fork indents,
     so a long conversation with a few branches stays narrow. ● is the current path."""
-    from aigc_chat.sanitize import sanitize
+    from aigc_chat.sanitize import one_line, sanitize
 
     children = conv.children()
     on_path = {m.id for m in conv.messages}
@@ -168,8 +168,8 @@ def _draw_tree(conv) -> None:
         first = " ".join(sanitize(m.content).split())
         if len(first) > TREE_TEXT:
             first = first[: TREE_TEXT - 1] + "…"
-        kind = f" {sanitize(m.kind)}" if m.kind != "text" else ""
-        return f"{'●' if m.id in on_path else '○'} [{sanitize(m.role)}{kind} #{m.id}] {first}"
+        kind = f" {one_line(m.kind)}" if m.kind != "text" else ""
+        return f"{'●' if m.id in on_path else '○'} [{one_line(m.role)}{kind} #{m.id}] {first}"
 
     # (messages of one level, the prefix its lines carry), depth first without recursion
     stack: list[tuple[list, int, str]] = [(children.get(None, []), 0, "")]
@@ -195,11 +195,11 @@ def _draw_tree(conv) -> None:
 def _reply_facts(m) -> str:
     from aigc_chat.history import short_model_name
     from aigc_chat.reply_stats import prompt_facts
-    from aigc_chat.sanitize import sanitize
+    from aigc_chat.sanitize import one_line
 
-    parts = [m.finish_reason or "interrupted"]
+    parts = [one_line(m.finish_reason or "interrupted")]
     if isinstance(m.stats.get("model"), str) and m.stats["model"]:
-        parts.insert(0, sanitize(short_model_name(m.stats["model"])))
+        parts.insert(0, one_line(short_model_name(m.stats["model"])))
     tokens = m.stats.get("completion_tokens")
     if tokens:
         parts.append(f"{tokens} tok")

@@ -24,7 +24,7 @@ from aigc_chat.launch import conversation_to_open, flag_settings, open_history
 from aigc_chat.loader import load_backend
 from aigc_chat.reasoning import Reasoning
 from aigc_chat.safe_open import read_stream
-from aigc_chat.sanitize import StreamSanitizer, sanitize
+from aigc_chat.sanitize import StreamSanitizer, one_line
 
 # More than any context holds (a 128k-token context is ~0.5 MiB of text), small enough that
 # `< /dev/zero` ends at once with one line instead of filling the memory.
@@ -100,7 +100,7 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
 
     def progress(msg: str) -> None:
         if show_status:
-            err.write(f"\r\x1b[2K{msg}…")
+            err.write(f"\r\x1b[2K{one_line(msg)}…")  # may name a model file or a server
             err.flush()
 
     t0 = time.perf_counter()
@@ -114,7 +114,7 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
         err.write("\r\x1b[2K")
         err.flush()
     for note in getattr(backend, "notices", ()):
-        err.write(f"aigc-chat: note: {sanitize(note)}\n")
+        err.write(f"aigc-chat: note: {one_line(note)}\n")
     conv.attach_backend(backend)
     try:
         counted = [conv.count_file(f) for f in files]  # refused here, before anything is stored
@@ -178,13 +178,13 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
         out.write(json.dumps(record, ensure_ascii=True) + "\n")
         out.flush()
     for warning in result.warnings:
-        err.write(f"aigc-chat: warning: {sanitize(warning)}\n")
+        err.write(f"aigc-chat: warning: {one_line(warning)}\n")
     if args.verbose:
         _print_stats(err, info, result, load_time, plan)
     if interrupted:
         return 130
     if result.finish_reason == "error":
-        err.write(f"aigc-chat: error: {sanitize(str(result.error))}\n")
+        err.write(f"aigc-chat: error: {one_line(str(result.error))}\n")
         return 1
     return 0
 
@@ -274,7 +274,7 @@ class _WarnOnce:
             if self._said:
                 return
             self._said = True
-        self.err.write(f"aigc-chat: warning: this answer is not saved to the history: {sanitize(reason)}\n")
+        self.err.write(f"aigc-chat: warning: this answer is not saved to the history: {one_line(reason)}\n")
         self.err.flush()
 
     def failed(self, exc: Exception) -> None:
@@ -296,7 +296,7 @@ def _start_conversation(config: Config, args: argparse.Namespace,
             opening.store.close()
         raise
     if note:
-        err.write(f"aigc-chat: note: {note}\n")
+        err.write(f"aigc-chat: note: {one_line(note)}\n")
     if opening.problem is not None:
         warnings.once(str(opening.problem))
     history = HistoryService(opening.store) if opening.store is not None else None
@@ -360,11 +360,12 @@ def _print_stats(err: TextIO, info: dict[str, Any], result: GenerationResult, lo
     rate = f"{result.decode_tokens_per_s:.1f} tok/s" if result.decode_tokens_per_s else "-"
     n = info.get("threads")
     threads = f", {n} thread{'s' if n != 1 else ''}" if n else ""
-    err.write(sanitize(
-        f"[{info['backend']}] {info['model']} on {info['device']}{threads}, context {info['context_length']}, "
-        f"loaded in {load_time:.2f} s\n"
+    # the model's name and device come from a file name, its metadata or a server: one line each
+    err.write(
+        f"[{one_line(info['backend'])}] {one_line(info['model'])} on {one_line(info['device'])}{threads}, "
+        f"context {info['context_length']}, loaded in {load_time:.2f} s\n"
         f"prompt {result.prompt_tokens} tok{prompt_reading(result)}, completion {result.completion_tokens} tok, "
         f"first token {ttft}, decode {rate}, finish {result.finish_reason}\n"
-    ))
+    )
     if plan is not None and plan.dropped:
         err.write(f"{plan.dropped} old messages were left out to fit the context\n")

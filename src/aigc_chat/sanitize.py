@@ -58,6 +58,19 @@ def sanitize(text: str) -> str:
     return _CONTROL.sub(_visible, text)
 
 
+# What keeps a name on one line: the line feed and the tab that sanitize() lets through.
+_LINE_BREAKS = str.maketrans({"\n": "\u240a", "\t": "\u2409"})
+
+
+def one_line(text: str) -> str:
+    """Untrusted text shown or framed where one line is expected: a model file's name, a
+    server's model id, a file's metadata name, an attached file's name, a conversation title,
+    a role name. Sanitised, and the line feed and tab become ␊ and ␉ (CR, VT, FF, NEL, U+2028
+    are already shown by sanitize()), so such a name cannot forge a table row, a log line, a
+    Markdown heading or a second file block. Stored text stays exact: this is for showing."""
+    return sanitize(str(text)).translate(_LINE_BREAKS)
+
+
 class StreamSanitizer:
     """Sanitise a stream of deltas, holding back a possibly unfinished escape sequence."""
 
