@@ -27,6 +27,7 @@ from aigc_chat.conversation import Conversation, TurnAction
 from aigc_chat.errors import AigcError, ParamError, UsageError
 from aigc_chat.tui import commands, slash
 from aigc_chat.tui.chat_view import AssistantMessage, ChatMessage, ChatView, NoticeMessage, message_widget
+from aigc_chat.tui.compact_step import CompactionMixin
 from aigc_chat.tui.events import (
     BranchRequest,
     HistoryActionDone,
@@ -49,14 +50,15 @@ from aigc_chat.tui.status_bar import StatusBar
 from aigc_chat.tui.text_utils import short_model
 
 if TYPE_CHECKING:
+    from aigc_chat.attachments import Attachment
     from aigc_chat.backends.base import Backend
     from aigc_chat.tree import Node
     from aigc_chat.tui.settings_pane import SettingsPane
 
-BUSY = {"generating": "the reply ends", "opening": "the conversation is open"}
+BUSY = {"generating": "the reply ends", "opening": "the conversation is open", "compacting": "the compaction ends"}
 
 
-class ChatScreen(Screen[None]):
+class ChatScreen(CompactionMixin, Screen[None]):
     """The one screen of the chat (module notes)."""
 
     def __init__(self, conversation: Conversation, config: Config, *, batch_interval: float,
@@ -287,7 +289,7 @@ class ChatScreen(Screen[None]):
             return
         prompt.remember(text)
         prompt.load_text("")
-        if self.state in ("generating", "opening") or self.state.startswith("loading"):
+        if self.state in ("generating", "opening", "compacting") or self.state.startswith("loading"):
             self.queue.append(text)
             self.app.notify(f"queued: sends when {BUSY.get(self.state, 'the model is loaded')}")
             return
@@ -298,14 +300,25 @@ class ChatScreen(Screen[None]):
         if self.conversation.backend is None:
             self.app.notify(f"no model is loaded: {self.load_error or 'still loading'}", severity="error")
             return
+        if getattr(self.conversation.config, "on_overflow", "drop_oldest") != "drop_oldest" \
+                and self.conversation.path():
+            # checked (and compacted, with "compact") on a worker first: tui/compact_step.py
+            await self.start_compaction(then_send=text, files=self.files_bar.take())
+            return
         await self._run_turn("send", text)
+
+    async def send_now(self, text: str, files: list[Attachment]) -> None:
+        """Send without the on_overflow check (it has just been made), with these files."""
+        await self._run_turn("send", text, files=files)
 
     async def send_next_queued(self) -> None:
         if self.queue and self.state == "idle" and not self.opening:
             await self.send(self.queue.pop(0))
 
-    async def _run_turn(self, action: TurnAction, text: str = "", target: Node | None = None) -> None:
-        files = self.files_bar.take() if action != "regenerate" else []
+    async def _run_turn(self, action: TurnAction, text: str = "", target: Node | None = None,
+                        files: list[Attachment] | None = None) -> None:
+        if files is None:
+            files = self.files_bar.take() if action != "regenerate" else []
         try:
             turn = self.conversation.begin(action, text, files, target)
         except UsageError as exc:
@@ -491,6 +504,8 @@ class ChatScreen(Screen[None]):
 
     # -- generation control ---------------------------------------------------------------
     def action_cancel(self) -> None:
+        if self.cancel_compaction():
+            return
         if self.state == "generating" and self._cancel is not None:
             self._cancel.set()
             self.queue.clear()
@@ -501,9 +516,16 @@ class ChatScreen(Screen[None]):
             self.prompt.load_text("")
 
     def stop_now(self) -> None:
-        """Quitting: a streaming reply ends now (the core records it as cancelled)."""
+        """Quitting: a streaming reply ends now (the core records it as cancelled), a
+        compaction stops (nothing of it is stored)."""
         if self._cancel is not None:
             self._cancel.set()
+        if self._compact_cancel is not None:
+            self._compact_cancel.set()
+
+    async def action_compact(self) -> None:
+        """F7: /compact without instructions (tui/compact_step.py)."""
+        await self.start_compaction()
 
     async def action_regenerate(self) -> None:
         if self.state != "idle":

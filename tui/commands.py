@@ -64,6 +64,8 @@ async def _run(screen: ChatScreen, cmd: slash.SlashCommand) -> None:
         screen.attach(cmd.arg)
     elif cmd.name == "export":
         screen.stored.export(conv.conversation_ref, cmd.arg)
+    elif cmd.name == "compact":
+        await screen.start_compaction(cmd.arg)
     elif cmd.name == "gan":
         await add_gan(screen, None if cmd.args[0] == "" else int(cmd.args[0]), int(cmd.args[1]))
 

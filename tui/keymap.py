@@ -57,6 +57,8 @@ KEYS: tuple[Key, ...] = (
     # TextArea uses F6 too: priority, so it copies the code block even from the message box
     Key("f6", "copy the last code block of the last reply", "copy_code", palette="Copy last code block",
         priority=True, shown="F6"),
+    Key("f7", "compact: summarise the older part into a new branch (the original stays, alt+←); "
+        "/compact TEXT adds instructions", "compact", palette="Compact the conversation", shown="F7"),
     Key("f8", "new conversation under a role: its system prompt, sampling and model", "pick_role",
         palette="New conversation with a role", shown="F8"),
     Key("", "on a focused message: copy it / its last code block", shown="tab, then c / b"),

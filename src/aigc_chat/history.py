@@ -988,6 +988,11 @@ def conversation_to_markdown(conv: Conversation, reasoning: bool = False) -> str
     if system:
         lines += ["## System", "", sanitize(str(system)), ""]
     for m in conv.messages:
+        if m.kind == "summary":  # a compaction's summary: the model's, never the user's
+            from aigc_chat.compaction import label
+
+            lines += [f"## {sanitize(label(m.meta))}", "", sanitize(m.content), ""]
+            continue
         heading = m.role.capitalize()
         if m.kind != "text":
             heading += f" ({sanitize(m.kind)})"

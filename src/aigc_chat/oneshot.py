@@ -75,12 +75,14 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
     """One answer: to `--prompt` (and piped stdin, and -f files), or, with `--regenerate`, a
     new answer to the conversation's last question, stored beside the old one."""
     regenerate = bool(getattr(args, "regenerate", False))
+    compact = bool(getattr(args, "compact", False))
     paths = list(getattr(args, "file", []) or [])
     if "-" in paths and args.prompt == "-":
         raise UsageError("stdin can be the prompt (-p -) or a file (-f -), not both")
     files = read_files(paths, sys.stdin)
-    text = "" if regenerate else read_prompt(args.prompt, None if "-" in paths else sys.stdin,
-                                             allow_empty=bool(files))
+    compact_only = compact and args.prompt is None and not files
+    text = "" if regenerate or compact_only else read_prompt(args.prompt, None if "-" in paths else sys.stdin,
+                                                             allow_empty=bool(files))
     err = sys.stderr
     show_status = err.isatty() and not args.json
     conv, warnings = _start_conversation(config, args, err)
@@ -106,6 +108,13 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
     conv.attach_backend(backend)
     try:
         counted = [conv.count_file(f) for f in files]  # refused here, before anything is stored
+        if compact or not regenerate:
+            _compact_first(conv, text, counted, compact, err, progress if show_status else None)
+        if compact_only:
+            if show_status:
+                err.write("\r\x1b[2K")
+            conv.close(HISTORY_WAIT)
+            return 0
         turn = conv.begin("regenerate") if regenerate else conv.begin("send", text, counted)
     except BaseException:
         conv.close()
@@ -165,6 +174,37 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
         err.write(f"aigc-chat: error: {sanitize(str(result.error))}\n")
         return 1
     return 0
+
+
+def _compact_first(conv: Conversation, text: str, files: list[Attachment], asked: bool, err: TextIO,
+                   progress: Any) -> None:
+    """`--compact`, or `[generation] on_overflow` before the question is sent: either way one
+    line on stderr says what was done. Ctrl-C mid-summary leaves nothing (exit 130)."""
+    from aigc_chat.compaction import CompactionCancelled
+
+    why: list[tuple[int, int, int]] = []
+
+    def shown(chunk: int, chunks: int, size: int) -> None:
+        if progress is not None:
+            progress(f"summarising{f' (part {chunk} of {chunks})' if chunks > 1 else ''}: {size} characters")
+
+    try:
+        with conv.backend_lock:
+            done = conv.compact(progress=shown) if asked else \
+                conv.before_send(text, files, progress=shown, starting=why.append)
+    except CompactionCancelled as exc:
+        err.write(f"\naigc-chat: {exc}")
+        raise KeyboardInterrupt from None
+    if progress is not None:
+        err.write("\r\x1b[2K")
+    if done is None:
+        return
+    lead = ""
+    if why:
+        count, room, _ctx = why[0]
+        lead = f"the conversation and the question need {count:,} tokens, the context leaves {room:,}: "
+    err.write(f"aigc-chat: note: {lead}{sanitize(done.line())}\n")
+    err.flush()
 
 
 class _ReasoningOut:
