@@ -176,7 +176,7 @@ def test_refused_while_a_reply_streams() -> None:
 def test_nothing_to_compact_is_refused() -> None:
     conv = make()
     chat(conv, 2)
-    with pytest.raises(UsageError, match="nothing to compact: the path has 2 exchanges"):
+    with pytest.raises(UsageError, match="nothing to compact: this branch has 2 exchanges, and the last 2"):
         conv.compact()
     say(conv, SUMMARY)
     done = conv.compact(keep=1)

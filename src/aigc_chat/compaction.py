@@ -132,8 +132,9 @@ def plan(path: list[Node], keep: int = DEFAULT_KEEP) -> CompactPlan:
     older = [n for n in path[:cut] if n.sent or n.kind == SUMMARY_KIND]
     if not any(n.kind != SUMMARY_KIND for n in older):
         have = len(starts)
-        raise UsageError(f"nothing to compact: the path has {have} exchange{'s' * (have != 1)} "
-                         f"after its start and {keep} are kept as they are")
+        where = " after its summary" if path and path[0].kind == SUMMARY_KIND else ""
+        raise UsageError(f"nothing to compact: this branch has {have} exchange{'s' * (have != 1)}{where}, "
+                         f"and the last {keep} are kept as they are")
     return CompactPlan(path, older, path[cut:], keep)
 
 
