@@ -346,3 +346,8 @@ def test_exports_and_json_mark_the_summary(cli: str) -> None:
     assert "[summary #" in shown.stdout and "[user" in shown.stdout
     as_json = json.loads(run_cli(cli, "history", "show", str(s.summary.id), "--json").stdout)
     assert [m["kind"] for m in as_json["messages"]].count("summary") == 1
+
+
+def test_the_documented_summary_prompt_is_the_one_sent() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "history.md").read_text(encoding="utf-8")
+    assert compaction.SUMMARY_PROMPT in " ".join(doc.split())
