@@ -172,6 +172,12 @@ class ChatScreen(CompactionMixin, Screen[None]):
         self._begin_model()
 
     # -- state, shown in the status bar ---------------------------------------------------
+    @property
+    def engine_busy(self) -> bool:
+        """A reply streams or a compaction runs (tui/compact_step.py): the model is in use and
+        the path must not change under it (no edit, new conversation, model switch)."""
+        return self.state in ("generating", "compacting")
+
     def set_state(self, state: str) -> None:
         self.state = state
         self.show_state(state)
@@ -280,7 +286,7 @@ class ChatScreen(CompactionMixin, Screen[None]):
             return
         text = slash.unescape(text)
         if self.editing is not None:
-            if self.state == "generating":
+            if self.engine_busy:
                 self.app.notify("a reply is still streaming: Esc stops it", severity="warning")
                 return
             prompt.remember(text)
@@ -593,7 +599,7 @@ class ChatScreen(CompactionMixin, Screen[None]):
         await self.app.run_action("save_default")
 
     def switch_model(self, backend: str | None, model: str) -> None:
-        if self.state == "generating":
+        if self.engine_busy:
             raise UsageError("wait for the reply to end (Esc stops it) before switching model")
         self.conversation.set_model(backend, model)
         self.refresh_settings()

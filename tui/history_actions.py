@@ -39,7 +39,7 @@ class HistoryActions:
     # -- new and open ---------------------------------------------------------------------
     async def new_conversation(self) -> None:
         s = self.screen
-        if s.state == "generating":
+        if s.engine_busy:
             s.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
             return
         s.conversation.new()
@@ -106,7 +106,7 @@ class HistoryActions:
 
     def open_from_pane(self, event: HistoryPane.Open) -> None:
         s = self.screen
-        if s.state == "generating":
+        if s.engine_busy:
             s.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
             return
         self.open_in_background(event.conversation_id, event.message_id or None)
@@ -127,7 +127,7 @@ class HistoryActions:
                 if not ok:
                     return
                 if s.conversation.known_id == cid:
-                    if s.state == "generating":
+                    if s.engine_busy:
                         s.app.notify("wait for the reply to end before deleting it", severity="warning")
                         return
                     await s.action_new_conversation()
