@@ -351,3 +351,28 @@ def test_exports_and_json_mark_the_summary(cli: str) -> None:
 def test_the_documented_summary_prompt_is_the_one_sent() -> None:
     doc = (Path(__file__).parent.parent / "docs" / "history.md").read_text(encoding="utf-8")
     assert compaction.SUMMARY_PROMPT in " ".join(doc.split())
+
+
+def test_through_the_openai_backend_against_a_real_http_server(server) -> None:  # type: ignore[no-untyped-def]
+    from tests.fault_server import chunk, openai_backend
+
+    def chat(h, body) -> None:  # type: ignore[no-untyped-def]
+        summarising = body["messages"][0]["content"].startswith(compaction.SUMMARY_PROMPT)
+        h.sse([chunk(SUMMARY if summarising else "ok", "stop")])
+
+    server.chat = chat
+    conv = make()
+    backend = openai_backend(server.url, "m1")
+    backend.load()
+    conv.attach_backend(backend)
+    for i in range(1, 4):
+        conv.begin("send", f"question {i}").consume()
+    done = conv.compact(keep=1)
+    asked = server.requests[-1]["messages"]
+    assert [m["role"] for m in asked] == ["system", "user"] and "User: question 2" in asked[1]["content"]
+    assert done.summary.content == SUMMARY and done.meta["model"] == "m1"
+    conv.begin("send", "question 4").consume()
+    sent = server.requests[-1]["messages"]
+    assert sent[0]["role"] == "system" and SUMMARY in sent[0]["content"]
+    assert [m["content"] for m in sent[1:]] == ["question 3", "ok", "question 4"]
+    assert [m.kind for m in stored(conv).messages][:2] == ["summary", "text"]

@@ -107,3 +107,25 @@ def test_on_overflow_compact_and_refuse_in_one_shot(cli: str, chain: Path, tmp_p
     conv = tree()
     assert conv.messages[0].kind == "summary" and [m.content for m in conv.messages][-2:] == ["next", REPLY]
     assert os.environ.get("AIGC_CHAT_CONFIG") != str(config)
+
+
+def test_the_torch_backend_writes_the_same_summary(chain: Path) -> None:
+    pytest.importorskip("torch")
+    from aigc_chat.config import Config
+    from aigc_chat.conversation import Conversation
+    from aigc_chat.history_service import HistoryService
+
+    cfg = Config(path=Path(os.environ["AIGC_CHAT_CONFIG"]), backend="torch", model=str(chain))
+    cfg.generation = cfg.generation.with_updates(temperature=0.0, max_tokens=8)
+    conv = Conversation(cfg, HistoryService(HistoryStore()))
+    conv.attach_backend(conv.load_backend())
+    for i in range(1, 4):
+        assert conv.begin("send", f"question {i}").consume().text == REPLY
+    with conv.backend_lock:
+        done = conv.compact(keep=1)
+    assert done.summary.content == TEXT and done.meta["backend"] == "torch"
+    assert [n.content for n in conv.path()] == [TEXT, "question 3", REPLY]
+    conv.close(10)
+    stored = tree()
+    assert [(m.kind, m.parent_id is None) for m in stored.messages] == [("summary", True), ("text", False),
+                                                                      ("text", False)]
