@@ -5,6 +5,7 @@ and `history show --tree` drawing it."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -79,11 +80,19 @@ def test_history_compact_and_continue_compact_store_the_exact_tree(cli: str, cha
     roots = [m for m in conv.all_messages if m.parent_id is None]
     assert [m.kind for m in roots] == ["text", "summary", "summary"]
     assert roots[2].meta["compacts"] == summary.id
+    # --json: the compaction in the record, marked as a summary (never as the user's text)
+    ask(cli, chain, "question 7")
+    r = run_cli(cli, "--model", str(chain), "--continue", "--compact", "--json", timeout=120)
+    assert r.returncode == 0, r.stderr
+    record = json.loads(r.stdout)["compacted"]
+    assert (record["kind"], record["role"], record["summary"]) == ("summary", "system", TEXT)
+    assert record["range"] == [1, 5] and record["compacts"] == roots[2].id
     assert [m.content for m in conv.messages] == [TEXT, "question 5", REPLY, "question 5b", REPLY, "question 6", REPLY]
     drawn = run_cli(cli, "history", "show", str(cid), "--tree").stdout.splitlines()
     assert drawn[2].startswith("├─○ [user #") and drawn[2].endswith("question 1")
     assert any(line.startswith("├─○ [summary #") and "of messages 1-6" in line for line in drawn), drawn
-    assert any(line.startswith("└─● [summary #") and "of messages 1-3" in line for line in drawn), drawn
+    assert any(line.startswith("├─○ [summary #") and "of messages 1-3" in line for line in drawn), drawn
+    assert any(line.startswith("└─● [summary #") and "of messages 1-5" in line for line in drawn), drawn
 
 
 def test_on_overflow_compact_and_refuse_in_one_shot(cli: str, chain: Path, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from aigc_chat.attachments import HARD_CAP, Attachment, from_bytes, read_file
 from aigc_chat.backends.base import Backend, GenerationResult
+from aigc_chat.compaction import Compacted
 from aigc_chat.config import Config
 from aigc_chat.conversation import Conversation, PromptPlan
 from aigc_chat.errors import UsageError
@@ -108,12 +109,14 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
     conv.attach_backend(backend)
     try:
         counted = [conv.count_file(f) for f in files]  # refused here, before anything is stored
-        if compact or not regenerate:
-            _compact_first(conv, text, counted, compact, err, progress if show_status else None)
+        compacted = _compact_first(conv, text, counted, compact, err, progress if show_status else None) \
+            if compact or not regenerate else None
         if compact_only:
             if show_status:
                 err.write("\r\x1b[2K")
             conv.close(HISTORY_WAIT)
+            if args.json and compacted is not None:
+                sys.stdout.write(json.dumps({"compacted": _compacted_record(compacted)}, ensure_ascii=True) + "\n")
             return 0
         turn = conv.begin("regenerate") if regenerate else conv.begin("send", text, counted)
     except BaseException:
@@ -162,7 +165,10 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
             out.write("\n")
         out.flush()
     else:
-        out.write(json.dumps(_json_record(result, info), ensure_ascii=True) + "\n")
+        record = _json_record(result, info)
+        if compacted is not None:  # the summary, marked as one: never as the user's text
+            record["compacted"] = _compacted_record(compacted)
+        out.write(json.dumps(record, ensure_ascii=True) + "\n")
         out.flush()
     for warning in result.warnings:
         err.write(f"aigc-chat: warning: {sanitize(warning)}\n")
@@ -176,8 +182,13 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _compacted_record(done: Compacted) -> dict[str, Any]:
+    """A compaction in `--json`: the summary (kind "summary", role "system") and its facts."""
+    return {"kind": "summary", "role": "system", "summary": done.summary.content, **done.meta}
+
+
 def _compact_first(conv: Conversation, text: str, files: list[Attachment], asked: bool, err: TextIO,
-                   progress: Any) -> None:
+                   progress: Any) -> Compacted | None:
     """`--compact`, or `[generation] on_overflow` before the question is sent: either way one
     line on stderr says what was done. Ctrl-C mid-summary leaves nothing (exit 130)."""
     from aigc_chat.compaction import CompactionCancelled
@@ -198,13 +209,14 @@ def _compact_first(conv: Conversation, text: str, files: list[Attachment], asked
     if progress is not None:
         err.write("\r\x1b[2K")
     if done is None:
-        return
+        return None
     lead = ""
     if why:
         count, room, _ctx = why[0]
         lead = f"the conversation and the question need {count:,} tokens, the context leaves {room:,}: "
     err.write(f"aigc-chat: note: {lead}{sanitize(done.line())}\n")
     err.flush()
+    return done
 
 
 class _ReasoningOut:
