@@ -376,3 +376,27 @@ def test_through_the_openai_backend_against_a_real_http_server(server) -> None: 
     assert sent[0]["role"] == "system" and SUMMARY in sent[0]["content"]
     assert [m["content"] for m in sent[1:]] == ["question 3", "ok", "question 4"]
     assert [m.kind for m in stored(conv).messages][:2] == ["summary", "text"]
+
+
+def test_bad_input_to_compaction_is_one_line_and_exit_2(cli: str, tmp_path: Path) -> None:
+    conv = make()
+    chat(conv, 2)
+    cid = conv.wait_for_id()
+    conv.close(10)
+    cases = [
+        (("--compact", "-p", "hi"), "--compact needs the conversation: --conversation ID or --continue"),
+        (("--continue", "--compact", "--no-history"), "--compact adds a branch to a saved conversation: not with "
+                                                      "--no-history"),
+        (("--continue", "--compact"), "nothing to compact: this branch has 2 exchanges, and the last 2"),
+        (("history", "compact", str(cid)), "nothing to compact: this branch has 2 exchanges, and the last 2"),
+        (("history", "compact", str(cid), "--keep", "-1"), "expected a number of exchanges, got '-1'"),
+        (("history", "compact", "999"), "no conversation 999"),
+    ]
+    for args, line in cases:
+        r = run_cli(cli, *args, timeout=60)
+        assert r.returncode == 2 and line in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    config = tmp_path / "config.toml"
+    config.write_text('[generation]\non_overflow = "summarise"\n')
+    r = run_cli(cli, "-p", "hi", env={"AIGC_CHAT_CONFIG": str(config)}, timeout=60)
+    assert r.returncode == 2 and "generation.on_overflow: expected one of drop_oldest, compact, refuse" in r.stderr

@@ -274,7 +274,7 @@ def _cell(text: str) -> str:
 def _compact(store, args) -> int:
     """`history compact ID`: the conversation's own model (its stored backend and model, else
     the config's) writes the summary; one line on stderr says what was made."""
-    from aigc_chat.compaction import CompactionCancelled
+    from aigc_chat.compaction import CompactionCancelled, plan
     from aigc_chat.config import load_config
     from aigc_chat.conversation import Conversation
     from aigc_chat.history_service import HistoryService
@@ -285,6 +285,7 @@ def _compact(store, args) -> int:
     conv = Conversation(load_config(), HistoryService(store), on_history_failure=failures.append)
     conv.load(stored)
     try:
+        plan(conv.tree.path(), args.keep)  # nothing to compact: said before a model is loaded
         conv.attach_backend(conv.load_backend())
         with conv.backend_lock:
             done = conv.compact(args.keep, args.instructions)

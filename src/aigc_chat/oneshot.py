@@ -87,6 +87,14 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
     err = sys.stderr
     show_status = err.isatty() and not args.json
     conv, warnings = _start_conversation(config, args, err)
+    if compact:
+        from aigc_chat.compaction import plan
+
+        try:
+            plan(conv.tree.path())  # nothing to compact: said before the model is loaded
+        except BaseException:
+            conv.close()
+            raise
     if regenerate and conv.last_user() is None:
         conv.close()
         raise UsageError("nothing to regenerate: the conversation has no question yet")
