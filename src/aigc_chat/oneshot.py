@@ -88,10 +88,10 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
     show_status = err.isatty() and not args.json
     conv, warnings = _start_conversation(config, args, err)
     if compact:
-        from aigc_chat.compaction import plan
+        from aigc_chat.compaction import plan as compaction_plan
 
         try:
-            plan(conv.tree.path())  # nothing to compact: said before the model is loaded
+            compaction_plan(conv.tree.path())  # nothing to compact: said before the model is loaded
         except BaseException:
             conv.close()
             raise
