@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,3 +139,29 @@ def test_the_torch_backend_writes_the_same_summary(chain: Path) -> None:
     stored = tree()
     assert [(m.kind, m.parent_id is None) for m in stored.messages] == [("summary", True), ("text", False),
                                                                       ("text", False)]
+
+
+def test_back_to_the_original_branch_re_reads_nothing_on_llama(chain: Path) -> None:
+    from aigc_chat.config import Config
+    from aigc_chat.conversation import Conversation
+
+    cfg = Config(path=Path(os.environ["AIGC_CHAT_CONFIG"]), model=str(chain))
+    cfg.generation = cfg.generation.with_updates(temperature=0.0, max_tokens=8)
+    conv = Conversation(cfg)
+    conv.attach_backend(conv.load_backend())
+    backend: Any = conv.backend
+    for i in range(1, 5):
+        conv.begin("send", f"question {i} " + "and more words " * 4).consume()
+    first = conv.path()[0]
+    with conv.backend_lock:
+        done = conv.compact()
+    conv.begin("send", "on the summary's branch").consume()
+    restored = backend.kept.restored
+    assert conv.switch(done.summary, -1) is first  # alt+←: the original branch
+    result = conv.begin("send", "back on the original").consume()
+    assert backend.kept.restored == restored + 1  # its KV state was kept and put back
+    evaluated = result.prompt_tokens - backend.last_reused
+    # a next turn on the same branch, with a question as long: what a turn costs anyway
+    same = conv.begin("send", "back on the origin 2").consume()
+    assert evaluated <= same.prompt_tokens - backend.last_reused + 2  # the switch re-read nothing more
+    conv.close()
