@@ -167,7 +167,7 @@ def summary_message(node: Node) -> str:
     return f"{SUMMARY_HEADER}\n{node.content.strip()}"
 
 
-def _stored_id(node: Node, timeout: float = 10.0) -> int | None:
+def _stored_id(node: Node, timeout: float = 2.0) -> int | None:
     """A node's stored id, waiting (off the event loop) for the writer if it is making it."""
     ref = node.ref
     if isinstance(ref, Future):
@@ -281,7 +281,7 @@ def _add_branch(conv: Conversation, the_plan: CompactPlan, summary: str, chunks:
     backend = conv.backend
     assert backend is not None
     path = the_plan.path
-    older_ids = [_stored_id(n) for n in the_plan.older]
+    older_ids = [_stored_id(the_plan.older[0]), _stored_id(the_plan.older[-1])]  # the range's ends only
     first = path.index(the_plan.older[0]) + 1
     last = path.index(the_plan.older[-1]) + 1
     from aigc_chat.conversation import with_system
