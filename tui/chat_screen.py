@@ -31,6 +31,7 @@ from aigc_chat.drafts import NEW, Drafts
 from aigc_chat.errors import AigcError, ParamError, UsageError
 from aigc_chat.tui import commands, layout, slash
 from aigc_chat.tui.chat_view import AssistantMessage, ChatMessage, ChatView, NoticeMessage, message_widget
+from aigc_chat.tui.compact_step import CompactionMixin
 from aigc_chat.tui.events import (
     BranchRequest,
     ConversationDeleted,
@@ -54,14 +55,15 @@ from aigc_chat.tui.status_bar import StatusBar
 from aigc_chat.tui.text_utils import short_model
 
 if TYPE_CHECKING:
+    from aigc_chat.attachments import Attachment
     from aigc_chat.backends.base import Backend
     from aigc_chat.tree import Node
     from aigc_chat.tui.settings_pane import SettingsPane
 
-BUSY = {"generating": "the reply ends", "opening": "the conversation is open"}
+BUSY = {"generating": "the reply ends", "opening": "the conversation is open", "compacting": "the compaction ends"}
 
 
-class ChatScreen(Screen[None]):
+class ChatScreen(CompactionMixin, Screen[None]):
     """The one screen of the chat (module notes)."""
 
     def __init__(self, conversation: Conversation, config: Config, *, batch_interval: float,
@@ -185,6 +187,12 @@ class ChatScreen(Screen[None]):
         self._begin_model()
 
     # -- state, shown in the status bar ---------------------------------------------------
+    @property
+    def engine_busy(self) -> bool:
+        """A reply streams or a compaction runs (tui/compact_step.py): the model is in use and
+        the path must not change under it (no edit, new conversation, model switch)."""
+        return self.state in ("generating", "compacting")
+
     def set_state(self, state: str) -> None:
         self.state = state
         self.show_state(state)
@@ -356,7 +364,7 @@ class ChatScreen(Screen[None]):
             return
         text = slash.unescape(text)
         if self.editing is not None:
-            if self.state == "generating":
+            if self.engine_busy:
                 self.app.notify("a reply is still streaming: Esc stops it", severity="warning")
                 return
             prompt.remember(text)
@@ -365,7 +373,7 @@ class ChatScreen(Screen[None]):
             return
         prompt.remember(text)
         prompt.load_text("")
-        if self.state in ("generating", "opening") or self.state.startswith("loading"):
+        if self.state in ("generating", "opening", "compacting") or self.state.startswith("loading"):
             self.queue.append(text)
             self.app.notify(f"queued: sends when {BUSY.get(self.state, 'the model is loaded')}")
             return
@@ -376,14 +384,25 @@ class ChatScreen(Screen[None]):
         if self.conversation.backend is None:
             self.app.notify(f"no model is loaded: {self.load_error or 'still loading'}", severity="error")
             return
+        if getattr(self.conversation.config, "on_overflow", "drop_oldest") != "drop_oldest" \
+                and self.conversation.path():
+            # checked (and compacted, with "compact") on a worker first: tui/compact_step.py
+            await self.start_compaction(then_send=text, files=self.files_bar.take())
+            return
         await self._run_turn("send", text)
+
+    async def send_now(self, text: str, files: list[Attachment]) -> None:
+        """Send without the on_overflow check (it has just been made), with these files."""
+        await self._run_turn("send", text, files=files)
 
     async def send_next_queued(self) -> None:
         if self.queue and self.state == "idle" and not self.opening:
             await self.send(self.queue.pop(0))
 
-    async def _run_turn(self, action: TurnAction, text: str = "", target: Node | None = None) -> None:
-        files = self.files_bar.take() if action != "regenerate" else []
+    async def _run_turn(self, action: TurnAction, text: str = "", target: Node | None = None,
+                        files: list[Attachment] | None = None) -> None:
+        if files is None:
+            files = self.files_bar.take() if action != "regenerate" else []
         try:
             turn = self.conversation.begin(action, text, files, target)
         except UsageError as exc:
@@ -578,6 +597,8 @@ class ChatScreen(Screen[None]):
 
     # -- generation control ---------------------------------------------------------------
     def action_cancel(self) -> None:
+        if self.cancel_compaction():
+            return
         if self.state == "generating" and self._cancel is not None:
             self._cancel.set()
             self.queue.clear()
@@ -588,9 +609,16 @@ class ChatScreen(Screen[None]):
             self.prompt.load_text("")
 
     def stop_now(self) -> None:
-        """Quitting: a streaming reply ends now (the core records it as cancelled)."""
+        """Quitting: a streaming reply ends now (the core records it as cancelled), a
+        compaction stops (nothing of it is stored)."""
         if self._cancel is not None:
             self._cancel.set()
+        if self._compact_cancel is not None:
+            self._compact_cancel.set()
+
+    async def action_compact(self) -> None:
+        """F7: /compact without instructions (tui/compact_step.py)."""
+        await self.start_compaction()
 
     async def action_regenerate(self) -> None:
         if self.state != "idle":
@@ -658,7 +686,7 @@ class ChatScreen(Screen[None]):
         await self.app.run_action("save_default")
 
     def switch_model(self, backend: str | None, model: str) -> None:
-        if self.state == "generating":
+        if self.engine_busy:
             raise UsageError("wait for the reply to end (Esc stops it) before switching model")
         self.conversation.set_model(backend, model)
         self.refresh_settings()

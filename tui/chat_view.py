@@ -550,8 +550,28 @@ class ChatView(VerticalScroll):
         return None
 
 
+class SummaryMessage(ChatMessage):
+    """A compaction's summary (aigc_chat.compaction): the model's text, headed with what it
+    covers; never shown as the user's."""
+
+    def __init__(self, text: str, *, node: Node | None = None, meta: dict[str, Any] | None = None) -> None:
+        super().__init__("summary", text, node=node)
+        self.meta = dict(meta or {})
+
+    def title(self) -> str:
+        from aigc_chat.compaction import label
+
+        return label(self.meta)
+
+    def compose(self) -> ComposeResult:
+        yield Label(self._title_content(), classes="role")
+        yield Static(Content(sanitize(self.text)), classes="body")
+
+
 def message_widget(node: Node) -> ChatMessage:
     """The widget that shows a message of the tree (a reply still to come: an empty one)."""
+    if node.kind == "summary":
+        return SummaryMessage(node.content, node=node, meta=node.meta)
     if node.kind == "gan":
         return GanMessage(dict(node.meta), node=node, text=node.content)
     if node.role == "user":

@@ -64,6 +64,8 @@ async def _run(screen: ChatScreen, cmd: slash.SlashCommand) -> None:
         screen.attach(cmd.arg)
     elif cmd.name == "export":
         screen.stored.export(conv.conversation_ref, cmd.arg)
+    elif cmd.name == "compact":
+        await screen.start_compaction(cmd.arg)
     elif cmd.name == "gan":
         await add_gan(screen, None if cmd.args[0] == "" else int(cmd.args[0]), int(cmd.args[1]))
 
@@ -71,7 +73,7 @@ async def _run(screen: ChatScreen, cmd: slash.SlashCommand) -> None:
 async def add_gan(screen: ChatScreen, label: int | None, n: int) -> None:
     """GAN samples inline in the chat: stored with the conversation, never sent to the model.
     Not while a reply streams: the samples would follow a reply that is still being written."""
-    if screen.state == "generating":
+    if screen.engine_busy:
         screen.app.notify("wait for the reply to end (Esc stops it), then /gan", severity="warning")
         return
     try:

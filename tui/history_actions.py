@@ -41,7 +41,7 @@ class HistoryActions:
     # -- new and open ---------------------------------------------------------------------
     async def new_conversation(self) -> None:
         s = self.screen
-        if s.state == "generating":
+        if s.engine_busy:
             s.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
             return
         s.keep_draft()
@@ -113,7 +113,7 @@ class HistoryActions:
 
     def open_from_pane(self, event: HistoryPane.Open) -> None:
         s = self.screen
-        if s.state == "generating":
+        if s.engine_busy:
             s.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
             return
         s.close_history_over()
@@ -179,7 +179,7 @@ class HistoryActions:
                 if not ok:
                     return
                 if s.conversation.known_id == cid:
-                    if s.state == "generating":
+                    if s.engine_busy:
                         s.app.notify("wait for the reply to end before deleting it", severity="warning")
                         return
                     await s.action_new_conversation()

@@ -57,6 +57,10 @@ KEYS: tuple[Key, ...] = (
     # TextArea uses F6 too: priority, so it copies the code block even from the message box
     Key("f6", "copy the last code block of the last reply", "copy_code", palette="Copy last code block",
         priority=True, shown="F6"),
+    # TextArea uses F7 (select all; ctrl+a does that too): priority, so it compacts from the message box
+    Key("f7", "compact: summarise the older part into a new branch (the original stays, alt+←); "
+        "/compact TEXT adds instructions", "compact", palette="Compact the conversation", priority=True,
+        shown="F7"),
     Key("f8", "new conversation under a role: its system prompt, sampling and model", "pick_role",
         palette="New conversation with a role", shown="F8"),
     Key("", "on a focused message: copy it / its last code block", shown="tab, then c / b"),

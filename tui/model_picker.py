@@ -219,7 +219,7 @@ def start_switch(screen: ChatScreen, found: Found) -> None:
     from aigc_chat.loader import LOCAL_BACKENDS
 
     notify = screen.app.notify
-    if screen.state == "generating":
+    if screen.engine_busy:
         notify("wait for the reply to end (Esc stops it) before switching model", severity="warning")
         return
     if screen.state == "loading":

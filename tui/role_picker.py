@@ -128,7 +128,7 @@ class RolePicker(ModalScreen["Role | None"]):
 
 
 def _busy(screen: ChatScreen) -> str:
-    if screen.state == "generating":
+    if screen.engine_busy:
         return "wait for the reply to end (Esc stops it) before starting another conversation"
     if screen.state.startswith("loading"):
         return "a model is loading; pick a role when it is ready"

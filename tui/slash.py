@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("PATH", "export this conversation (.json: JSON, otherwise Markdown)"),
     "file": ("PATH", "attach a text file to the next message (Tab completes the path)"),
     "gan": ("[LABEL] [N]", "draw N samples of the GAN (digit LABEL) inline"),
+    "compact": ("[INSTRUCTIONS]", "summarise the older part into a new branch; the original stays (alt+←)"),
     "help": ("", "show keys and commands"),
 }
 

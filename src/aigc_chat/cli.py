@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--regenerate", action="store_true",
                    help="with --conversation ID or --continue, and no prompt: print a new reply to the "
                         "last question, kept beside the old one as an alternative")
+    h.add_argument("--compact", action="store_true",
+                   help="with --continue or --conversation ID: summarise the older part into a new branch "
+                        "(the original is kept), then answer the prompt, if there is one")
     return p
 
 
@@ -228,7 +231,15 @@ def _dispatch(argv: list[str]) -> int:
             raise UsageError("--regenerate needs the conversation: --conversation ID or --continue")
         if args.no_history:
             raise UsageError("--regenerate works on a saved conversation: not with --no-history")
-    if args.prompt is not None or args.regenerate:
+    if args.compact:
+        from aigc_chat.errors import UsageError
+
+        if not (args.conversation or args.continue_):
+            raise UsageError("--compact needs the conversation: --conversation ID or --continue")
+        if args.no_history or args.regenerate:
+            raise UsageError("--compact adds a branch to a saved conversation: not with "
+                             + ("--no-history" if args.no_history else "--regenerate"))
+    if args.prompt is not None or args.regenerate or args.compact:
         from aigc_chat.oneshot import run_oneshot
 
         return run_oneshot(config, args)

@@ -65,6 +65,8 @@ class Config:
     flag_generation: dict[str, Any] = field(default_factory=dict)
     # parameter name -> where its value came from ("default", "config [generation]", "flag", ...)
     sources: dict[str, str] = field(default_factory=dict)
+    # `[generation] on_overflow`: what a turn that would not fit does (aigc_chat.compaction)
+    on_overflow: str = "drop_oldest"
 
     def source(self, name: str) -> str:
         return self.sources.get(name, "default")
@@ -94,6 +96,8 @@ class Config:
                if k in self.file_generation or v != default[k]}
         if gen.get("seed", 0) is None:
             del gen["seed"]  # TOML has no null
+        if self.on_overflow != "drop_oldest":
+            gen["on_overflow"] = self.on_overflow
         if gen:
             out["generation"] = gen
         out["tui"] = dict(self.tui)
@@ -238,6 +242,9 @@ def _apply_file(cfg: Config, raw: dict[str, Any]) -> None:
                 raise ConfigError(path, key, f"expected a string, got {value!r}")
             setattr(cfg, key, value)
         elif key == "generation":
+            if isinstance(value, dict) and "on_overflow" in value:
+                value = dict(value)
+                cfg.on_overflow = _on_overflow(path, value.pop("on_overflow"))
             cfg.generation = _generation(path, value)
             cfg.file_generation = {k: getattr(cfg.generation, k) for k in value}
             cfg.sources.update(dict.fromkeys(value, "config [generation]"))
@@ -259,6 +266,15 @@ def _apply_file(cfg: Config, raw: dict[str, Any]) -> None:
             cfg.backends[registry.canonical(key)] = _backend_section(path, key, value)
         else:
             raise ConfigError(path, key, "unknown key")
+
+
+def _on_overflow(path: Path, value: Any) -> str:
+    from aigc_chat.compaction import OVERFLOW_CHOICES
+
+    if value not in OVERFLOW_CHOICES:
+        raise ConfigError(path, "generation.on_overflow",
+                          f"expected one of {', '.join(OVERFLOW_CHOICES)}, got {value!r}")
+    return str(value)
 
 
 def _generation(path: Path, table: Any) -> GenerationParams:

@@ -45,6 +45,7 @@ from aigc_chat.safe_open import write_private
 from aigc_chat.tree import MessageTree, Node
 
 if TYPE_CHECKING:
+    from aigc_chat.compaction import Compacted
     from aigc_chat.history import Conversation as StoredConversation
     from aigc_chat.history import HistoryStore, ReplyRecorder
 
@@ -130,9 +131,10 @@ class PromptPlan:
 def plan_prompt(backend: Backend, system_prompt: str, turns: list[Message],
                 params: GenerationParams) -> PromptPlan:
     """The messages to send: the oldest exchanges are left out until the prompt leaves room to
-    answer. The system prompt and the newest message always stay."""
-    system = [Message("system", system_prompt)] if system_prompt else []
-    turns = list(turns)
+    answer. The system prompt and the newest message always stay; a compaction's summary at
+    the top of the path (a system message) joins the system prompt, so it stays too."""
+    folded = with_system(system_prompt, turns)
+    system, turns = ([folded[0]], folded[1:]) if folded and folded[0].role == "system" else ([], folded)
     try:
         ctx = backend.info().context_length
     except Exception:  # noqa: BLE001 - no context size known: send everything, the engine says if it is too long
@@ -149,6 +151,17 @@ def plan_prompt(backend: Backend, system_prompt: str, turns: list[Message],
         dropped += cut
         count = backend.count_tokens(system + turns) or 0
     return PromptPlan(system + turns, dropped, count)
+
+
+def with_system(system_prompt: str, turns: Sequence[Message]) -> list[Message]:
+    """The system prompt and the path's messages as they are sent: a compaction's summary at
+    the top of the path (a system message, aigc_chat.compaction) joins the system prompt, so
+    there is one system message, first, whatever the template."""
+    lead = 0
+    while lead < len(turns) and turns[lead].role == "system":
+        lead += 1
+    text = "\n\n".join(t for t in [system_prompt, *(m.content for m in turns[:lead])] if t)
+    return ([Message("system", text)] if text else []) + list(turns[lead:])
 
 
 def stored_tree(stored: StoredConversation) -> MessageTree:
@@ -433,6 +446,58 @@ class Conversation:
         if self.history.writer is None:
             raise UsageError(f"the history is read-only: cannot change it ({self.history.store.path})")
         return self.history.submit_action(fn, *args)
+
+    # -- compaction (aigc_chat.compaction) ------------------------------------------------------
+    def compact(self, keep: int | None = None, instructions: str = "", cancel: threading.Event | None = None,
+                progress: Callable[[int, int, int], None] | None = None) -> Compacted:
+        """Summarise the current path's older part into a new branch at the root, keeping the
+        last `keep` exchanges (2 by default) as they are; the original branch stays. Off the
+        event loop, under `backend_lock`. Nothing is stored unless it succeeds."""
+        from aigc_chat import compaction
+
+        return compaction.run(self, compaction.DEFAULT_KEEP if keep is None else keep, instructions,
+                              cancel, progress)
+
+    def overflow(self, text: str = "", files: Sequence[Attachment] = ()) -> tuple[int, int, int] | None:
+        """(tokens, room, context) when the current path plus this question would not leave the
+        reply its room (so the oldest exchanges would be left out); None when it fits or the
+        engine cannot count. Off the event loop: this counts tokens."""
+        if self.backend is None:
+            return None
+        try:
+            ctx = self.backend.info().context_length
+        except Exception:  # noqa: BLE001 - no context size known: the engine says
+            return None
+        if not ctx:
+            return None
+        turns = [*self.messages, Message("user", render_files(text, files))]
+        count = self.backend.count_tokens(with_system(self.settings.system_prompt, turns))
+        if count is None:
+            return None
+        room = ctx - min(self.settings.params.max_tokens, max(ctx // 4, 1))
+        return (count, room, ctx) if count > room else None
+
+    def before_send(self, text: str = "", files: Sequence[Attachment] = (), cancel: threading.Event | None = None,
+                    progress: Callable[[int, int, int], None] | None = None,
+                    starting: Callable[[tuple[int, int, int]], None] | None = None) -> Compacted | None:
+        """Apply `[generation] on_overflow` before a question is sent (off the event loop, under
+        `backend_lock`): "drop_oldest" does nothing here (the planner leaves old exchanges
+        out); "refuse" raises UsageError with the numbers, nothing stored; "compact" compacts
+        first (`starting` is told why) and returns what it made."""
+        policy = getattr(self.config, "on_overflow", "drop_oldest")
+        if policy == "drop_oldest" or not self.tree.path():
+            return None
+        over = self.overflow(text, files)
+        if over is None:
+            return None
+        count, room, ctx = over
+        if policy == "refuse":
+            raise UsageError(f"the conversation and this question need {count:,} tokens and the context leaves "
+                             f"{room:,} ({ctx:,} less the room for the reply): nothing was sent "
+                             f"(on_overflow = \"refuse\"; compact it, or start a new one)")
+        if starting is not None:
+            starting(over)
+        return self.compact(cancel=cancel, progress=progress)
 
     def add_item(self, role: str, content: str, kind: str, meta: dict[str, Any]) -> Node:
         """An inline item that is stored and shown but never sent to the model (GAN samples);

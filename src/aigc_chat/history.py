@@ -1111,6 +1111,11 @@ def conversation_to_markdown(conv: Conversation, reasoning: bool = False) -> str
     if system:
         lines += ["## System", "", sanitize(str(system)), ""]
     for m in conv.messages:
+        if m.kind == "summary":  # a compaction's summary: the model's, never the user's
+            from aigc_chat.compaction import label
+
+            lines += [f"## {one_line(label(m.meta))}", "", sanitize(m.content), ""]
+            continue
         heading = one_line(m.role.capitalize())
         if m.kind != "text":
             heading += f" ({one_line(m.kind)})"

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aigc_chat.argtypes import OneLineParser, conversation_id, positive, text
+from aigc_chat.argtypes import OneLineParser, conversation_id, integer, positive, text
 from aigc_chat.errors import UsageError
 
 PROG = "aigc-chat history"
@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("title", nargs="+", type=text, metavar="TITLE")
     s = sub.add_parser("delete", help="delete a conversation")
     s.add_argument("id", type=conversation_id, metavar="ID")
+    s = sub.add_parser("compact", help="summarise the older part of a conversation into a new branch at its "
+                                        "root (the original branch is kept); loads the conversation's model")
+    s.add_argument("id", type=conversation_id, metavar="ID")
+    s.add_argument("--keep", type=integer("a number of exchanges", minimum=0), default=2, metavar="N",
+                   help="the last N exchanges stay word for word (default 2)")
+    s.add_argument("--instructions", type=text, default="", metavar="TEXT",
+                   help="added to the summary's instructions (docs/history.md prints ours)")
     sub.add_parser("path", help="print where the history is kept")
     return p
 
@@ -134,6 +141,12 @@ def _show(store, args) -> int:
     children = conv.children()
     for m in conv.messages:
         head = f"[{one_line(m.role)}"
+        if m.kind == "summary":
+            from aigc_chat.compaction import label
+
+            head = f"[summary #{m.id}] {one_line(label(m.meta))}"
+            _out(f"\n{head}\n{sanitize(m.content).rstrip()}\n")
+            continue
         if m.kind != "text":
             head += f" {one_line(m.kind)}"
         head += f" #{m.id}] {format_time(m.created_at)}"
@@ -168,8 +181,13 @@ def _draw_tree(conv) -> None:
         first = " ".join(sanitize(m.content).split())
         if len(first) > TREE_TEXT:
             first = first[: TREE_TEXT - 1] + "…"
+        mark = '●' if m.id in on_path else '○'
+        if m.kind == "summary":  # a compaction: its own mark, with what it covers
+            from aigc_chat.compaction import label
+
+            return f"{mark} [summary #{m.id}] {one_line(label(m.meta)).replace('Summary ', '', 1)}: {first}"
         kind = f" {one_line(m.kind)}" if m.kind != "text" else ""
-        return f"{'●' if m.id in on_path else '○'} [{one_line(m.role)}{kind} #{m.id}] {first}"
+        return f"{mark} [{one_line(m.role)}{kind} #{m.id}] {first}"
 
     # (messages of one level, the prefix its lines carry), depth first without recursion
     stack: list[tuple[list, int, str]] = [(children.get(None, []), 0, "")]
@@ -255,6 +273,37 @@ def _cell(text: str) -> str:
     return " ".join(text.split())
 
 
-_WRITING = ("rename", "delete")
-_COMMANDS = {"list": _list, "show": _show, "search": _search, "export": _export,
+def _compact(store, args) -> int:
+    """`history compact ID`: the conversation's own model (its stored backend and model, else
+    the config's) writes the summary; one line on stderr says what was made."""
+    from aigc_chat.compaction import CompactionCancelled, plan
+    from aigc_chat.config import load_config
+    from aigc_chat.conversation import Conversation
+    from aigc_chat.history_service import HistoryService
+    from aigc_chat.sanitize import sanitize
+
+    stored = store.get_conversation(args.id)  # a missing one: one line, before a model loads
+    failures: list[Exception] = []
+    conv = Conversation(load_config(), HistoryService(store), on_history_failure=failures.append)
+    conv.load(stored)
+    try:
+        plan(conv.tree.path(), args.keep)  # nothing to compact: said before a model is loaded
+        conv.attach_backend(conv.load_backend())
+        with conv.backend_lock:
+            done = conv.compact(args.keep, args.instructions)
+    except CompactionCancelled as exc:
+        sys.stderr.write(f"aigc-chat: {exc}\n")
+        return 130
+    finally:
+        saved = conv.close(20)
+    if failures or not saved:
+        reason = str(failures[0]) if failures else "the history stayed busy"
+        raise UsageError(f"the summary was made but not saved: {reason}")
+    sys.stderr.write(f"aigc-chat: conversation {args.id}: {sanitize(done.line())}\n")
+    _out(f"{done.summary.ref.result() if hasattr(done.summary.ref, 'result') else done.summary.ref}\n")
+    return 0
+
+
+_WRITING = ("rename", "delete", "compact")
+_COMMANDS = {"compact": _compact, "list": _list, "show": _show, "search": _search, "export": _export,
              "rename": _rename, "delete": _delete}

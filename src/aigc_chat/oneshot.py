@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from aigc_chat.attachments import HARD_CAP, Attachment, from_bytes, read_file, utf16_kind
 from aigc_chat.backends.base import Backend, GenerationResult, PromptProgress
+from aigc_chat.compaction import Compacted
 from aigc_chat.config import Config
 from aigc_chat.conversation import Conversation, PromptPlan, Turn
 from aigc_chat.errors import UsageError
@@ -85,15 +86,25 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
     """One answer: to `--prompt` (and piped stdin, and -f files), or, with `--regenerate`, a
     new answer to the conversation's last question, stored beside the old one."""
     regenerate = bool(getattr(args, "regenerate", False))
+    compact = bool(getattr(args, "compact", False))
     paths = list(getattr(args, "file", []) or [])
     if "-" in paths and args.prompt == "-":
         raise UsageError("stdin can be the prompt (-p -) or a file (-f -), not both")
     files = read_files(paths, sys.stdin)
-    text = "" if regenerate else read_prompt(args.prompt, None if "-" in paths else sys.stdin,
-                                             allow_empty=bool(files))
+    compact_only = compact and args.prompt is None and not files
+    text = "" if regenerate or compact_only else read_prompt(args.prompt, None if "-" in paths else sys.stdin,
+                                                             allow_empty=bool(files))
     err = sys.stderr
     show_status = err.isatty() and not args.json
     conv, warnings = _start_conversation(config, args, err)
+    if compact:
+        from aigc_chat.compaction import plan as compaction_plan
+
+        try:
+            compaction_plan(conv.tree.path())  # nothing to compact: said before the model is loaded
+        except BaseException:
+            conv.close()
+            raise
     if regenerate and conv.last_user() is None:
         conv.close()
         raise UsageError("nothing to regenerate: the conversation has no question yet")
@@ -118,6 +129,15 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
     conv.attach_backend(backend)
     try:
         counted = [conv.count_file(f) for f in files]  # refused here, before anything is stored
+        compacted = (_compact_first(conv, text, counted, compact, err, progress if show_status else None)
+                     if compact or not regenerate else None)
+        if compact_only:
+            if show_status:
+                err.write("\r\x1b[2K")
+            conv.close(HISTORY_WAIT)
+            if args.json and compacted is not None:
+                sys.stdout.write(json.dumps({"compacted": _compacted_record(compacted)}, ensure_ascii=True) + "\n")
+            return 0
         # a piped run's text starts with stdin: the title is the question asked (-p), not stdin's first line
         asked = args.prompt if isinstance(args.prompt, str) and args.prompt.strip() != "-" else ""
         title = asked if asked.strip() and text != asked else ""
@@ -175,6 +195,8 @@ def run_oneshot(config: Config, args: argparse.Namespace) -> int:
     else:
         record = _json_record(result, info)
         record.update(_json_ids(conv, turn))
+        if compacted is not None:  # the summary, marked as one: never as the user's text
+            record["compacted"] = _compacted_record(compacted)
         out.write(json.dumps(record, ensure_ascii=True) + "\n")
         out.flush()
     for warning in result.warnings:
@@ -212,6 +234,43 @@ class _ReadingLine:
             self.shown = False
             self.err.write("\r\x1b[2K")
             self.err.flush()
+
+
+def _compacted_record(done: Compacted) -> dict[str, Any]:
+    """A compaction in `--json`: the summary (kind "summary", role "system") and its facts."""
+    return {"kind": "summary", "role": "system", "summary": done.summary.content, **done.meta}
+
+
+def _compact_first(conv: Conversation, text: str, files: list[Attachment], asked: bool, err: TextIO,
+                   progress: Any) -> Compacted | None:
+    """`--compact`, or `[generation] on_overflow` before the question is sent: either way one
+    line on stderr says what was done. Ctrl-C mid-summary leaves nothing (exit 130)."""
+    from aigc_chat.compaction import CompactionCancelled
+
+    why: list[tuple[int, int, int]] = []
+
+    def shown(chunk: int, chunks: int, size: int) -> None:
+        if progress is not None:
+            progress(f"summarising{f' (part {chunk} of {chunks})' if chunks > 1 else ''}: {size} characters")
+
+    try:
+        with conv.backend_lock:
+            done = conv.compact(progress=shown) if asked else \
+                conv.before_send(text, files, progress=shown, starting=why.append)
+    except CompactionCancelled as exc:
+        err.write(f"\naigc-chat: {exc}")
+        raise KeyboardInterrupt from None
+    if progress is not None:
+        err.write("\r\x1b[2K")
+    if done is None:
+        return None
+    lead = ""
+    if why:
+        count, room, _ctx = why[0]
+        lead = f"the conversation and the question need {count:,} tokens, the context leaves {room:,}: "
+    err.write(f"aigc-chat: note: {lead}{one_line(done.line())}\n")
+    err.flush()
+    return done
 
 
 class _ReasoningOut:

@@ -53,10 +53,17 @@ class Node:
     def sent(self) -> bool:
         """Whether the model sees it: user text, and assistant replies that have text (not a
         reply still streaming, nor one that failed before saying anything). Inline items (GAN
-        samples) are shown but never sent."""
+        samples) are shown but never sent. A compaction's summary (kind "summary") is sent, as
+        part of the system message (aigc_chat.compaction)."""
+        if self.kind == "summary":
+            return bool(self.content)
         return self.kind == "text" and (self.role == "user" or (self.role == "assistant" and bool(self.content)))
 
     def message(self) -> Message:
+        if self.kind == "summary":
+            from aigc_chat.compaction import summary_message
+
+            return Message("system", summary_message(self))
         if self.role == "user":
             return Message("user", render_files(self.content, self.files))
         return Message("assistant", self.content)
