@@ -79,6 +79,7 @@ class ChatScreen(Screen[None]):
         self.status_note = ""  # "history off │ " while nothing is being saved
         self._job = 0
         self._cancel: threading.Event | None = None
+        self._turn_done: threading.Event | None = None  # set when the running turn's worker ends
         self._reply: AssistantMessage | None = None
         self._history_told = False
         self.opening = 0  # conversations being read in; a message sent meanwhile is queued
@@ -330,8 +331,15 @@ class ChatScreen(Screen[None]):
         reply.start_stream()
         self.set_state("generating")
         job, cancel, lock = self._job, self._cancel, self.conversation.backend_lock
-        self.run_worker(lambda: stream_reply(self.post_message, job, turn, cancel, lock, self.batch_interval),
-                        thread=True, exclusive=True, group="generate", exit_on_error=False)
+        done = self._turn_done = threading.Event()
+
+        def stream() -> None:
+            try:
+                stream_reply(self.post_message, job, turn, cancel, lock, self.batch_interval)
+            finally:
+                done.set()
+
+        self.run_worker(stream, thread=True, exclusive=True, group="generate", exit_on_error=False)
         self.history.reload()
 
     # -- the path shown, and its branches --------------------------------------------------------
@@ -514,6 +522,19 @@ class ChatScreen(Screen[None]):
         """Quitting: a streaming reply ends now (the core records it as cancelled)."""
         if self._cancel is not None:
             self._cancel.set()
+
+    def hand_over(self) -> tuple[threading.Event | None, threading.Event | None, list[str]] | None:
+        """The terminal has gone (tui/headless.py): what is left to finish without the screen,
+        as (the running reply's done event, its cancel event, the queued questions), or None
+        when nothing is. The screen lets go of them: quitting no longer stops the reply."""
+        running = self.state == "generating" and self._turn_done is not None and not self._turn_done.is_set()
+        queued = list(self.queue) if self.conversation.backend is not None else []
+        if not running and not queued:
+            return None
+        self.queue.clear()
+        done, cancel = (self._turn_done, self._cancel) if running else (None, None)
+        self._cancel = None
+        return done, cancel, queued
 
     async def action_regenerate(self) -> None:
         if self.state != "idle":

@@ -103,6 +103,8 @@ def run_tui(config: Config, args: argparse.Namespace) -> int:
     """Open the TUI; returns the exit code."""
     app = build_app(config, args)
     result = app.run()
+    if app.headless is not None:  # the terminal went away mid-reply: it is being finished (tui/headless.py)
+        app.headless.join()
     code = int(result or 0) if app.return_code in (None, 0) else int(app.return_code or 1)
     exit_when_stuck(code)
     return code
