@@ -685,6 +685,13 @@ class HistoryStore:
             ).fetchall()
         return [ConversationSummary(*row) for row in rows]
 
+    def list_fingerprint(self) -> tuple[int, int]:
+        """(how many conversations, the newest id): a cheap check, polled by the TUI's history
+        pane, that another process (a one-shot run, another window) has added or deleted one."""
+        with self._read() as conn:
+            row = conn.execute("SELECT count(*), coalesce(max(id), 0) FROM conversations").fetchone()
+        return int(row[0]), int(row[1])
+
     def latest_conversation_id(self) -> int | None:
         with self._read() as conn:
             row = conn.execute(
