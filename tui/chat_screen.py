@@ -42,6 +42,7 @@ from aigc_chat.tui.events import (
     ReplyStarted,
 )
 from aigc_chat.tui.files_bar import FilesBar
+from aigc_chat.tui.follow import Follower
 from aigc_chat.tui.history_actions import HistoryActions, open_failure
 from aigc_chat.tui.history_pane import HistoryPane
 from aigc_chat.tui.prompt_input import PromptInput
@@ -84,6 +85,7 @@ class ChatScreen(Screen[None]):
         self._history_told = False
         self.opening = 0  # conversations being read in; a message sent meanwhile is queued
         self.stored = HistoryActions(self)
+        self.follow = Follower(self)  # another process's reply in this conversation, shown live
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -177,7 +179,8 @@ class ChatScreen(Screen[None]):
         self.show_state(state)
 
     def show_state(self, text: str) -> None:
-        self.status.state = self.status_note + text
+        note = self.follow.note()
+        self.status.state = self.status_note + (f"{note} │ " if note else "") + text
 
     def refresh_settings(self, models: list[str] | None = None) -> None:
         s = self.conversation.settings
@@ -310,6 +313,11 @@ class ChatScreen(Screen[None]):
             await self.send(self.queue.pop(0))
 
     async def _run_turn(self, action: TurnAction, text: str = "", target: Node | None = None) -> None:
+        if self.follow.active:  # another process owns the running turn: never fork under it
+            if text.strip() and not self.prompt.text.strip():
+                self.prompt.load_text(text)
+            self.app.notify(self.follow.refusal(), severity="warning")
+            return
         files = self.files_bar.take() if action != "regenerate" else []
         try:
             turn = self.conversation.begin(action, text, files, target)
@@ -509,6 +517,9 @@ class ChatScreen(Screen[None]):
 
     # -- generation control ---------------------------------------------------------------
     def action_cancel(self) -> None:
+        if self.follow.active and self.state != "generating":
+            self.follow.ask_stop()
+            return
         if self.state == "generating" and self._cancel is not None:
             self._cancel.set()
             self.queue.clear()
