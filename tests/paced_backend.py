@@ -5,7 +5,9 @@ a reattach): a real model is either too fast to catch mid-reply or too slow for 
 `install(root)` writes it as an installed distribution under `root` (the entry-point group
 `aigc_chat.backends`, as tests/test_plugin_backend.py does) and returns the PYTHONPATH that
 finds it; the installed `aigc-chat` then takes `--backend paced`. `[paced] pidfile = PATH`
-makes it write its process id there when it loads (to check that the process ends)."""
+makes it write its process id there when it loads (to check that the process ends);
+`text_file = PATH` makes it answer with that file's text, `piece_chars` characters a piece
+(bench/bench_terminal_bytes.py)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ class PacedBackend(Backend):
         "words": Option(100, int, "how many words the reply has"),
         "delay_ms": Option(50, int, "milliseconds between words"),
         "pidfile": Option("", str, "a file to write this process id to on load"),
+        "text_file": Option("", str, "answer with this file's text instead of the words"),
+        "piece_chars": Option(5, int, "with text_file: characters per piece (a token)"),
     }
 
     def load(self, progress=None):
@@ -38,12 +42,20 @@ class PacedBackend(Backend):
     def count_tokens(self, messages):
         return sum(len(m.content.split()) + 4 for m in messages)
 
+    def _pieces(self):
+        if self.options["text_file"]:
+            with open(self.options["text_file"], encoding="utf-8") as f:
+                text = f.read()
+            n = max(1, self.options["piece_chars"])
+            return [text[i:i + n] for i in range(0, len(text), n)]
+        return [("w%d" % i) if i == 0 else (" w%d" % i) for i in range(self.options["words"])]
+
     def _generate(self, messages, params, cancel):
         yield EngineStart(self.count_tokens(messages))
-        for i in range(self.options["words"]):
+        for piece in self._pieces():
             if cancel.wait(self.options["delay_ms"] / 1000):
                 return
-            yield ("w%d" % i) if i == 0 else (" w%d" % i)
+            yield piece
         yield EngineEnd("stop")
 '''
 
