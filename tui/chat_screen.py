@@ -121,7 +121,8 @@ class ChatScreen(Screen[None]):
         return panes.first() if panes else None  # type: ignore[return-value]  # only a SettingsPane has this id
 
     async def on_mount(self) -> None:
-        self.history.display = bool(self.config.tui.get("show_history", True))
+        # --inline (tui/inline.py): the pane starts hidden, the chat takes the width
+        self.history.display = bool(self.config.tui.get("show_history", True)) and not self.app.is_inline
         if self.history_note or (not self.conversation.saving and self.conversation.history.available):
             self._mark_not_saving(self.conversation.history.problem)
         self.refresh_settings()

@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--no-history", action="store_true", help="do not save this conversation")
     h.add_argument("--continue", "-c", dest="continue_", action="store_true", help="continue the latest conversation")
     h.add_argument("--conversation", metavar="ID", type=conversation_id, help="continue conversation ID")
+    p.add_argument("--inline", action="store_true",
+                   help="TUI: run below the shell prompt, not on the alternate screen; the conversation "
+                        "is printed into the terminal's scrollback on quit ([tui] inline)")
     h.add_argument("--regenerate", action="store_true",
                    help="with --conversation ID or --continue, and no prompt: print a new reply to the "
                         "last question, kept beside the old one as an alternative")

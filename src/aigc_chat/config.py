@@ -40,6 +40,8 @@ TUI_DEFAULTS: dict[str, Any] = {
     "on_hangup": "finish",
     # The most seconds a reply may go on without a screen after a hang-up.
     "hangup_limit_s": 600,
+    # Run below the shell prompt without the alternate screen (tui/inline.py), like --inline.
+    "inline": False,
 }
 STREAM_INTERVAL_MS = (10, 2000)
 ON_HANGUP = ("finish", "stop")
