@@ -75,7 +75,8 @@ def run_case(name: str, text: str, root: Path, exe: str, pythonpath: str, a: arg
     text_file.write_text(text, encoding="utf-8")
     Path(os.environ["AIGC_CHAT_CONFIG"]).write_text(
         f'backend = "paced"\n[paced]\ntext_file = "{text_file}"\npiece_chars = {a.piece_chars}\n'
-        f"delay_ms = {a.delay_ms}\n[tui]\nstream_interval_ms = {a.interval_ms}\n")
+        f"delay_ms = {a.delay_ms}\n[generation]\nmax_tokens = {len(text) // a.piece_chars + 10}\n"
+        f"[tui]\nstream_interval_ms = {a.interval_ms}\n")
     env = dict(os.environ, TERM="xterm-256color", COLORTERM="truecolor", PYTHONPATH=pythonpath)
     app = PtyApp([exe, "--no-history"], env)
     try:

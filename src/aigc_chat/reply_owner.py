@@ -18,9 +18,20 @@ WRITER = "writer"
 STOP = "stop"
 
 
+def start_time(pid: int) -> int | None:
+    """When the process started (clock ticks since boot, Linux's /proc), so a process id
+    reused by another program is not taken for the writer; None where it cannot be told."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return int(f.read().rsplit(")", 1)[-1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def writer_meta() -> dict[str, Any]:
     """The meta a new reply row starts with: this process as its writer."""
-    return {WRITER: {"pid": os.getpid(), "host": socket.gethostname()}}
+    pid = os.getpid()
+    return {WRITER: {"pid": pid, "host": socket.gethostname(), "start": start_time(pid)}}
 
 
 def process_alive(pid: int) -> bool:
@@ -54,4 +65,9 @@ def live_writer(meta: dict[str, Any], finish_reason: str | None) -> int | None:
     pid, host = writer.get("pid"), writer.get("host")
     if type(pid) is not int or host != socket.gethostname() or pid == os.getpid():
         return None
-    return pid if process_alive(pid) else None
+    if not process_alive(pid):
+        return None
+    started = writer.get("start")
+    if type(started) is int and start_time(pid) not in (None, started):
+        return None  # the writer is gone and its id now belongs to another process
+    return pid
