@@ -80,6 +80,9 @@ def test_reattach_after_a_hang_up_follows_the_reply_and_esc_stops_it(
     pidfile = tmp_path / "writer.pid"
     long_reply(isolated_dirs, pidfile, 1000)
     pid = start_writer(tmux, command, pidfile)
+    # another session keeps the server up (a server losing its last session exits, and a
+    # new session started meanwhile can meet the dying one)
+    tmux.run("new-session", "-d", "-s", "keep", "sleep", "600")
     tmux.run("kill-session", "-t", "t")  # the terminal goes: the reply goes on without it
 
     tmux.start([*command, "--continue"])
