@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli
 from tests.paced_backend import install
 from tests.tmux_driver import Tmux, idle, tmux_server
 
@@ -47,3 +48,8 @@ def test_inline_keeps_the_conversation_in_the_scrollback_inert(tmux: Tmux, cli: 
     assert "end of reply." in after and "\u202e" not in after and "\x1b" not in after
     title = tmux.run("display-message", "-p", "-t", "t", "#{pane_title}").stdout
     assert "pwned" not in title
+
+
+def test_inline_with_a_prompt_is_refused_in_one_line(cli: str) -> None:
+    r = run_cli(cli, "--inline", "--prompt", "hi", "--no-history")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--inline is for the TUI" in r.stderr

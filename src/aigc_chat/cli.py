@@ -217,6 +217,10 @@ def _dispatch(argv: list[str]) -> int:
             raise UsageError("--regenerate needs the conversation: --conversation ID or --continue")
         if args.no_history:
             raise UsageError("--regenerate works on a saved conversation: not with --no-history")
+    if args.inline and (args.prompt is not None or args.regenerate):
+        from aigc_chat.errors import UsageError
+
+        raise UsageError("--inline is for the TUI: --prompt already prints its reply as plain text")
     if args.prompt is not None or args.regenerate:
         from aigc_chat.oneshot import run_oneshot
 
