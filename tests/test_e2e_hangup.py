@@ -54,7 +54,9 @@ def gone(pid: int) -> bool:
         return True
 
 
-def start_reply_then_hang_up(tmux: Tmux, command: list[str], queue: str = "") -> int:
+def start_reply_then_hang_up(tmux: Tmux, command: list[str], queue: str = "") -> None:
+    """Start the app, send a question, optionally queue another, and kill the tmux server
+    (the app gets SIGHUP and its pty goes) while the reply streams."""
     tmux.start(command)
     tmux.wait(idle, 60, "the paced backend to load")
     tmux.text("Count for me")
@@ -65,7 +67,6 @@ def start_reply_then_hang_up(tmux: Tmux, command: list[str], queue: str = "") ->
         tmux.keys("Enter")
         tmux.wait(lambda s: "queued" in s, 10, "the question to be queued")
     tmux.run("kill-server")  # the terminal goes away mid-reply
-    return 0
 
 
 def test_a_reply_is_finished_and_saved_after_the_terminal_goes(setup: tuple[Tmux, list[str], Path],
