@@ -55,6 +55,9 @@ def test_backend_section_validated_against_backend_options(isolated_dirs):
         ("[tui]\nshow_history = 3", "tui.show_history", "expected bool"),
         ("[tui]\nstream_interval_ms = 5", "tui.stream_interval_ms", "must be between 10 and 2000, got 5"),
         ("[tui]\ncursor_blink = 1", "tui.cursor_blink", "expected bool"),
+        ('[tui]\non_hangup = "wait"', "tui.on_hangup", "must be one of finish, stop, got 'wait'"),
+        ("[tui]\nhangup_limit_s = 0", "tui.hangup_limit_s", "must be between 1 and 86400, got 0"),
+        ("[tui]\ninline = 1", "tui.inline", "expected bool"),
     ],
 )
 def test_bad_config_names_file_and_key(isolated_dirs, text, key, reason):

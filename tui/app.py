@@ -35,6 +35,7 @@ from aigc_chat.tui.clipboard import clipboard_sequences, clipboard_text
 from aigc_chat.tui.commands import SlashProvider
 from aigc_chat.tui.dialogs import HelpScreen
 from aigc_chat.tui.events import ConversationDeleted, HistoryFailed, Notice, ReasoningShown
+from aigc_chat.tui.headless import HeadlessFinish, detach_terminal
 from aigc_chat.tui.help_text import FOOT, help_sections
 from aigc_chat.tui.launch import ui_reserve
 
@@ -68,10 +69,33 @@ class ChatApp(App[int]):
                                       backend=backend, history_note=history_note, start_note=start_note,
                                       off_reason=off)
         self._theme_ready = False
+        self.headless: HeadlessFinish | None = None  # finishing a reply after a hang-up
         self._io = SerialThread("config-writer")  # config.toml writes: theme, save as default
         theme = str(config.tui.get("theme", "textual-dark"))
         if theme in self.available_themes:
             self.theme = theme
+
+    def finish_headless(self) -> bool:
+        """The terminal has gone (tui/terminal_watch.py): with `[tui] on_hangup = "finish"`,
+        stop touching it and hand what the screen was doing to a HeadlessFinish; True when
+        there was something to finish (the caller then quits the app; the process ends
+        when the finish does). False: nothing to finish, or on_hangup = "stop"."""
+        tui = {**TUI_DEFAULTS, **self.config.tui}
+        if self.headless is not None:
+            return True
+        if tui["on_hangup"] != "finish":
+            return False
+        work = self.chat_screen.hand_over()
+        if work is None:
+            return False
+        from aigc_chat.tui.terminal_watch import arm_watchdog
+
+        detach_terminal()
+        done, cancel, queued = work
+        self.headless = HeadlessFinish(self.conversation, running_done=done, running_cancel=cancel,
+                                       queued=queued, limit=float(tui["hangup_limit_s"]),
+                                       after=arm_watchdog).start()
+        return True
 
     def get_default_screen(self) -> Screen[Any]:
         return self.chat_screen
@@ -210,6 +234,10 @@ class ChatApp(App[int]):
     def on_unmount(self) -> None:
         # Let a streaming reply end (the core records it as cancelled) before the engine goes,
         # then write what the history's writer still has queued (a few seconds at most).
+        # After a hang-up with a reply to finish, the headless finish does both instead.
+        if self.headless is not None:
+            self._io.close(timeout=5)
+            return
         self.chat_screen.stop_now()
         self.chat_screen.keep_draft()  # what is half typed comes back on reopen (aigc_chat.drafts)
         if self.conversation.backend_lock.acquire(timeout=ENGINE_WAIT):

@@ -47,6 +47,7 @@ from aigc_chat.tui.events import (
     ReplyStarted,
 )
 from aigc_chat.tui.files_bar import FilesBar
+from aigc_chat.tui.follow import Follower
 from aigc_chat.tui.history_actions import HistoryActions, open_failure
 from aigc_chat.tui.history_pane import HistoryPane
 from aigc_chat.tui.prompt_input import PromptInput
@@ -85,6 +86,7 @@ class ChatScreen(CompactionMixin, Screen[None]):
         self.status_note = ""  # "history off │ " while nothing is being saved
         self._job = 0
         self._cancel: threading.Event | None = None
+        self._turn_done: threading.Event | None = None  # set when the running turn's worker ends
         self._reply: AssistantMessage | None = None
         self._history_told = False
         self.opening = 0  # conversations being read in; a message sent meanwhile is queued
@@ -95,6 +97,7 @@ class ChatScreen(CompactionMixin, Screen[None]):
         self.fit = layout.fit(100, history=True, settings=False)
         self.drafts: Drafts | None = None  # half-typed messages per conversation (history on only)
         self._draft_timer: Timer | None = None
+        self.follow = Follower(self)  # another process's reply in this conversation, shown live
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -130,7 +133,8 @@ class ChatScreen(CompactionMixin, Screen[None]):
         return panes.first() if panes else None  # type: ignore[return-value]  # only a SettingsPane has this id
 
     async def on_mount(self) -> None:
-        self.history_wanted = bool(self.config.tui.get("show_history", True))
+        # --inline (tui/inline.py): the pane starts hidden, the chat takes the width
+        self.history_wanted = bool(self.config.tui.get("show_history", True)) and not self.app.is_inline
         self.fit_panes()
         if self.history_note or (not self.conversation.saving and self.conversation.history.available):
             self._mark_not_saving(self.conversation.history.problem)
@@ -198,7 +202,8 @@ class ChatScreen(CompactionMixin, Screen[None]):
         self.show_state(state)
 
     def show_state(self, text: str) -> None:
-        self.status.state = self.status_note + text
+        note = self.follow.note()
+        self.status.state = self.status_note + (f"{note} │ " if note else "") + text
 
     def refresh_settings(self, models: list[str] | None = None) -> None:
         s = self.conversation.settings
@@ -401,6 +406,11 @@ class ChatScreen(CompactionMixin, Screen[None]):
 
     async def _run_turn(self, action: TurnAction, text: str = "", target: Node | None = None,
                         files: list[Attachment] | None = None) -> None:
+        if self.follow.active:  # another process owns the running turn: never fork under it
+            if text.strip() and not self.prompt.text.strip():
+                self.prompt.load_text(text)
+            self.app.notify(self.follow.refusal(), severity="warning")
+            return
         if files is None:
             files = self.files_bar.take() if action != "regenerate" else []
         try:
@@ -426,8 +436,15 @@ class ChatScreen(CompactionMixin, Screen[None]):
         reply.start_stream()
         self.set_state("generating")
         job, cancel, lock = self._job, self._cancel, self.conversation.backend_lock
-        self.run_worker(lambda: stream_reply(self.post_message, job, turn, cancel, lock, self.batch_interval),
-                        thread=True, exclusive=True, group="generate", exit_on_error=False)
+        done = self._turn_done = threading.Event()
+
+        def stream() -> None:
+            try:
+                stream_reply(self.post_message, job, turn, cancel, lock, self.batch_interval)
+            finally:
+                done.set()
+
+        self.run_worker(stream, thread=True, exclusive=True, group="generate", exit_on_error=False)
         self.history.reload()
 
     # -- the path shown, and its branches --------------------------------------------------------
@@ -599,6 +616,9 @@ class ChatScreen(CompactionMixin, Screen[None]):
     def action_cancel(self) -> None:
         if self.cancel_compaction():
             return
+        if self.follow.active and self.state != "generating":
+            self.follow.ask_stop()
+            return
         if self.state == "generating" and self._cancel is not None:
             self._cancel.set()
             self.queue.clear()
@@ -619,6 +639,19 @@ class ChatScreen(CompactionMixin, Screen[None]):
     async def action_compact(self) -> None:
         """F7: /compact without instructions (tui/compact_step.py)."""
         await self.start_compaction()
+
+    def hand_over(self) -> tuple[threading.Event | None, threading.Event | None, list[str]] | None:
+        """The terminal has gone (tui/headless.py): what is left to finish without the screen,
+        as (the running reply's done event, its cancel event, the queued questions), or None
+        when nothing is. The screen lets go of them: quitting no longer stops the reply."""
+        running = self.state == "generating" and self._turn_done is not None and not self._turn_done.is_set()
+        queued = list(self.queue) if self.conversation.backend is not None else []
+        if not running and not queued:
+            return None
+        self.queue.clear()
+        done, cancel = (self._turn_done, self._cancel) if running else (None, None)
+        self._cancel = None
+        return done, cancel, queued
 
     async def action_regenerate(self) -> None:
         if self.state != "idle":

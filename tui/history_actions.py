@@ -45,6 +45,7 @@ class HistoryActions:
             s.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
             return
         s.keep_draft()
+        s.follow.end()
         s.conversation.new()
         s.stop_editing()
         s.restore_draft()
@@ -110,6 +111,7 @@ class HistoryActions:
         s.refresh_settings()
         if (conv.settings.backend, conv.settings.model) != old and (conv.backend is not None or s.load_error):
             s.start_load()
+        s.follow.check()  # its last reply still being written by another process: follow it
 
     def open_from_pane(self, event: HistoryPane.Open) -> None:
         s = self.screen

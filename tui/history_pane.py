@@ -31,6 +31,7 @@ from aigc_chat.tui.text_utils import short_model
 if TYPE_CHECKING:
     from aigc_chat.history_service import HistoryService
 
+POLL_S = 2.0  # how often the pane checks for conversations other processes added or deleted
 PAGE = 500  # conversations listed at once; older ones are reached by search
 
 
@@ -122,6 +123,7 @@ class HistoryPane(Vertical):
         self.current_id: Any = None  # an id, or the writer's Future of one (a new conversation)
         self.not_saving = ""  # why nothing is being saved ("" while all is well)
         self._count = ""
+        self._fingerprint: tuple[int, int] | None = None  # HistoryStore.list_fingerprint at the last fill
         self.text_width = WIDTH  # columns for an entry's text (the pane's width less its edges)
 
     def set_text_width(self, pane_width: int) -> None:
@@ -142,6 +144,20 @@ class HistoryPane(Vertical):
         # after the first paint: the read runs on a thread, and a thread starting during the
         # first frame takes the interpreter from it (the pane fills a moment later instead)
         self.call_after_refresh(self.reload)
+        if self.history is not None and self.history.available:
+            self.set_interval(POLL_S, self._poll, name="history-poll")
+
+    @work(exclusive=True, group="history-poll", exit_on_error=False)
+    async def _poll(self) -> None:
+        """Fill the list again when another process added or deleted a conversation (not while
+        a search is shown: its results stay as they are until the search changes)."""
+        assert self.history is not None
+        try:
+            now = await asyncio.wrap_future(self.history.read(lambda s: s.list_fingerprint()))
+        except Exception:  # noqa: BLE001 - the next fill says what is wrong
+            return
+        if self._fingerprint is not None and now != self._fingerprint and not self.query_text:
+            self.reload()
 
     # -- filling ------------------------------------------------------------------------
     def reload(self) -> None:
@@ -163,7 +179,8 @@ class HistoryPane(Vertical):
             self._fill_hits(hits)
             return
         try:
-            convs = await asyncio.wrap_future(self.history.read(lambda s: s.list_conversations(limit=PAGE)))
+            convs, self._fingerprint = await asyncio.wrap_future(
+                self.history.read(lambda s: (s.list_conversations(limit=PAGE), s.list_fingerprint())))
         except Exception as exc:  # noqa: BLE001 - an unreadable history says why, never a crash
             self._fill([], f"cannot read the history: {getattr(exc, 'reason', exc)}")
             return

@@ -102,7 +102,14 @@ def build_app(config: Config, args: argparse.Namespace, *, terminal_check: bool 
 def run_tui(config: Config, args: argparse.Namespace) -> int:
     """Open the TUI; returns the exit code."""
     app = build_app(config, args)
-    result = app.run()
+    inline = bool(getattr(args, "inline", False) or config.tui.get("inline", False))
+    result = app.run(inline=inline)
+    if app.headless is not None:  # the terminal went away mid-reply: it is being finished (tui/headless.py)
+        app.headless.join()
+    elif inline and app.return_code in (None, 0):
+        from aigc_chat.tui.inline import print_transcript
+
+        print_transcript(app.conversation.path())
     code = int(result or 0) if app.return_code in (None, 0) else int(app.return_code or 1)
     exit_when_stuck(code)
     return code

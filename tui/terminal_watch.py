@@ -8,7 +8,11 @@ Quitting then must end the process even when Textual's own shutdown cannot: with
 terminal gone, its writer thread can be left blocked (seen: orphaned TUIs asleep forever in
 `WriterThread.stop` after a tmux server was killed). So a hang-up also arms a watchdog that
 ends the process `HANGUP_GRACE` seconds later if it is still there: time enough for the app
-to unmount, which lets a streaming reply end and writes what the history has queued."""
+to unmount, which lets a streaming reply end and writes what the history has queued.
+
+That is `[tui] on_hangup = "stop"`. With "finish" (the default) a reply in progress is not
+stopped: the app hands it to tui/headless.py, which finishes and saves it without the
+terminal, then arms the same watchdog."""
 
 from __future__ import annotations
 
@@ -37,9 +41,17 @@ def arm_watchdog(grace: float = HANGUP_GRACE,
 
 def watch_terminal(app: App[int]) -> None:
     """Call from the app's on_mount (a real terminal only)."""
-    armed: list[threading.Timer] = []
+    armed: list[threading.Timer | None] = []
 
     def hang_up() -> None:
+        finish = getattr(app, "finish_headless", None)
+        if not armed and finish is not None and finish():  # on_hangup = "finish": tui/headless.py
+            armed.append(None)
+            try:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the loop's removal set the default
+            except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
+                pass
         app.exit(return_code=HANGUP_EXIT)
         if not armed:
             armed.append(arm_watchdog())

@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--no-history", action="store_true", help="do not save this conversation")
     h.add_argument("--continue", "-c", dest="continue_", action="store_true", help="continue the latest conversation")
     h.add_argument("--conversation", metavar="ID", type=conversation_id, help="continue conversation ID")
+    p.add_argument("--inline", action="store_true",
+                   help="TUI: run below the shell prompt, not on the alternate screen; the conversation "
+                        "is printed into the terminal's scrollback on quit ([tui] inline)")
     h.add_argument("--regenerate", action="store_true",
                    help="with --conversation ID or --continue, and no prompt: print a new reply to the "
                         "last question, kept beside the old one as an alternative")
@@ -231,6 +234,10 @@ def _dispatch(argv: list[str]) -> int:
             raise UsageError("--regenerate needs the conversation: --conversation ID or --continue")
         if args.no_history:
             raise UsageError("--regenerate works on a saved conversation: not with --no-history")
+    if args.inline and (args.prompt is not None or args.regenerate):
+        from aigc_chat.errors import UsageError
+
+        raise UsageError("--inline is for the TUI: --prompt already prints its reply as plain text")
     if args.compact:
         from aigc_chat.errors import UsageError
 

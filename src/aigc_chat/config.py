@@ -35,8 +35,17 @@ TUI_DEFAULTS: dict[str, Any] = {
     "stream_interval_ms": 50,
     # A reasoning model's thinking, once the answer begins: expanded (True) or one line (False).
     "show_reasoning": False,
+    # The terminal goes away mid-reply (SSH dropped, tmux killed): "finish" the reply (and a
+    # queued question) without a screen and save it, or "stop" it at once.
+    "on_hangup": "finish",
+    # The most seconds a reply may go on without a screen after a hang-up.
+    "hangup_limit_s": 600,
+    # Run below the shell prompt without the alternate screen (tui/inline.py), like --inline.
+    "inline": False,
 }
 STREAM_INTERVAL_MS = (10, 2000)
+ON_HANGUP = ("finish", "stop")
+HANGUP_LIMIT_S = (1, 86400)
 CONFIG_LIMIT = 1 << 20  # 1 MiB: a hand-written config is a few KiB
 NESTED_TOO_DEEP = "invalid TOML: nested too deeply (arrays or tables thousands of levels deep)"
 
@@ -320,6 +329,11 @@ def _tui(path: Path, table: Any) -> dict[str, Any]:
             raise ConfigError(path, f"tui.{name}", f"expected {type(TUI_DEFAULTS[name]).__name__}")
         lo, hi = STREAM_INTERVAL_MS
         if name == "stream_interval_ms" and not lo <= value <= hi:
+            raise ConfigError(path, f"tui.{name}", f"must be between {lo} and {hi}, got {value}")
+        if name == "on_hangup" and value not in ON_HANGUP:
+            raise ConfigError(path, f"tui.{name}", f"must be one of {', '.join(ON_HANGUP)}, got {value!r}")
+        lo, hi = HANGUP_LIMIT_S
+        if name == "hangup_limit_s" and not lo <= value <= hi:
             raise ConfigError(path, f"tui.{name}", f"must be between {lo} and {hi}, got {value}")
         out[name] = value
     return out

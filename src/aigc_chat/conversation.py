@@ -827,6 +827,10 @@ class Turn:
                 if self.recorder is not None and clock() >= next_save:
                     next_save = clock() + SAVE_INTERVAL
                     self.recorder.feed("".join(pieces))
+                    if self.recorder.check_stop():  # another window asked (aigc_chat.reply_owner)
+                        if cancel is None:
+                            break
+                        cancel.set()
         finally:
             stream.close()
             result = stream.result

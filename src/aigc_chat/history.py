@@ -31,6 +31,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -700,6 +701,13 @@ class HistoryStore:
             ).fetchall()
         return [ConversationSummary(*row) for row in rows]
 
+    def list_fingerprint(self) -> tuple[int, int]:
+        """(how many conversations, the newest id): a cheap check, polled by the TUI's history
+        pane, that another process (a one-shot run, another window) has added or deleted one."""
+        with self._read() as conn:
+            row = conn.execute("SELECT count(*), coalesce(max(id), 0) FROM conversations").fetchone()
+        return int(row[0]), int(row[1])
+
     def latest_conversation_id(self) -> int | None:
         with self._read() as conn:
             row = conn.execute(
@@ -859,6 +867,29 @@ class HistoryStore:
             )
             conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, row[0]))
 
+    def message_state(self, message_id: int) -> tuple[str, str | None, dict] | None:
+        """(text, finish reason, meta) of one message, or None when it is gone: what a window
+        following another process's reply polls (aigc_chat.reply_owner)."""
+        with self._read() as conn:
+            row = conn.execute("SELECT content, finish_reason, meta FROM messages WHERE id = ?",
+                               (message_id,)).fetchone()
+        return None if row is None else (row[0], row[1], _load(row[2]))
+
+    def request_stop(self, message_id: int) -> bool:
+        """Ask the process writing this reply to stop (aigc_chat.reply_owner): True when the
+        reply was still being written."""
+        with self._write() as conn:
+            cur = conn.execute("UPDATE messages SET meta = json_set(meta, '$.stop', 1)"
+                               " WHERE id = ? AND finish_reason IS NULL AND json_valid(meta)", (message_id,))
+            return cur.rowcount > 0
+
+    def stop_requested(self, message_id: int) -> bool:
+        """Whether another process asked the writer of this reply to stop (request_stop)."""
+        with self._read() as conn:
+            row = conn.execute("SELECT json_extract(meta, '$.stop') FROM messages WHERE id = ? AND json_valid(meta)",
+                               (message_id,)).fetchone()
+        return bool(row and row[0])
+
     def delete_message(self, message_id: int) -> None:
         """Remove one message (a failed reply that produced nothing); what followed it now
         follows its parent, and a path that ended at it ends there. A missing one is not an
@@ -978,13 +1009,38 @@ class ReplyRecorder:
         self._pending = ""
         self._last_flush = 0.0
         self.finished = False
+        self.stop_asked = False  # another process asked this reply to stop (aigc_chat.reply_owner)
+        self._stop_check: Any = None  # the last check's answer (a Future on a QueuedStore)
 
     def start(self) -> Any:
         if self.message_id is None:
+            from aigc_chat.reply_owner import writer_meta
+
             self.message_id = self.store.add_message(self.conversation_id, "assistant", "",
-                                                     stats=self.author or None, parent=self.parent)
+                                                     stats=self.author or None, parent=self.parent,
+                                                     meta=writer_meta())
             self._last_flush = self.clock()
         return self.message_id
+
+    def check_stop(self) -> bool:
+        """Read whether another process asked this reply to stop (request_stop), never waiting:
+        on a queued store the answer is the one asked for at the previous check."""
+        check = getattr(self.store, "stop_requested", None)
+        if check is None or self.message_id is None or self.stop_asked:
+            return self.stop_asked
+        last = self._stop_check
+        if isinstance(last, Future):
+            if not last.done():
+                return False
+            with suppress(Exception):
+                self.stop_asked = bool(last.result())
+        try:
+            self._stop_check = check(self.message_id)
+        except Exception:  # noqa: BLE001 - a history that cannot answer asks nothing
+            self._stop_check = None
+        if not isinstance(self._stop_check, Future):
+            self.stop_asked = self.stop_asked or bool(self._stop_check)
+        return self.stop_asked
 
     def feed(self, text_so_far: str) -> None:
         self._pending = text_so_far
@@ -1018,7 +1074,7 @@ class ReplyRecorder:
         reasoning = getattr(result, "reasoning", "")
         self.store.update_message(self.message_id, result.text, finish_reason=result.finish_reason,
                                   stats={**self.author, **result_stats(result)},
-                                  meta={"reasoning": reasoning} if reasoning else None)
+                                  meta={"reasoning": reasoning} if reasoning else {})  # its writer: done
         self._written = self._pending = result.text
 
 
@@ -1045,7 +1101,8 @@ def result_stats(result: GenerationResult) -> dict[str, Any]:
 
 def _meta(meta: dict[str, Any], reasoning: bool) -> dict[str, Any]:
     """A message's meta for an export: its reasoning only when asked for."""
-    return meta if reasoning else {k: v for k, v in meta.items() if k != "reasoning"}
+    # a reply cut off mid-stream keeps its writer (aigc_chat.reply_owner): not the reader's business
+    return {k: v for k, v in meta.items() if (reasoning or k != "reasoning") and k not in ("writer", "stop")}
 
 
 def conversation_to_dict(conv: Conversation, reasoning: bool = False, *,

@@ -231,6 +231,10 @@ class QueuedStore:
     def delete_message(self, message_id: Any) -> Future:
         return self.writer.submit(HistoryStore.delete_message, message_id)
 
+    def stop_requested(self, message_id: Any) -> Future:
+        """A read, in order with the writes (aigc_chat.reply_owner); its failure is its own."""
+        return self.writer.submit(HistoryStore.stop_requested, message_id, own_errors=True)
+
     def update_settings(self, conversation_id: Any, settings: dict, **kwargs: Any) -> Future:
         return self.writer.submit(HistoryStore.update_settings, conversation_id, settings, **kwargs)
 
