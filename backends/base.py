@@ -77,6 +77,7 @@ class GenerationResult:
     # cached_tokens came from the cache (an earlier turn, a kept branch) and the rest were
     # read at prompt_tokens_per_s. None: the engine did not say.
     cached_tokens: int | None = None
+    prompt_read: int | None = None  # tokens read (fewer than prompt - cached when cancelled while reading)
     prompt_time: float | None = None
     prompt_tokens_per_s: float | None = None
 
@@ -451,6 +452,7 @@ class ChatStream:
                 if self.prompt_progress is not None:
                     p = self.prompt_progress
                     self.result.cached_tokens = p.cached
+                    self.result.prompt_read = p.read
                     self.result.prompt_time = p.elapsed
                     self.result.prompt_tokens_per_s = p.rate
                 if t_think is not None:

@@ -20,9 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,30 +106,50 @@ def _write_cache(data: dict[str, Any]) -> None:
 
 
 def probe_command(model: Path) -> list[str]:
-    return [sys.executable, "-m", "aigc_chat.backends.extra_buffers", str(model)]
+    # -P: the current folder is not on the child's path (a stray llama_cpp.py there is not ours)
+    return [sys.executable, "-P", "-m", "aigc_chat.backends.extra_buffers", str(model)]
 
 
-def probe(key: str, model: Path, command: Sequence[str] | None = None) -> tuple[bool, str]:
-    """(safe, why): run the probe once per key, remember the answer."""
+# What a broken build does on the first batch; any other failure (the file, memory, a hang on
+# a loaded machine) says nothing about the build, so it is not kept.
+CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGABRT, signal.SIGFPE}
+
+
+def _no_core_dump() -> None:
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ValueError, OSError):
+        pass
+
+
+def probe(key: str, model: Path, command: Sequence[str] | None = None,
+          report: Callable[[str], None] | None = None) -> tuple[bool, str]:
+    """(safe, why): run the probe once per key; a clean run or a crash is remembered, anything
+    else only turns extra buffers off for this run."""
     cache = _read_cache()
     seen = cache.get(key)
     if isinstance(seen, dict) and isinstance(seen.get("safe"), bool):
         return seen["safe"], str(seen.get("why", ""))
+    if report is not None:
+        report("checking this llama.cpp build's AMX path in a child process (once)")
     cmd = list(command) if command is not None else probe_command(model)
     try:
         # Not our stdout/stderr: a crash handler there (llama.cpp runs gdb on a fault) must
         # not reach the user's terminal or pipe.
         r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=PROBE_TIMEOUT, check=False)
-        code = r.returncode
-        if code == 0:
-            safe, why = True, "the probe ran"
-        else:
-            safe, why = False, f"the probe crashed (signal {-code})" if code < 0 else f"the probe failed ({code})"
+                           stderr=subprocess.DEVNULL, timeout=PROBE_TIMEOUT, check=False,
+                           preexec_fn=_no_core_dump)
     except subprocess.TimeoutExpired:
-        safe, why = False, "probe hung"
+        return False, "the probe did not finish in time (not kept: tried again next start)"
     except OSError as exc:
-        return False, f"probe could not start: {exc}"  # not kept: may work next time
+        return False, f"the probe could not start: {exc}"
+    code = r.returncode
+    if code == 0:
+        safe, why = True, "the probe ran"
+    elif code < 0 and -code in CRASH_SIGNALS:
+        safe, why = False, f"the probe crashed (signal {-code})"
+    else:
+        return False, f"the probe failed ({code}; not kept: tried again next start)"
     cache[key] = {"safe": safe, "why": why}
     _write_cache(cache)
     return safe, why
@@ -135,7 +157,7 @@ def probe(key: str, model: Path, command: Sequence[str] | None = None) -> tuple[
 
 def decide(setting: str, *, llama_cpp: Any | None = None, model: Path | None = None,
            cpuinfo: str | None = None, system_info: bytes | str | None = None,
-           command: Sequence[str] | None = None) -> tuple[bool, str]:
+           command: Sequence[str] | None = None, report: Callable[[str], None] | None = None) -> tuple[bool, str]:
     """(extra buffers on?, the reason in a few words) for `[llama] extra_buffers`."""
     if setting == "on":
         return True, "on (config)"
@@ -148,14 +170,23 @@ def decide(setting: str, *, llama_cpp: Any | None = None, model: Path | None = N
     if system_info is not None and not build_has_amx(system_info):
         return True, "on (this llama.cpp build has no AMX code)"
     ident = build_identity(llama_cpp) if llama_cpp is not None else "?"
-    key = hashlib.sha256(f"{ident}\n{_cpu_identity(cpuinfo)}".encode()).hexdigest()[:24]
-    if model is None:  # doctor, a parity reference: what the last probe said, or off
-        seen = _read_cache().get(key)
-        if not (isinstance(seen, dict) and isinstance(seen.get("safe"), bool)):
-            return False, "off (AMX build on an AMX CPU, not probed yet)"
-        model = Path(os.devnull)  # answered from the cache below; never run
-    safe, why = probe(key, model, command)
+    if model is None:  # doctor, a parity reference: off unless a probe said every type is safe
+        return False, "off (AMX build on an AMX CPU; a model's load probes its own weight type)"
+    # The answer is the build's, on this CPU, for this weight type: an F16 file never reaches
+    # the AMX kernels, so its clean run says nothing about a Q4_0 file.
+    key = hashlib.sha256(f"{ident}\n{_cpu_identity(cpuinfo)}\n{_weight_type(model)}".encode()).hexdigest()[:24]
+    safe, why = probe(key, model, command, report)
     return safe, f"{'on' if safe else 'off'} (AMX build on an AMX CPU: {why})"
+
+
+def _weight_type(model: Path) -> str:
+    from aigc_chat.backends.requantize import main_weight_type
+    from aigc_chat.gguf_info import read_gguf_info
+
+    try:
+        return str(main_weight_type(read_gguf_info(model)))
+    except Exception:  # noqa: BLE001 - an unreadable header: its own key, the probe will say
+        return "?"
 
 
 def _probe_main(argv: list[str]) -> int:

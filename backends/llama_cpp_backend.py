@@ -41,7 +41,7 @@ from aigc_chat.backends.base import (
 from aigc_chat.backends.extra_buffers import cpu_has_amx
 from aigc_chat.backends.kept_states import DEFAULT_BUDGET_MB, KeptStates, common_prefix
 from aigc_chat.backends.llama_tokens import TooLong, tokenize_segments
-from aigc_chat.backends.requantize import fast_copy, wants_copy
+from aigc_chat.backends.requantize import discard_copy, fast_copy, wants_copy
 from aigc_chat.cpu import ThreadPolicy, engine_threads, usable_cores
 from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.gguf_info import GGUFInfo, read_gguf_info
@@ -132,7 +132,7 @@ class LlamaCppBackend(Backend):
         if self.options["fast_copy"] == "auto" and wants_copy(info, layers if gpu else 0):
             load_path, self.file_note = fast_copy(path, llama_cpp, report)
         self._extra_bufts, self._extra_why = extra_buffers.decide(
-            self.options["extra_buffers"], llama_cpp=llama_cpp, model=load_path)
+            self.options["extra_buffers"], llama_cpp=llama_cpp, model=load_path, report=report)
         if info.context_note:
             self.notices.append(info.context_note)
         n_ctx = self.options["n_ctx"] or (info.context_length or 4096)
@@ -141,10 +141,11 @@ class LlamaCppBackend(Backend):
         self.threads = ThreadPolicy(self.options["n_threads"])
         threads = self.threads.initial()
         report(f"loading {path.name}")
-        try:
+
+        def make(model_file: Path) -> Any:
             with _model_param_override(llama_cpp, self._extra_bufts), no_template_compile(llama_cpp):
-                llm = llama_cpp.Llama(
-                    model_path=str(load_path),
+                return llama_cpp.Llama(
+                    model_path=str(model_file),
                     n_ctx=n_ctx,
                     n_batch=min(self.options["n_batch"], n_ctx),
                     n_gpu_layers=layers,
@@ -157,7 +158,19 @@ class LlamaCppBackend(Backend):
                     flash_attn=self.options["flash_attn"] != "off",
                     verbose=False,
                 )
+
+        try:
+            try:
+                llm = make(load_path)
+            except (ValueError, RuntimeError, OSError):
+                if load_path == path:
+                    raise
+                # the copy would not load (damaged after its check?): drop it, use the original
+                self.file_note = f"the Q8_0 copy did not load and was removed; {path.name} is read as it is"
+                discard_copy(load_path)
+                llm = make(path)
         except (ValueError, RuntimeError, OSError) as exc:
+            self.threads.close()
             detail = last_log_error() or str(exc)
             raise ModelError(f"llama.cpp could not load {path}: {detail}") from None
         try:
@@ -178,6 +191,7 @@ class LlamaCppBackend(Backend):
 
     def close(self) -> None:
         self.kept.clear()
+        self.threads.close()
         if self._llm is not None:
             self._llm.close()
             self._llm = None
@@ -296,14 +310,20 @@ class LlamaCppBackend(Backend):
             llm.set_seed(params.seed)
         else:
             llm.set_seed(llama_cpp.LLAMA_DEFAULT_SEED)  # llama.cpp then picks a random seed
-        vocab = llm._model.vocab
+        self._set_threads(llm, llama_cpp)
+        try:
+            yield from self._run_prompt(llm, llama_cpp, prompt, params, cancel, room)
+        finally:
+            self.threads.reply_ended()
+
+    def _run_prompt(self, llm: Any, llama_cpp: Any, prompt: list[int], params: GenerationParams,
+                    cancel: threading.Event, room: int) -> Iterator[bytes | EngineEnd | PromptProgress]:
         piece = self._pieces
         assert piece is not None
+        vocab = llm._model.vocab
         n = 0
-        self._set_threads(llm, llama_cpp)
         self._prepare_cache(llm, llama_cpp, prompt)
         if not (yield from self._read_prompt(llm, prompt, cancel)):
-            self.threads.reply_ended()
             return  # cancelled while reading: ChatStream sees the event and ends as cancelled
         tokens = llm.generate(
             prompt,
@@ -325,7 +345,6 @@ class LlamaCppBackend(Backend):
                     return
         finally:
             tokens.close()
-            self.threads.reply_ended()
         yield EngineEnd("stop", len(prompt), n)
 
     def _set_threads(self, llm: Any, llama_cpp: Any) -> None:

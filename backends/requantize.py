@@ -20,6 +20,7 @@ import ctypes
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,13 @@ def fast_copy(source: Path, llama_cpp: Any, report: Callable[[str], None]) -> tu
         stamp = target.with_suffix(".json")
         if _stamp_ok(stamp, target):
             return target, f"read through a Q8_0 copy ({target})"
-        report(f"making a Q8_0 copy of {source.name} for fast prompt reading (once)")
         folder.mkdir(parents=True, exist_ok=True)
+        need = source.stat().st_size * 2  # Q8_0 is ~1.7x a Q4_1 file, and a margin
+        free = shutil.disk_usage(folder).free
+        if free < need:
+            return source, (f"reading prompts at Q4_1 speed: no room for a Q8_0 copy in {folder} "
+                            f"({free >> 20:,} MB free, {need >> 20:,} MB needed)")
+        report(f"making a Q8_0 copy of {source.name} for fast prompt reading (once)")
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
             params = llama_cpp.llama_model_quantize_default_params()
@@ -94,11 +100,32 @@ def fast_copy(source: Path, llama_cpp: Any, report: Callable[[str], None]) -> tu
         finally:
             if tmp.exists():
                 tmp.unlink()
-        st = target.stat()
-        stamp.write_text(json.dumps({"source": str(source), "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
+        try:
+            st = target.stat()
+            stamp.write_text(json.dumps({"source": str(source), "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
+        except OSError:
+            discard_copy(target)  # an unstamped copy would never be trusted: do not leave it
+            raise
+        _prune(folder, source.stem, keep=target)
         return target, f"read through a Q8_0 copy ({target})"
     except (OSError, ValueError) as exc:
         return source, f"reading prompts at Q4_1 speed: no Q8_0 copy ({exc})"
+
+
+def discard_copy(copy: Path) -> None:
+    for p in (copy, copy.with_suffix(".json")):
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
+def _prune(folder: Path, stem: str, keep: Path) -> None:
+    """Copies of the same file under older keys (another llama.cpp, a changed source) are
+    never used again: each costs 1.7x the model on disk."""
+    for old in folder.glob(f"{stem}.*.Q8_0.gguf"):
+        if old != keep and len(old.name) == len(keep.name):
+            discard_copy(old)
 
 
 def check(source: Path, copy: Path) -> None:

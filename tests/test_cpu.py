@@ -49,6 +49,9 @@ def test_a_cgroup_quota_caps_the_usable_cores(tmp_path) -> None:
     assert cpu.cgroup_quota_cores(v2, v1) == 1.5
     v2.write_text("max 100000\n")
     assert cpu.cgroup_quota_cores(v2, v1) is None
+    parent = tmp_path / "parent.max"  # a quota up the tree (a systemd slice) caps a child without one
+    parent.write_text("50000 100000\n")
+    assert cpu.cgroup_quota_cores([v2, parent], v1) == 0.5
     v2.unlink()  # cgroup v1
     v1[0].write_text("-1\n")
     v1[1].write_text("100000\n")
@@ -60,33 +63,52 @@ def test_a_cgroup_quota_caps_the_usable_cores(tmp_path) -> None:
 
 
 def test_engine_threads_leave_the_cores_others_use() -> None:
-    # (cores, others' busy cores, reserve for a UI) -> threads
-    table = [((2, None, 0), 2), ((2, 0.1, 0), 2), ((2, 0.5, 0), 1), ((2, 2.0, 0), 1), ((2, 0.0, 1), 1),
-             ((8, None, 0), 4), ((8, 2.0, 0), 4), ((8, 6.0, 0), 2), ((8, 9.0, 0), 1), ((1, 3.0, 0), 1)]
-    for (cores, others, reserve), want in table:
-        assert cpu.engine_threads(cores, others, reserve) == want, (cores, others, reserve)
+    # (cores, others' busy cores, reserve for a UI, cores measured) -> threads
+    table = [((2, None, 0, 0), 2), ((2, 0.1, 0, 0), 2), ((2, 0.5, 0, 0), 2), ((2, 0.6, 0, 0), 1),
+             ((2, 2.0, 0, 0), 1), ((2, 0.0, 1, 0), 1), ((8, None, 0, 0), 4), ((8, 2.0, 0, 0), 4),
+             ((8, 6.0, 0, 0), 2), ((8, 9.0, 0, 0), 1), ((1, 3.0, 0, 0), 1),
+             # a quota of 2 cores on a 32-core host where 16 are busy: 2 are still free for us
+             ((2, 16.0, 0, 32), 2), ((2, 31.0, 0, 32), 1)]
+    for (cores, others, reserve, seen), want in table:
+        assert cpu.engine_threads(cores, others, reserve, seen) == want, (cores, others, reserve, seen)
 
 
-def test_the_load_meter_counts_others_not_this_process() -> None:
-    state = {"busy": 0, "own": 0, "t": 0.0, "running": 1}
+def test_the_load_meter_counts_others_recently_not_this_process_nor_its_children() -> None:
+    state = {"busy": 0, "own": 0, "child": 0, "t": 0.0}
     ticks = os.sysconf("SC_CLK_TCK")
+    slept: list[float] = []
 
     def stat() -> str:
         b = state["busy"]
         return (f"cpu  {b} 0 0 0\ncpu0 {b} 0 0 500 0 0 0 0\ncpu1 0 0 0 500 0 0 0 0\n"
-                f"cpu2 {10 * ticks} 0 0 0 0 0 0 0\nprocs_running {state['running']}\n")
+                f"cpu2 {int(state['t'] * 10 * ticks)} 0 0 0 0 0 0 0\n")  # not one of ours
 
-    meter = cpu.LoadMeter(read_stat=stat, read_self=lambda: f"7 (a b) R {'0 ' * 10}{state['own']} 0",
-                          cores=lambda: {0, 1}, clock=lambda: state["t"])
-    state.update(t=2.0, busy=2 * ticks, own=2 * ticks)  # all of it was ours (cpu2 is not ours)
+    def sleep(s: float) -> None:
+        slept.append(s)
+        state["t"] += s
+
+    meter = cpu.LoadMeter(read_stat=stat, read_self=lambda: f"7 (a b) R {'0 ' * 10}{state['own']} 0 {state['child']} 0",
+                          cores=lambda: {0, 1}, clock=lambda: state["t"], sleep=sleep)
+    state.update(t=1.0, busy=2 * ticks, own=ticks, child=ticks)  # ours and a reaped child's: not load
     reading = meter.read()
-    assert reading is not None and reading.others == 0.0 and reading.window == 2.0
-    state.update(t=3.0, busy=4 * ticks)  # then two cores' worth of someone else's for a second
+    assert reading is not None and reading.others == 0.0 and reading.window == 1.0 and reading.cores == 2
+    state.update(t=2.0, busy=4 * ticks)  # then two cores' worth of someone else's for a second
     reading = meter.read()
-    assert reading is not None and reading.others == pytest.approx(2.0)
-    state.update(t=3.1, running=3)  # too short a window: the runnable count now, less ourselves
+    assert reading is not None and reading.others == pytest.approx(2.0) and not slept
+    # an hour of load long ago does not count: the window is the recent past (the ring)
+    for _ in range(5):
+        state["t"] += 1.0
+        meter.tick()
+    state["t"] += 1.0
     reading = meter.read()
-    assert reading is not None and reading.others == 2.0 and reading.window == 0.0
+    assert reading is not None and reading.others == 0.0 and reading.window == 1.0
+    # a meter made a moment ago (one-shot's model load was quick) waits for the rest of a window
+    fresh = cpu.LoadMeter(read_stat=stat, read_self=lambda: f"7 (a b) R {'0 ' * 10}{state['own']} 0 0 0",
+                          cores=lambda: {0, 1}, clock=lambda: state["t"], sleep=sleep)
+    state["t"] += 0.03
+    reading = fresh.read()
+    assert slept == [pytest.approx(fresh.min_window - 0.03)] and reading is not None
+    assert reading.window == pytest.approx(fresh.min_window)
     fixed = cpu.ThreadPolicy(3, None)
     assert fixed.initial() == 3 and fixed.choose() == cpu.ThreadChoice(3, None, True)
 

@@ -85,10 +85,10 @@ def test_the_thread_count_is_chosen_per_reply_from_the_load(tiny: Path, monkeypa
 
     def read_stat() -> str:
         b = stat["busy"]
-        return f"cpu  0 0 0 0\ncpu0 {b // 2} 0 0 1000 0 0 0 0\ncpu1 {b - b // 2} 0 0 1000 0 0 0 0\nprocs_running 1\n"
+        return f"cpu  0 0 0 0\ncpu0 {b // 2} 0 0 1000 0 0 0 0\ncpu1 {b - b // 2} 0 0 1000 0 0 0 0\n"
 
-    meter = LoadMeter(read_stat=read_stat, read_self=lambda: f"1 (x) R {' '.join(['0'] * 10)} {stat['own']} 0",
-                      cores=lambda: {0, 1}, clock=lambda: stat["t"])
+    meter = LoadMeter(read_stat=read_stat, read_self=lambda: f"1 (x) R {' '.join(['0'] * 10)} {stat['own']} 0 0 0",
+                      cores=lambda: {0, 1}, clock=lambda: stat["t"], sleep=lambda s: None)
     b = LlamaCppBackend(str(tiny), {"n_ctx": 512})
     b.load()
     try:
@@ -102,6 +102,8 @@ def test_the_thread_count_is_chosen_per_reply_from_the_load(tiny: Path, monkeypa
         assert b.threads.last is not None and b.threads.last.others == pytest.approx(2.0)
         assert llama_cpp.llama_n_threads(b._llm._ctx.ctx) == 1 == b.info().details["threads"]
         stat["t"] += 1.0  # a quiet second
+        meter.tick()
+        stat["t"] += 1.0
         b.stream_chat([Message("user", "hi")], GREEDY).consume()
         assert llama_cpp.llama_n_threads(b._llm._ctx.ctx) == 2
     finally:
@@ -172,9 +174,15 @@ def test_a_crashing_probe_costs_one_refusal_never_the_process(tiny: Path, tmp_pa
     assert on is False and "crashed (signal 11)" in why
     kept = json.loads((tmp_path / "extra-buffers-probe.json").read_text())
     assert [v["safe"] for v in kept.values()] == [False]
-    # kept per build and CPU: not run again (a probe that would now pass is not asked)
+    # kept per build, CPU and weight type: not run again (a probe that would now pass is not asked)
     fine = [sys.executable, "-c", "raise SystemExit(0)"]
     assert extra_buffers.decide("auto", cpuinfo=AMX, system_info=AMX_BUILD, model=tiny, command=fine)[0] is False
+    # a failure that is not a crash (the file, memory, a hang) says nothing about the build: not kept
+    other = AMX.replace("Xeon", "Xeon w7")
+    failing = [sys.executable, "-c", "raise SystemExit(3)"]
+    on, why = extra_buffers.decide("auto", cpuinfo=other, system_info=AMX_BUILD, model=tiny, command=failing)
+    assert on is False and "not kept" in why
+    assert len(json.loads((tmp_path / "extra-buffers-probe.json").read_text())) == 1
     # another CPU is another question; the real probe runs real llama.cpp with extra buffers on
     other = AMX.replace("Xeon", "Xeon w9")
     on, why = extra_buffers.decide("auto", cpuinfo=other, system_info=AMX_BUILD, model=tiny)

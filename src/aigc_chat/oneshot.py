@@ -368,14 +368,16 @@ def _start_conversation(config: Config, args: argparse.Namespace,
 def _info_dict(backend: Backend) -> dict[str, Any]:
     info = backend.info()
     return {"backend": info.name, "model": info.model, "device": info.device,
-            "context_length": info.context_length, "threads": info.details.get("threads")}
+            "context_length": info.context_length, "threads": info.details.get("threads"),
+            "file_note": info.details.get("file_note") or "",
+            "extra_buffers": info.details.get("extra_buffers_why") or ""}
 
 
 def prompt_reading(result: GenerationResult) -> str:
     """' (6,912 cached, 306 read at 410 tok/s)': how the prompt was read, where the engine said."""
     if result.cached_tokens is None:
         return ""
-    read = result.prompt_tokens - result.cached_tokens
+    read = result.prompt_read if result.prompt_read is not None else result.prompt_tokens - result.cached_tokens
     rate = f" at {result.prompt_tokens_per_s:,.0f} tok/s" if result.prompt_tokens_per_s else ""
     return f" ({result.cached_tokens:,} cached, {read:,} read{rate})"
 
@@ -426,5 +428,8 @@ def _print_stats(err: TextIO, info: dict[str, Any], result: GenerationResult, lo
         f"prompt {result.prompt_tokens} tok{prompt_reading(result)}, completion {result.completion_tokens} tok, "
         f"first token {ttft}, decode {rate}, finish {result.finish_reason}\n"
     )
+    for key in ("file_note", "extra_buffers"):  # how llama.cpp reads this model here, and why
+        if info.get(key):
+            err.write(f"{'model file' if key == 'file_note' else 'extra buffers'}: {one_line(info[key])}\n")
     if plan is not None and plan.dropped:
         err.write(f"{plan.dropped} old messages were left out to fit the context\n")
