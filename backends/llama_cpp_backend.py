@@ -50,12 +50,12 @@ from aigc_chat.reasoning import Markers
 from aigc_chat.templates import ChatTemplate, Segment, choose_template, merge_segments, warm_renderer
 
 MAX_LAYERS = 100_000  # llama.cpp's count is 32-bit; no model has a thousand layers
-# Prompt reading in batches (LlamaCppBackend._read_prompt): the first is small, so the first
-# rate (and the first progress after the "reading 0 / N" at the start) comes within a fraction
-# of a second; the rest are sized to take about BATCH_SECONDS at the measured rate.
-FIRST_BATCH = 64
-MIN_BATCH = 32
-BATCH_SECONDS = 0.5
+# Prompt reading in batches (LlamaCppBackend._read_prompt): the first is smallish, so the first
+# rate (and the first progress after the "reading 0 / N" said at once) comes soon; the rest are
+# n_batch, as one eval() call would make them. Smaller batches cost far more than they look:
+# each one attends over the whole cache, so at 7,000 tokens 128-token batches read at 0.73x
+# and 64-token ones at 0.55x of 512-token ones here (docs/performance.md).
+FIRST_BATCH = 128
 
 
 def _check_gpu_layers(v: Any) -> str | None:
@@ -376,15 +376,10 @@ class LlamaCppBackend(Backend):
             if cancel.is_set():
                 return False
             chunk = prompt[done: min(target, done + batch)]
-            t0 = time.perf_counter()
             llm.eval(chunk)
             done = llm.n_tokens
-            took = time.perf_counter() - t0
             yield PromptProgress(done, len(prompt), cached, time.perf_counter() - start)
-            # Batches of about BATCH_SECONDS: progress keeps moving and a cancel is heard
-            # soon, while a batch stays long enough for the matrix kernels to pay.
-            rate = len(chunk) / took if took > 0 else 0.0
-            batch = max(MIN_BATCH, min(llm.n_batch, int(rate * BATCH_SECONDS) // 32 * 32 or MIN_BATCH))
+            batch = llm.n_batch
         return not cancel.is_set()
 
     def _fit_tokens(self, messages: Sequence[Message], thinking: bool, n_ctx: int) -> list[int]:

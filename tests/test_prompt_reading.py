@@ -49,7 +49,7 @@ def test_a_long_prompt_reports_progress_batch_by_batch_and_its_rate(backend: Lla
     assert len(seen) >= 4  # a small first batch, then batches sized to the rate
     assert [p.done for p in seen] == sorted(p.done for p in seen)
     assert seen[-1].done == total - 1  # the last token is read with the first sample
-    assert seen[1].done - seen[1].cached <= 64  # the first batch is small: progress comes soon
+    assert seen[1].done - seen[1].cached <= 128  # the first batch is smallish: progress comes soon
     assert result.cached_tokens == 0 and result.prompt_tokens_per_s and result.prompt_tokens_per_s > 0
     assert "reading" in seen[-1].text() and "tok/s" in seen[-1].text()
     # the same question again: all of it comes from the cache

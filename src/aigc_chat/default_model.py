@@ -244,9 +244,16 @@ def _write_stamp(target: Path, sha: str) -> None:
     stamp = {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     if target.parent != model_dir():
         stamp["path"] = str(target)
-    from aigc_chat.atomic_write import write_atomic
-
-    write_atomic(_stamp_path(target), json.dumps(stamp).encode("utf-8"), new_mode=None)
+    # Our cache, never a user's file: whatever is at the stamp's name (a FIFO would block a
+    # write, which write_atomic makes for a user's special files) is replaced by a rename.
+    where = _stamp_path(target)
+    tmp = where.with_name(f".{where.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(stamp))
+        os.replace(tmp, where)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 class _progress_bar:
