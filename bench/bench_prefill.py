@@ -142,6 +142,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rounds", type=int, default=2, help="runs per cell; the best is kept")
     ap.add_argument("--lengths", type=int, nargs="+", default=None, help="prompt lengths (default 512 2000 7000)")
+    ap.add_argument("--fa-only", action="store_true", help="only the flash-attention table")
     ap.add_argument("--gemma-lengths", type=int, nargs="+", default=None, help="for Gemma (default: --lengths)")
     args = ap.parse_args()
     os.environ.setdefault("AIGC_CHAT_CACHE_DIR", str(ROOT / ".test-cache"))
@@ -170,7 +171,7 @@ def main() -> int:
         models.append(("gemma3-270m (Q4_K_M)", ensure_gemma(), None, args.gemma_lengths or lengths))
     print(f"\n== Prompt reading, tok/s (best of {args.rounds}; ratio to shipped in brackets)")
     print(f"{'model':<24} {'tokens':>6} {'shipped':>9} {'best raw':>16} {'ours':>16}  ours/best")
-    for label, path, ours_model, model_lengths in models:
+    for label, path, ours_model, model_lengths in [] if args.fa_only else models:
         # the best raw file: the Q8_0 copy where the product makes one (Q4_1), else the file itself
         best_file = fast_copy(path, llama_cpp, lambda _m: None)[0] if wants_copy(read_gguf_info(path), 0) else path
         for n in model_lengths:
@@ -188,6 +189,23 @@ def main() -> int:
             s = cells["shipped"]
             print(f"{label:<24} {n:>6} {s:>9.0f} {cells['best']:>8.0f} ({cells['best'] / s:.2f}x)"
                   f" {cells['ours']:>8.0f} ({cells['ours'] / s:.2f}x)  {cells['ours'] / cells['best']:.2f}  {detail}")
+
+    print(f"\n== Flash attention on the CPU: raw, {cores} threads (best of {args.rounds}; "
+          "tok/s, decode at that context)")
+    print(f"{'model':<24} {'tokens':>6} {'read off':>9} {'read on':>9} {'decode off':>11} {'decode on':>10}")
+    for label, path, _ours, model_lengths in models:
+        file = fast_copy(path, llama_cpp, lambda _m: None)[0] if wants_copy(read_gguf_info(path), 0) else path
+        for n in model_lengths[:2]:
+            fa: dict[str, dict[str, float]] = {"0": {}, "1": {}}
+            for _ in range(args.rounds):
+                for flag in ("0", "1"):
+                    r = run_py(RAW_PREFILL, str(file), str(n), str(cores), "1", flag, str(text_file))
+                    for k in ("rate", "decode"):
+                        fa[flag][k] = max(fa[flag].get(k, 0.0), r[k])
+            print(f"{label:<24} {n:>6} {fa['0']['rate']:>9.0f} {fa['1']['rate']:>9.0f} "
+                  f"{fa['0']['decode']:>11.1f} {fa['1']['decode']:>10.1f}")
+    if args.fa_only:
+        return 0
 
     print(f"\n== One-shot replies on the default model: 32 tokens, greedy (best of {args.rounds})")
     path = ensure_default_model()
