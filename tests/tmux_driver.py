@@ -7,6 +7,7 @@ end stops exactly the server (and the app in it) that the test started.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -79,13 +80,18 @@ def idle(screen: str) -> bool:
     return status_line(screen).rstrip().endswith("idle")
 
 
+_SERVERS = itertools.count()
+
+
 @contextmanager
 def tmux_server(name: str, config: Path, config_text: str) -> Iterator[Tmux]:
     """Write the app's config file, yield a `Tmux` on a socket of this test run's own
     (`NAME-<pid>`), and kill that server, and so the app in it, however the test ends."""
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(config_text)
-    t = Tmux(f"{name}-{os.getpid()}", dict(os.environ))
+    # a socket per server, not per test run: a test's kill-server can still be shutting the
+    # last one down when the next test starts ("server exited unexpectedly")
+    t = Tmux(f"{name}-{os.getpid()}-{next(_SERVERS)}", dict(os.environ))
     try:
         yield t
     finally:
