@@ -33,14 +33,18 @@ from aigc_chat import paths
 PROBE_TIMEOUT = 120.0  # seconds; a probe that hangs is a refusal too
 
 
+def _read_cpuinfo() -> str:
+    try:
+        with open("/proc/cpuinfo", "rb") as f:
+            return f.read(1 << 20).decode("ascii", "replace")
+    except OSError:
+        return ""
+
+
 def cpu_has_amx(cpuinfo: str | None = None) -> bool:
     """Whether the CPU reports AMX, read from /proc/cpuinfo (no instruction is executed)."""
     if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", "rb") as f:
-                cpuinfo = f.read(1 << 20).decode("ascii", "replace")
-        except OSError:
-            return False
+        cpuinfo = _read_cpuinfo()
     for line in cpuinfo.splitlines():
         if line.startswith("flags"):
             flags = set(line.split(":", 1)[-1].split())
@@ -60,11 +64,7 @@ def build_has_amx(system_info: bytes | str) -> bool:
 
 def _cpu_identity(cpuinfo: str | None = None) -> str:
     if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", "rb") as f:
-                cpuinfo = f.read(1 << 20).decode("ascii", "replace")
-        except OSError:
-            cpuinfo = ""
+        cpuinfo = _read_cpuinfo()
     lines = [ln for ln in cpuinfo.splitlines() if ln.startswith(("model name", "flags"))][:2]
     return "\n".join(lines)
 
@@ -191,23 +191,13 @@ def _weight_type(model: Path) -> str:
 
 def _probe_main(argv: list[str]) -> int:
     """The child: load the model with extra buffers on, read a 32-token batch, exit 0."""
-    import ctypes
 
-    import llama_cpp
+    from aigc_chat.backends.llama_cpp_backend import _model_param_override, import_llama_cpp, install_quiet_logger
 
-    cb = llama_cpp.llama_log_callback(lambda _level, _text, _user: None)
-    llama_cpp.llama_log_set(cb, ctypes.c_void_p(0))
-    lib = llama_cpp.llama_cpp
-    orig = lib.llama_model_default_params
-
-    def params() -> Any:
-        p = orig()
-        if hasattr(p, "use_extra_bufts"):
-            p.use_extra_bufts = True
-        return p
-
-    lib.llama_model_default_params = params
-    llm = llama_cpp.Llama(model_path=argv[0], n_ctx=128, n_batch=64, n_threads=2, verbose=False)
+    llama_cpp = import_llama_cpp()
+    install_quiet_logger(llama_cpp)
+    with _model_param_override(llama_cpp, True):
+        llm = llama_cpp.Llama(model_path=argv[0], n_ctx=128, n_batch=64, n_threads=2, verbose=False)
     n_vocab = llm.n_vocab()
     llm.eval([(i * 7919) % n_vocab for i in range(1, 33)])
     llm.close()

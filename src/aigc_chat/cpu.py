@@ -24,11 +24,12 @@ from pathlib import Path
 _CGROUP_V1 = (Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
 
 
-def _read_small(path: Path) -> str | None:
-    """A kernel file's text, or None. These are tiny virtual files; nothing a user wrote."""
+def _read_small(path: Path, limit: int = 4096) -> str | None:
+    """A kernel file's text, or None. These are small virtual files, nothing a user wrote
+    (/proc/stat grows with the core count, so its reader allows more)."""
     try:
         with open(path, "rb") as f:
-            return f.read(4096).decode("ascii", "replace")
+            return f.read(limit).decode("ascii", "replace")
     except OSError:
         return None
 
@@ -190,7 +191,7 @@ class LoadMeter:
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  min_window: float = 0.1, step: float = 1.0, background: bool | None = None) -> None:
         injected = read_stat is not None or read_self is not None
-        self._read_stat = read_stat or (lambda: _read_small_big(Path("/proc/stat")))
+        self._read_stat = read_stat or (lambda: _read_small(Path("/proc/stat"), 1 << 20))
         self._read_self = read_self or (lambda: _read_small(Path("/proc/self/stat")))
         self._children: Callable[[], int] = (lambda: 0) if injected else _children_ticks
         self._cores = cores
@@ -254,15 +255,6 @@ class LoadMeter:
             self._ring.append(now)
         mask = self._cores()
         return LoadReading(max(0.0, others), window, len(mask) if mask else 0)
-
-
-def _read_small_big(path: Path) -> str | None:
-    """/proc/stat grows with the core count (a line per core, plus interrupt counts)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(1 << 20).decode("ascii", "replace")
-    except OSError:
-        return None
 
 
 # -- the choice --------------------------------------------------------------------------
