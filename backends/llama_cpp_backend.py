@@ -24,14 +24,10 @@ from aigc_chat.backends.base import (
     MAX_CONTEXT,
     MAX_THREADS,
     Backend,
-    BackendInfo,
     DoctorLine,
     EngineEnd,
     EngineStart,
-    Message,
     Option,
-    ProgressCallback,
-    PromptProgress,
     fit_prompt,
     int_range,
     opens_reasoning,
@@ -42,6 +38,7 @@ from aigc_chat.backends.extra_buffers import cpu_has_amx
 from aigc_chat.backends.kept_states import DEFAULT_BUDGET_MB, KeptStates, common_prefix
 from aigc_chat.backends.llama_tokens import TooLong, tokenize_segments
 from aigc_chat.backends.requantize import discard_copy, fast_copy, wants_copy
+from aigc_chat.chat_types import BackendInfo, Message, ProgressCallback, PromptProgress
 from aigc_chat.cpu import ThreadPolicy, engine_threads, usable_cores
 from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.gguf_info import GGUFInfo, read_gguf_info

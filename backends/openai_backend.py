@@ -33,7 +33,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from aigc_chat.backends.base import Backend, BackendInfo, DoctorLine, EngineEnd, Message, Option, ProgressCallback
+from aigc_chat.backends.base import Backend, DoctorLine, EngineEnd, Option
+from aigc_chat.chat_types import BackendInfo, Message, ProgressCallback
 from aigc_chat.errors import BackendError, UsageError
 from aigc_chat.params import GenerationParams
 from aigc_chat.reasoning import Reasoning

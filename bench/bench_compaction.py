@@ -76,7 +76,7 @@ def build(conv: Conversation, exchanges: int) -> None:
 
 def sent_tokens(conv: Conversation, question: str) -> int:
     assert conv.backend is not None
-    from aigc_chat.backends.base import Message
+    from aigc_chat.chat_types import Message
 
     msgs = with_system(conv.settings.system_prompt, [*conv.messages, Message("user", question)])
     return conv.backend.count_tokens(msgs) or 0

@@ -23,7 +23,7 @@ os.environ.setdefault("AIGC_CHAT_CONFIG", os.path.join(tempfile.mkdtemp(), "none
 os.environ.setdefault("AIGC_CHAT_CACHE_DIR", str(REPO / ".test-cache"))
 
 from aigc_chat.attachments import read_file, render  # noqa: E402 - after the config is pointed away
-from aigc_chat.backends.base import Message  # noqa: E402
+from aigc_chat.chat_types import Message  # noqa: E402
 from aigc_chat.config import Config  # noqa: E402
 from aigc_chat.conversation import Conversation, plan_prompt  # noqa: E402
 from aigc_chat.default_model import ensure_gemma  # noqa: E402

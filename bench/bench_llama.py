@@ -23,8 +23,8 @@ os.environ.setdefault("AIGC_CHAT_CACHE_DIR", str(Path(__file__).resolve().parent
 os.environ.setdefault("AIGC_CHAT_DATA_DIR", tempfile.mkdtemp())
 os.environ.setdefault("AIGC_CHAT_CONFIG", os.path.join(tempfile.mkdtemp(), "none.toml"))
 
-from aigc_chat.backends.base import Message
 from aigc_chat.backends.llama_cpp_backend import LlamaCppBackend
+from aigc_chat.chat_types import Message
 from aigc_chat.config import Config
 from aigc_chat.conversation import Conversation, plan_prompt
 from aigc_chat.default_model import ensure_gemma  # the figures in the docs are Gemma 3 270M's

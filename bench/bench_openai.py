@@ -27,8 +27,8 @@ from pathlib import Path
 
 os.environ.setdefault("AIGC_CHAT_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".test-cache"))
 
-from aigc_chat.backends.base import Message
 from aigc_chat.backends.openai_backend import OpenAIBackend
+from aigc_chat.chat_types import Message
 from aigc_chat.default_model import ensure_gemma  # the figures in the docs are Gemma 3 270M's
 from aigc_chat.errors import BackendError
 from aigc_chat.params import GenerationParams

@@ -55,7 +55,7 @@ print(json.dumps({"rate": n / dt, "decode": 16 / (time.perf_counter() - t)}))
 OURS_PREFILL = r"""
 import json, sys
 from aigc_chat.backends.llama_cpp_backend import LlamaCppBackend
-from aigc_chat.backends.base import Message
+from aigc_chat.chat_types import Message
 from aigc_chat.params import GenerationParams
 model, n = sys.argv[1] or None, int(sys.argv[2])
 b = LlamaCppBackend(model, {"n_ctx": 8192})

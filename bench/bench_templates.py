@@ -43,7 +43,7 @@ def main() -> None:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     from aigc_chat import template_process
-    from aigc_chat.backends.base import Message
+    from aigc_chat.chat_types import Message
     from aigc_chat.default_model import ensure_default_model
     from aigc_chat.gguf_info import read_gguf_info
     from aigc_chat.templates import ChatTemplate

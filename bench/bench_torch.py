@@ -30,8 +30,9 @@ os.environ.setdefault("AIGC_CHAT_CONFIG", os.path.join(tempfile.mkdtemp(), "none
 
 import torch
 
-from aigc_chat.backends.base import Backend, Message
+from aigc_chat.backends.base import Backend
 from aigc_chat.backends.torch_gpt.backend import TorchBackend
+from aigc_chat.chat_types import Message
 from aigc_chat.params import GenerationParams
 
 MESSAGES = [Message("user", "Write a long story about a lighthouse keeper and the sea.")]

@@ -91,10 +91,10 @@ def main() -> int:
 
     import torch
 
-    from aigc_chat.backends.base import Message
     from aigc_chat.backends.llama_cpp_backend import import_llama_cpp
     from aigc_chat.backends.torch_gpt import parity
     from aigc_chat.backends.torch_gpt.backend import TorchBackend
+    from aigc_chat.chat_types import Message
 
     llama_cpp = import_llama_cpp()
 

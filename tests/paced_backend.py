@@ -17,7 +17,8 @@ from pathlib import Path
 PLUGIN = '''
 import os
 
-from aigc_chat.backends.base import Backend, BackendInfo, EngineEnd, EngineStart, Option
+from aigc_chat.backends.base import Backend, EngineEnd, EngineStart, Option
+from aigc_chat.chat_types import BackendInfo
 
 
 class PacedBackend(Backend):

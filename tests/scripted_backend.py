@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 
-from aigc_chat.backends.base import Backend, BackendInfo, EngineEnd, EngineStart, Message
+from aigc_chat.backends.base import Backend, EngineEnd, EngineStart
+from aigc_chat.chat_types import BackendInfo, Message
 from aigc_chat.params import GenerationParams
 
 

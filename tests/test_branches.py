@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aigc_chat.backends.base import Message
+from aigc_chat.chat_types import Message
 from aigc_chat.config import Config
 from aigc_chat.conversation import Conversation
 from aigc_chat.errors import UsageError

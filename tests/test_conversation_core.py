@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aigc_chat.backends.base import Message
+from aigc_chat.chat_types import Message
 from aigc_chat.config import Config
 from aigc_chat.conversation import SAVE_INTERVAL, Conversation, plan_prompt
 from aigc_chat.errors import UsageError

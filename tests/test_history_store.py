@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from aigc_chat import history
-from aigc_chat.backends.base import GenerationResult
+from aigc_chat.chat_types import GenerationResult
 from aigc_chat.errors import UsageError
 from aigc_chat.history import SCHEMA_VERSION, HistoryError, HistoryStore, ReplyRecorder, default_path, fts_query
 from tests.fake_clock import FakeClock, TimeModule

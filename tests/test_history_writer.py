@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aigc_chat.backends.base import GenerationResult
+from aigc_chat.chat_types import GenerationResult
 from aigc_chat.errors import UsageError
 from aigc_chat.history import HistoryError, HistoryStore, ReplyRecorder
 from aigc_chat.history_writer import HistoryWriter, NotSaved, QueuedStore, SerialThread, known
@@ -186,7 +186,7 @@ def test_serial_thread_runs_in_order() -> None:
 WRITER = """
 import sys, time
 from pathlib import Path
-from aigc_chat.backends.base import GenerationResult
+from aigc_chat.chat_types import GenerationResult
 from aigc_chat.history import HistoryStore, ReplyRecorder
 from aigc_chat.history_writer import HistoryWriter, QueuedStore
 path, name, n, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from aigc_chat import template_process
-from aigc_chat.backends.base import Message
+from aigc_chat.chat_types import Message
 from aigc_chat.errors import ModelError, UsageError
 from aigc_chat.templates import ChatTemplate, choose_template
 from tests.conftest import run_cli

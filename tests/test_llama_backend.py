@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aigc_chat.backends.base import Message
 from aigc_chat.backends.llama_cpp_backend import LlamaCppBackend, build_summary, cpu_has_amx, extra_buffers_enabled
+from aigc_chat.chat_types import Message
 from aigc_chat.config import Config
 from aigc_chat.conversation import Conversation
 from aigc_chat.params import GenerationParams

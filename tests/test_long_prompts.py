@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from aigc_chat.backends.base import Message
 from aigc_chat.backends.llama_tokens import CHUNK, TooLong, tokenize, tokenize_segments
+from aigc_chat.chat_types import Message
 from aigc_chat.errors import UsageError
 from aigc_chat.params import GenerationParams
 from aigc_chat.templates import Segment

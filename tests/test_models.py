@@ -281,7 +281,7 @@ def test_config_show_says_where_each_value_came_from(cli, isolated_dirs, default
 
 
 def test_smollm2_template_renders_chatml_with_its_default_system_prompt(default_path):
-    from aigc_chat.backends.base import Message
+    from aigc_chat.chat_types import Message
     from aigc_chat.templates import choose_template, segments_text
 
     info = read_gguf_info(default_path)

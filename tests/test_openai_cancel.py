@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from aigc_chat.backends.base import Message
+from aigc_chat.chat_types import Message
 from aigc_chat.params import GenerationParams
 from tests.fault_server import FaultServer, stall_after_first
 from tests.fault_server import openai_backend as backend

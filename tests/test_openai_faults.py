@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from aigc_chat.backends.base import GenerationResult, Message
 from aigc_chat.backends.openai_backend import OpenAIBackend
+from aigc_chat.chat_types import GenerationResult, Message
 from aigc_chat.errors import BackendError
 from aigc_chat.params import GenerationParams
 from tests.conftest import run_cli, run_python

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from aigc_chat.backends.base import Message
+from aigc_chat.chat_types import Message
 from aigc_chat.params import GenerationParams
 from aigc_chat.reasoning import Reasoning
 from tests.fault_server import FaultServer, chunk, openai_backend

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from aigc_chat.backends.base import Message
 from aigc_chat.backends.openai_backend import OpenAIBackend
+from aigc_chat.chat_types import Message
 from aigc_chat.errors import BackendError
 from aigc_chat.params import GenerationParams
 from tests.conftest import REPO, run_cli

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from aigc_chat.backends import extra_buffers, requantize
-from aigc_chat.backends.base import Message, PromptProgress
 from aigc_chat.backends.llama_cpp_backend import LlamaCppBackend
+from aigc_chat.chat_types import Message, PromptProgress
 from aigc_chat.cpu import LoadMeter, ThreadPolicy
 from aigc_chat.params import GenerationParams
 from tests.tiny_gguf import CHATML, write_tiny_gguf

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from aigc_chat.backends.base import GenerationResult
+from aigc_chat.chat_types import GenerationResult
 from aigc_chat.history import HistoryStore, ReplyRecorder
 from aigc_chat.reply_owner import live_writer, writer_meta
 

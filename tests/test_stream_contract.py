@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from aigc_chat import cli, oneshot
-from aigc_chat.backends.base import EngineEnd, Message
+from aigc_chat.backends.base import EngineEnd
+from aigc_chat.chat_types import Message
 from aigc_chat.config import Config
 from aigc_chat.conversation import Conversation
 from aigc_chat.params import GenerationParams

@@ -14,9 +14,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("llama_cpp")
 
-from aigc_chat.backends.base import Message
 from aigc_chat.backends.llama_cpp_backend import LlamaCppBackend
 from aigc_chat.backends.torch_gpt.backend import TorchBackend
+from aigc_chat.chat_types import Message
 from aigc_chat.errors import ModelError
 from aigc_chat.params import GenerationParams
 from tests.conftest import run_cli

@@ -17,9 +17,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
 pytest.importorskip("safetensors")
 
-from aigc_chat.backends.base import Message  # noqa: E402
 from aigc_chat.backends.torch_gpt import parity  # noqa: E402
 from aigc_chat.backends.torch_gpt.backend import TorchBackend  # noqa: E402
+from aigc_chat.chat_types import Message  # noqa: E402
 from aigc_chat.errors import ModelError  # noqa: E402
 from aigc_chat.params import GenerationParams  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402

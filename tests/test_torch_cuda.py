@@ -48,8 +48,8 @@ def test_cuda_graph_steps_equal_eager_steps(tmp_path: Path, arch: str, dtype: st
 def test_backend_uses_cuda_graphs_and_reports_it(hf_dir: tuple[Path, Any]) -> None:
     """The backend on a GPT-2 checkpoint (no llama.cpp needed): graphs on by default on
     CUDA, reported in info(), same greedy text as without them."""
-    from aigc_chat.backends.base import Message
     from aigc_chat.backends.torch_gpt.backend import TorchBackend
+    from aigc_chat.chat_types import Message
     from aigc_chat.params import GenerationParams
 
     texts = {}

@@ -16,11 +16,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("llama_cpp")
 
-from aigc_chat.backends.base import Message  # noqa: E402
 from aigc_chat.backends.torch_gpt import parity  # noqa: E402
 from aigc_chat.backends.torch_gpt.gguf_loader import load_gguf  # noqa: E402
 from aigc_chat.backends.torch_gpt.model import GPT, build_model  # noqa: E402
 from aigc_chat.backends.torch_gpt.runner import Runner  # noqa: E402
+from aigc_chat.chat_types import Message  # noqa: E402
 from tests.tiny_gguf import write_tiny_ggufs  # noqa: E402
 
 # Five fixed prompts for the Gemma check: chat, verse, explanation, list, code.

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from aigc_chat.backends.base import Message
+from aigc_chat.chat_types import Message
 from aigc_chat.config import Config
 from aigc_chat.history import HistoryStore
 from aigc_chat.params import GenerationParams

@@ -11,7 +11,8 @@ from typing import Any
 from textual.message import Message
 from textual.notifications import SeverityLevel
 
-from aigc_chat.backends.base import Backend, GenerationResult
+from aigc_chat.backends.base import Backend
+from aigc_chat.chat_types import GenerationResult
 from aigc_chat.conversation import PromptPlan
 
 

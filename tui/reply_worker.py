@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from textual.message import Message
 
-from aigc_chat.backends.base import PromptProgress
+from aigc_chat.chat_types import PromptProgress
 from aigc_chat.conversation import Turn
 from aigc_chat.errors import AigcError
 from aigc_chat.reasoning import Reasoning

@@ -20,13 +20,10 @@ from aigc_chat.backends.base import (
     MAX_CONTEXT,
     MAX_THREADS,
     Backend,
-    BackendInfo,
     DoctorLine,
     EngineEnd,
     EngineStart,
-    Message,
     Option,
-    ProgressCallback,
     fit_prompt,
     int_range,
     opens_reasoning,
@@ -36,6 +33,7 @@ from aigc_chat.backends.base import (
 from aigc_chat.backends.kept_states import DEFAULT_BUDGET_MB
 from aigc_chat.backends.llama_tokens import TooLong
 from aigc_chat.backends.torch_gpt.device import check_device, check_dtype
+from aigc_chat.chat_types import BackendInfo, Message, ProgressCallback
 from aigc_chat.cpu import ThreadPolicy
 from aigc_chat.errors import BackendError, ModelError, UsageError
 from aigc_chat.params import GenerationParams

@@ -36,7 +36,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aigc_chat.backends.base import Message
+from aigc_chat.chat_types import Message
 from aigc_chat.errors import AigcError, UsageError
 from aigc_chat.reasoning import Reasoning
 from aigc_chat.tree import Node

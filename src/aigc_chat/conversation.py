@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aigc_chat.attachments import Attachment, too_big
 from aigc_chat.attachments import render as render_files
-from aigc_chat.backends.base import Backend, ChatStream, GenerationResult, Message, PromptProgress
+from aigc_chat.backends.base import Backend, ChatStream
+from aigc_chat.chat_types import GenerationResult, Message, PromptProgress
 from aigc_chat.config import Config, load_config, save_config
 from aigc_chat.errors import ParamError, UsageError
 from aigc_chat.history_service import HistoryService

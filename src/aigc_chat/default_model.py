@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aigc_chat import paths
-from aigc_chat.backends.base import ProgressCallback
+from aigc_chat.chat_types import ProgressCallback
 from aigc_chat.errors import AigcError, ModelError
 from aigc_chat.safe_open import open_regular, read_regular
 

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from aigc_chat.errors import AigcError, UsageError
 
 if TYPE_CHECKING:
-    from aigc_chat.backends.base import GenerationResult
+    from aigc_chat.chat_types import GenerationResult
 
 DB_NAME = "history.sqlite3"
 BUSY_TIMEOUT_MS = 15_000

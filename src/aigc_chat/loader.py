@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from aigc_chat.backends import registry
-from aigc_chat.backends.base import Backend, ProgressCallback
+from aigc_chat.backends.base import Backend
+from aigc_chat.chat_types import ProgressCallback
 from aigc_chat.config import Config
 
 # Backends whose model is a local file: `--model` may be a short name (aigc_chat.discovery).

@@ -15,7 +15,8 @@ import time
 from typing import Any, TextIO
 
 from aigc_chat.attachments import HARD_CAP, Attachment, from_bytes, read_file, utf16_kind
-from aigc_chat.backends.base import Backend, GenerationResult, PromptProgress
+from aigc_chat.backends.base import Backend
+from aigc_chat.chat_types import GenerationResult, PromptProgress
 from aigc_chat.compaction import Compacted
 from aigc_chat.config import Config
 from aigc_chat.conversation import Conversation, PromptPlan, Turn

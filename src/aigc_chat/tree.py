@@ -22,7 +22,7 @@ from typing import Any
 
 from aigc_chat.attachments import Attachment
 from aigc_chat.attachments import render as render_files
-from aigc_chat.backends.base import Message
+from aigc_chat.chat_types import Message
 
 _order = itertools.count(1)
 
