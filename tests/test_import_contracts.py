@@ -2,10 +2,16 @@
 
 The core (`src/aigc_chat/*.py`: config, history, the one-shot and history commands) must
 run without Textual loaded: `aigc-chat -p`, `aigc-chat history` and scripts that import the
-core start faster and cannot break when the front end does. Backends are engines the core
-and the TUI both drive, so they must not reach back into the front end or the CLI. The GAN
-is drawn by the TUI's widgets (tui/gan_screen.py, tui/gan_widgets.py), so the dependency
-points from tui to gan, never back.
+core start faster and cannot break when the front end does. The core drives engines only
+through the Backend interface (backends/base.py) and finds them through the registry; the
+records both sides pass are the core's (chat_types.py). Backends are engines the core and
+the TUI both drive, so they must not reach back into the front end, the CLI or the
+conversation core. The GAN is drawn by the TUI's widgets (tui/gan_screen.py,
+tui/gan_widgets.py), so the dependency points from tui to gan, never back.
+
+The rules are data: one `Contract` row each in CONTRACTS (a part, the modules it must not
+import, the exceptions), in the manner of import-linter's contracts; the static and the dynamic
+check each run every row.
 
 Two checks, because each misses what the other sees: the static one reads every `import`
 and `from ... import` (inside functions and `if TYPE_CHECKING:` too, and literal
@@ -36,7 +42,24 @@ PARTS = ("tui", "backends", "gan")  # linked in as src/aigc_chat/<part>; the rea
 # inside main(), so that importing aigc_chat.cli (or running `aigc-chat -p`) loads no Textual.
 # Exact (file, module) pairs; an entry that no longer matches any import fails the test, so
 # the list cannot outlive the code it excuses.
-CORE_TUI_DISPATCH = {("src/aigc_chat/cli.py", "aigc_chat.tui.launch")}
+CORE_TUI_DISPATCH = frozenset({("src/aigc_chat/cli.py", "aigc_chat.tui.launch")})
+
+# What the core may use of backends/: the interface it drives and the registry that finds an
+# engine by name. The records both sides pass (Message, GenerationResult, ...) are the core's
+# own (aigc_chat.chat_types), so no engine's module is the core's business.
+BACKEND_INTERFACE = (
+    "aigc_chat.backends",  # the package itself, which `from aigc_chat.backends import registry` names
+    "aigc_chat.backends.base",
+    "aigc_chat.backends.base.Backend",
+    "aigc_chat.backends.base.ChatStream",
+    "aigc_chat.backends.registry.*",
+)
+
+# The front ends and the CLI: what drives a backend, so a backend never reaches back into it.
+FRONT_ENDS = (
+    "aigc_chat.tui", "aigc_chat.cli", "aigc_chat.oneshot", "aigc_chat.conversation", "aigc_chat.launch",
+    "aigc_chat.commands", "aigc_chat.history_cli", "aigc_chat.pull_cli",
+)
 
 
 @dataclass(frozen=True)
@@ -51,28 +74,44 @@ class Import:
 
 
 @dataclass(frozen=True)
-class Rule:
-    part: str
+class Contract:
+    """One row: files of `part` must not import `forbidden` (each a module and everything in
+    it), except the names in `allowed` ("m" is m alone, "m.*" is m and everything in it) and,
+    lazily inside a function only, the exact (file, module) imports in `lazy_edges`."""
+
+    name: str
+    part: str  # "core" (src/aigc_chat/*.py), "backends", "gan"
     forbidden: tuple[str, ...]
     why: str
+    allowed: tuple[str, ...] = ()
+    lazy_edges: frozenset[tuple[str, str]] = frozenset()
 
 
-RULES = {
-    "core": Rule("core", ("textual", "aigc_chat.tui"),
-                 "the core must not import Textual (nor the TUI, which does)"),
-    "backends": Rule("backends", ("textual", "aigc_chat.tui", "aigc_chat.cli"),
-                     "backends must not import the front end or the CLI"),
-    "gan": Rule("gan", ("textual", "aigc_chat.tui"),
-                "gan must not import Textual; its widgets live in tui/gan_screen.py and tui/gan_widgets.py"),
-}
+CONTRACTS = (
+    Contract("core-no-textual", "core", ("textual", "aigc_chat.tui"),
+             "the core must not import Textual (nor the TUI, which does)", lazy_edges=CORE_TUI_DISPATCH),
+    Contract("core-uses-the-backend-interface", "core", ("aigc_chat.backends",),
+             "the core may import from backends/ only the interface (Backend, ChatStream) and the registry",
+             allowed=BACKEND_INTERFACE),
+    Contract("backends-no-front-end", "backends", ("textual", *FRONT_ENDS),
+             "backends must not import Textual, a front end, the CLI or the conversation core that drives them"),
+    Contract("gan-no-textual", "gan", ("textual", "aigc_chat.tui"),
+             "gan must not import Textual; its widgets live in tui/gan_screen.py and tui/gan_widgets.py"),
+)
+PARTS_CHECKED = sorted({c.part for c in CONTRACTS})
 
 
 def _matches(module: str, prefixes: tuple[str, ...]) -> bool:
     return any(module == p or module.startswith(p + ".") for p in prefixes)
 
 
-def _dispatch_edge(imp: Import) -> bool:
-    """Whether `imp` is (part of) an allow-listed lazy core -> tui import.
+def _allowed(module: str, allowed: tuple[str, ...]) -> bool:
+    return any(module == a.removesuffix(".*") or (a.endswith(".*") and module.startswith(a[:-1]))
+               for a in allowed)
+
+
+def _lazy_edge(imp: Import, edges: frozenset[tuple[str, str]]) -> bool:
+    """Whether `imp` is (part of) an allow-listed lazy import.
 
     `from aigc_chat.tui.app import run_tui` names aigc_chat.tui, aigc_chat.tui.app and
     aigc_chat.tui.app.run_tui: the edge itself, the package it loads on the way, and a name
@@ -80,8 +119,21 @@ def _dispatch_edge(imp: Import) -> bool:
     """
     return imp.lazy and any(
         f == imp.file and (_matches(imp.module, (edge,)) or edge.startswith(imp.module + "."))
-        for f, edge in CORE_TUI_DISPATCH
+        for f, edge in edges
     )
+
+
+def violations(contract: Contract, imports: list[Import]) -> list[str]:
+    """The imports that break `contract`, one line each, naming the file and line."""
+    bad = []
+    for imp in imports:
+        if not _matches(imp.module, contract.forbidden) or _allowed(imp.module, contract.allowed):
+            continue
+        if _lazy_edge(imp, contract.lazy_edges):
+            continue
+        how = "inside a function" if imp.lazy else "at import time"
+        bad.append(f"{imp.where()}: imports {imp.module} ({how})")
+    return sorted(set(bad))
 
 
 def files_of(part: str) -> dict[str, Path]:
@@ -163,44 +215,68 @@ def test_the_checker_sees_lazy_relative_and_from_imports() -> None:
     assert (1, "os", False) in found
 
 
-@pytest.mark.parametrize("part", ["core", "backends", "gan"])
+def test_each_contract_row_catches_what_it_forbids() -> None:
+    """The rules as data mean what they say: a forbidden import is named, an allowed one is not."""
+    rows = {c.name: c for c in CONTRACTS}
+
+    def imp(module: str, file: str = "src/aigc_chat/x.py", lazy: bool = False) -> Import:
+        return Import(file, 1, module, lazy)
+
+    core_backends = rows["core-uses-the-backend-interface"]
+    fine = [imp("aigc_chat.backends"), imp("aigc_chat.backends.base"), imp("aigc_chat.backends.base.Backend"),
+            imp("aigc_chat.backends.registry"), imp("aigc_chat.backends.registry.load_class")]
+    assert violations(core_backends, fine) == []
+    for module in ("aigc_chat.backends.base.Message", "aigc_chat.backends.llama_cpp_backend",
+                   "aigc_chat.backends.registry_extra", "aigc_chat.backends.torch_gpt.backend"):
+        assert violations(core_backends, [imp(module)]), module
+    backends = rows["backends-no-front-end"]
+    for module in ("aigc_chat.oneshot", "aigc_chat.conversation.Conversation", "aigc_chat.launch",
+                   "aigc_chat.cli", "aigc_chat.tui.app", "textual.widgets"):
+        assert violations(backends, [imp(module, "backends/x.py", lazy=True)]), module
+    assert violations(backends, [imp("aigc_chat.conversations_extra", "backends/x.py")]) == []
+    core_tui = rows["core-no-textual"]
+    assert violations(core_tui, [imp("aigc_chat.tui.launch", "src/aigc_chat/cli.py", lazy=True)]) == []
+    assert violations(core_tui, [imp("aigc_chat.tui.launch", "src/aigc_chat/cli.py")])  # not lazy
+    assert violations(core_tui, [imp("aigc_chat.tui.chat_view", "src/aigc_chat/cli.py", lazy=True)])
+
+
+@pytest.mark.parametrize("part", PARTS_CHECKED)
 def test_parts_are_found(part: str) -> None:
     """An empty file list would make every contract pass: the links and folders must resolve."""
     assert len(files_of(part)) >= 3, f"no files found for {part} (is the link in src/aigc_chat/ intact?)"
 
 
-@pytest.mark.parametrize("part", ["core", "backends", "gan"])
-def test_static_import_contract(part: str) -> None:
-    rule = RULES[part]
-    bad = []
-    for imp in all_imports(part):
-        if not _matches(imp.module, rule.forbidden):
-            continue
-        if part == "core" and _dispatch_edge(imp):
-            continue  # the allow-listed dispatch edge, lazily inside a function
-        how = "inside a function" if imp.lazy else "at import time"
-        bad.append(f"{imp.where()}: imports {imp.module} ({how})")
-    assert not bad, f"{rule.why}:\n  " + "\n  ".join(sorted(set(bad)))
+@pytest.mark.parametrize("contract", CONTRACTS, ids=lambda c: c.name)
+def test_static_import_contract(contract: Contract) -> None:
+    bad = violations(contract, all_imports(contract.part))
+    assert not bad, f"{contract.why}:\n  " + "\n  ".join(bad)
 
 
-def test_core_tui_dispatch_allow_list_is_exact() -> None:
+@pytest.mark.parametrize("contract", [c for c in CONTRACTS if c.lazy_edges], ids=lambda c: c.name)
+def test_lazy_edge_allow_lists_are_exact(contract: Contract) -> None:
     """Each excused edge must still exist, or the excuse would cover a future import."""
-    found = all_imports("core")
-    stale = {(f, edge) for f, edge in CORE_TUI_DISPATCH
+    found = all_imports(contract.part)
+    stale = {(f, edge) for f, edge in contract.lazy_edges
              if not any(i.lazy and i.file == f and _matches(i.module, (edge,)) for i in found)}
-    assert not stale, f"CORE_TUI_DISPATCH lists imports that no longer exist (remove them): {sorted(stale)}"
+    assert not stale, f"{contract.name} excuses imports that no longer exist (remove them): {sorted(stale)}"
 
 
 # Imports each module in turn in a fresh interpreter; a spy on sys.meta_path records the
 # stack the first time a forbidden module is asked for, so the report names the import line.
 _PROBE = r"""
 import importlib, json, sys, traceback
-root, forbidden, modules = sys.argv[1], tuple(sys.argv[2].split(",")), sys.argv[3:]
+root, modules = sys.argv[1], sys.argv[4:]
+forbidden, allowed = tuple(sys.argv[2].split(",")), tuple(a for a in sys.argv[3].split(",") if a)
 first = {}
+
+def hit(name):
+    return (any(name == f or name.startswith(f + ".") for f in forbidden)
+            and not any(name == a.removesuffix(".*") or (a.endswith(".*") and name.startswith(a[:-1]))
+                        for a in allowed))
 
 class Spy:
     def find_spec(self, name, path=None, target=None):
-        if not first and any(name == f or name.startswith(f + ".") for f in forbidden):
+        if not first and hit(name):
             first["name"] = name
             first["chain"] = [f"{fr.filename[len(root) + 1:]}:{fr.lineno}"
                               for fr in traceback.extract_stack()[:-1] if fr.filename.startswith(root + "/")]
@@ -209,7 +285,7 @@ class Spy:
 sys.meta_path.insert(0, Spy())
 for m in modules:
     importlib.import_module(m)
-    loaded = sorted(k for k in sys.modules if any(k == f or k.startswith(f + ".") for f in forbidden))
+    loaded = sorted(k for k in sys.modules if hit(k))
     if loaded:
         print(json.dumps({"module": m, "loaded": loaded[:5], **first}))
         sys.exit(1)
@@ -217,9 +293,10 @@ print(json.dumps({"ok": len(modules)}))
 """
 
 
-def probe(root: Path, forbidden: tuple[str, ...], modules: list[str], env: dict[str, str] | None = None) -> dict:
+def probe(root: Path, forbidden: tuple[str, ...], modules: list[str], env: dict[str, str] | None = None,
+          allowed: tuple[str, ...] = ()) -> dict:
     """Run _PROBE; its last stdout line is the JSON report."""
-    proc = subprocess.run([sys.executable, "-c", _PROBE, str(root), ",".join(forbidden), *modules],
+    proc = subprocess.run([sys.executable, "-c", _PROBE, str(root), ",".join(forbidden), ",".join(allowed), *modules],
                           capture_output=True, text=True, timeout=120, cwd=root, env=env)
     lines = proc.stdout.strip().splitlines()
     assert lines and lines[-1].startswith("{"), (
@@ -239,14 +316,13 @@ def test_the_probe_names_the_line_that_pulled_in_a_forbidden_module(tmp_path: Pa
     assert report["chain"] == ["middle.py:3", "leaf.py:2"]
 
 
-@pytest.mark.parametrize("part", ["core", "backends", "gan"])
-def test_dynamic_import_contract(part: str) -> None:
+@pytest.mark.parametrize("contract", CONTRACTS, ids=lambda c: c.name)
+def test_dynamic_import_contract(contract: Contract) -> None:
     """Importing every module of the part leaves the forbidden modules unloaded."""
-    rule = RULES[part]
-    modules = [m for m in files_of(part) if not m.endswith("__main__")]  # __main__ runs the CLI
-    report = probe(ROOT, rule.forbidden, modules)
+    modules = [m for m in files_of(contract.part) if not m.endswith("__main__")]  # __main__ runs the CLI
+    report = probe(ROOT, contract.forbidden, modules, allowed=contract.allowed)
     assert "module" not in report, (
-        f"{rule.why}:\n  importing {report['module']} loaded {', '.join(report['loaded'])}\n"
+        f"{contract.why}:\n  importing {report['module']} loaded {', '.join(report['loaded'])}\n"
         f"  first import of {report.get('name')} via: {' -> '.join(report.get('chain', [])) or '?'}"
     )
     assert report == {"ok": len(modules)}
