@@ -176,9 +176,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         return worker(args)
-    passthrough = ["--device", args.device, "--dtype", args.dtype, "--quantize", args.quantize,
-                   "--threads", str(args.threads)] + (["--model", args.model] if args.model else []) \
-        + (["--compile"] if args.compile else [])
+    passthrough = [
+        "--device", args.device, "--dtype", args.dtype, "--quantize", args.quantize, "--threads", str(args.threads),
+        *(["--model", args.model] if args.model else []), *(["--compile"] if args.compile else []),
+    ]
 
     from aigc_chat.backends.llama_cpp_backend import resolve_model_path
 

@@ -80,8 +80,8 @@ def test_schema_3_fixture_is_migrated_whole(tmp_path: Path) -> None:
     # schema 4 added parent_id and current_leaf: the old columns are all there unchanged
     after = _rows(path)
     for table, rows in before.items():
-        assert [dict(r) for r in rows] == \
-            [{k: v for k, v in dict(r).items() if k not in ("parent_id", "current_leaf")} for r in after[table]]
+        assert [dict(r) for r in rows] == [
+            {k: v for k, v in dict(r).items() if k not in ("parent_id", "current_leaf")} for r in after[table]]
     _check_whole(path, after)
 
 

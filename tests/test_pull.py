@@ -430,5 +430,5 @@ def test_progress_lines_on_a_pipe_and_the_bar_on_a_terminal() -> None:
     bar(250_000, 1_000_000, "m.gguf")  # resumed: a quarter was here already, not part of the rate
     now[0] = 10.0
     bar(500_000, 1_000_000, "m.gguf")
-    assert tty.getvalue().split("\r\x1b[2K")[-1] == \
-        "M [############............]  50.0% 500 KB / 1.0 MB, 25.0 KB/s, ETA 20s"
+    assert tty.getvalue().split("\r\x1b[2K")[-1] == (
+        "M [############............]  50.0% 500 KB / 1.0 MB, 25.0 KB/s, ETA 20s")

@@ -83,8 +83,8 @@ def test_a_config_role_replaces_a_builtin_and_adds_its_own(cli: str, isolated_di
     assert list(listed) == [*BUILTIN, "pirate"]
     coder = listed["coder"]
     # replaced whole: the built-in's temperature is gone with its prompt
-    assert (coder["source"], coder["description"], coder["system_prompt"], coder["generation"]) == \
-        ("config", "my coder", "Write Rust.", {"top_k": 12})
+    assert (coder["source"], coder["description"], coder["system_prompt"], coder["generation"]) == (
+        "config", "my coder", "Write Rust.", {"top_k": 12})
     assert listed["concise"]["source"] == "built-in" and listed["pirate"]["source"] == "config"
     r = run_cli(cli, "roles", "show", "coder")
     assert r.stdout.splitlines()[1:] == ["[roles.coder]", 'description = "my coder"',

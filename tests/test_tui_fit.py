@@ -188,8 +188,8 @@ async def test_help_fits_one_or_two_screens(tmp_path: Path, size: tuple[int, int
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), 10, "the help")
         await pilot.pause(0.2)
         body = app.screen.query_one("#help-body")
-        assert body.virtual_size.height <= screens * body.scrollable_content_region.height, \
-            (body.virtual_size, body.scrollable_content_region)
+        assert body.virtual_size.height <= screens * body.scrollable_content_region.height, (
+            body.virtual_size, body.scrollable_content_region)
         text = screen_text(app)
         inside = [line[1:-1] for line in text.splitlines()[1:-1]]
         assert any("Keys" in line for line in inside) and not any("───" in line for line in inside)  # no rules

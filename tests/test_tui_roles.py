@@ -73,8 +73,8 @@ async def test_picking_a_role_starts_a_conversation_with_its_settings(isolated_d
         assert backend.seen[-1][0].content == PIRATE  # what the model was sent
         # picking "no role" puts the config's own back
         await pick(pilot, app, "no role")
-        assert (conv.settings.role, conv.settings.system_prompt, conv.settings.params.temperature) == \
-            ("", "Plain.", 0.5)
+        assert (conv.settings.role, conv.settings.system_prompt, conv.settings.params.temperature) == (
+            "", "Plain.", 0.5)
         assert not pane.query_one("#set-role", Static).display
     with HistoryStore() as store:
         stored = [store.get_conversation(c.id).settings for c in reversed(store.list_conversations())]

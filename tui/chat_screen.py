@@ -389,8 +389,8 @@ class ChatScreen(CompactionMixin, Screen[None]):
         if self.conversation.backend is None:
             self.app.notify(f"no model is loaded: {self.load_error or 'still loading'}", severity="error")
             return
-        if getattr(self.conversation.config, "on_overflow", "drop_oldest") != "drop_oldest" \
-                and self.conversation.path():
+        if (getattr(self.conversation.config, "on_overflow", "drop_oldest") != "drop_oldest"
+                and self.conversation.path()):
             # checked (and compacted, with "compact") on a worker first: tui/compact_step.py
             await self.start_compaction(then_send=text, files=self.files_bar.take())
             return
@@ -608,8 +608,8 @@ class ChatScreen(CompactionMixin, Screen[None]):
         """A regenerate that failed before saying anything left no reply: the path shows the
         one it was to replace again (a failed first answer stays on screen, marked)."""
         leaf = self.conversation.tree.leaf
-        if reply.node is not None and leaf is not None and leaf is not reply.node.parent \
-                and reply.node not in self.conversation.path():
+        if (reply.node is not None and leaf is not None and leaf is not reply.node.parent
+                and reply.node not in self.conversation.path()):
             await self.show_path()
 
     # -- generation control ---------------------------------------------------------------

@@ -499,8 +499,8 @@ class GanMessage(ChatMessage):
 
     def compose(self) -> ComposeResult:
         label = self.meta.get("label")
-        title = f"GAN samples (label {label}, seed {self.meta.get('seed')})" if label is not None \
-            else f"GAN samples (seed {self.meta.get('seed')})"
+        title = (f"GAN samples (label {label}, seed {self.meta.get('seed')})" if label is not None
+                 else f"GAN samples (seed {self.meta.get('seed')})")
         yield Label(title, classes="role")
         try:
             from aigc_chat.tui.gan_widgets import GanSamplesView

@@ -53,8 +53,8 @@ async def _run(screen: ChatScreen, cmd: slash.SlashCommand) -> None:
         screen.refresh_settings()
     elif cmd.name == "think":
         p = conv.set_params(thinking=cmd.arg == "on")
-        note = "" if conv.backend is None or "thinking" in conv.backend.supported_params else \
-            " (this model's template cannot turn it off: it will think anyway)"
+        note = ("" if conv.backend is None or "thinking" in conv.backend.supported_params
+                else " (this model's template cannot turn it off: it will think anyway)")
         notify(f"thinking {'on' if p.thinking else 'off'}{note}")
     elif cmd.name == "model":
         screen.switch_model(None, cmd.arg)

@@ -115,8 +115,8 @@ class CompactionMixin:
             return
         self._compact_job += 1
         self._compact_cancel = threading.Event()
-        text = "Checking that the message fits the context…" if then_send is not None else \
-            "Compacting: the model is summarising the older part of this branch · Esc stops"
+        text = ("Checking that the message fits the context…" if then_send is not None
+                else "Compacting: the model is summarising the older part of this branch · Esc stops")
         self._compact_line = CompactStepLine(text)
         await screen.chat.mount(self._compact_line)
         screen.chat.anchor()

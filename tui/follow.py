@@ -50,8 +50,8 @@ class Follower:
         """What the status bar says while following ("" when not)."""
         if self.pid is None:
             return ""
-        return f"asking process {self.pid} to stop" if self.stop_sent else \
-            f"writing in process {self.pid} · Esc stops it"
+        return (f"asking process {self.pid} to stop" if self.stop_sent
+                else f"writing in process {self.pid} · Esc stops it")
 
     def refusal(self) -> str:
         """Why this window cannot write to the conversation now ("" when it can)."""

@@ -161,8 +161,8 @@ async def start_role(screen: ChatScreen, role: Role) -> None:
     conv = screen.conversation
     keep: frozenset[str] = getattr(screen.app, "keep", frozenset())  # what this run's flags set
     cfg = roles.apply(conv.config, role.name, keep)
-    switch = bool(role.model) and cfg.model == role.model and \
-        (cfg.backend, cfg.model) != (conv.settings.backend, conv.settings.model)
+    switch = (bool(role.model) and cfg.model == role.model
+              and (cfg.backend, cfg.model) != (conv.settings.backend, conv.settings.model))
     # the sampling for the model that will answer: the role's, or the one loaded now
     backend, model = (cfg.backend, cfg.model) if switch else (conv.settings.backend, conv.settings.model)
     conv.config = model_settings_for(cfg, backend, model)

@@ -198,8 +198,8 @@ class SettingsPane(VerticalScroll):
             system.update(SYSTEM_TITLE)
         if not settings.role:
             return
-        what = ("sets " + ", ".join(n.replace("_", " ") for n in set_by_role)) if set_by_role else \
-            "its values saved with this conversation"
+        what = (("sets " + ", ".join(n.replace("_", " ") for n in set_by_role)) if set_by_role
+                else "its values saved with this conversation")
         line.update(Content.assemble(("Role ", "bold"), (one_line(settings.role), "bold"),
                                      ("  · " + what, "dim")))
 
@@ -301,8 +301,8 @@ class SettingsPane(VerticalScroll):
 
     @on(Select.Changed, "#set-backend")
     def _backend_changed(self, event: Select.Changed) -> None:
-        if self._loading or not self._backend_value or event.value is Select.BLANK \
-                or event.value == self._backend_value:
+        if (self._loading or not self._backend_value or event.value is Select.BLANK
+                or event.value == self._backend_value):
             return  # a value we set ourselves, not the user's choice
         self._backend_value = str(event.value)
         self.post_message(self.ModelChosen(str(event.value), self.query_one("#set-model", Input).value.strip()))

@@ -103,8 +103,8 @@ def label(meta: dict[str, Any]) -> str:
     from aigc_chat.history import short_model_name
 
     span = meta.get("range")
-    what = f"Summary of messages {span[0]}-{span[1]}" if isinstance(span, list) and len(span) == 2 \
-        else "Summary"
+    what = (f"Summary of messages {span[0]}-{span[1]}" if isinstance(span, list) and len(span) == 2
+            else "Summary")
     facts = []
     before, after = meta.get("tokens_before"), meta.get("tokens_after")
     if isinstance(before, int) and isinstance(after, int):

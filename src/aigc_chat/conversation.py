@@ -561,8 +561,8 @@ class Conversation:
 
     def _save_leaf(self) -> None:
         leaf = self.tree.leaf
-        if self.history.saving and self.conversation_ref is not None and leaf is not None \
-                and leaf.ref is not None:
+        if (self.history.saving and self.conversation_ref is not None and leaf is not None
+                and leaf.ref is not None):
             assert self.history.queued is not None
             self.history.queued.set_current_leaf(self.conversation_ref, leaf.ref)
 
@@ -609,10 +609,10 @@ class Conversation:
             # GAN samples after it stay in its branch); with no reply after the last question,
             # it answers that question where the path ends
             last_text = next((n for n in reversed(self.tree.path()) if n.kind == "text"), None)
-            parent = last_text.parent if last_text is not None and last_text.role == "assistant" \
-                else self.tree.leaf
-            found = next((n for n in reversed(self.tree.path(parent)) if n.role == "user"), None) \
-                if parent is not None else None
+            parent = (last_text.parent if last_text is not None and last_text.role == "assistant"
+                      else self.tree.leaf)
+            found = (next((n for n in reversed(self.tree.path(parent)) if n.role == "user"), None)
+                     if parent is not None else None)
             if found is None:
                 raise UsageError("nothing to regenerate")
             user = found
@@ -677,8 +677,8 @@ class Conversation:
         if not ctx:
             return
         reserve = min(self.settings.params.max_tokens, max(ctx // 4, 1))
-        system = self.backend.count_tokens([Message("system", self.settings.system_prompt)]) \
-            if self.settings.system_prompt and self.backend is not None else 0
+        system = (self.backend.count_tokens([Message("system", self.settings.system_prompt)])
+                  if self.settings.system_prompt and self.backend is not None else 0)
         why = too_big(files, ctx - reserve - (system or 0))
         if why:
             raise UsageError(why)

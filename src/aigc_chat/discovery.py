@@ -355,8 +355,8 @@ def scan(config: Any = None, environ: dict[str, str] | None = None, use_index: b
     found: list[Found] = []
     for name, title in default_model.BUNDLED.items():
         path = default_model.smollm2_file() if name == default_model.DEFAULT_NAME else default_model.gemma_model_path()
-        installed = (default_model.smollm2_file() is not None) if name == default_model.DEFAULT_NAME \
-            else default_model._package() is not None
+        installed = ((default_model.smollm2_file() is not None) if name == default_model.DEFAULT_NAME
+                     else default_model._package() is not None)
         if installed and path is not None:
             found.append(Found(name=name, path=str(path), source="bundled", label=title,
                                kind="chat" if name == default_model.DEFAULT_NAME else "text"))

@@ -256,8 +256,8 @@ def _compact_first(conv: Conversation, text: str, files: list[Attachment], asked
 
     try:
         with conv.backend_lock:
-            done = conv.compact(progress=shown) if asked else \
-                conv.before_send(text, files, progress=shown, starting=why.append)
+            done = (conv.compact(progress=shown) if asked
+                    else conv.before_send(text, files, progress=shown, starting=why.append))
     except CompactionCancelled as exc:
         err.write(f"\naigc-chat: {exc}")
         raise KeyboardInterrupt from None
