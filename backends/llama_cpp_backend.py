@@ -104,7 +104,6 @@ class LlamaCppBackend(Backend):
         self._extra_bufts = True
         self._extra_why = ""
         self._pieces: TokenPieces | None = None
-        self._bos = ""
         self._eos = ""
         self.kept = KeptStates(0)  # other branches' KV states (backends/kept_states.py)
         self.last_reused = 0  # tokens of the last prompt not evaluated: the cache had them
@@ -181,7 +180,6 @@ class LlamaCppBackend(Backend):
         n_layers = info.block_count or 0
         self._gpu_layers = 0 if not gpu else (n_layers + 1 if layers == -1 else min(layers, n_layers + 1))
         self._pieces = TokenPieces(llama_cpp, llm._model.vocab)
-        self._bos = self._pieces.special_text(llm.token_bos())
         self._eos = self._pieces.special_text(llm.token_eos())
         self.kept = KeptStates(self.options["kept_states_mb"] << 20)
         report("ready")

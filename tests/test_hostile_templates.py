@@ -54,14 +54,6 @@ def _render(source: str) -> str:
     return ChatTemplate("gguf", source).render([Message("user", "hi")])[0].text
 
 
-def _child_rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:"))
-    except (OSError, StopIteration):
-        return 0
-
-
 @pytest.mark.parametrize("source", HUGE.values(), ids=HUGE.keys())
 def test_a_template_that_would_run_forever_or_build_gigabytes_is_stopped(source: str) -> None:
     t0 = time.monotonic()

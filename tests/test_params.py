@@ -33,6 +33,3 @@ def test_strings_are_parsed_for_flags_and_slash_commands():
     assert (p.temperature, p.top_k, p.stop) == (0.2, 7, ("a", "b"))
 
 
-def test_round_trip_through_dict():
-    p = GenerationParams(temperature=0.1, stop=("x",), seed=3)
-    assert GenerationParams.from_dict(p.to_dict()) == p

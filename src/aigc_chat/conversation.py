@@ -542,10 +542,6 @@ class Conversation:
     def last_user(self) -> Node | None:
         return next((n for n in reversed(self.tree.path()) if n.role == "user" and n.kind == "text"), None)
 
-    def last_user_text(self) -> str | None:
-        node = self.last_user()
-        return node.content if node is not None else None
-
     def switch(self, node: Node, step: int) -> Node | None:
         """Show the alternative `step` places from `node` (-1: the previous one), down to its
         newest message; the history remembers it. None past an end (nothing changes)."""
@@ -850,14 +846,6 @@ class Turn:
             pass
         assert self.result is not None
         return self.result
-
-    @property
-    def user_ref(self) -> Ref:
-        return self.user_node.ref
-
-    @property
-    def reply_ref(self) -> Ref:
-        return self.reply_node.ref
 
     def _end(self, result: GenerationResult) -> None:
         if self.result is not None:

@@ -29,10 +29,6 @@ def default_path() -> Path:
     return data_dir() / "drafts.json"
 
 
-def key_for(conversation_id: int | None) -> str:
-    return NEW if conversation_id is None else str(conversation_id)
-
-
 class Drafts:
     """The drafts file, read once; `get`/`put` in memory, `save` writes it."""
 

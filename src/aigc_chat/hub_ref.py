@@ -44,11 +44,6 @@ class HubRef:
         return f"{PREFIX}{self.repo}" + (f":{self.quant}" if self.quant else "")
 
 
-def is_hub_ref(text: str) -> bool:
-    """`--model` takes hub references only with the `hf:` prefix (a bare ORG/REPO:QUANT could be a path)."""
-    return text.startswith(PREFIX)
-
-
 def parse_ref(text: str, revision: str = "main") -> HubRef:
     """`hf:ORG/REPO[:QUANT]`, `hf:ORG/REPO/FILE.gguf`, or the same without `hf:`; UsageError with one line."""
     raw = text[len(PREFIX):] if text.startswith(PREFIX) else text

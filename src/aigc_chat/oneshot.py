@@ -412,8 +412,8 @@ def _json_ids(conv: Conversation, turn: Turn) -> dict[str, Any]:
         value = known(ref)
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
-    return {"conversation_id": as_id(conv.conversation_ref), "question_id": as_id(turn.user_ref),
-            "reply_id": as_id(turn.reply_ref)}
+    return {"conversation_id": as_id(conv.conversation_ref), "question_id": as_id(turn.user_node.ref),
+            "reply_id": as_id(turn.reply_node.ref)}
 
 
 def _print_stats(err: TextIO, info: dict[str, Any], result: GenerationResult, load_time: float,

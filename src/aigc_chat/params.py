@@ -7,7 +7,7 @@ pane; all of them go through `validate()` so a bad value gets the same message e
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from aigc_chat.errors import ParamError
@@ -65,17 +65,6 @@ class GenerationParams:
         d = asdict(self)
         d["stop"] = list(self.stop)
         return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GenerationParams:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ParamError(f"unknown generation parameter: {sorted(unknown)[0]}")
-        values = dict(data)
-        if "stop" in values and values["stop"] is not None:
-            values["stop"] = tuple(values["stop"])
-        return cls(**values).validate()
 
 
 def coerce_param(name: str, value: Any) -> Any:

@@ -79,7 +79,6 @@ class ReasoningSplitter:
         if inside and len(self.markers) > 1:
             self._close = ""  # any of them may close it: decided when one arrives
         self._held = ""
-        self.saw_reasoning = inside and bool(self.markers)
         self.unterminated = False
 
     @property
@@ -129,7 +128,7 @@ class ReasoningSplitter:
             return ""  # still at the start: a block may open after it
         for m in self.markers:
             if body.startswith(m.open):
-                self._state, self._close, self.saw_reasoning = _THINK, m.close, True
+                self._state, self._close = _THINK, m.close
                 return body[len(m.open):]
         if any(m.open.startswith(body) for m in self.markers):
             self._held = body  # could still become an opening marker
