@@ -158,6 +158,14 @@ class Backend(ABC):
         family. A backend that hands reasoning over apart (`Reasoning` items) needs none."""
         return KNOWN
 
+    def format_stops(self) -> tuple[str, ...]:
+        """Stop strings the prompt format needs besides the model's end-of-generation token,
+        added to every turn's stops by ChatStream. A backend that renders one of our built-in
+        templates (aigc_chat.templates.BUILTIN_STOPS) names them: `plain` and `llama-2` have
+        no end-of-turn token, so a model would go on to write the next "\\nUser:" itself. The
+        default is none (a server, or a model file's own template, ends its turns)."""
+        return ()
+
     def list_models(self) -> list[str]:
         """Models this backend can offer, so a front end may ask any backend without knowing
         which it is. [] means it cannot list any: a server lists its own (openai), while
@@ -251,7 +259,7 @@ class ChatStream:
             f"the {self.backend.name} backend cannot honour {n}; it is ignored"
             for n in self.backend.unsupported(self.params)
         ]
-        stops = StopFilter(self.params.stop)
+        stops = StopFilter(dict.fromkeys((*self.params.stop, *self.backend.format_stops())))
         splitter = ReasoningSplitter(self.backend.reasoning_markers())
         thought: list[str] = []
         n_reasoning = 0
@@ -414,6 +422,12 @@ def template_params(template: Any) -> frozenset[str]:
     only where the template can turn it off (it reads `enable_thinking`)."""
     names = frozenset(PARAM_NAMES)
     return names if getattr(template, "can_switch_thinking", False) else names - {"thinking"}
+
+
+def template_stops(template: Any) -> tuple[str, ...]:
+    """The stop strings a chat template (aigc_chat.templates.ChatTemplate) needs, for the
+    backends that render templates themselves (their `format_stops`)."""
+    return tuple(getattr(template, "extra_stops", ()))
 
 
 def template_markers(template: Any) -> tuple[Markers, ...]:

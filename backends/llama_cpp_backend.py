@@ -33,6 +33,7 @@ from aigc_chat.backends.base import (
     opens_reasoning,
     template_markers,
     template_params,
+    template_stops,
 )
 from aigc_chat.backends.extra_buffers import cpu_has_amx
 from aigc_chat.backends.kept_states import DEFAULT_BUDGET_MB, KeptStates, common_prefix
@@ -279,6 +280,9 @@ class LlamaCppBackend(Backend):
 
     def reasoning_markers(self) -> tuple[Markers, ...]:
         return template_markers(self._template)
+
+    def format_stops(self) -> tuple[str, ...]:
+        return template_stops(self._template)
 
     def count_tokens(self, messages: Sequence[Message]) -> int | None:
         """Exact up to the context; past it, an estimate from the part counted (enough to

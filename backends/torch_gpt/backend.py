@@ -29,6 +29,7 @@ from aigc_chat.backends.base import (
     opens_reasoning,
     template_markers,
     template_params,
+    template_stops,
 )
 from aigc_chat.backends.kept_states import DEFAULT_BUDGET_MB
 from aigc_chat.backends.llama_tokens import TooLong
@@ -243,6 +244,9 @@ class TorchBackend(Backend):
 
     def reasoning_markers(self) -> tuple[Markers, ...]:
         return template_markers(self._template)
+
+    def format_stops(self) -> tuple[str, ...]:
+        return template_stops(self._template)
 
     def count_tokens(self, messages: Sequence[Message]) -> int | None:
         """Exact up to the context; past it, an estimate (as the llama backend's)."""

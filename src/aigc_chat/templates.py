@@ -100,7 +100,10 @@ def _plain(messages: Sequence[Any]) -> list[Segment]:
 
 BUILTIN = {"gemma": _gemma, "chatml": _chatml, "llama-3": _llama3, "llama-2": _llama2,
            "plain": _plain}
-# Stop strings the built-in formats need besides the model's end-of-generation tokens.
+# Stop strings the built-in formats need besides the model's end-of-generation tokens: these
+# two have no end-of-turn token, so the model would write the next turn's header itself. The
+# backends that render these templates name them (Backend.format_stops) and ChatStream adds
+# them to every turn's stops.
 BUILTIN_STOPS = {"plain": ("\nUser:",), "llama-2": ("[INST]",)}
 
 _ARCH_DEFAULT = {
@@ -135,6 +138,7 @@ class ChatTemplate:
 
     @property
     def extra_stops(self) -> tuple[str, ...]:
+        """The stops this format needs (BUILTIN_STOPS); a Jinja template ends its turns itself."""
         return BUILTIN_STOPS.get(self.name, ())
 
 
