@@ -390,3 +390,19 @@ def test_deleting_a_message_applies_the_trees_rules_to_the_rows(store):
     conv = store.get_conversation(cid)
     assert {m.id: m.parent_id for m in conv.all_messages} == {a2: None, a3: None}
     assert conv.leaf_id == a3 and conv.branch_count == 2
+
+
+def test_a_current_file_opens_untouched(isolated_dirs):
+    """A schema-5 file is opened without running any migration: its bytes are the same after
+    an open and a close (a migration run again, or one too many, would change them)."""
+    from aigc_chat.history_schema import MIGRATIONS
+
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 5
+    with HistoryStore() as s:
+        cid = s.create_conversation("Kept")
+        s.add_message(cid, "user", "hello")
+    path = default_path()
+    before = path.read_bytes()
+    with HistoryStore() as s:
+        assert s.get_conversation(cid).summary.title == "Kept"
+    assert path.read_bytes() == before

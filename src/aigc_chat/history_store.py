@@ -47,10 +47,10 @@ from aigc_chat.history import (
     StoredConversation,
     StoredFile,
     StoredMessage,
-    tree_of,
 )
 from aigc_chat.history_schema import SCHEMA_VERSION, refuse_newer, upgrade
 from aigc_chat.labels import title_from
+from aigc_chat.tree import MessageTree, Node
 
 DB_NAME = "history.sqlite3"
 BUSY_TIMEOUT_MS = 15_000
@@ -455,7 +455,8 @@ class HistoryStore:
             raise UsageError(f"conversation {conversation_id} has no message {at}")
         # the tree's rules: a current leaf never set (or a row removed by hand) shows the newest
         # message; `at` off the path shown shows the newest message under it
-        tree = tree_of(every, row[7])
+        tree = MessageTree.from_rows([Node(m.role, "", ref=m.id, seq=m.id) for m in every],  # the shape only
+                                     {m.id: m.parent_id for m in every}, row[7])
         if at is not None:
             tree.show(next(n for n in tree.walk() if n.seq == at))
         path = [by_id[n.seq] for n in tree.path()]
@@ -599,8 +600,6 @@ class HistoryStore:
         follows its parent, and a path that ended at it ends at the newest message left under
         its parent (MessageTree.remove's rules, applied to the rows). A missing one is not an
         error."""
-        from aigc_chat.tree import MessageTree, Node
-
         with self._write() as conn:
             row = conn.execute("SELECT conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
             if row is None:
