@@ -50,7 +50,6 @@ from aigc_chat.history import (
 )
 from aigc_chat.history_schema import SCHEMA_VERSION, refuse_newer, upgrade
 from aigc_chat.labels import title_from
-from aigc_chat.tree import MessageTree, Node
 
 DB_NAME = "history.sqlite3"
 BUSY_TIMEOUT_MS = 15_000
@@ -422,6 +421,8 @@ class HistoryStore:
     def get_conversation(self, conversation_id: int, *, at: int | None = None) -> StoredConversation:
         """The conversation with every branch; the path shown ends at its current leaf, or,
         given `at` (a message of it, say a search hit), at the newest message under that one."""
+        from aigc_chat.tree import MessageTree, Node  # not at import: `history list` needs no tree
+
         with self._read() as conn:
             conn.execute("BEGIN")  # one snapshot: the summary and the messages agree
             try:
@@ -600,6 +601,8 @@ class HistoryStore:
         follows its parent, and a path that ended at it ends at the newest message left under
         its parent (MessageTree.remove's rules, applied to the rows). A missing one is not an
         error."""
+        from aigc_chat.tree import MessageTree, Node
+
         with self._write() as conn:
             row = conn.execute("SELECT conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
             if row is None:
