@@ -33,7 +33,7 @@ What is timed (each a median of several runs, on a freshly opened store):
   (taken literally). The side-branch word's hits are checked (asserted, not timed): none is on
   its conversation's current path, and `get_conversation(cid, at=hit)` shows each;
 - migration (unless --no-migration): the same conversations and messages written in the
-  schema 3 layout (`_MIGRATIONS[0..2]`, user_version 3, one chain per conversation, no
+  schema 3 layout (`MIGRATIONS[0..2]`, user_version 3, one chain per conversation, no
   parent_id), then `HistoryStore(path)` on a fresh copy of that file, which runs the schema 4
   and 5 migrations (median of 3 copies); beside it, the schema 4 step alone on other copies
   (what an upgrade cost before schema 5's table rebuild).
@@ -57,7 +57,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aigc_chat.history import _MIGRATIONS, SCHEMA_VERSION, HistoryStore, _split_sql
+from aigc_chat.history_schema import MIGRATIONS, SCHEMA_VERSION
+from aigc_chat.history_store import HistoryStore
 
 RARE = "quixotically"  # longer than any made-up word: it is nowhere else
 N_RARE = 20
@@ -279,8 +280,7 @@ def populate_v3(path: Path, data: Data) -> float:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("BEGIN IMMEDIATE")
         for step in range(3):
-            for statement in _split_sql(_MIGRATIONS[step]):
-                conn.execute(statement)
+            MIGRATIONS[step](conn)
         conn.execute("PRAGMA user_version = 3")
         conn.executemany(
             "INSERT INTO conversations (id, title, model, backend, settings, created_at, updated_at)"
@@ -362,8 +362,7 @@ def migration(data: Data, workdir: Path, runs: int) -> None:
         conn = sqlite3.connect(copy, isolation_level=None)
         t0 = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        for statement in _split_sql(_MIGRATIONS[3]):
-            conn.execute(statement)
+        MIGRATIONS[3](conn)
         conn.execute("COMMIT")
         alone.append(time.perf_counter() - t0)
         conn.close()

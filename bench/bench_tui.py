@@ -100,7 +100,7 @@ IDLE_S = 10.0
 
 
 def bench_traffic(max_tokens: int, interval_ms: int) -> None:
-    from aigc_chat.history import HistoryStore
+    from aigc_chat.history_store import HistoryStore
 
     Path(os.environ["AIGC_CHAT_CONFIG"]).write_text(f"[tui]\nstream_interval_ms = {interval_ms}\n")
 
@@ -219,7 +219,7 @@ async def bench_history(n_conv: int, n_msg: int, runs: int) -> None:
     from bench_history import populate
 
     from aigc_chat.config import Config
-    from aigc_chat.history import HistoryStore
+    from aigc_chat.history_store import HistoryStore
     from aigc_chat.tui.app import ChatApp
     from tests.scripted_backend import ScriptedBackend
 

@@ -30,7 +30,7 @@ class TimeModule:
     """The `time` module with `time()` read from a fake clock, everything else real.
 
     For code that calls `time.time()` itself and takes no clock argument (HistoryStore
-    stamps rows with it): `monkeypatch.setattr(aigc_chat.history, "time", TimeModule(clock))`.
+    stamps rows with it): `monkeypatch.setattr(aigc_chat.history_store, "time", TimeModule(clock))`.
     monotonic() and sleep() stay real, so busy-retry loops still time out as they should."""
 
     def __init__(self, clock: FakeClock, real: ModuleType = time) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 
 
 def last_reply(path: Path) -> tuple[str, str | None] | None:

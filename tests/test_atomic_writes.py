@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from aigc_chat.atomic_write import write_atomic
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 
 SMALL_DISK = 64 * 1024
 

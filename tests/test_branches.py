@@ -16,8 +16,8 @@ from aigc_chat.chat_types import Message
 from aigc_chat.config import Config
 from aigc_chat.conversation import Conversation
 from aigc_chat.errors import UsageError
-from aigc_chat.history import HistoryStore, default_path
 from aigc_chat.history_service import HistoryService
+from aigc_chat.history_store import HistoryStore, default_path
 from aigc_chat.tree import MessageTree, Node
 from tests.conftest import run_cli
 from tests.scripted_backend import ScriptedBackend
@@ -258,14 +258,13 @@ def test_a_large_old_file_is_upgraded_quickly_and_exactly() -> None:
     """50,000 messages in 2,000 conversations written in the old layout (interleaved, as
     several front ends write them): each message's parent is the one before it in its own
     conversation."""
-    from aigc_chat.history import _MIGRATIONS, _split_sql
+    from aigc_chat.history_schema import MIGRATIONS
 
     path = default_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path)
     for step in range(3):
-        for statement in _split_sql(_MIGRATIONS[step]):
-            db.execute(statement)
+        MIGRATIONS[step](db)
     db.execute("PRAGMA user_version = 3")
     db.executemany("INSERT INTO conversations VALUES (?, ?, '', '', '{}', 0, 0)",
                    [(c, f"c{c}") for c in range(1, 2001)])

@@ -17,8 +17,9 @@ from aigc_chat.attachments import Attachment
 from aigc_chat.config import Config, load_config, save_config
 from aigc_chat.conversation import Conversation
 from aigc_chat.errors import AigcError, ConfigError, UsageError
-from aigc_chat.history import HistoryStore, conversation_to_dict, conversation_to_markdown
+from aigc_chat.history_export import conversation_to_dict, conversation_to_markdown
 from aigc_chat.history_service import HistoryService
+from aigc_chat.history_store import HistoryStore
 from tests.conftest import run_cli
 from tests.scripted_backend import ScriptedBackend
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 from tests.conftest import run_cli
 from tests.tiny_gguf import write_chain_gguf
 

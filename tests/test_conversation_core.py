@@ -15,8 +15,10 @@ from aigc_chat.chat_types import Message
 from aigc_chat.config import Config
 from aigc_chat.conversation import SAVE_INTERVAL, Conversation, plan_prompt
 from aigc_chat.errors import UsageError
-from aigc_chat.history import HistoryError, HistoryStore, default_path
+from aigc_chat.history import HistoryError
+from aigc_chat.history_export import render
 from aigc_chat.history_service import HistoryService
+from aigc_chat.history_store import HistoryStore, default_path
 from aigc_chat.launch import conversation_to_open, flag_settings, open_history
 from tests.scripted_backend import ScriptedBackend
 
@@ -328,7 +330,7 @@ def test_each_reply_records_the_model_that_wrote_it() -> None:
     with HistoryStore(readonly=True) as s:
         replies = [m for m in s.get_conversation(cid).messages if m.role == "assistant"]
         assert [m.stats["model"] for m in replies] == ["scripted-model", "other.gguf"]
-        assert "## Assistant (other.gguf)" in s.export(cid, "markdown")
+        assert "## Assistant (other.gguf)" in render(s.get_conversation(cid), "markdown")
 
 
 def _two_models(tmp_path: Path) -> tuple[Path, Path]:
@@ -410,6 +412,7 @@ def test_reasoning_is_stored_with_the_reply_and_never_sent_back() -> None:
         cid = s.latest_conversation_id()
         reply = s.get_conversation(cid).messages[1]
         assert (reply.content, reply.meta["reasoning"]) == ("Ok", "secret")
-        assert "secret" not in s.export(cid, "markdown") and "secret" not in s.export(cid, "json")
-        assert "> secret" in s.export(cid, "markdown", reasoning=True)
-        assert '"reasoning": "secret"' in s.export(cid, "json", reasoning=True)
+        stored = s.get_conversation(cid)
+        assert "secret" not in render(stored, "markdown") and "secret" not in render(stored, "json")
+        assert "> secret" in render(stored, "markdown", reasoning=True)
+        assert '"reasoning": "secret"' in render(stored, "json", reasoning=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aigc_chat.errors import AigcError
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 
 DEEP = "[" * 100_000 + "]" * 100_000
 

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 from tests.conftest import run_cli
 from tests.tmux_driver import Tmux, idle, status_line
 

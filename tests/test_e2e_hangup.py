@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from aigc_chat.history import HistoryStore, StoredMessage
+from aigc_chat.history import StoredMessage
+from aigc_chat.history_store import HistoryStore
 from tests.paced_backend import install, reply_text
 from tests.tmux_driver import Tmux, idle, tmux_server
 from tests.waiting import wait_for

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from aigc_chat.history import HistoryStore, default_path
+from aigc_chat.history_store import HistoryStore, default_path
 from tests.history_faults import LockHolder, read_only
 from tests.history_peek import last_reply
 from tests.tmux_driver import Tmux, idle, status_line

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 from aigc_chat.reply_owner import process_alive
 from tests.conftest import run_cli
 from tests.paced_backend import install, reply_text

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aigc_chat.history import HistoryStore, default_path
+from aigc_chat.history_store import HistoryStore, default_path
 from tests.conftest import run_cli
 from tests.tiny_gguf import write_chain_gguf
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aigc_chat.history import HistoryStore, default_path
+from aigc_chat.history_store import HistoryStore, default_path
 from aigc_chat.tui.launch import build_app
 from tests.conftest import run_cli
 from tests.scripted_backend import ScriptedBackend

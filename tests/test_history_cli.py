@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from aigc_chat.history import HistoryStore, default_path
+from aigc_chat.history_store import HistoryStore, default_path
 from tests.conftest import run_cli
 
 EVIL = "before \x1b]0;pwned\x07\x1b[2J\x1b[31mred\x1b[0m after \x9b1m"

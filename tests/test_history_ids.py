@@ -9,7 +9,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from aigc_chat.history import _MIGRATIONS, SCHEMA_VERSION, HistoryStore, _split_sql
+from aigc_chat.history_schema import MIGRATIONS, SCHEMA_VERSION
+from aigc_chat.history_store import HistoryStore
 
 FIXTURE = Path(__file__).parent / "fixtures" / "history-v3.sqlite3"
 
@@ -61,8 +62,7 @@ def _v4_file(path: Path) -> None:
     """The fixture taken to schema 4 exactly as a schema-4 build did, with a branch added."""
     shutil.copyfile(FIXTURE, path)
     conn = sqlite3.connect(path, isolation_level=None)
-    for statement in _split_sql(_MIGRATIONS[3]):
-        conn.execute(statement)
+    MIGRATIONS[3](conn)
     conn.execute("PRAGMA user_version = 4")
     # a regenerated reply beside message 2, shown: a tree, not a chain
     conn.execute("INSERT INTO messages (conversation_id, role, content, created_at, parent_id)"

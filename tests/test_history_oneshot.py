@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from aigc_chat.history import HistoryStore, default_path
+from aigc_chat.history_store import HistoryStore, default_path
 from aigc_chat.sanitize import sanitize
 from tests.conftest import run_cli
 from tests.history_peek import last_reply

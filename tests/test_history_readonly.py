@@ -11,7 +11,8 @@ import sqlite3
 
 import pytest
 
-from aigc_chat.history import HistoryError, HistoryStore, default_path
+from aigc_chat.history import HistoryError
+from aigc_chat.history_store import HistoryStore, default_path
 from tests.conftest import run_cli
 from tests.history_faults import read_only
 

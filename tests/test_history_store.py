@@ -12,10 +12,14 @@ import sys
 
 import pytest
 
-from aigc_chat import history
+from aigc_chat import history_store
 from aigc_chat.chat_types import GenerationResult
 from aigc_chat.errors import UsageError
-from aigc_chat.history import SCHEMA_VERSION, HistoryError, HistoryStore, ReplyRecorder, default_path, fts_query
+from aigc_chat.history import HistoryError
+from aigc_chat.history_export import render
+from aigc_chat.history_recorder import ReplyRecorder
+from aigc_chat.history_schema import SCHEMA_VERSION
+from aigc_chat.history_store import HistoryStore, default_path, fts_query
 from tests.fake_clock import FakeClock, TimeModule
 
 
@@ -75,14 +79,13 @@ PRAGMA user_version = 1;
 def test_a_version_2_file_from_the_last_release_gets_attachments_in_place(isolated_dirs):
     """The file the release before attachments wrote (schema 2: kinds, meta, search): every
     row is kept and searchable, and files can be attached from then on."""
-    from aigc_chat.history import _MIGRATIONS, _split_sql
+    from aigc_chat.history_schema import MIGRATIONS
 
     path = default_path()
     path.parent.mkdir(parents=True)
     old = sqlite3.connect(path)
     for step in (0, 1):
-        for statement in _split_sql(_MIGRATIONS[step]):
-            old.execute(statement)
+        MIGRATIONS[step](old)
         old.execute(f"PRAGMA user_version = {step + 1}")
     old.execute("INSERT INTO conversations VALUES (3, 'Herons', '', '', '{}', 10.0, 20.0)")
     old.execute("INSERT INTO messages (id, conversation_id, role, content, created_at, kind, meta)"
@@ -164,7 +167,7 @@ def test_disk_full_is_a_history_error_and_the_store_stays_usable(store):
 def test_conversations_titles_order_and_counts(store, monkeypatch):
     # the store stamps rows with time.time(): a fake one, stepped, orders them for certain
     clock = FakeClock(1_700_000_000.0)
-    monkeypatch.setattr(history, "time", TimeModule(clock))
+    monkeypatch.setattr(history_store, "time", TimeModule(clock))
     a = store.create_conversation(model="a.gguf", backend="llama", settings={"k": 1})
     long_first = "\n  First   line of the question that goes on and on and on, longer than sixty chars\nmore"
     store.add_message(a, "user", long_first)
@@ -293,21 +296,21 @@ def test_export_markdown_is_sanitised_and_json_is_exact(store):
     evil = "ok \x1b]52;c;ZXZpbA==\x07 \x1b[2J done \u202e"
     store.add_message(cid, "user", "hi")
     store.add_message(cid, "assistant", evil, finish_reason="length")
-    md = store.export(cid, "markdown")
+    md = render(store.get_conversation(cid), "markdown")
     assert "\x1b" not in md and "\x07" not in md and "ok" in md and "done" in md
     assert "## System" in md and "Be terse." in md and "[length]" in md
-    js = store.export(cid, "json")
+    js = render(store.get_conversation(cid), "json")
     assert js.isascii()
     data = json.loads(js)
     assert data["messages"][1]["content"] == evil and data["settings"]["system_prompt"] == "Be terse."
     with pytest.raises(UsageError):
-        store.export(cid, "pdf")
+        render(store.get_conversation(cid), "pdf")
 
 
 WRITER = """
 import sys, time
 from pathlib import Path
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 path, name, n, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
 while not go.exists():
     time.sleep(0.005)
@@ -362,3 +365,44 @@ def test_two_processes_creating_a_new_file_at_once(tmp_path):
         assert sorted(c.message_count for c in s.list_conversations()) == [40, 40]
         _fts_ok(s.connection)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_deleting_a_message_applies_the_trees_rules_to_the_rows(store):
+    """delete_message is MessageTree.remove on the rows: what followed the message follows its
+    parent, and a path that ended at it ends at the newest message left under its parent (or,
+    for a top message, the newest in the conversation); a path ending elsewhere stays."""
+    cid = store.create_conversation()
+    q = store.add_message(cid, "user", "q")
+    a1 = store.add_message(cid, "assistant", "a1", parent=q)
+    q2 = store.add_message(cid, "user", "q2", parent=a1)
+    a2 = store.add_message(cid, "assistant", "a2", parent=q)  # a1's alternative, shown
+    store.delete_message(a1)
+    conv = store.get_conversation(cid)
+    assert {m.id: m.parent_id for m in conv.all_messages} == {q: None, q2: q, a2: q}
+    assert conv.leaf_id == a2 and [m.id for m in conv.messages] == [q, a2]
+    store.set_current_leaf(cid, q2)
+    a3 = store.add_message(cid, "assistant", "a3", parent=q)  # newer than q2, under q
+    store.set_current_leaf(cid, q2)
+    store.delete_message(q2)  # shown: the newest message left under q
+    assert store.get_conversation(cid).leaf_id == a3
+    store.set_current_leaf(cid, q)
+    store.delete_message(q)  # a top message: its replies become top messages, the newest shown
+    conv = store.get_conversation(cid)
+    assert {m.id: m.parent_id for m in conv.all_messages} == {a2: None, a3: None}
+    assert conv.leaf_id == a3 and conv.branch_count == 2
+
+
+def test_a_current_file_opens_untouched(isolated_dirs):
+    """A schema-5 file is opened without running any migration: its bytes are the same after
+    an open and a close (a migration run again, or one too many, would change them)."""
+    from aigc_chat.history_schema import MIGRATIONS
+
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 5
+    with HistoryStore() as s:
+        cid = s.create_conversation("Kept")
+        s.add_message(cid, "user", "hello")
+    path = default_path()
+    before = path.read_bytes()
+    with HistoryStore() as s:
+        assert s.get_conversation(cid).summary.title == "Kept"
+    assert path.read_bytes() == before

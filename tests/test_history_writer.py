@@ -13,7 +13,9 @@ import pytest
 
 from aigc_chat.chat_types import GenerationResult
 from aigc_chat.errors import UsageError
-from aigc_chat.history import HistoryError, HistoryStore, ReplyRecorder
+from aigc_chat.history import HistoryError
+from aigc_chat.history_recorder import ReplyRecorder
+from aigc_chat.history_store import HistoryStore
 from aigc_chat.history_writer import HistoryWriter, NotSaved, QueuedStore, SerialThread, known
 from tests.fake_clock import FakeClock
 from tests.history_faults import LockHolder, fill_up
@@ -187,7 +189,8 @@ WRITER = """
 import sys, time
 from pathlib import Path
 from aigc_chat.chat_types import GenerationResult
-from aigc_chat.history import HistoryStore, ReplyRecorder
+from aigc_chat.history_recorder import ReplyRecorder
+from aigc_chat.history_store import HistoryStore
 from aigc_chat.history_writer import HistoryWriter, QueuedStore
 path, name, n, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
 while not go.exists():

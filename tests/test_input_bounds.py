@@ -12,7 +12,7 @@ import pytest
 from aigc_chat.config import load_config
 from aigc_chat.conversation import Conversation
 from aigc_chat.errors import ConfigError, ParamError, UsageError
-from aigc_chat.history import SEARCH_MAX_CHARS, SEARCH_MAX_WORDS, HistoryStore, fts_query
+from aigc_chat.history_store import SEARCH_MAX_CHARS, SEARCH_MAX_WORDS, HistoryStore, fts_query
 from aigc_chat.params import STOP_MAX_CHARS, STOP_MAX_COUNT, GenerationParams
 from aigc_chat.tui.app import ChatApp
 from tests.conftest import run_cli

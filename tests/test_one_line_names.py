@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from aigc_chat import attachments
-from aigc_chat.history import HistoryStore, conversation_to_markdown
+from aigc_chat.history_export import conversation_to_markdown
+from aigc_chat.history_store import HistoryStore
 from tests.conftest import run_cli
 from tests.fault_server import KEY, KEY_ENV, FaultServer, openai_backend
 from tests.tiny_gguf import CHATML, write_tiny_gguf
@@ -119,7 +120,7 @@ def test_stored_titles_models_and_file_names_stay_on_their_line(isolated_dirs: d
     """A history written by an older version or another tool: newlines in the title, the model
     and a file name. `history show` and the Markdown export keep each on its line."""
     from aigc_chat import history_cli
-    from aigc_chat.history import default_path
+    from aigc_chat.history_store import default_path
 
     with HistoryStore(default_path()) as store:
         cid = store.create_conversation("t", model=f"m\n# {FORGED} model", backend="llama")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 from tests.conftest import run_cli
 from tests.tiny_gguf import write_chain_gguf
 

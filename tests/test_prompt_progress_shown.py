@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.chat_view import AssistantMessage
 from tests.test_prompt_reading import LONG

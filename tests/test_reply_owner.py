@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 from aigc_chat.chat_types import GenerationResult
-from aigc_chat.history import HistoryStore, ReplyRecorder
+from aigc_chat.history_recorder import ReplyRecorder
+from aigc_chat.history_store import HistoryStore
 from aigc_chat.reply_owner import live_writer, writer_meta
 
 

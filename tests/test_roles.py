@@ -14,7 +14,7 @@ from aigc_chat import model_settings, roles
 from aigc_chat.cli import _load, build_parser
 from aigc_chat.config import load_config, save_config
 from aigc_chat.errors import ConfigError
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 from aigc_chat.loader import model_settings_for
 from tests.conftest import run_cli
 from tests.tiny_gguf import write_chain_gguf

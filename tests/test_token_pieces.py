@@ -27,7 +27,7 @@ from aigc_chat.backends.base import EngineEnd
 from aigc_chat.backends.llama_cpp_backend import LlamaCppBackend, TokenPieces, import_llama_cpp
 from aigc_chat.backends.torch_gpt.tokenizer import GGUFTokenizer, _byte_decoder
 from aigc_chat.chat_types import Message
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 from aigc_chat.params import GenerationParams
 from tests.conftest import run_cli
 from tests.scripted_backend import ScriptedBackend

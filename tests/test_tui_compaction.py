@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from aigc_chat.backends.base import EngineEnd, EngineStart
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.chat_view import ChatMessage, SummaryMessage, UserMessage
 from aigc_chat.tui.compact_step import CompactStepLine

@@ -12,8 +12,8 @@ import pytest
 
 from aigc_chat.config import Config
 from aigc_chat.conversation import Conversation
-from aigc_chat.history import HistoryStore
 from aigc_chat.history_service import HistoryService
+from aigc_chat.history_store import HistoryStore
 from aigc_chat.tui.app import ChatApp
 from tests.conftest import run_cli
 from tests.scripted_backend import ScriptedBackend

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 from aigc_chat.loader import load_backend
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.chat_view import UserMessage

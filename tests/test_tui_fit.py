@@ -12,7 +12,7 @@ import pytest
 from textual.widgets import Button, Label
 
 from aigc_chat.discovery import Found
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 from aigc_chat.tui import layout
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.chat_view import AssistantMessage, ChatMessage, NoticeMessage, UserMessage

@@ -21,7 +21,7 @@ from tests.tui_driver import SIZE, make_config, screen_text, send, type_text, wa
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
 
 def open_store():
-    from aigc_chat.history import HistoryStore
+    from aigc_chat.history_store import HistoryStore
 
     return HistoryStore()
 
@@ -300,7 +300,7 @@ async def test_quit_while_streaming_keeps_the_partial_reply(tmp_path: Path, gemm
         await wait_for(pilot, lambda: (r := chat.last("assistant")) is not None and len(r.text) > 10, 60)
         cid = app.conversation.wait_for_id()
         await pilot.press("ctrl+q")
-    from aigc_chat.history import HistoryStore
+    from aigc_chat.history_store import HistoryStore
 
     last = HistoryStore().get_conversation(cid).messages[-1]
     assert last.role == "assistant" and last.finish_reason == "cancelled" and last.content

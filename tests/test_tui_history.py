@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.chat_view import AssistantMessage, GanMessage, UserMessage
 from tests.tui_driver import SIZE, make_config, send, type_text, wait_for, wait_idle

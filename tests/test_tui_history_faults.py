@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from aigc_chat.history import HistoryError, HistoryStore, default_path
+from aigc_chat.history import HistoryError
+from aigc_chat.history_store import HistoryStore, default_path
 from aigc_chat.launch import open_history
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.launch import history_note

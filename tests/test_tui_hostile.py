@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 from aigc_chat.sanitize import sanitize
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.launch import require_terminal

@@ -17,7 +17,7 @@ import pytest
 
 from aigc_chat.chat_types import Message
 from aigc_chat.config import Config
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 from aigc_chat.params import GenerationParams
 from aigc_chat.tui import history_pane
 from aigc_chat.tui.app import ChatApp

@@ -10,7 +10,7 @@ import pytest
 from textual.widgets import Input, Label, Static
 
 from aigc_chat.config import load_config
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 from aigc_chat.loader import model_settings_for
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.role_picker import RolePicker

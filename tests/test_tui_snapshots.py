@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 from aigc_chat.tui import history_pane
 from aigc_chat.tui.app import ChatApp
 from tests.scripted_backend import ScriptedBackend

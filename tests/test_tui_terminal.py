@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 from aigc_chat.tui.app import ChatApp
 from tests.scripted_backend import ScriptedBackend
 from tests.tui_driver import SIZE, make_config, screen_text, send, type_text, wait_for, wait_idle

@@ -9,7 +9,7 @@ import pytest
 from aigc_chat.config import Config
 from aigc_chat.conversation import ConversationSettings
 from aigc_chat.errors import UsageError
-from aigc_chat.history import title_from
+from aigc_chat.labels import title_from
 from aigc_chat.params import GenerationParams
 from aigc_chat.tui import slash
 from aigc_chat.tui.clipboard import clipboard_sequences, osc52, tmux_wrap

@@ -181,7 +181,7 @@ def test_a_history_file_that_is_not_a_file_is_refused_at_once(cli: str, isolated
                                                               fifos: list[Path], kind: str) -> None:
     """SQLite would wait for ever on a FIFO where the history goes (`history list` and every
     one-shot run hung); a device gave "disk I/O error"."""
-    from aigc_chat.history import default_path
+    from aigc_chat.history_store import default_path
 
     path = default_path()
     path.parent.mkdir(parents=True, exist_ok=True)

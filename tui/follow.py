@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from aigc_chat.history import HistoryStore
+from aigc_chat.history_store import HistoryStore
 from aigc_chat.reply_owner import live_writer
 from aigc_chat.sanitize import StreamSanitizer
 from aigc_chat.tui.chat_view import AssistantMessage

@@ -64,6 +64,6 @@ def format_date(timestamp: float, now: float | None = None) -> str:
 
 def short_model(model: str) -> str:
     """A model path shortened to its file name for narrow places."""
-    from aigc_chat.history import short_model_name
+    from aigc_chat.labels import short_model_name
 
     return short_model_name(model) if model else "default model"

@@ -100,7 +100,7 @@ class Compacted:
 def label(meta: dict[str, Any]) -> str:
     """How a summary is named wherever it is shown (screen, `history show`, exports): what it
     covers, the tokens before and after, and the model that wrote it; never as a user's."""
-    from aigc_chat.history import short_model_name
+    from aigc_chat.labels import short_model_name
 
     span = meta.get("range")
     what = (f"Summary of messages {span[0]}-{span[1]}" if isinstance(span, list) and len(span) == 2

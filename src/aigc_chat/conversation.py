@@ -47,8 +47,9 @@ from aigc_chat.tree import MessageTree, Node
 
 if TYPE_CHECKING:
     from aigc_chat.compaction import Compacted
-    from aigc_chat.history import Conversation as StoredConversation
-    from aigc_chat.history import HistoryStore, ReplyRecorder
+    from aigc_chat.history import StoredConversation
+    from aigc_chat.history_recorder import ReplyRecorder
+    from aigc_chat.history_store import HistoryStore
 
 TurnAction = Literal["send", "regenerate", "edit"]
 SPARE_RESERVE = 1 << 30  # memory left free for everything else when a spare model is kept
@@ -163,15 +164,6 @@ def with_system(system_prompt: str, turns: Sequence[Message]) -> list[Message]:
         lead += 1
     text = "\n\n".join(t for t in [system_prompt, *(m.content for m in turns[:lead])] if t)
     return ([Message("system", text)] if text else []) + list(turns[lead:])
-
-
-def stored_tree(stored: StoredConversation) -> MessageTree:
-    """A stored conversation's messages, every branch, as the tree the core works on."""
-    nodes = [Node(m.role, m.content, files=tuple(Attachment(f.name, f.content) for f in m.attachments),
-                  kind=m.kind, meta=dict(m.meta), stats=dict(m.stats), finish_reason=m.finish_reason,
-                  ref=m.id, seq=m.id)
-             for m in stored.all_messages]
-    return MessageTree.from_rows(nodes, {m.id: m.parent_id for m in stored.all_messages}, stored.leaf_id)
 
 
 def _start_conversation(store: HistoryStore, title: str, text: str, files: Sequence[tuple[str, str]] = (),
@@ -410,17 +402,17 @@ class Conversation:
             merged.params = merged.params.with_updates(**kept)
         self.settings = merged
         self.conversation_ref = stored.summary.id
-        self.tree = stored_tree(stored)
+        self.tree = stored.tree()
         self.last_plan = None
 
     def rename(self, conversation_id: int, title: str) -> Future[Any]:
-        from aigc_chat.history import HistoryStore
+        from aigc_chat.history_store import HistoryStore
 
         return self._user_write(HistoryStore.rename, conversation_id, title)
 
     def delete(self, conversation_id: int) -> Future[Any]:
         """Delete a stored conversation; deleting this one starts a new one here."""
-        from aigc_chat.history import HistoryStore
+        from aigc_chat.history_store import HistoryStore
 
         if self.known_id == conversation_id:
             self.new()
@@ -436,7 +428,9 @@ class Conversation:
         fmt = "json" if path.suffix.lower() == ".json" else "markdown"
 
         def job(store: HistoryStore, cid: int) -> str:
-            write_private(path, store.export(cid, fmt))
+            from aigc_chat.history_export import render
+
+            write_private(path, render(store.get_conversation(cid), fmt))
             return fmt
 
         return self.history.read(job, conversation_id)
@@ -516,7 +510,7 @@ class Conversation:
         if not self.history.saving:
             return None
         if self.conversation_ref is None:
-            from aigc_chat.history import title_from
+            from aigc_chat.labels import title_from
 
             assert self.history.queued is not None
             self.conversation_ref = self.history.queued.create_conversation(
@@ -567,7 +561,7 @@ class Conversation:
         copy and the Future gives its id (open it to carry on); with nothing saved, the copy
         becomes this conversation in memory (None)."""
         if self.history.saving and self.conversation_ref is not None and node.ref is not None:
-            from aigc_chat.history import HistoryStore
+            from aigc_chat.history_store import HistoryStore
 
             return self._user_write(HistoryStore.fork, self.conversation_ref, node.ref)
         copy = MessageTree()
@@ -637,7 +631,7 @@ class Conversation:
             return node
         assert self.history.queued is not None
         if self.conversation_ref is None:
-            from aigc_chat.history import title_from
+            from aigc_chat.labels import title_from
 
             writer = self.history.writer
             assert writer is not None  # saving means there is a writer
@@ -682,7 +676,7 @@ class Conversation:
     def _recorder(self, reply: Node) -> ReplyRecorder | None:
         if not self.history.saving or self.conversation_ref is None:
             return None
-        from aigc_chat.history import ReplyRecorder
+        from aigc_chat.history_recorder import ReplyRecorder
 
         rec = ReplyRecorder(self.history.queued, self.conversation_ref, interval=SAVE_INTERVAL,
                             clock=self.clock, author=self.author(), parent=_parent_ref(reply.parent))
@@ -737,7 +731,7 @@ class Conversation:
         first = next((n for n in nodes if n.role == "user"), nodes[0] if nodes else None)
         if first is None:
             return
-        from aigc_chat.history import title_from
+        from aigc_chat.labels import title_from
 
         queued = self.history.queued
         assert queued is not None
@@ -837,7 +831,7 @@ class Turn:
 
     def stats(self) -> dict[str, Any]:
         """The reply's stats as the history keeps them: who wrote it, and how it went."""
-        from aigc_chat.history import result_stats
+        from aigc_chat.history_recorder import result_stats
 
         return {**self.author, **(result_stats(self.result) if self.result is not None else {})}
 

@@ -15,9 +15,13 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aigc_chat.argtypes import OneLineParser, conversation_id, integer, positive, text
 from aigc_chat.errors import UsageError
+
+if TYPE_CHECKING:
+    from aigc_chat.tree import Node
 
 PROG = "aigc-chat history"
 
@@ -68,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    from aigc_chat.history import HistoryError, HistoryStore, default_path
+    from aigc_chat.history import HistoryError
+    from aigc_chat.history_store import HistoryStore, default_path
 
     if args.command == "path":
         sys.stdout.write(f"{default_path()}\n")
@@ -99,7 +104,7 @@ def _out(text: str) -> None:
 
 
 def _list(store, args) -> int:
-    from aigc_chat.history import format_time
+    from aigc_chat.labels import format_time
     from aigc_chat.sanitize import sanitize
 
     for c in store.list_conversations(limit=args.limit):
@@ -116,7 +121,8 @@ def _list(store, args) -> int:
 
 
 def _show(store, args) -> int:
-    from aigc_chat.history import conversation_to_dict, format_time
+    from aigc_chat.history_export import conversation_to_dict
+    from aigc_chat.labels import format_time
     from aigc_chat.sanitize import one_line, sanitize
 
     conv = store.get_conversation(args.id, at=args.at)
@@ -138,7 +144,8 @@ def _show(store, args) -> int:
     system = conv.settings.get("system_prompt")
     if system:
         _out(f"\n[system]\n{sanitize(str(system))}\n")
-    children = conv.children()
+    tree = conv.tree()
+    nodes = {n.seq: n for n in tree.walk()}
     for m in conv.messages:
         head = f"[{one_line(m.role)}"
         if m.kind == "summary":
@@ -152,10 +159,10 @@ def _show(store, args) -> int:
         head += f" #{m.id}] {format_time(m.created_at)}"
         if m.role == "assistant":
             head += _reply_facts(m)
-        siblings = children.get(m.parent_id, [])
-        if len(siblings) > 1:
-            others = ", ".join(f"#{o.id}" for o in siblings if o.id != m.id)
-            head += f" · alternative {siblings.index(m) + 1} of {len(siblings)} (others: {others})"
+        at, count = tree.position(nodes[m.id])
+        if count > 1:
+            others = ", ".join(f"#{o.seq}" for o in tree.siblings(nodes[m.id]) if o.seq != m.id)
+            head += f" · alternative {at} of {count} (others: {others})"
         for f in m.attachments:
             head += f"\n[file] {one_line(f.name)} ({len(f.content.encode('utf-8')):,} bytes)"
         thought = m.meta.get("reasoning") if args.reasoning else None
@@ -174,23 +181,23 @@ def _draw_tree(conv) -> None:
     so a long conversation with a few branches stays narrow. ● is the current path."""
     from aigc_chat.sanitize import one_line, sanitize
 
-    children = conv.children()
+    tree = conv.tree()
     on_path = {m.id for m in conv.messages}
 
-    def line(m) -> str:
+    def line(m: Node) -> str:
         first = " ".join(sanitize(m.content).split())
         if len(first) > TREE_TEXT:
             first = first[: TREE_TEXT - 1] + "…"
-        mark = '●' if m.id in on_path else '○'
+        mark = '●' if m.seq in on_path else '○'
         if m.kind == "summary":  # a compaction: its own mark, with what it covers
             from aigc_chat.compaction import label
 
-            return f"{mark} [summary #{m.id}] {one_line(label(m.meta)).replace('Summary ', '', 1)}: {first}"
+            return f"{mark} [summary #{m.seq}] {one_line(label(m.meta)).replace('Summary ', '', 1)}: {first}"
         kind = f" {one_line(m.kind)}" if m.kind != "text" else ""
-        return f"{mark} [{one_line(m.role)}{kind} #{m.id}] {first}"
+        return f"{mark} [{one_line(m.role)}{kind} #{m.seq}] {first}"
 
     # (messages of one level, the prefix its lines carry), depth first without recursion
-    stack: list[tuple[list, int, str]] = [(children.get(None, []), 0, "")]
+    stack: list[tuple[list[Node], int, str]] = [(tree.roots, 0, "")]
     while stack:
         level, i, prefix = stack.pop()
         if i >= len(level):
@@ -204,14 +211,14 @@ def _draw_tree(conv) -> None:
         else:
             _out(f"{prefix}{line(m)}\n")
             inner = prefix
-        while len(children.get(m.id, [])) == 1:  # a chain: same column
-            m = children[m.id][0]
+        while len(m.children) == 1:  # a chain: same column
+            m = m.children[0]
             _out(f"{inner}{line(m)}\n")
-        stack.append((children.get(m.id, []), 0, inner))
+        stack.append((m.children, 0, inner))
 
 
 def _reply_facts(m) -> str:
-    from aigc_chat.history import short_model_name
+    from aigc_chat.labels import short_model_name
     from aigc_chat.reply_stats import prompt_facts
     from aigc_chat.sanitize import one_line
 
@@ -245,7 +252,10 @@ def _search(store, args) -> int:
 def _export(store, args) -> int:
     if args.all_branches and args.format != "json":
         raise UsageError("--all-branches needs --format json: a Markdown export is one path")
-    text = store.export(args.id, args.format, args.reasoning, args.all_branches)  # markdown sanitised, json escaped
+    from aigc_chat.history_export import render
+
+    conv = store.get_conversation(args.id)
+    text = render(conv, args.format, args.reasoning, args.all_branches)  # markdown sanitised, json escaped
     if args.output:
         from aigc_chat.safe_open import write_private
 

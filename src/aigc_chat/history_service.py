@@ -75,7 +75,8 @@ class HistoryService:
         if self.writer is not None:
             self.writer.wait(READ_WAIT)
         if self._reader is None:
-            from aigc_chat.history import HistoryError, HistoryStore
+            from aigc_chat.history import HistoryError
+            from aigc_chat.history_store import HistoryStore
 
             timeout = getattr(self.store, "busy_timeout_ms", None) or 15_000
             try:

@@ -36,7 +36,8 @@ from concurrent.futures import Future
 from typing import Any
 
 from aigc_chat.errors import AigcError
-from aigc_chat.history import ConversationGone, HistoryError, HistoryStore
+from aigc_chat.history import ConversationGone, HistoryError
+from aigc_chat.history_store import HistoryStore
 
 
 class SerialThread:

@@ -25,7 +25,8 @@ from aigc_chat.errors import UsageError
 from aigc_chat.params import PARAM_NAMES
 
 if TYPE_CHECKING:
-    from aigc_chat.history import HistoryError, HistoryStore
+    from aigc_chat.history import HistoryError
+    from aigc_chat.history_store import HistoryStore
 
 
 @dataclass
@@ -47,7 +48,8 @@ def wants_saved(args: argparse.Namespace) -> bool:
 
 def open_history(args: argparse.Namespace) -> HistoryOpening:
     """Open the history as the rules above say (on the caller's thread, before the run)."""
-    from aigc_chat.history import HistoryError, HistoryStore, default_path
+    from aigc_chat.history import HistoryError
+    from aigc_chat.history_store import HistoryStore, default_path
 
     if getattr(args, "no_history", False):
         if not wants_saved(args) or not default_path().exists():
