@@ -68,7 +68,7 @@ WIDTH = 27  # text columns inside the pane at its narrowest (the screen sets the
 
 class HistoryList(OptionList):
     BINDINGS = [
-        Binding("n", "app.new_conversation", "New"),
+        Binding("n", "screen.new_conversation", "New"),
         Binding("r", "pane_rename", "Rename"),
         Binding("d,delete", "pane_delete", "Delete"),
         Binding("e", "pane_export", "Export"),
