@@ -228,6 +228,7 @@ class Conversation:
                  on_conversation_gone: Callable[[int], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
+        self.keep: frozenset[str] = frozenset()  # what this run's flags set: a switch never changes it
         self.history = history if history is not None else HistoryService(None)
         self.history.on_failure = self._history_failed
         self.history.on_gone = self._history_gone
@@ -328,13 +329,66 @@ class Conversation:
             self.settings.model = model
         self._save_settings()
 
+    def switch_model(self, backend: str | None, model: str | None, role: str | None = None) -> bool:
+        """Answer with `backend`/`model` (None: the one set now) and, given `role` ("" for
+        none), under that role: the one way every front end switches (/model, the settings
+        pane, the model picker, the role picker), so a switch gives the same sampling whatever
+        the route. The caller loads the model; True when the model answering changes.
+
+        The sampling is resolved once, through the whole chain (aigc_chat.model_settings):
+        flags > this conversation > role > `[models."GLOB"]` > `[generation]` > the model file
+        > the built-in table. A value changed in this conversation stays; one that came from
+        the old model's layers becomes the new model's. A role starts afresh: its system prompt
+        and sampling replace the conversation's (the front end begins a new conversation
+        first), and a role that names a model switches to it unless a flag named one."""
+        from aigc_chat import roles
+        from aigc_chat.backends import registry
+        from aigc_chat.loader import model_settings_for
+
+        if backend is not None and not registry.is_known(backend):
+            names = ", ".join(registry.available())
+            raise UsageError(f"unknown backend {backend!r} (available: {names})")
+        old_cfg, s = self.config, self.settings
+        cfg = old_cfg if role is None else roles.apply(old_cfg, role, self.keep)
+        to_backend = registry.canonical(backend) if backend is not None else s.backend
+        to_model = model if model is not None else s.model
+        chosen = roles.find(cfg, role) if role else None
+        if chosen is not None and chosen.model and cfg.model == chosen.model and backend is None and model is None:
+            to_backend, to_model = registry.canonical(cfg.backend), cfg.model
+        resolved = model_settings_for(replace(cfg, backend=to_backend, model=to_model), to_backend, to_model)
+        self.config = replace(resolved, backend=cfg.backend, model=cfg.model)
+        changed = (to_backend, to_model) != (s.backend, s.model)
+        if role is not None:
+            fresh = ConversationSettings.from_config(self.config)
+            s.system_prompt, s.role, s.params = fresh.system_prompt, fresh.role, fresh.params
+        else:
+            params = {}
+            for name in PARAM_NAMES:
+                current = getattr(s.params, name)
+                if old_cfg.source(name) != "flag" and current == getattr(old_cfg.generation, name):
+                    params[name] = getattr(resolved.generation, name)  # not changed in this conversation
+            s.params = s.params.with_updates(**params)
+        s.backend, s.model = to_backend, to_model
+        self._save_settings()
+        return changed
+
     def save_as_default(self, settings: ConversationSettings | None = None) -> str:
+        """Write these settings to config.toml as the new defaults, and use them from now on
+        (a new conversation starts with them). Off the event loop, `write_defaults`."""
+        path, running = self.write_defaults(settings)
+        self.config = running
+        return path
+
+    def write_defaults(self, settings: ConversationSettings | None = None) -> tuple[str, Config]:
         """Write these settings (or a copy taken earlier, when this runs on another thread)
-        to config.toml as the new defaults.
+        to config.toml as the new defaults; returns the file and the running config with the
+        new defaults in it, for the caller to adopt on its own thread.
 
         The file is read again first, so this run's command-line flags are not written, and
         nothing but backend, model, system prompt and generation changes in it (an API key is
         never added)."""
+        from aigc_chat.loader import model_settings_for
+
         s = settings if settings is not None else self.settings
         base = load_config(self.config.path, environ={})
         base.backend, base.model, base.system_prompt = s.backend, s.model, s.system_prompt
@@ -342,7 +396,16 @@ class Conversation:
                    if self._worth_writing(name, getattr(s.params, name), base)}
         base.generation = base.generation.with_updates(**written)
         base.file_generation = {**base.file_generation, **written}
-        return str(save_config(base))
+        path = str(save_config(base))
+        running = replace(self.config, file_generation={**self.config.file_generation, **written})
+        chosen = {"backend": s.backend, "model": s.model, "system_prompt": s.system_prompt}
+        chosen = {k: v for k, v in chosen.items() if k not in self.keep}  # a flag still wins in this run
+        if running.role:  # the role keeps its own; what it replaced is the new default
+            running.role_base = {**running.role_base, **chosen}
+        else:
+            for key, value in chosen.items():
+                setattr(running, key, value)
+        return path, model_settings_for(running, s.backend, s.model)
 
     def _worth_writing(self, name: str, value: Any, base: Config) -> bool:
         """A value goes into [generation] if the file has it already, or this run chose it (a
