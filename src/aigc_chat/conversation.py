@@ -387,8 +387,6 @@ class Conversation:
         The file is read again first, so this run's command-line flags are not written, and
         nothing but backend, model, system prompt and generation changes in it (an API key is
         never added)."""
-        from aigc_chat.loader import model_settings_for
-
         s = settings if settings is not None else self.settings
         base = load_config(self.config.path, environ={})
         base.backend, base.model, base.system_prompt = s.backend, s.model, s.system_prompt
@@ -397,7 +395,19 @@ class Conversation:
         base.generation = base.generation.with_updates(**written)
         base.file_generation = {**base.file_generation, **written}
         path = str(save_config(base))
-        running = replace(self.config, file_generation={**self.config.file_generation, **written})
+        return path, self._with_defaults(s, written)
+
+    def _with_defaults(self, s: ConversationSettings, written: dict[str, Any]) -> Config:
+        """The running config with just-saved defaults in their layer: `[generation]`, under
+        a flag, the role and `[models."GLOB"]` (aigc_chat.model_settings), so what those set
+        stays in effect, as it would after a restart."""
+        cfg = self.config
+        above = [name for name in written if cfg.source(name) == "flag" or cfg.source(name).startswith(
+            ("role ", "config [models."))]
+        used = {k: v for k, v in written.items() if k not in above}
+        running = replace(cfg, file_generation={**cfg.file_generation, **written},
+                          generation=cfg.generation.with_updates(**used),
+                          sources={**cfg.sources, **dict.fromkeys(used, "config [generation]")})
         chosen = {"backend": s.backend, "model": s.model, "system_prompt": s.system_prompt}
         chosen = {k: v for k, v in chosen.items() if k not in self.keep}  # a flag still wins in this run
         if running.role:  # the role keeps its own; what it replaced is the new default
@@ -405,7 +415,7 @@ class Conversation:
         else:
             for key, value in chosen.items():
                 setattr(running, key, value)
-        return path, model_settings_for(running, s.backend, s.model)
+        return running
 
     def _worth_writing(self, name: str, value: Any, base: Config) -> bool:
         """A value goes into [generation] if the file has it already, or this run chose it (a
