@@ -57,7 +57,7 @@ async def test_refused_connection_is_a_message(tmp_path: Path, monkeypatch: pyte
     app = ChatApp(config(tmp_path, url))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.chat_screen.chat_state.phase == "load failed", what="the load to fail")
-        error = app.chat_screen.load_error
+        error = app.chat_screen.chat_state.load_error
         assert error and "connection refused" in error and url in error
         await wait_for(pilot, lambda: any("connection refused" in m for m in notices(app)), what="the message")
         assert app.query(NoticeMessage)  # and a notice in the chat saying what to do
