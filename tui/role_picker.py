@@ -4,8 +4,9 @@ It lists the roles `aigc-chat roles` lists (aigc_chat.roles: the built-ins and c
 `[roles.NAME]` tables), filtered as you type, plus "no role". Picking one starts a new
 conversation under it: the role's system prompt and sampling become the conversation's own
 settings (the settings pane says `role NAME` beside each value it set), and a role that
-names a model loads it (both through `Conversation.switch_model`, as /model and F4 switch). This run's flags still win:
-`--system`, `--model` / `--backend` and the sampling flags keep their values.
+names a model loads it: both through `Conversation.switch_model`, as /model and F4 switch.
+This run's flags still win: `--system`, `--model` / `--backend` and the sampling flags keep
+their values.
 """
 
 from __future__ import annotations

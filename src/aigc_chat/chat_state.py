@@ -145,8 +145,8 @@ class ChatState:
         """A load starts (the previous phase is returned, for a switch that may fail and
         keep the old model); `engine_stays`: the old model answers until the new one is in."""
         previous = self.phase
-        self.load_error = None
         if not engine_stays:
+            self.load_error = None
             self.engine = EngineFacts()
         self._set(Phase.LOADING, detail)
         return previous
