@@ -330,7 +330,7 @@ def test_each_reply_records_the_model_that_wrote_it() -> None:
     with HistoryStore(readonly=True) as s:
         replies = [m for m in s.get_conversation(cid).messages if m.role == "assistant"]
         assert [m.stats["model"] for m in replies] == ["scripted-model", "other.gguf"]
-        assert "## Assistant (other.gguf)" in render(s.get_conversation(cid), "markdown")
+        assert "## Assistant (other)" in render(s.get_conversation(cid), "markdown")
 
 
 def _two_models(tmp_path: Path) -> tuple[Path, Path]:

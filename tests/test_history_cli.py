@@ -42,7 +42,7 @@ def test_list_is_newest_first_tab_separated_and_sanitised(cli, filled):
     rows = [line.split("\t") for line in r.stdout.splitlines()]
     assert [int(row[0]) for row in rows] == [b, a]
     assert all(len(row) == 4 for row in rows)
-    assert rows[1][2] == "gemma-3-270m.gguf" and rows[1][3] == "How do pelicans fish?"
+    assert rows[1][2] == "gemma-3-270m" and rows[1][3] == "How do pelicans fish?"
     assert rows[0][1][:2] == "20" and rows[0][3].startswith("title before")
     _clean(r.stdout)
     r = run_cli(cli, "history", "list", "--limit", "1", "--json")

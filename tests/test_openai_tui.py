@@ -32,7 +32,8 @@ def config(tmp: Path, url: str, model: str = "") -> Config:
 async def wait_for(pilot: Any, cond: Any, timeout: float = 30.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}; state {pilot.app.chat_screen.state!r}"
+        phase = pilot.app.chat_screen.chat_state.phase
+        assert time.monotonic() < deadline, f"timed out waiting for {what}; state {phase!r}"
         await pilot.pause(0.05)
 
 
@@ -55,8 +56,8 @@ async def test_refused_connection_is_a_message(tmp_path: Path, monkeypatch: pyte
     url = f"http://127.0.0.1:{free_port()}/v1"
     app = ChatApp(config(tmp_path, url))
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.chat_screen.state == "load failed", what="the load to fail")
-        error = app.chat_screen.load_error
+        await wait_for(pilot, lambda: app.chat_screen.chat_state.phase == "load failed", what="the load to fail")
+        error = app.chat_screen.chat_state.load_error
         assert error and "connection refused" in error and url in error
         await wait_for(pilot, lambda: any("connection refused" in m for m in notices(app)), what="the message")
         assert app.query(NoticeMessage)  # and a notice in the chat saying what to do
@@ -70,7 +71,7 @@ async def test_models_offered_reply_streams_and_429_is_a_message(
     server.chat = lambda h, body: h.sse([chunk("Hello"), chunk(" from"), chunk(" the server"), chunk(None, "stop")])
     app = ChatApp(config(tmp_path, server.url))
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.chat_screen.state == "idle", what="the backend to load")
+        await wait_for(pilot, lambda: app.chat_screen.chat_state.phase == "idle", what="the backend to load")
         assert app.conversation.backend is not None and app.conversation.backend.info().model == "m1"
         await pilot.press("f3")  # the settings pane offers the server's models
         await wait_for(pilot, lambda: app.chat_screen.settings_pane is not None, what="the settings pane")
@@ -79,14 +80,14 @@ async def test_models_offered_reply_streams_and_429_is_a_message(
         await pilot.press("f3")
         await send(pilot, app, "hi")
         screen = app.chat_screen
-        await wait_for(pilot, lambda: screen.state == "idle" and screen.chat.last("assistant") is not None
+        await wait_for(pilot, lambda: screen.chat_state.phase == "idle" and screen.chat.last("assistant") is not None
                        and app.conversation.messages[-1].role == "assistant", what="the reply")
         reply = app.chat_screen.chat.last("assistant")
         assert isinstance(reply, AssistantMessage) and reply.text == "Hello from the server"
         server.chat = lambda h, body: h.status(429, {"error": {"message": "slow down"}}, {"Retry-After": "3"})
         await send(pilot, app, "again")
         await wait_for(pilot, lambda: any("429" in m for m in notices(app)), what="the 429 message")
-        await wait_for(pilot, lambda: app.chat_screen.state == "idle", what="idle after the error")
+        await wait_for(pilot, lambda: app.chat_screen.chat_state.phase == "idle", what="idle after the error")
         assert all(KEY not in m for m in notices(app))
         assert server.auth[-1] == f"Bearer {KEY}"
 
@@ -103,16 +104,16 @@ async def test_escape_stops_a_silent_server_at_once(tmp_path: Path, server: Faul
     server.chat = chat
     app = ChatApp(config(tmp_path, server.url, "m2"))
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.chat_screen.state == "idle", what="the backend to load")
+        await wait_for(pilot, lambda: app.chat_screen.chat_state.phase == "idle", what="the backend to load")
         await send(pilot, app, "hi")
-        await wait_for(pilot, lambda: app.chat_screen.state == "generating", what="generating")
+        await wait_for(pilot, lambda: app.chat_screen.chat_state.phase == "generating", what="generating")
         # The TUI shows a delta when the next one arrives or the reply ends, so "partial" is
         # not on screen yet: wait until the server has sent it and the client has had time.
         await wait_for(pilot, sent.is_set, what="the first chunk")
         await pilot.pause(1.0)
         await pilot.press("escape")
         t0 = time.monotonic()
-        await wait_for(pilot, lambda: app.chat_screen.state == "idle", timeout=10, what="idle after Esc")
+        await wait_for(pilot, lambda: app.chat_screen.chat_state.phase == "idle", timeout=10, what="idle after Esc")
         assert time.monotonic() - t0 < 10  # the read timeout is 60 s: Esc did not wait for it
         reply = app.chat_screen.chat.last("assistant")
         assert isinstance(reply, AssistantMessage) and reply.text == "partial"

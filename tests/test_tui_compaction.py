@@ -120,7 +120,7 @@ async def test_refused_while_streaming_and_esc_mid_summary_leaves_nothing(tmp_pa
         await pilot.press("f7")
         await wait_for(pilot, lambda: bool(screen.chat.query(CompactStepLine)), 10, "the visible step")
         await wait_for(pilot, backend.holding.is_set, 10, "the summary to stream")
-        assert screen.state == "compacting"
+        assert screen.chat_state.phase == "compacting"
         await pilot.press("ctrl+n")  # the path must not change under the summary
         await wait_for(pilot, lambda: sum("wait for the reply to end" in n for n in notes(app)) >= 1, 10, "refusal")
         assert [w.text for w in screen.chat.messages()] == before and app.conversation.path()

@@ -6,6 +6,7 @@ scripted backend (the model is not the point here)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,7 @@ async def test_panes_fit_the_terminal(tmp_path: Path, size: tuple[int, int]) -> 
         chat = app.query_one("#chat-column")
         width = size[0]
         assert chat.size.width >= min(layout.MIN_CHAT, width)
-        s.status.model = "a-rather-long-model-file-name-Q4_K_M.gguf"
+        s.status.facts = replace(s.status.facts, model="a-rather-long-model-file-name-Q4_K_M.gguf")
         await pilot.pause(0.1)
         status = screen_text(app).splitlines()[-2]
         assert status.rstrip().endswith("│ idle") and "ctx -/4096" in status, status  # the state always shown
@@ -238,7 +239,7 @@ async def test_a_draft_is_kept_per_conversation_across_quit_and_reopen(tmp_path:
         s = app.chat_screen
         s.prompt.load_text("half-typed in the first")
         s.stored.open_in_background(ids[1])
-        await wait_for(pilot, lambda: s.history.current_id == ids[1] and not s.opening, 10, "the second")
+        await wait_for(pilot, lambda: s.history.current_id == ids[1] and not s.chat_state.opening, 10, "the second")
         assert s.prompt.text == ""  # the other conversation has no draft
         s.prompt.load_text("and in the second")
         await pilot.pause(0.1)
@@ -293,7 +294,7 @@ async def test_opened_conversations_always_draw_every_message(tmp_path: Path) ->
             cid = ids[n % len(ids)]
             i = ids.index(cid)
             s.stored.open_in_background(cid)
-            await wait_for(pilot, lambda cid=cid: s.history.current_id == cid and not s.opening
+            await wait_for(pilot, lambda cid=cid: s.history.current_id == cid and not s.chat_state.opening
                            and len(s.chat.messages()) == 4, 10, "the conversation")
             await pilot.pause()
             assert _blank_messages(app) == []

@@ -180,7 +180,7 @@ async def test_model_load_failure_is_shown_and_another_model_can_be_picked(tmp_p
     cfg.model = str(missing)
     app = ChatApp(cfg, store=None)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.chat_screen.state == "load failed", 60, "the load to fail")
+        await wait_for(pilot, lambda: app.chat_screen.chat_state.phase == "load failed", 60, "the load to fail")
         notices = list(app.query(NoticeMessage))
         assert notices and "no-such-model.gguf" in str(notices[-1].render())
         assert "load failed" in screen_text(app)
@@ -192,8 +192,8 @@ async def test_model_load_failure_is_shown_and_another_model_can_be_picked(tmp_p
         app.query_one("#prompt").load_text("")
         await type_text(pilot, f"/model {gemma_path}")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.chat_screen.state == "idle", 120, "the model to load")
-        assert app.conversation.backend is not None and app.chat_screen.status.device
+        await wait_for(pilot, lambda: app.chat_screen.chat_state.phase == "idle", 120, "the model to load")
+        assert app.conversation.backend is not None and app.chat_screen.status.facts.device
         reply = await send(pilot, app, "Hi")
         assert reply.text
 
@@ -206,7 +206,7 @@ async def test_context_overflow_drops_oldest_turns_and_says_so(tmp_path: Path, g
     long = "Please remember these words: " + " ".join(["apple banana cherry"] * 20)
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
-        assert app.chat_screen.status.context_size == 128
+        assert app.chat_screen.status.facts.context_size == 128
         await send(pilot, app, long)
         assert not app.query(".-context")
         await send(pilot, app, long)
@@ -216,7 +216,8 @@ async def test_context_overflow_drops_oldest_turns_and_says_so(tmp_path: Path, g
         plan = app.conversation.last_plan
         assert plan is not None and plan.dropped == 2
         assert plan.messages[0].role == "system"  # never the system prompt
-        assert app.chat_screen.status.context_used is not None and app.chat_screen.status.context_used <= 128
+        used = app.chat_screen.status.facts.context_used
+        assert used is not None and used <= 128
 
 
 async def test_typing_while_generating_queues_the_next_message(tmp_path: Path, gemma_backend: Any) -> None:
@@ -230,11 +231,11 @@ async def test_typing_while_generating_queues_the_next_message(tmp_path: Path, g
         # only after the reply has ended
         prompt.load_text("Count from one to one hundred.")
         prompt.post_message(Key("enter", "\r"))
-        await wait_for(pilot, lambda: app.chat_screen.state == "generating", 10)
+        await wait_for(pilot, lambda: app.chat_screen.chat_state.phase == "generating", 10)
         prompt.load_text("Two")  # the input is not locked
         prompt.post_message(Key("enter", "\r"))
         await wait_for(pilot, lambda: any("queued" in n.message for n in app._notifications), 10)
-        assert app.chat_screen.state == "generating" and prompt.text == ""
+        assert app.chat_screen.chat_state.phase == "generating" and prompt.text == ""
         await wait_for(pilot, lambda: len(app.chat_screen.chat.query(UserMessage)) == 2, 120)
         await wait_idle(pilot, app)
         assert [u.text for u in app.chat_screen.chat.query(UserMessage)] == ["Count from one to one hundred.", "Two"]
@@ -331,7 +332,7 @@ async def test_autoscroll_only_while_at_the_bottom(tmp_path: Path, gemma_backend
         # an animated scroll: under load it takes more than 0.1 s to arrive
         await wait_for(pilot, lambda: chat.scroll_y == 0, 5, "the scroll home")
         grown_from = chat.max_scroll_y
-        await wait_for(pilot, lambda: chat.max_scroll_y > grown_from or app.chat_screen.state == "idle", 60)
+        await wait_for(pilot, lambda: chat.max_scroll_y > grown_from or app.chat_screen.chat_state.phase == "idle", 60)
         await wait_idle(pilot, app)
         assert chat.scroll_y == 0, "the view must stay where the user put it"
         # sending again brings the view back to the bottom and follows the new reply

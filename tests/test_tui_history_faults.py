@@ -50,7 +50,7 @@ async def send_and_wait(pilot, app: ChatApp, text: str, reply: str) -> None:
     prompt.load_text(text)
     await pilot.press("enter")
     screen = app.chat_screen
-    await wait_for(pilot, lambda: screen.state == "idle" and (r := screen.chat.last("assistant")) is not None
+    await wait_for(pilot, lambda: screen.chat_state.phase == "idle" and (r := screen.chat.last("assistant")) is not None
                    and r.text == reply and r.finish_reason == "stop", 30, "the answer")
 
 

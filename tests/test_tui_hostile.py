@@ -141,7 +141,8 @@ async def test_model_command_on_a_fifo_fails_at_once(tmp_path: Path, gemma_path:
         # and a real model still loads after it: nothing is queued behind a stuck load
         prompt.load_text(f"/model {gemma_path}")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.chat_screen.state == "idle" and "gemma" in screen_text(app).lower(), 120,
+        await wait_for(pilot, lambda: app.chat_screen.chat_state.phase == "idle"
+                       and "gemma" in screen_text(app).lower(), 120,
                        "the next load")
 
 

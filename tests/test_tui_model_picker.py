@@ -71,7 +71,8 @@ async def test_filter_as_you_type_and_switch_in_the_background(tmp_path: Path, m
         assert [e.name for e in picker.shown] == ["tiny-two"]
         await pilot.press("enter")
         await wait_for(pilot, lambda: not isinstance(app.screen, ModelPicker), 10, "the picker to close")
-        await wait_for(pilot, lambda: app.conversation.backend is not first_backend and app.chat_screen.state == "idle",
+        await wait_for(pilot, lambda: app.conversation.backend is not first_backend
+                       and app.chat_screen.chat_state.phase == "idle",
                        60, "the new model")
         assert app.conversation.settings.model == str(models["two"])
         assert app.conversation.backend.model == str(models["two"])
@@ -95,7 +96,7 @@ async def test_a_failed_load_keeps_the_old_model(tmp_path: Path, models: dict[st
         await pilot.press("enter")
         await wait_for(pilot, lambda: any("Could not load" in (n.title or "") for n in app._notifications),
                        60, "the failure notice")
-        assert app.conversation.backend is old and app.chat_screen.state == "idle"
+        assert app.conversation.backend is old and app.chat_screen.chat_state.phase == "idle"
         assert app.conversation.settings.model == str(models["one"])
         note = next(n for n in app._notifications if "Could not load" in (n.title or ""))
         assert "truncated" in note.message and "still on" in note.message

@@ -78,7 +78,7 @@ async def test_download_then_pick_the_new_model(tmp_path: Path, hubenv: tuple[Hu
                                           + "/Pulled-Q4_K_M.gguf")
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.conversation.settings.model == picker.downloaded
-                       and app.chat_screen.state == "idle", 60, "the switch to the pulled model")
+                       and app.chat_screen.chat_state.phase == "idle", 60, "the switch to the pulled model")
         reply = await send(pilot, app, "hi")
         assert reply.text is not None
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aigc_chat.chat_state import Phase
 from aigc_chat.config import Config
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.chat_view import AssistantMessage
@@ -31,14 +32,15 @@ async def wait_for(pilot: Any, cond: Callable[[], bool], timeout: float = 60.0, 
         if time.monotonic() > deadline:
             app = pilot.app
             notes = [n.message for n in app._notifications]
-            raise AssertionError(f"timed out waiting for {what or cond}; state {app.chat_screen.state!r}, "
+            raise AssertionError(f"timed out waiting for {what or cond}; state {app.chat_screen.chat_state.phase!r}, "
                                  f"notifications {notes}\n{screen_text(app)}")
         await pilot.pause(0.05)
 
 
 async def wait_idle(pilot: Any, app: ChatApp, timeout: float = 120.0) -> None:
     await pilot.pause(0.05)
-    await wait_for(pilot, lambda: app.chat_screen.state in ("idle", "load failed"), timeout, "the app to be idle")
+    await wait_for(pilot, lambda: app.chat_screen.chat_state.phase in (Phase.IDLE, Phase.LOAD_FAILED), timeout,
+                   "the app to be idle")
     await pilot.pause(0.05)
 
 

@@ -34,7 +34,7 @@ from aigc_chat.tui.chat_screen import ChatScreen
 from aigc_chat.tui.clipboard import clipboard_sequences, clipboard_text
 from aigc_chat.tui.commands import SlashProvider
 from aigc_chat.tui.dialogs import HelpScreen
-from aigc_chat.tui.events import ConversationDeleted, HistoryFailed, Notice, ReasoningShown
+from aigc_chat.tui.events import ConversationDeleted, DefaultsSaved, HistoryFailed, Notice, ReasoningShown
 from aigc_chat.tui.headless import HeadlessFinish, detach_terminal
 from aigc_chat.tui.help_text import FOOT, help_sections
 from aigc_chat.tui.launch import ui_reserve
@@ -63,6 +63,7 @@ class ChatApp(App[int]):
         self.conversation = Conversation(config, HistoryService(store),
                                          on_history_failure=self._history_failed_in_writer,
                                          on_conversation_gone=self._conversation_gone_in_writer)
+        self.conversation.keep = keep
         tui = {**TUI_DEFAULTS, **config.tui}
         off = "history is off: it cannot be opened (see the notice)" if store is None and history_note else ""
         self.chat_screen = ChatScreen(self.conversation, config, batch_interval=tui["stream_interval_ms"] / 1000,
@@ -140,13 +141,20 @@ class ChatApp(App[int]):
 
         def save() -> None:
             try:
-                path = self.conversation.save_as_default(settings)
+                path, running = self.conversation.write_defaults(settings)
             except (AigcError, OSError) as exc:
                 self._post_notice(f"could not save: {exc}", "error")
                 return
-            self._post_notice(f"saved as default in {path}", "information")
+            try:  # used from now on: a new conversation starts with them
+                self.post_message(DefaultsSaved(running, path))
+            except RuntimeError:  # the app's loop is gone (quitting)
+                pass
 
         self._io.submit(save)
+
+    def on_defaults_saved(self, event: DefaultsSaved) -> None:
+        self.conversation.config = event.config
+        self.notify(f"saved as default in {event.path}")
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -25,6 +25,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Footer
 
+from aigc_chat.chat_state import Action, ChatState, EngineFacts, status_facts
 from aigc_chat.config import Config
 from aigc_chat.conversation import Conversation, TurnAction
 from aigc_chat.drafts import NEW, Drafts
@@ -53,16 +54,12 @@ from aigc_chat.tui.history_pane import HistoryPane
 from aigc_chat.tui.prompt_input import PromptInput
 from aigc_chat.tui.reply_worker import stream_reply
 from aigc_chat.tui.status_bar import StatusBar
-from aigc_chat.tui.text_utils import short_model
 
 if TYPE_CHECKING:
     from aigc_chat.attachments import Attachment
     from aigc_chat.backends.base import Backend
     from aigc_chat.tree import Node
     from aigc_chat.tui.settings_pane import SettingsPane
-
-BUSY = {"generating": "the reply ends", "opening": "the conversation is open", "compacting": "the compaction ends"}
-
 
 class ChatScreen(CompactionMixin, Screen[None]):
     """The one screen of the chat (module notes)."""
@@ -78,18 +75,15 @@ class ChatScreen(CompactionMixin, Screen[None]):
         self.history_note = history_note
         self.start_note = start_note
         self.off_reason = off_reason
-        self.state = "loading"
-        self.load_error: str | None = None
+        # the phase, the queue, the running reply's job and cancel event (aigc_chat.chat_state);
+        # every change redraws the status bar
+        self.chat_state = ChatState()
+        self.chat_state.watch(lambda _state: self.redraw_status())
         self.editing: Node | None = None  # the question being edited (the input holds its text)
-        self.queue: list[str] = []
         self.models: list[str] = []
         self.status_note = ""  # "history off │ " while nothing is being saved
-        self._job = 0
-        self._cancel: threading.Event | None = None
-        self._turn_done: threading.Event | None = None  # set when the running turn's worker ends
         self._reply: AssistantMessage | None = None
         self._history_told = False
-        self.opening = 0  # conversations being read in; a message sent meanwhile is queued
         self.stored = HistoryActions(self)
         self.history_wanted = True  # F2's choice (start: [tui] show_history)
         self.history_asked = False  # F2 opened it where it does not fit beside the chat: laid over it
@@ -142,10 +136,10 @@ class ChatScreen(CompactionMixin, Screen[None]):
         if self.conversation.saving:
             self.drafts = Drafts()
         self.prompt.focus()
-        self.show_state(self.state)  # "loading" from the first frame on, though the load starts after it
+        self.redraw_status()  # "loading" from the first frame on, though the load starts after it
         if self.app_initial_conversation is not None:
             # read in on the reader thread; the model it names is loaded once it is open
-            self.opening += 1
+            self.chat_state.open_started()
             self.run_worker(self._open_initial(self.app_initial_conversation), group="open",
                             exit_on_error=False)
         else:
@@ -186,24 +180,26 @@ class ChatScreen(CompactionMixin, Screen[None]):
         except Exception as exc:  # noqa: BLE001 - the app must start with or without it
             self.app.notify(open_failure(exc), severity="error")
         finally:
-            self.opening -= 1
+            self.chat_state.open_ended()
         await self._show_start_notes()
         self._begin_model()
 
-    # -- state, shown in the status bar ---------------------------------------------------
-    @property
-    def engine_busy(self) -> bool:
-        """A reply streams or a compaction runs (tui/compact_step.py): the model is in use and
-        the path must not change under it (no edit, new conversation, model switch)."""
-        return self.state in ("generating", "compacting")
+    # -- the status bar: one snapshot of the chat state and the core (aigc_chat.chat_state) ------
+    def busy(self, action: Action) -> bool:
+        """Whether `action` must wait (ChatState.why_busy); says why when it must."""
+        why = self.chat_state.why_busy(action)
+        if why is not None:
+            self.app.notify(why, severity="warning")
+        return why is not None
 
-    def set_state(self, state: str) -> None:
-        self.state = state
-        self.show_state(state)
-
-    def show_state(self, text: str) -> None:
+    def redraw_status(self) -> None:
         note = self.follow.note()
-        self.status.state = self.status_note + (f"{note} │ " if note else "") + text
+        facts = status_facts(self.chat_state, self.conversation,
+                             self.status_note + (f"{note} │ " if note else ""))
+        try:
+            self.status.facts = facts
+        except NoMatches:  # not composed yet, or quitting
+            pass
 
     def refresh_settings(self, models: list[str] | None = None) -> None:
         s = self.conversation.settings
@@ -212,9 +208,7 @@ class ChatScreen(CompactionMixin, Screen[None]):
         pane = self.settings_pane
         if pane is not None:
             pane.load(s, self.models, self.conversation.config)
-        self.status.backend = s.backend
-        self.status.model = short_model(s.model)
-        self.status.role = s.role
+        self.redraw_status()
 
     # -- history trouble: told once, marked in the status bar and the pane --------------------
     async def on_history_failed(self, event: HistoryFailed) -> None:
@@ -232,16 +226,13 @@ class ChatScreen(CompactionMixin, Screen[None]):
 
     def _mark_not_saving(self, reason: str) -> None:
         self.status_note = "history off │ "
-        self.show_state(self.state)
+        self.redraw_status()
         if reason:
             self.history.show_not_saving(reason)
 
     # -- model loading --------------------------------------------------------------------
     def start_load(self) -> None:
-        self.load_error = None
-        self.set_state("loading")
-        self.status.device = ""
-        self.status.context_size = None
+        self.chat_state.loading()
         self._load_worker()
 
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
@@ -266,37 +257,31 @@ class ChatScreen(CompactionMixin, Screen[None]):
         self.post_message(ModelLoaded(backend, models))
 
     def on_model_progress(self, event: ModelProgress) -> None:
-        if self.state == "loading":
-            self.show_state(f"loading: {event.text}")
+        self.chat_state.progress(event.text)
 
     def on_model_loaded(self, event: ModelLoaded) -> None:
         self.conversation.attach_backend(event.backend, external=event.backend is self.given_backend)
         try:
             info = event.backend.info()
-            self.status.device = info.device
-            self.status.context_size = info.context_length
-            self.status.model = short_model(info.model)
+            engine = EngineFacts(info.device, info.context_length)
         except Exception:  # noqa: BLE001 - the status bar is a convenience
-            pass
-        self.status.backend = event.backend.name
+            engine = EngineFacts()
         for note in getattr(event.backend, "notices", ()):
             self.app.notify(note, severity="warning")
         if event.models:
             self.models = list(event.models)
             if self.settings_pane is not None:
                 self.settings_pane.set_models(self.models)
-        self.set_state("opening" if self.opening else "idle")
-        if self.queue:
+        self.chat_state.loaded(engine)
+        if self.chat_state.queue:
             self.call_later(self.send_next_queued)
 
     async def on_model_failed(self, event: ModelFailed) -> None:
-        self.load_error = event.reason
-        self.set_state("load failed")
+        self.chat_state.load_failed(event.reason)
         await self.chat.add(NoticeMessage(
             f"Could not load the model: {event.reason}\nPick another with /model PATH, "
             "/backend NAME or the settings pane (F3).", severity="error"))
         self.app.notify(event.reason, title="Model load failed", severity="error", timeout=8)
-        self.queue.clear()
 
     # -- drafts: what is typed is kept per conversation (aigc_chat.drafts) ------------------------
     def _draft_key(self) -> str | None:
@@ -369,8 +354,7 @@ class ChatScreen(CompactionMixin, Screen[None]):
             return
         text = slash.unescape(text)
         if self.editing is not None:
-            if self.engine_busy:
-                self.app.notify("a reply is still streaming: Esc stops it", severity="warning")
+            if self.busy("edit"):
                 return
             prompt.remember(text)
             prompt.load_text("")
@@ -378,16 +362,17 @@ class ChatScreen(CompactionMixin, Screen[None]):
             return
         prompt.remember(text)
         prompt.load_text("")
-        if self.state in ("generating", "opening", "compacting") or self.state.startswith("loading"):
-            self.queue.append(text)
-            self.app.notify(f"queued: sends when {BUSY.get(self.state, 'the model is loaded')}")
+        when = self.chat_state.why_busy("send")
+        if when is not None:
+            self.chat_state.queue_message(text)
+            self.app.notify(f"queued: sends when {when}")
             return
         await self.send(text)
 
     async def send(self, text: str) -> None:
         """Begin the turn (its question is queued for the history first), show it, reply."""
         if self.conversation.backend is None:
-            self.app.notify(f"no model is loaded: {self.load_error or 'still loading'}", severity="error")
+            self.app.notify(f"no model is loaded: {self.chat_state.load_error or 'still loading'}", severity="error")
             return
         if (getattr(self.conversation.config, "on_overflow", "drop_oldest") != "drop_oldest"
                 and self.conversation.path()):
@@ -401,8 +386,9 @@ class ChatScreen(CompactionMixin, Screen[None]):
         await self._run_turn("send", text, files=files)
 
     async def send_next_queued(self) -> None:
-        if self.queue and self.state == "idle" and not self.opening:
-            await self.send(self.queue.pop(0))
+        text = self.chat_state.next_queued()
+        if text is not None:
+            await self.send(text)
 
     async def _run_turn(self, action: TurnAction, text: str = "", target: Node | None = None,
                         files: list[Attachment] | None = None) -> None:
@@ -428,15 +414,12 @@ class ChatScreen(CompactionMixin, Screen[None]):
         await self.show_path()
         self.chat.anchor()
         self.history.current_id = self.conversation.conversation_ref
-        self._job += 1
-        self._cancel = threading.Event()
         reply = self.chat.widget_for(turn.reply_node)
         assert isinstance(reply, AssistantMessage)
         self._reply = reply
         reply.start_stream()
-        self.set_state("generating")
-        job, cancel, lock = self._job, self._cancel, self.conversation.backend_lock
-        done = self._turn_done = threading.Event()
+        job, cancel, done = self.chat_state.begin_turn()
+        lock = self.conversation.backend_lock
 
         def stream() -> None:
             try:
@@ -467,7 +450,7 @@ class ChatScreen(CompactionMixin, Screen[None]):
         for widget in self.chat.messages():
             if widget.node is not None:
                 widget.set_position(conv.tree.position(widget.node))
-        self.status.branches = conv.tree.branch_count()
+        self.redraw_status()
         if self.editing is not None and self.editing not in path:
             self.stop_editing()  # its question is not shown any more; the text typed stays
             self.app.notify("not editing any more: that question is on another branch now "
@@ -477,7 +460,7 @@ class ChatScreen(CompactionMixin, Screen[None]):
         event.stop()
         widget: ChatMessage = event.widget
         node = widget.node
-        if node is None or self._busy_for_branches():
+        if node is None or self.busy("branch"):
             return
         if node not in self.conversation.path():  # a reply that failed before a word: not kept
             self.app.notify("this reply was not kept: it failed before its first word", severity="warning")
@@ -540,68 +523,57 @@ class ChatScreen(CompactionMixin, Screen[None]):
         if node is None:
             self.app.notify("this conversation has no branches")
             return
-        if not self._busy_for_branches():
+        if not self.busy("branch"):
             await self.switch_branch(node, step, follow=False)
 
-    def _busy_for_branches(self) -> bool:
-        """A reply streams or a conversation opens: the path must not move under it (says so)."""
-        if self.state in ("idle", "load failed"):
-            return False
-        self.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
-        return True
-
     async def on_reply_started(self, event: ReplyStarted) -> None:
-        if event.job != self._job:
+        if event.job != self.chat_state.job:
             return
         plan = event.plan
-        if plan.prompt_tokens is not None:
-            self.status.context_used = plan.prompt_tokens
+        self.redraw_status()  # the context: what this reply was sent
         if plan.dropped:
             n = plan.dropped
             note = NoticeMessage(
                 f"{n} earlier message{'s are' if n != 1 else ' is'} left out of what is sent: "
                 f"the conversation no longer fits the model's context "
-                f"({self.status.context_size or '?'} tokens). The system prompt is always kept.",
+                f"({self.chat_state.engine.context_size or '?'} tokens). The system prompt is always kept.",
                 severity="warning")
             note.add_class("-context")
             await self.chat.mount(note, before=self._reply)
 
     def on_reply_progress(self, event: ReplyProgress) -> None:
-        if event.job == self._job and self._reply is not None:
+        if event.job == self.chat_state.job and self._reply is not None:
             self._reply.show_reading(event.text)
 
     async def on_reply_delta(self, event: ReplyDelta) -> None:
-        if event.job == self._job and self._reply is not None:
+        if event.job == self.chat_state.job and self._reply is not None:
             await self._reply.append(event.shown, event.raw_so_far, event.thinking)
 
     async def on_reply_finished(self, event: ReplyFinished) -> None:
-        if event.job != self._job or self._reply is None:
+        if event.job != self.chat_state.job or self._reply is None:
             return
         result = event.result
         reply, self._reply = self._reply, None
         await reply.finish(result.text, event.stats, result.finish_reason, result.reasoning)
         await self._show_replaced(reply)
-        if result.prompt_tokens:
-            self.status.context_used = result.prompt_tokens + result.completion_tokens
         for warning in result.warnings:
             self.app.notify(warning, severity="warning")
         if result.finish_reason == "error":
             self.app.notify(result.error or "generation failed", title="Generation failed", severity="error")
-        self.set_state("idle")
+        self.chat_state.turn_ended()  # the status reads the context from the finished reply
         self.history.reload()
         self.stored.keep_as_new()  # a "keep the chat" that waited for this reply
-        if self.queue:
-            await self.send_next_queued()
+        await self.send_next_queued()
 
     async def on_reply_failed(self, event: ReplyFailed) -> None:
-        if event.job != self._job:
+        if event.job != self.chat_state.job:
             return
         reply, self._reply = self._reply, None
         if reply is not None:
             await reply.finish("", {"error": event.reason}, "error")
             await self._show_replaced(reply)
         self.app.notify(event.reason, title="Cannot answer", severity="error")
-        self.set_state("idle")
+        self.chat_state.turn_ended()
         self.stored.keep_as_new()
 
     async def _show_replaced(self, reply: AssistantMessage) -> None:
@@ -616,13 +588,10 @@ class ChatScreen(CompactionMixin, Screen[None]):
     def action_cancel(self) -> None:
         if self.cancel_compaction():
             return
-        if self.follow.active and self.state != "generating":
+        if self.follow.active and not self.chat_state.generating:
             self.follow.ask_stop()
             return
-        if self.state == "generating" and self._cancel is not None:
-            self._cancel.set()
-            self.queue.clear()
-            self.show_state("stopping")
+        if self.chat_state.stop_turn():
             return
         if self.editing is not None:
             self.stop_editing()
@@ -631,8 +600,8 @@ class ChatScreen(CompactionMixin, Screen[None]):
     def stop_now(self) -> None:
         """Quitting: a streaming reply ends now (the core records it as cancelled), a
         compaction stops (nothing of it is stored)."""
-        if self._cancel is not None:
-            self._cancel.set()
+        if self.chat_state.cancel is not None:
+            self.chat_state.cancel.set()
         if self._compact_cancel is not None:
             self._compact_cancel.set()
 
@@ -644,20 +613,10 @@ class ChatScreen(CompactionMixin, Screen[None]):
         """The terminal has gone (tui/headless.py): what is left to finish without the screen,
         as (the running reply's done event, its cancel event, the queued questions), or None
         when nothing is. The screen lets go of them: quitting no longer stops the reply."""
-        running = self.state == "generating" and self._turn_done is not None and not self._turn_done.is_set()
-        queued = list(self.queue) if self.conversation.backend is not None else []
-        if not running and not queued:
-            return None
-        self.queue.clear()
-        done, cancel = (self._turn_done, self._cancel) if running else (None, None)
-        self._cancel = None
-        return done, cancel, queued
+        return self.chat_state.hand_over(self.conversation.backend is not None)
 
     async def action_regenerate(self) -> None:
-        if self.state != "idle":
-            self.app.notify({"generating": "wait for the current reply (Esc stops it)",
-                             "opening": "wait: the conversation is still opening"}.get(
-                                 self.state, "no model is ready"), severity="warning")
+        if self.busy("regenerate"):
             return
         if self.conversation.backend is None:
             self.app.notify("no model is loaded", severity="error")
@@ -719,9 +678,12 @@ class ChatScreen(CompactionMixin, Screen[None]):
         await self.app.run_action("save_default")
 
     def switch_model(self, backend: str | None, model: str) -> None:
-        if self.engine_busy:
-            raise UsageError("wait for the reply to end (Esc stops it) before switching model")
-        self.conversation.set_model(backend, model)
+        """/model, /backend and the settings pane: switch (Conversation.switch_model: the
+        sampling follows the new model), then load it."""
+        why = self.chat_state.why_busy("switch_model")
+        if why is not None:
+            raise UsageError(why)
+        self.conversation.switch_model(backend, model)
         self.refresh_settings()
         self.start_load()
 
@@ -806,7 +768,7 @@ class ChatScreen(CompactionMixin, Screen[None]):
     def on_history_pane_leave(self) -> None:
         """Esc in the history pane: back to the message box (laid over the chat, it steps aside);
         while a reply streams, Esc stops it, as it does everywhere."""
-        if self.state == "generating":
+        if self.chat_state.generating:
             self.action_cancel()
             return
         self.close_history_over()
@@ -815,7 +777,7 @@ class ChatScreen(CompactionMixin, Screen[None]):
     def on_settings_pane_leave(self) -> None:
         """Esc in a settings field: back to the message box (a pane laid over the chat closes);
         while a reply streams, Esc stops it, as it does everywhere."""
-        if self.state == "generating":
+        if self.chat_state.generating:
             self.action_cancel()
             return
         if self.fit.settings == "over":

@@ -73,8 +73,7 @@ async def _run(screen: ChatScreen, cmd: slash.SlashCommand) -> None:
 async def add_gan(screen: ChatScreen, label: int | None, n: int) -> None:
     """GAN samples inline in the chat: stored with the conversation, never sent to the model.
     Not while a reply streams: the samples would follow a reply that is still being written."""
-    if screen.engine_busy:
-        screen.app.notify("wait for the reply to end (Esc stops it), then /gan", severity="warning")
+    if screen.busy("gan"):
         return
     try:
         from aigc_chat.gan import DEFAULT_CHECKPOINT

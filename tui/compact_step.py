@@ -23,6 +23,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from aigc_chat.attachments import Attachment
+from aigc_chat.chat_state import Phase
 from aigc_chat.compaction import Compacted, CompactionCancelled
 from aigc_chat.errors import AigcError
 from aigc_chat.sanitize import sanitize
@@ -107,11 +108,11 @@ class CompactionMixin:
     async def start_compaction(self: Any, instructions: str = "", then_send: str | None = None,
                                files: Sequence[Attachment] = ()) -> None:
         screen: ChatScreen = self
-        if screen.state == "generating":
-            screen.app.notify("a reply is streaming: compact once it has finished (Esc stops it)", severity="warning")
-            return
-        if screen.state != "idle" or screen.conversation.backend is None:
-            screen.app.notify("no model is ready to write the summary", severity="warning")
+        why = screen.chat_state.why_busy("compact")
+        if why is None and screen.conversation.backend is None:
+            why = "no model is ready to write the summary"
+        if why is not None:
+            screen.app.notify(why, severity="warning")
             return
         self._compact_job += 1
         self._compact_cancel = threading.Event()
@@ -120,7 +121,7 @@ class CompactionMixin:
         self._compact_line = CompactStepLine(text)
         await screen.chat.mount(self._compact_line)
         screen.chat.anchor()
-        screen.set_state("compacting")
+        screen.chat_state.begin_compaction()
         job, cancel, conv = self._compact_job, self._compact_cancel, screen.conversation
         screen.run_worker(lambda: compact_worker(screen.post_message, job, conv, cancel, conv.backend_lock,
                                                  instructions, then_send, files),
@@ -128,7 +129,8 @@ class CompactionMixin:
 
     def cancel_compaction(self) -> bool:
         """Esc while compacting: stop it (nothing is stored). False when not compacting."""
-        if getattr(self, "state", "") != "compacting" or self._compact_cancel is None:
+        screen: ChatScreen = self  # type: ignore[assignment]
+        if screen.chat_state.phase is not Phase.COMPACTING or self._compact_cancel is None:
             return False
         self._compact_cancel.set()
         if self._compact_line is not None:
@@ -149,14 +151,14 @@ class CompactionMixin:
         if event.job != self._compact_job:
             return
         await self._end_step()
-        screen.set_state("idle")
+        screen.chat_state.compaction_ended()
         if event.done is not None:
             await screen.show_path()
             screen.history.reload()
             screen.app.notify(f"{event.done.line()} (alt+← goes back to it)", title="Compacted", timeout=8)
         if event.then_send is not None:
             await screen.send_now(event.then_send, event.files)
-        elif screen.queue:
+        else:
             await screen.send_next_queued()
 
     async def on_compact_failed(self, event: CompactFailed) -> None:
@@ -164,11 +166,10 @@ class CompactionMixin:
         if event.job != self._compact_job:
             return
         await self._end_step()
-        screen.set_state("idle")
+        screen.chat_state.compaction_ended(failed=True)  # what was queued behind it is dropped
         if event.then_send is not None:  # the message was not sent: it stays typed, its files attached
             for f in event.files:
                 screen.files_bar.add(f)
             if not screen.prompt.text.strip():
                 screen.prompt.load_text(event.then_send)
-        screen.queue.clear()
         screen.app.notify(event.reason, severity="warning" if event.cancelled else "error")

@@ -13,6 +13,7 @@ from textual.notifications import SeverityLevel
 
 from aigc_chat.backends.base import Backend
 from aigc_chat.chat_types import GenerationResult
+from aigc_chat.config import Config
 from aigc_chat.conversation import PromptPlan
 
 
@@ -107,6 +108,15 @@ class Notice(Message):
 
     text: str
     severity: SeverityLevel = "information"
+
+
+@dataclass
+class DefaultsSaved(Message):
+    """"Save as default" wrote config.toml (on the config-writer thread): the running config
+    with the new defaults, for the UI thread to adopt."""
+
+    config: Config
+    path: str
 
 
 @dataclass

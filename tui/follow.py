@@ -78,7 +78,7 @@ class Follower:
         self._sanitizer = StreamSanitizer()
         widget.start_stream()
         self._timer = s.set_interval(POLL, self._poll, name="follow")
-        s.show_state(s.state)
+        s.redraw_status()
 
     def end(self) -> None:
         if self._timer is not None:
@@ -88,7 +88,7 @@ class Follower:
         self.pid = self.message_id = self._widget = None
         self.stop_sent = False
         if was:
-            self.screen.show_state(self.screen.state)
+            self.screen.redraw_status()
 
     def ask_stop(self) -> None:
         """Esc: ask the writer to stop (it ends its reply as cancelled at its next save)."""
@@ -98,7 +98,7 @@ class Follower:
             return
         history.submit_action(HistoryStore.request_stop, self.message_id)
         self.stop_sent = True
-        self.screen.show_state(self.screen.state)
+        self.screen.redraw_status()
 
     async def _poll(self) -> None:
         if self._busy or self.message_id is None:

@@ -41,8 +41,7 @@ class HistoryActions:
     # -- new and open ---------------------------------------------------------------------
     async def new_conversation(self) -> None:
         s = self.screen
-        if s.engine_busy:
-            s.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
+        if s.busy("new"):
             return
         s.keep_draft()
         s.follow.end()
@@ -51,16 +50,13 @@ class HistoryActions:
         s.restore_draft()
         await s.chat.clear()
         s.history.current_id = None
-        s.status.context_used = None
-        s.refresh_settings()
+        s.refresh_settings()  # and the status bar: no branches, no context used
         s.prompt.focus()
 
     def open_in_background(self, conversation_id: int, at: int | None = None) -> None:
         """Read a conversation in and show it; messages sent meanwhile wait for it."""
         s = self.screen
-        s.opening += 1
-        if s.state == "idle":
-            s.set_state("opening")
+        s.chat_state.open_started()
         s.run_worker(self._open_job(conversation_id, at), group="open", exit_on_error=False)
 
     async def _open_job(self, conversation_id: int, at: int | None = None) -> None:
@@ -73,13 +69,10 @@ class HistoryActions:
             s.history.reload()
             ok = False
         finally:
-            s.opening -= 1
-            if not s.opening and s.state == "opening":
-                s.set_state("idle")
+            s.chat_state.open_ended()
         if ok and len(s.app.screen_stack) == 1:  # no dialog opened meanwhile
             s.prompt.focus()
-        if s.queue:
-            await s.send_next_queued()
+        await s.send_next_queued()
 
     async def open_conversation(self, conversation_id: int, keep: frozenset[str] = frozenset(),
                                 at: int | None = None) -> None:
@@ -107,16 +100,15 @@ class HistoryActions:
             if widget is not None:
                 s.call_after_refresh(widget.scroll_visible, animate=False)
         s.history.current_id = stored.summary.id
-        s.status.context_used = None
-        s.refresh_settings()
-        if (conv.settings.backend, conv.settings.model) != old and (conv.backend is not None or s.load_error):
+        s.refresh_settings()  # and the status bar: its branches, the context its last reply used
+        if (conv.settings.backend, conv.settings.model) != old and (conv.backend is not None
+                                                                    or s.chat_state.load_error):
             s.start_load()
         s.follow.check()  # its last reply still being written by another process: follow it
 
     def open_from_pane(self, event: HistoryPane.Open) -> None:
         s = self.screen
-        if s.engine_busy:
-            s.app.notify("wait for the reply to end (Esc stops it)", severity="warning")
+        if s.busy("open"):
             return
         s.close_history_over()
         self.open_in_background(event.conversation_id, event.message_id or None)
@@ -146,7 +138,7 @@ class HistoryActions:
     def keep_as_new(self) -> None:
         """Store the chat as a new conversation now, or once the reply streaming has ended."""
         s = self.screen
-        if not self.keep_pending or s.state == "generating":
+        if not self.keep_pending or s.chat_state.why_busy("keep") is not None:
             return
         self.keep_pending = False
         try:
@@ -181,8 +173,7 @@ class HistoryActions:
                 if not ok:
                     return
                 if s.conversation.known_id == cid:
-                    if s.engine_busy:
-                        s.app.notify("wait for the reply to end before deleting it", severity="warning")
+                    if s.busy("delete_current"):
                         return
                     await s.action_new_conversation()
                 self.history_action("delete", cid, lambda: s.conversation.delete(cid))

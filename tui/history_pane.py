@@ -24,12 +24,13 @@ from textual.timer import Timer
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from aigc_chat.labels import model_label
 from aigc_chat.sanitize import sanitize
 from aigc_chat.tui import text_utils
-from aigc_chat.tui.text_utils import short_model
 
 if TYPE_CHECKING:
-    from aigc_chat.history_service import HistoryService
+    from aigc_chat.labels import model_label
+from aigc_chat.history_service import HistoryService
 
 POLL_S = 2.0  # how often the pane checks for conversations other processes added or deleted
 PAGE = 500  # conversations listed at once; older ones are reached by search
@@ -68,7 +69,7 @@ WIDTH = 27  # text columns inside the pane at its narrowest (the screen sets the
 
 class HistoryList(OptionList):
     BINDINGS = [
-        Binding("n", "app.new_conversation", "New"),
+        Binding("n", "screen.new_conversation", "New"),
         Binding("r", "pane_rename", "Rename"),
         Binding("d,delete", "pane_delete", "Delete"),
         Binding("e", "pane_export", "Export"),
@@ -188,7 +189,7 @@ class HistoryPane(Vertical):
         rows = []
         for c in convs:
             title = _one_line(c.title) or "untitled"
-            model = short_model(c.model).removesuffix(".gguf")
+            model = model_label(c.model)
             meta = f"{format_date(c.updated_at)} · {model}"
             options.append(Option(Content.assemble((title_line(title, self.text_width), "bold"), "\n",
                                                    (_one_line(meta, self.text_width), "dim"))))

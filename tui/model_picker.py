@@ -11,15 +11,14 @@ comes back here listed and highlighted.
 Picking loads the model on a worker thread while the old one stays attached: a failure keeps
 the old model and says why. On success the new model takes over the conversation (the whole
 conversation is sent to it with the next message), and the sampling values that came from the
-old model's defaults are replaced by the new model's (aigc_chat.model_settings); values set by
-a flag or changed in this conversation are kept. The old model is closed: switching back
-loads it again (a 100-300 MB model loads in about a second; keeping several resident is left
-to a later change).
+old model's defaults are replaced by the new model's (Conversation.switch_model, as /model and
+the settings pane do); values set by a flag or changed in this conversation are kept. The old
+model is closed: switching back loads it again (a 100-300 MB model loads in about a second;
+keeping several resident is left to a later change).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +38,7 @@ DOWNLOAD = "download"  # the option id of the last row
 
 if TYPE_CHECKING:
     from aigc_chat.backends.base import Backend
+    from aigc_chat.chat_state import Phase
     from aigc_chat.tui.chat_screen import ChatScreen
 
 
@@ -218,24 +218,17 @@ def model_ref(found: Found) -> str:
 def start_switch(screen: ChatScreen, found: Found) -> None:
     from aigc_chat.loader import LOCAL_BACKENDS
 
-    notify = screen.app.notify
-    if screen.engine_busy:
-        notify("wait for the reply to end (Esc stops it) before switching model", severity="warning")
-        return
-    if screen.state == "loading":
-        notify("a model is loading; pick again when it is ready", severity="warning")
+    if screen.busy("pick_model"):
         return
     backend = screen.conversation.settings.backend
     if backend not in LOCAL_BACKENDS:
         backend = "llama"  # a GGUF file: the llama.cpp backend
-    previous = screen.state
-    screen.set_state("loading")
-    screen.show_state(f"loading: {found.name}")
+    previous = screen.chat_state.loading(f"loading: {found.name}", engine_stays=True)
     screen.run_worker(lambda: _load(screen, found, backend, previous), thread=True, group="model-switch",
                       exclusive=True, exit_on_error=False)
 
 
-def _load(screen: ChatScreen, found: Found, backend: str, previous: str) -> None:
+def _load(screen: ChatScreen, found: Found, backend: str, previous: Phase) -> None:
     conv = screen.conversation
     try:  # the old model is not generating (we were idle); a spare of this model is reused
         new = conv.load_backend(None, conv.config, backend=backend, model=model_ref(found))
@@ -246,37 +239,18 @@ def _load(screen: ChatScreen, found: Found, backend: str, previous: str) -> None
     screen.app.call_from_thread(_loaded, screen, found, backend, new)
 
 
-def _failed(screen: ChatScreen, found: Found, reason: str, previous: str) -> None:
+def _failed(screen: ChatScreen, found: Found, reason: str, previous: Phase) -> None:
     old = screen.conversation.settings.model or "the default model"
-    screen.set_state(previous)
+    screen.chat_state.restore(previous)
     screen.app.notify(f"{reason}; still on {one_line(old)}", title=f"Could not load {one_line(found.name)}",
                       severity="error", timeout=8)
-    if screen.queue:
-        screen.call_later(screen.send_next_queued)
+    screen.call_later(screen.send_next_queued)
 
 
 def _loaded(screen: ChatScreen, found: Found, backend: str, new: Backend) -> None:
-    from aigc_chat.loader import model_settings_for
-    from aigc_chat.params import PARAM_NAMES
     from aigc_chat.tui.events import ModelLoaded
 
-    conv = screen.conversation
-    old_cfg = conv.config
-    ref = model_ref(found)
-    new_cfg = model_settings_for(replace(old_cfg, backend=backend, model=ref), backend, ref)
-    changes: dict[str, Any] = {}
-    for name in PARAM_NAMES:
-        if old_cfg.source(name) == "flag":
-            continue
-        current = getattr(conv.settings.params, name)
-        if current == getattr(old_cfg.generation, name):  # not changed in this conversation
-            value = getattr(new_cfg.generation, name)
-            if value != current:
-                changes[name] = value
-    conv.config = replace(new_cfg, model=old_cfg.model, backend=old_cfg.backend)
-    conv.set_model(backend, ref)
-    if changes:
-        conv.set_params(**changes)
+    screen.conversation.switch_model(backend, model_ref(found))  # the sampling follows the model
     screen.post_message(ModelLoaded(new, []))  # the screen attaches it (closing the old one)
     screen.refresh_settings()
     screen.app.notify(f"now answering with {one_line(found.name)}", title="Model switched")

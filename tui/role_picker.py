@@ -4,8 +4,9 @@ It lists the roles `aigc-chat roles` lists (aigc_chat.roles: the built-ins and c
 `[roles.NAME]` tables), filtered as you type, plus "no role". Picking one starts a new
 conversation under it: the role's system prompt and sampling become the conversation's own
 settings (the settings pane says `role NAME` beside each value it set), and a role that
-names a model loads it through the chat screen's `switch_model`. This run's flags still win:
-`--system`, `--model` / `--backend` and the sampling flags keep their values.
+names a model loads it: both through `Conversation.switch_model`, as /model and F4 switch.
+This run's flags still win: `--system`, `--model` / `--backend` and the sampling flags keep
+their values.
 """
 
 from __future__ import annotations
@@ -127,19 +128,9 @@ class RolePicker(ModalScreen["Role | None"]):
 # -- from the chat screen ----------------------------------------------------------------------
 
 
-def _busy(screen: ChatScreen) -> str:
-    if screen.engine_busy:
-        return "wait for the reply to end (Esc stops it) before starting another conversation"
-    if screen.state.startswith("loading"):
-        return "a model is loading; pick a role when it is ready"
-    return ""
-
-
 def open_role_picker(screen: ChatScreen) -> None:
     """Push the picker; a pick starts a new conversation under that role."""
-    why = _busy(screen)
-    if why:
-        screen.app.notify(why, severity="warning")
+    if screen.busy("role"):
         return
     conv = screen.conversation
 
@@ -152,23 +143,14 @@ def open_role_picker(screen: ChatScreen) -> None:
 
 async def start_role(screen: ChatScreen, role: Role) -> None:
     """A new conversation under `role` (NO_ROLE: under none), loading its model if it names one."""
-    from aigc_chat.loader import model_settings_for
-
-    why = _busy(screen)
-    if why:
-        screen.app.notify(why, severity="warning")
+    if screen.busy("role"):
         return
-    conv = screen.conversation
-    keep: frozenset[str] = getattr(screen.app, "keep", frozenset())  # what this run's flags set
-    cfg = roles.apply(conv.config, role.name, keep)
-    switch = (bool(role.model) and cfg.model == role.model
-              and (cfg.backend, cfg.model) != (conv.settings.backend, conv.settings.model))
-    # the sampling for the model that will answer: the role's, or the one loaded now
-    backend, model = (cfg.backend, cfg.model) if switch else (conv.settings.backend, conv.settings.model)
-    conv.config = model_settings_for(cfg, backend, model)
-    await screen.stored.new_conversation()  # the settings come from conv.config: the role's
+    await screen.stored.new_conversation()
+    # the role's system prompt and sampling, for the model that will answer (Conversation.switch_model)
+    switch = screen.conversation.switch_model(None, None, role=role.name)
+    model = screen.conversation.settings.model
     if switch:
-        screen.switch_model(backend, model)
+        screen.start_load()
     screen.refresh_settings()
     if role.name:
         screen.app.notify(f"new conversation as {role.name}" + (f", loading {model}" if switch else ""),

@@ -6,6 +6,7 @@ import re
 import time
 from typing import Any
 
+from aigc_chat.labels import model_label
 from aigc_chat.reply_stats import prompt_facts
 
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})[^\n]*\n(?P<body>.*?)^(?P=indent)(?P=fence)[ \t]*$",
@@ -46,7 +47,7 @@ def format_stats(stats: dict[str, Any], finish_reason: str | None) -> str:
                       "error": "failed", "stop": "done"}.get(finish_reason, finish_reason))
     model = stats.get("model")
     if isinstance(model, str) and model:
-        parts.append(short_model(model))  # which model wrote it: conversations can switch
+        parts.append(model_label(model))  # which model wrote it: conversations can switch
     return " · ".join(parts)
 
 
@@ -60,10 +61,3 @@ def format_date(timestamp: float, now: float | None = None) -> str:
     if 0 <= now - timestamp < 6 * 86400:
         return time.strftime("%a %H:%M", t)
     return time.strftime("%Y-%m-%d", t)
-
-
-def short_model(model: str) -> str:
-    """A model path shortened to its file name for narrow places."""
-    from aigc_chat.labels import short_model_name
-
-    return short_model_name(model) if model else "default model"

@@ -100,7 +100,7 @@ class Compacted:
 def label(meta: dict[str, Any]) -> str:
     """How a summary is named wherever it is shown (screen, `history show`, exports): what it
     covers, the tokens before and after, and the model that wrote it; never as a user's."""
-    from aigc_chat.labels import short_model_name
+    from aigc_chat.labels import model_label
 
     span = meta.get("range")
     what = (f"Summary of messages {span[0]}-{span[1]}" if isinstance(span, list) and len(span) == 2
@@ -110,7 +110,7 @@ def label(meta: dict[str, Any]) -> str:
     if isinstance(before, int) and isinstance(after, int):
         facts.append(f"{before:,} → {after:,} tokens")
     if isinstance(meta.get("model"), str) and meta["model"]:
-        facts.append(short_model_name(meta["model"]))
+        facts.append(model_label(meta["model"]))
     return f"{what} ({', '.join(facts)})" if facts else what
 
 

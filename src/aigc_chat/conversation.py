@@ -221,6 +221,7 @@ class Conversation:
                  on_conversation_gone: Callable[[int], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
+        self.keep: frozenset[str] = frozenset()  # what this run's flags set: a switch never changes it
         self.history = history if history is not None else HistoryService(None)
         self.history.on_failure = self._history_failed
         self.history.on_gone = self._history_gone
@@ -321,9 +322,60 @@ class Conversation:
             self.settings.model = model
         self._save_settings()
 
+    def switch_model(self, backend: str | None, model: str | None, role: str | None = None) -> bool:
+        """Answer with `backend`/`model` (None: the one set now) and, given `role` ("" for
+        none), under that role: the one way every front end switches (/model, the settings
+        pane, the model picker, the role picker), so a switch gives the same sampling whatever
+        the route. The caller loads the model; True when the model answering changes.
+
+        The sampling is resolved once, through the whole chain (aigc_chat.model_settings):
+        flags > this conversation > role > `[models."GLOB"]` > `[generation]` > the model file
+        > the built-in table. A value changed in this conversation stays; one that came from
+        the old model's layers becomes the new model's. A role starts afresh: its system prompt
+        and sampling replace the conversation's (the front end begins a new conversation
+        first), and a role that names a model switches to it unless a flag named one."""
+        from aigc_chat import roles
+        from aigc_chat.backends import registry
+        from aigc_chat.loader import model_settings_for
+
+        if backend is not None and not registry.is_known(backend):
+            names = ", ".join(registry.available())
+            raise UsageError(f"unknown backend {backend!r} (available: {names})")
+        old_cfg, s = self.config, self.settings
+        cfg = old_cfg if role is None else roles.apply(old_cfg, role, self.keep)
+        to_backend = registry.canonical(backend) if backend is not None else s.backend
+        to_model = model if model is not None else s.model
+        chosen = roles.find(cfg, role) if role else None
+        if chosen is not None and chosen.model and cfg.model == chosen.model and backend is None and model is None:
+            to_backend, to_model = registry.canonical(cfg.backend), cfg.model
+        resolved = model_settings_for(replace(cfg, backend=to_backend, model=to_model), to_backend, to_model)
+        self.config = replace(resolved, backend=cfg.backend, model=cfg.model)
+        changed = (to_backend, to_model) != (s.backend, s.model)
+        if role is not None:
+            fresh = ConversationSettings.from_config(self.config)
+            s.system_prompt, s.role, s.params = fresh.system_prompt, fresh.role, fresh.params
+        else:
+            params = {}
+            for name in PARAM_NAMES:
+                current = getattr(s.params, name)
+                if old_cfg.source(name) != "flag" and current == getattr(old_cfg.generation, name):
+                    params[name] = getattr(resolved.generation, name)  # not changed in this conversation
+            s.params = s.params.with_updates(**params)
+        s.backend, s.model = to_backend, to_model
+        self._save_settings()
+        return changed
+
     def save_as_default(self, settings: ConversationSettings | None = None) -> str:
+        """Write these settings to config.toml as the new defaults, and use them from now on
+        (a new conversation starts with them). Off the event loop, `write_defaults`."""
+        path, running = self.write_defaults(settings)
+        self.config = running
+        return path
+
+    def write_defaults(self, settings: ConversationSettings | None = None) -> tuple[str, Config]:
         """Write these settings (or a copy taken earlier, when this runs on another thread)
-        to config.toml as the new defaults.
+        to config.toml as the new defaults; returns the file and the running config with the
+        new defaults in it, for the caller to adopt on its own thread.
 
         The file is read again first, so this run's command-line flags are not written, and
         nothing but backend, model, system prompt and generation changes in it (an API key is
@@ -335,7 +387,28 @@ class Conversation:
                    if self._worth_writing(name, getattr(s.params, name), base)}
         base.generation = base.generation.with_updates(**written)
         base.file_generation = {**base.file_generation, **written}
-        return str(save_config(base))
+        path = str(save_config(base))
+        return path, self._with_defaults(s, written)
+
+    def _with_defaults(self, s: ConversationSettings, written: dict[str, Any]) -> Config:
+        """The running config with just-saved defaults in their layer: `[generation]`, under
+        a flag, the role and `[models."GLOB"]` (aigc_chat.model_settings), so what those set
+        stays in effect, as it would after a restart."""
+        cfg = self.config
+        above = [name for name in written if cfg.source(name) == "flag" or cfg.source(name).startswith(
+            ("role ", "config [models."))]
+        used = {k: v for k, v in written.items() if k not in above}
+        running = replace(cfg, file_generation={**cfg.file_generation, **written},
+                          generation=cfg.generation.with_updates(**used),
+                          sources={**cfg.sources, **dict.fromkeys(used, "config [generation]")})
+        chosen = {"backend": s.backend, "model": s.model, "system_prompt": s.system_prompt}
+        chosen = {k: v for k, v in chosen.items() if k not in self.keep}  # a flag still wins in this run
+        if running.role:  # the role keeps its own; what it replaced is the new default
+            running.role_base = {**running.role_base, **chosen}
+        else:
+            for key, value in chosen.items():
+                setattr(running, key, value)
+        return running
 
     def _worth_writing(self, name: str, value: Any, base: Config) -> bool:
         """A value goes into [generation] if the file has it already, or this run chose it (a
@@ -349,7 +422,7 @@ class Conversation:
     def _save_settings(self) -> None:
         if self.history.queued is not None and self.conversation_ref is not None:
             self.history.queued.update_settings(self.conversation_ref, self.settings.to_dict(),
-                                                model=self._shown_model(), backend=self.settings.backend)
+                                                model=self.shown_model(), backend=self.settings.backend)
 
     # -- which stored conversation this is -----------------------------------------------------
     @property
@@ -514,7 +587,7 @@ class Conversation:
 
             assert self.history.queued is not None
             self.conversation_ref = self.history.queued.create_conversation(
-                title_from(first_text), model=self._shown_model(), backend=self.settings.backend,
+                title_from(first_text), model=self.shown_model(), backend=self.settings.backend,
                 settings=self.settings.to_dict())
         return self.conversation_ref
 
@@ -637,7 +710,7 @@ class Conversation:
             assert writer is not None  # saving means there is a writer
             pair = writer.submit(
                 _start_conversation, title_from(title or text) or (files[0].name if files else ""), text,
-                [(f.name, f.text) for f in files], model=self._shown_model(),
+                [(f.name, f.text) for f in files], model=self.shown_model(),
                 backend=self.settings.backend, settings=self.settings.to_dict())
             self.conversation_ref, node.ref = _part(pair, 0), _part(pair, 1)
         else:
@@ -694,7 +767,7 @@ class Conversation:
         except Exception:  # noqa: BLE001 - a backend that cannot say: the settings' names
             return {"backend": self.settings.backend, "model": self.settings.model}
 
-    def _shown_model(self) -> str:
+    def shown_model(self) -> str:
         """The model the history lists a conversation under: the one loaded (the default
         model's file, say), where the settings may just say "the default" ("")."""
         return self.author().get("model") or self.settings.model
@@ -736,7 +809,7 @@ class Conversation:
         queued = self.history.queued
         assert queued is not None
         self.conversation_ref = queued.create_conversation(
-            title_from(first.content), model=self._shown_model(), backend=self.settings.backend,
+            title_from(first.content), model=self.shown_model(), backend=self.settings.backend,
             settings=self.settings.to_dict())
         for node in nodes:
             node.ref = queued.add_message(

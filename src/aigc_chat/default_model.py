@@ -64,6 +64,20 @@ ALIASES = {"default": DEFAULT_NAME, "smollm2": DEFAULT_NAME, "smollm2-135m-instr
            "gemma3": GEMMA_NAME, "gemma-3-270m": GEMMA_NAME}
 
 
+# The bundled files by name (and the checked Q8_0 copy the llama backend reads the default
+# through), so a loaded path is shown under the short name the user knows.
+_BUNDLED_FILES = {SMOLLM2_FILE.lower(): DEFAULT_NAME, "gemma-3-270m-q4_k_m.gguf": GEMMA_NAME}
+
+
+def bundled_file_name(file_name: str) -> str | None:
+    """The bundled model's short name for one of its files (or a copy made from it), or None."""
+    key = file_name.lower()
+    for file, name in _BUNDLED_FILES.items():
+        if key == file or key.startswith(file.removesuffix(".gguf") + "."):
+            return name
+    return None
+
+
 def model_dir() -> Path:
     return paths.cache_dir() / "models"
 

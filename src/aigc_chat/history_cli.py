@@ -104,7 +104,7 @@ def _out(text: str) -> None:
 
 
 def _list(store, args) -> int:
-    from aigc_chat.labels import format_time
+    from aigc_chat.labels import format_time, model_label
     from aigc_chat.sanitize import sanitize
 
     for c in store.list_conversations(limit=args.limit):
@@ -113,7 +113,7 @@ def _list(store, args) -> int:
                              "created_at": c.created_at, "updated_at": c.updated_at,
                              "messages": c.message_count}, ensure_ascii=True) + "\n")
             continue
-        model = Path(c.model).name if c.model else "-"
+        model = model_label(c.model, unset="-")
         fields = (str(c.id), format_time(c.updated_at), _cell(sanitize(model)),
                   _cell(sanitize(c.title)) or "(untitled)")
         _out("\t".join(fields) + "\n")
@@ -218,13 +218,13 @@ def _draw_tree(conv) -> None:
 
 
 def _reply_facts(m) -> str:
-    from aigc_chat.labels import short_model_name
+    from aigc_chat.labels import model_label
     from aigc_chat.reply_stats import prompt_facts
     from aigc_chat.sanitize import one_line
 
     parts = [one_line(m.finish_reason or "interrupted")]
     if isinstance(m.stats.get("model"), str) and m.stats["model"]:
-        parts.insert(0, one_line(short_model_name(m.stats["model"])))
+        parts.insert(0, one_line(model_label(m.stats["model"])))
     tokens = m.stats.get("completion_tokens")
     if tokens:
         parts.append(f"{tokens} tok")

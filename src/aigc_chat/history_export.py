@@ -13,7 +13,7 @@ from typing import Any
 
 from aigc_chat.errors import UsageError
 from aigc_chat.history import StoredConversation
-from aigc_chat.labels import format_time, short_model_name
+from aigc_chat.labels import format_time, model_label
 
 
 def render(conv: StoredConversation, fmt: str, reasoning: bool = False, all_branches: bool = False) -> str:
@@ -84,7 +84,7 @@ def conversation_to_markdown(conv: StoredConversation, reasoning: bool = False) 
         if m.kind != "text":
             heading += f" ({one_line(m.kind)})"
         elif m.role == "assistant" and isinstance(m.stats.get("model"), str) and m.stats["model"]:
-            heading += f" ({one_line(short_model_name(m.stats['model']))})"
+            heading += f" ({one_line(model_label(m.stats['model']))})"
         if m.role == "assistant" and m.finish_reason not in (None, "stop"):
             heading += f" [{one_line(str(m.finish_reason))}]"
         elif m.role == "assistant" and m.finish_reason is None:

@@ -18,9 +18,16 @@ def title_from(text: str) -> str:
     return ""
 
 
-def short_model_name(model: str) -> str:
-    """A model path shortened to its file name, for headings and stats lines."""
-    return model.rstrip("/").rsplit("/", 1)[-1] or model
+def model_label(model: str, *, unset: str = "default model") -> str:
+    """The one short name a model is shown under, everywhere (status bar, history list, reply
+    headings, exports): a bundled model by its short name whatever copy of it was loaded, a
+    file by its name without `.gguf`, a served model as named; `unset` where none is named."""
+    from aigc_chat.default_model import bundled_file_name
+
+    name = model.rstrip("/").rsplit("/", 1)[-1] or model
+    if not name:
+        return unset
+    return bundled_file_name(name) or name.removesuffix(".gguf")
 
 
 def format_time(ts: float) -> str:
