@@ -7,22 +7,18 @@ backend, gated so the test can look at the screen while the model "thinks"."""
 from __future__ import annotations
 
 import re
-import threading
 import tomllib
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aigc_chat.backends.base import Message
 from aigc_chat.config import Config
 from aigc_chat.history import HistoryStore
-from aigc_chat.params import GenerationParams
 from aigc_chat.tui import history_pane
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.chat_view import AssistantMessage, PlainView, ThinkingBlock
-from tests.scripted_backend import ScriptedBackend
+from tests.scripted_backend import GatedBackend, ScriptedBackend
 from tests.tui_driver import SIZE, make_config, screen_text, send, wait_for, wait_idle
 
 REASONING = "Let me plan the steps.\nFirst [bold]this[/bold], then \x1b]0;pwned\x07that."
@@ -30,30 +26,6 @@ PIECES = ["<think>", "Let me plan ", "the steps.\nFirst [bold]this[/bold], ", "t
           "</think>", "\n\nThe answer ", "is 42."]
 ANSWER = "The answer is 42."
 SHOWN_REASONING = "Let me plan the steps.\nFirst [bold]this[/bold], then that."  # the OSC dropped
-
-
-class GatedBackend(ScriptedBackend):
-    """Scripted pieces, holding before each index in `gates` until its Event is set (or the
-    reply is cancelled)."""
-
-    def __init__(self, pieces: Sequence[str], gates: Sequence[int]) -> None:
-        super().__init__(pieces)
-        self.gates = {i: threading.Event() for i in gates}
-
-    def release(self, index: int) -> None:
-        self.gates[index].set()
-
-    def _generate(self, messages: Sequence[Message], params: GenerationParams,
-                  cancel: threading.Event) -> Iterator[object]:
-        n = 0
-        for item in super()._generate(messages, params, cancel):
-            if isinstance(item, str):
-                gate = self.gates.get(n)
-                n += 1
-                while gate is not None and not gate.wait(0.05):
-                    if cancel.is_set():
-                        return
-            yield item
 
 
 def config(tmp: Path, max_tokens: int = 12) -> Config:
