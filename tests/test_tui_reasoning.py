@@ -19,7 +19,7 @@ from aigc_chat.tui import history_pane
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.chat_view import AssistantMessage, PlainView, ThinkingBlock
 from tests.scripted_backend import GatedBackend, ScriptedBackend
-from tests.tui_driver import SIZE, make_config, screen_text, send, wait_for, wait_idle
+from tests.tui_driver import SIZE, make_config, screen_text, send, settle_screen, wait_for, wait_idle
 
 REASONING = "Let me plan the steps.\nFirst [bold]this[/bold], then \x1b]0;pwned\x07that."
 PIECES = ["<think>", "Let me plan ", "the steps.\nFirst [bold]this[/bold], ", "then \x1b]0;pwned\x07that.",
@@ -255,8 +255,6 @@ def test_collapsed_reasoning_snapshot(snap_compare, tmp_path: Path, monkeypatch:
     async def settle(pilot) -> None:
         await wait_for(pilot, lambda: len(pilot.app.chat_screen.query(AssistantMessage)) == 2, 20,
                        "the conversation")
-        await wait_idle(pilot, pilot.app)
-        pilot.app.query_one("#prompt").blur()  # no blinking cursor in the picture
-        await pilot.pause(0.1)
+        await settle_screen(pilot, pilot.app, rows=1)
 
     assert snap_compare(stored_app(tmp_path), terminal_size=(100, 30), run_before=settle)
