@@ -28,6 +28,21 @@ MODEL_CACHE = REPO / ".test-cache"
 VENV_BIN = Path(sys.executable).parent
 
 
+# What `make test-fast` leaves out (`-m "not slow"`), decided here once instead of remembered
+# in each test: one that asks for a real model (these fixtures; `tmux` starts the app on Gemma)
+# or runs the installed app end to end in a real terminal (tests/test_e2e_*.py) is slow,
+# marked or not. Training a network is marked where it happens.
+REAL_MODEL_FIXTURES = frozenset({"gemma_path", "gemma_backend", "default_path", "tmux"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        real_model = REAL_MODEL_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if real_model or item.path.name.startswith("test_e2e_"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     home = tmp_path_factory.mktemp("home")
