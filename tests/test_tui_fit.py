@@ -218,17 +218,18 @@ async def test_a_refused_file_is_told_in_the_chat(tmp_path: Path) -> None:
     big = tmp_path / "big.txt"
     big.write_text("pelican " * 2000)
     app = ChatApp(make_config(tmp_path), store=HistoryStore(), backend=ScriptedBackend(["ok"], context_length=256))
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:  # toasts drawn, as for a user
         await wait_idle(pilot, app)
         s = app.chat_screen
         s.attach(str(big))
         await wait_for(pilot, lambda: bool(s.chat.query(NoticeMessage)), 10, "the note")
         note = s.chat.query(NoticeMessage).last()
         assert "Not attached" in str(note.render()) and "big.txt" in str(note.render())
+        rack = app.screen.query_one("#textual-toastrack")
+        await wait_for(pilot, lambda: bool(rack.query("Toast")), 10, "the toast")
         app.clear_notifications()  # the toast gone, the note stays where the user looks
-        await wait_for(pilot, lambda: not app.screen.query("Toast"), 10, "the toast gone")
-        await pilot.pause()
-        assert "Not attached" in screen_text(app)
+        await wait_for(pilot, lambda: not rack.query("Toast"), 10, "the toast gone")
+        await wait_for(pilot, lambda: "Not attached" in screen_text(app), 10, "the note, still on screen")
 
 
 @pytest.mark.asyncio
