@@ -58,12 +58,13 @@ run: install
 test: lint
 	$(PY) -m pytest $(ARGS)
 
-# The inner loop: lint, then every test not marked slow (a real model, training, the app in a
-# real terminal: tests/conftest.py), on every core (pytest-xdist). Under 3 minutes on 2 cores;
-# `make test` stays the whole suite, as CI runs it. FAST_JOBS=0 runs them in this process.
+# The inner loop: lint, then the tests in this process, on every core (pytest-xdist): none
+# marked slow (a real model, training, the app in a real terminal) or cli (the installed app in
+# a subprocess); tests/conftest.py marks them. Under 3 minutes on 2 cores; `make test` stays
+# the whole suite, as CI runs it. FAST_JOBS=0 runs them without workers.
 FAST_JOBS ?= auto
 test-fast: lint
-	$(PY) -m pytest -m "not slow" -n $(FAST_JOBS) -q $(ARGS)
+	$(PY) -m pytest -m "not slow and not cli" -n $(FAST_JOBS) -q $(ARGS)
 
 # ruff over the real folders (it does not follow the links in src/aigc_chat/), then mypy
 # over the package from this checkout (config in pyproject.toml). Both always run, so one

@@ -28,7 +28,7 @@ MODEL_CACHE = REPO / ".test-cache"
 VENV_BIN = Path(sys.executable).parent
 
 
-# What `make test-fast` leaves out (`-m "not slow"`), decided here once instead of remembered
+# What `make test-fast` leaves out (`-m "not slow and not cli"`), decided here once instead of remembered
 # in each test: one that asks for a real model (these fixtures; `tmux` starts the app on Gemma)
 # or runs the installed app end to end in a real terminal (tests/test_e2e_*.py) is slow,
 # marked or not. Training, and the other tests of the app in a real terminal, are marked where they are.
@@ -38,9 +38,11 @@ REAL_MODEL_FIXTURES = frozenset({"gemma_path", "gemma_backend", "default_path", 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        real_model = REAL_MODEL_FIXTURES.intersection(getattr(item, "fixturenames", ()))
-        if real_model or item.path.name.startswith("test_e2e_"):
+        fixtures = getattr(item, "fixturenames", ())
+        if REAL_MODEL_FIXTURES.intersection(fixtures) or item.path.name.startswith("test_e2e_"):
             item.add_marker(pytest.mark.slow)
+        if "cli" in fixtures:  # the installed `aigc-chat` in a subprocess: a second or more of start-up each
+            item.add_marker(pytest.mark.cli)
 
 
 @pytest.fixture(autouse=True)
