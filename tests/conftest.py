@@ -30,8 +30,9 @@ VENV_BIN = Path(sys.executable).parent
 
 # What `make test-fast` leaves out (`-m "not slow and not cli"`), decided here once instead of remembered
 # in each test: one that asks for a real model (these fixtures; `tmux` starts the app on Gemma)
-# or runs the installed app end to end in a real terminal (tests/test_e2e_*.py) is slow,
-# marked or not. Training, and the other tests of the app in a real terminal, are marked where they are.
+# or runs the installed app end to end in a real terminal (tests/test_e2e_*.py) is slow, and
+# one that runs the installed app in a subprocess (the `cli` fixture) is cli, marked or not.
+# Training, and the other tests of the app in a real terminal, are marked where they are.
 REAL_MODEL_FIXTURES = frozenset({"gemma_path", "gemma_backend", "default_path", "tmux"})
 
 
