@@ -10,7 +10,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_PIN ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: run test lint bench install install-dev clean
+.PHONY: run test test-fast lint bench install install-dev clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,14 @@ run: install
 # Lint first, then the tests; either failing fails `make test`. ARGS go to pytest only.
 test: lint
 	$(PY) -m pytest $(ARGS)
+
+# The inner loop: lint, then the tests in this process, on every core (pytest-xdist): none
+# marked slow (a real model, training, the app in a real terminal) or cli (the installed app in
+# a subprocess); tests/conftest.py marks them. Under 3 minutes on 2 cores; `make test` stays
+# the whole suite, as CI runs it. FAST_JOBS=0 runs them without workers.
+FAST_JOBS ?= auto
+test-fast: lint
+	$(PY) -m pytest -m "not slow and not cli" -n $(FAST_JOBS) -q $(ARGS)
 
 # ruff over the real folders (it does not follow the links in src/aigc_chat/), then mypy
 # over the package from this checkout (config in pyproject.toml). Both always run, so one

@@ -28,6 +28,24 @@ MODEL_CACHE = REPO / ".test-cache"
 VENV_BIN = Path(sys.executable).parent
 
 
+# What `make test-fast` leaves out (`-m "not slow and not cli"`), decided here once instead of remembered
+# in each test: one that asks for a real model (these fixtures; `tmux` starts the app on Gemma)
+# or runs the installed app end to end in a real terminal (tests/test_e2e_*.py) is slow, and
+# one that runs the installed app in a subprocess (the `cli` fixture) is cli, marked or not.
+# Training, and the other tests of the app in a real terminal, are marked where they are.
+REAL_MODEL_FIXTURES = frozenset({"gemma_path", "gemma_backend", "default_path", "tmux"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if REAL_MODEL_FIXTURES.intersection(fixtures) or item.path.name.startswith("test_e2e_"):
+            item.add_marker(pytest.mark.slow)
+        if "cli" in fixtures:  # the installed `aigc-chat` in a subprocess: a second or more of start-up each
+            item.add_marker(pytest.mark.cli)
+
+
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     home = tmp_path_factory.mktemp("home")

@@ -177,6 +177,7 @@ def test_help_exits_zero():
     assert r.returncode == 0 and "--save-array" in r.stdout
 
 
+@pytest.mark.slow  # trains
 def test_train_names_its_checkpoint_by_the_shared_rule(tmp_path, isolated_dirs):
     """`gan train` saves where the TUI's GAN screen would (gan.checkpoint.checkpoint_path),
     named for the data set, in --out or else the data dir."""

@@ -240,6 +240,7 @@ def test_a_native_abort_prints_nothing_on_stdout(tmp_path: Path) -> None:
     assert "GGML_ASSERT(n_tokens <= n_batch) failed" in r.stderr
 
 
+@pytest.mark.slow  # the installed app in a real terminal (tmux)
 def test_tui_esc_and_ctrl_q_do_not_hang_on_a_looping_template(cli: str, ggufs: dict[str, Path],
                                                               isolated_dirs: dict[str, Path]) -> None:
     """In a real terminal: Esc during the endless render leaves "stopping" (the render is

@@ -102,15 +102,16 @@ async def test_escape_stops_a_silent_server_at_once(tmp_path: Path, server: Faul
         h.stall_until_client_leaves()
 
     server.chat = chat
-    app = ChatApp(config(tmp_path, server.url, "m2"))
+    cfg = config(tmp_path, server.url, "m2")
+    cfg.tui["stream_interval_ms"] = 0  # every piece drawn at once: "partial" on screen means received
+    app = ChatApp(cfg)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.chat_screen.chat_state.phase == "idle", what="the backend to load")
         await send(pilot, app, "hi")
         await wait_for(pilot, lambda: app.chat_screen.chat_state.phase == "generating", what="generating")
-        # The TUI shows a delta when the next one arrives or the reply ends, so "partial" is
-        # not on screen yet: wait until the server has sent it and the client has had time.
         await wait_for(pilot, sent.is_set, what="the first chunk")
-        await pilot.pause(1.0)
+        await wait_for(pilot, lambda: (r := app.chat_screen.chat.last("assistant")) is not None and r.text == "partial",
+                       what="the first chunk on screen")
         await pilot.press("escape")
         t0 = time.monotonic()
         await wait_for(pilot, lambda: app.chat_screen.chat_state.phase == "idle", timeout=10, what="idle after Esc")

@@ -103,6 +103,7 @@ def test_a_continued_conversation_keeps_each_replys_reasoning_apart(cli: str, tm
     assert [m.meta.get("reasoning") for m in conv.messages] == [None, "secret", None, "secret"]
 
 
+@pytest.mark.slow  # the installed app on torch: ~15 s of imports
 @pytest.mark.parametrize("backend", ["torch"])
 def test_the_torch_backend_splits_the_same_way(cli: str, tmp_path: Path, backend: str) -> None:
     pytest.importorskip("torch")

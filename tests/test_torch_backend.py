@@ -174,6 +174,7 @@ def _unsupported_gguf(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # the installed app on torch, twice: ~15 s of imports
 def test_errors_are_one_line(tiny: dict[str, Path], tmp_path: Path, cli: str) -> None:
     bad_arch = _unsupported_gguf(tmp_path / "qwen.gguf")
     with pytest.raises(ModelError, match="supported: llama, gemma3"):
@@ -188,6 +189,7 @@ def test_errors_are_one_line(tiny: dict[str, Path], tmp_path: Path, cli: str) ->
         assert len(lines) == 1 and message in lines[0], r.stderr
 
 
+@pytest.mark.slow  # the installed app on torch, three times: ~25 s
 def test_cli_one_shot_json_and_doctor(tiny: dict[str, Path], cli: str, isolated_dirs: dict[str, Path]) -> None:
     r = run_cli(cli, "--backend", "torch", "--model", str(tiny["gemma3"]), "--prompt", "hello",
                 "-n", "6", "--seed", "5", "--json")

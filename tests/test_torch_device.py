@@ -69,6 +69,7 @@ def _gan_train(tmp_path: Path, env_value: str, *args: str) -> subprocess.Complet
                           capture_output=True, text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow  # the train command
 def test_gan_train_command_honours_the_environment(tmp_path: Path) -> None:
     r = _gan_train(tmp_path, "cpu", "--device", "auto")
     assert r.returncode == 0, r.stderr

@@ -85,28 +85,28 @@ async def test_panes_fit_the_terminal(tmp_path: Path, size: tuple[int, int]) -> 
         width = size[0]
         assert chat.size.width >= min(layout.MIN_CHAT, width)
         s.status.facts = replace(s.status.facts, model="a-rather-long-model-file-name-Q4_K_M.gguf")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "a-rather" in screen_text(app).splitlines()[-2], 10, "the long name drawn")
         status = screen_text(app).splitlines()[-2]
         assert status.rstrip().endswith("│ idle") and "ctx -/4096" in status, status  # the state always shown
         assert s.history.display == (width - s.fit.history_width >= layout.MIN_CHAT)
         await pilot.press("f3")
         await wait_for(pilot, lambda: s.settings_pane is not None and s.settings_pane.display, 10, "settings")
-        await pilot.pause(0.1)
         pane = s.settings_pane
         assert pane is not None
+        save = pane.query_one("#set-save", Button)
+        await wait_for(pilot, lambda: save.region.height > 0, 10, "the settings pane laid out")
+        await pilot.pause()  # and what the layout caused (labels wrapped to their width) handled
         if s.fit.settings == "beside":
             assert chat.size.width >= layout.MIN_CHAT
         # every label whole (wrapped, not cut), and "Save as default" in sight
         for label in pane.query(Label):
             text = str(label.render())
             assert label.size.width * label.size.height >= len(text), (text, label.size)
-        save = pane.query_one("#set-save", Button)
-        assert save.region.height > 0 and app.screen.region.contains_region(save.region)
+        assert app.screen.region.contains_region(save.region)
         # Esc in a field goes back to the message box
         assert app.focused is not None and app.focused.id == "set-temperature"
         await pilot.press("escape")
-        await pilot.pause(0.1)
-        assert app.focused is s.prompt
+        await wait_for(pilot, lambda: app.focused is s.prompt, 10, "the focus back in the message box")
 
 
 @pytest.mark.asyncio
@@ -118,18 +118,18 @@ async def test_history_over_the_chat_on_a_narrow_terminal(tmp_path: Path) -> Non
         s = app.chat_screen
         assert not s.history.display  # no room beside a 44-column chat
         await pilot.press("f2")
-        await pilot.pause(0.1)
-        assert s.history.display and s.history.has_class("-over")
+        await wait_for(pilot, lambda: s.history.display, 10, "the history pane")
+        assert s.history.has_class("-over")
         await wait_for(pilot, lambda: s.history.row_count() == 3, 10, "the list")
         await pilot.press("enter")  # opens the newest; the pane steps aside
         await wait_for(pilot, lambda: len(s.chat.messages()) == 4, 10, "the conversation")
         assert not s.history.display
         await pilot.press("f2")
-        await pilot.pause(0.1)
-        assert s.history.display and s.history.has_focus_within
+        await wait_for(pilot, lambda: s.history.display, 10, "the history pane again")
+        assert s.history.has_focus_within
         await pilot.press("escape")  # back to the message box, the pane out of the way
-        await pilot.pause(0.1)
-        assert not s.history.display and app.focused is s.prompt
+        await wait_for(pilot, lambda: app.focused is s.prompt, 10, "the focus back in the message box")
+        assert not s.history.display
 
 
 @pytest.mark.asyncio
@@ -146,10 +146,9 @@ async def test_focus_is_seen_without_colour_and_the_footer_offers_the_message_ke
         assert isinstance(reply, AssistantMessage) and isinstance(question, UserMessage)
         for message in (question, reply):
             message.focus()
-            await pilot.pause(0.2)
             header = message.query_one(".role", Label)
             # reversed: seen with NO_COLOR and on 16 colours, where a background shade is not
-            assert header.rich_style.reverse
+            await wait_for(pilot, lambda header=header: header.rich_style.reverse, 10, "the focused header reversed")
             other = next(m for m in s.chat.messages() if m is not message and m.role == message.role)
             assert not other.query_one(".role", Label).rich_style.reverse
             await wait_for(pilot, lambda: "f Fork here" in footer(app), 10, "the message's keys in the footer")
@@ -173,9 +172,9 @@ async def test_focus_is_seen_under_no_color(tmp_path: Path, monkeypatch: pytest.
         assert reply is not None
         before = screen_text(app)
         reply.focus()
-        await pilot.pause(0.2)
-        assert reply.query_one(".role", Label).rich_style.reverse
-        assert screen_text(app) != before  # the rule's glyph changes too: seen with no colour at all
+        await wait_for(pilot, lambda: reply.query_one(".role", Label).rich_style.reverse, 10, "the header reversed")
+        # the rule's glyph changes too: seen with no colour at all
+        await wait_for(pilot, lambda: screen_text(app) != before, 10, "the focus seen on the screen's text")
 
 
 @pytest.mark.parametrize(("size", "screens"), [((80, 24), 3.0), ((120, 36), 1.5)], ids=["80x24", "120x36"])
@@ -187,8 +186,10 @@ async def test_help_fits_one_or_two_screens(tmp_path: Path, size: tuple[int, int
         await wait_idle(pilot, app)
         await pilot.press("f1")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), 10, "the help")
-        await pilot.pause(0.2)
         body = app.screen.query_one("#help-body")
+        await wait_for(pilot, lambda: body.scrollable_content_region.height > 0 and "Keys" in screen_text(app), 10,
+                       "the help laid out")
+        await pilot.pause()
         assert body.virtual_size.height <= screens * body.scrollable_content_region.height, (
             body.virtual_size, body.scrollable_content_region)
         text = screen_text(app)
@@ -208,7 +209,7 @@ async def test_the_delete_dialog_shows_its_whole_question(tmp_path: Path) -> Non
         s.history.query_one("#history-list").focus()
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), 10, "the dialog")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "messages?" in screen_text(app), 10, "the dialog drawn")
         text = screen_text(app)
         assert "messages?" in text and title.split()[-1] in text, text
 
@@ -218,16 +219,18 @@ async def test_a_refused_file_is_told_in_the_chat(tmp_path: Path) -> None:
     big = tmp_path / "big.txt"
     big.write_text("pelican " * 2000)
     app = ChatApp(make_config(tmp_path), store=HistoryStore(), backend=ScriptedBackend(["ok"], context_length=256))
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:  # toasts drawn, as for a user
         await wait_idle(pilot, app)
         s = app.chat_screen
         s.attach(str(big))
         await wait_for(pilot, lambda: bool(s.chat.query(NoticeMessage)), 10, "the note")
         note = s.chat.query(NoticeMessage).last()
         assert "Not attached" in str(note.render()) and "big.txt" in str(note.render())
+        rack = app.screen.query_one("#textual-toastrack")
+        await wait_for(pilot, lambda: bool(rack.query("Toast")), 10, "the toast")
         app.clear_notifications()  # the toast gone, the note stays where the user looks
-        await pilot.pause(0.1)
-        assert "Not attached" in screen_text(app)
+        await wait_for(pilot, lambda: not rack.query("Toast"), 10, "the toast gone")
+        await wait_for(pilot, lambda: "Not attached" in screen_text(app), 10, "the note, still on screen")
 
 
 @pytest.mark.asyncio
@@ -242,7 +245,7 @@ async def test_a_draft_is_kept_per_conversation_across_quit_and_reopen(tmp_path:
         await wait_for(pilot, lambda: s.history.current_id == ids[1] and not s.chat_state.opening, 10, "the second")
         assert s.prompt.text == ""  # the other conversation has no draft
         s.prompt.load_text("and in the second")
-        await pilot.pause(0.1)
+        await pilot.pause()  # its Changed message handled; quitting keeps the draft either way
     # quit and reopen (as --continue / --conversation does): each gets its own back
     for cid, text in ((ids[0], "half-typed in the first"), (ids[1], "and in the second")):
         again = ChatApp(make_config(tmp_path), store=HistoryStore(), conversation_id=cid,
@@ -258,8 +261,8 @@ async def test_a_draft_is_kept_per_conversation_across_quit_and_reopen(tmp_path:
         await send(pilot, app, app.chat_screen.prompt.text)
     app = ChatApp(make_config(tmp_path), store=HistoryStore(), conversation_id=ids[0], backend=ScriptedBackend(["ok"]))
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_idle(pilot, app)
-        await pilot.pause(0.2)
+        await wait_idle(pilot, app)  # opened: a draft would be back in the box by now
+        await wait_for(pilot, lambda: len(app.chat_screen.chat.messages()) == 6, 10, "the conversation")
         assert app.chat_screen.prompt.text == ""
 
 
@@ -269,7 +272,7 @@ async def test_nothing_is_kept_with_the_history_off(tmp_path: Path, isolated_dir
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_idle(pilot, app)
         app.chat_screen.prompt.load_text("secret")
-        await pilot.pause(0.1)
+        await pilot.pause()  # its Changed message handled (where a draft would be taken)
     assert not (isolated_dirs["data"] / "drafts.json").exists()
 
 
@@ -315,5 +318,5 @@ async def test_the_status_bar_shows_the_role(tmp_path: Path) -> None:
         assert "role " not in str(s.status.render())
         s.conversation.settings.role = "pirate"
         s.refresh_settings()
-        await pilot.pause(0.1)
-        assert str(s.status.render()).lstrip().startswith("role pirate │")
+        await wait_for(pilot, lambda: str(s.status.render()).lstrip().startswith("role pirate │"), 10,
+                       "the role in the status bar")

@@ -1,9 +1,12 @@
-"""Pilot tests of the TUI's flows on the real default model (llama.cpp, Gemma 3 270M).
+"""Pilot tests of the TUI's flows.
 
-Every test drives the real app through `App.run_test` with key presses; replies come from
-the real model at temperature 0 with a small max_tokens so they are quick and repeatable.
-The model is loaded once per module and handed to each app (the app does not close a
-backend it was given).
+Every test drives the real app through `App.run_test` with key presses. The tests about the
+model's replies (streaming, cancel, regenerate, settings and stops that change what it
+writes, loading, context) run on the real model (llama.cpp, Gemma 3 270M) at temperature 0
+with a small max_tokens, loaded once and handed to each app (the app does not close a
+backend it was given); they are marked slow. The tests about the UI alone (keys, queueing,
+slash commands, scrolling, the settings pane) run on the scripted backend, gated where the
+test must act mid-reply, so they are quick and their screens do not depend on the model.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import pytest
 
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.chat_view import AssistantMessage, NoticeMessage, UserMessage
+from tests.scripted_backend import GatedBackend, ScriptedBackend
 from tests.tui_driver import SIZE, make_config, screen_text, send, type_text, wait_for, wait_idle
 
-pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
+pytestmark = [pytest.mark.asyncio]
 
 def open_store():
     from aigc_chat.history_store import HistoryStore
@@ -28,6 +32,7 @@ def open_store():
 
 # -- send and stream ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 async def test_send_streams_reply_and_stores_it(tmp_path: Path, gemma_backend: Any) -> None:
     store = open_store()
     app = ChatApp(make_config(tmp_path, max_tokens=64), store=store, backend=gemma_backend)
@@ -55,6 +60,7 @@ async def test_send_streams_reply_and_stores_it(tmp_path: Path, gemma_backend: A
         assert "ctx" in screen_text(app) and "idle" in screen_text(app)
 
 
+@pytest.mark.slow
 async def test_escape_cancels_and_keeps_partial_reply(tmp_path: Path, gemma_backend: Any) -> None:
     store = open_store()
     app = ChatApp(make_config(tmp_path, max_tokens=400), store=store, backend=gemma_backend)
@@ -79,6 +85,7 @@ async def test_escape_cancels_and_keeps_partial_reply(tmp_path: Path, gemma_back
         assert conv.messages[-1].content == reply.text
 
 
+@pytest.mark.slow
 async def test_regenerate_replaces_last_reply(tmp_path: Path, gemma_backend: Any) -> None:
     store = open_store()
     app = ChatApp(make_config(tmp_path, temperature=0.9, seed=None), store=store, backend=gemma_backend)
@@ -95,6 +102,7 @@ async def test_regenerate_replaces_last_reply(tmp_path: Path, gemma_backend: Any
         assert conv.messages[1].content == replies[0].text
 
 
+@pytest.mark.slow
 async def test_edit_last_message_and_resend(tmp_path: Path, gemma_backend: Any) -> None:
     store = open_store()
     app = ChatApp(make_config(tmp_path), store=store, backend=gemma_backend)
@@ -115,6 +123,7 @@ async def test_edit_last_message_and_resend(tmp_path: Path, gemma_backend: Any) 
         assert len(conv.messages) == 2 and conv.messages[1].finish_reason in ("stop", "length")
 
 
+@pytest.mark.slow
 async def test_settings_change_applies_to_next_generation(tmp_path: Path, gemma_backend: Any) -> None:
     store = open_store()
     app = ChatApp(make_config(tmp_path, max_tokens=20), store=store, backend=gemma_backend)
@@ -143,6 +152,7 @@ async def test_settings_change_applies_to_next_generation(tmp_path: Path, gemma_
         assert conv.settings["generation"]["max_tokens"] == 3
 
 
+@pytest.mark.slow
 async def test_stop_sequence_from_pane_is_honoured(tmp_path: Path, gemma_backend: Any) -> None:
     store = open_store()
     app = ChatApp(make_config(tmp_path, max_tokens=16), store=store, backend=gemma_backend)
@@ -174,6 +184,7 @@ async def test_stop_sequence_from_pane_is_honoured(tmp_path: Path, gemma_backend
         assert app.conversation.settings.params.stop == ()
 
 
+@pytest.mark.slow
 async def test_model_load_failure_is_shown_and_another_model_can_be_picked(tmp_path: Path, gemma_path: Path) -> None:
     cfg = make_config(tmp_path)
     missing = tmp_path / "no-such-model.gguf"
@@ -198,6 +209,7 @@ async def test_model_load_failure_is_shown_and_another_model_can_be_picked(tmp_p
         assert reply.text
 
 
+@pytest.mark.slow
 async def test_context_overflow_drops_oldest_turns_and_says_so(tmp_path: Path, gemma_path: Path) -> None:
     cfg = make_config(tmp_path, max_tokens=8)
     cfg.system_prompt = "You are terse."
@@ -220,10 +232,13 @@ async def test_context_overflow_drops_oldest_turns_and_says_so(tmp_path: Path, g
         assert used is not None and used <= 128
 
 
-async def test_typing_while_generating_queues_the_next_message(tmp_path: Path, gemma_backend: Any) -> None:
+async def test_typing_while_generating_queues_the_next_message(tmp_path: Path) -> None:
     from textual.events import Key
 
-    app = ChatApp(make_config(tmp_path, max_tokens=120), store=None, backend=gemma_backend)
+    backend = GatedBackend(["One", " two", " three"], gates=[1])  # the first reply holds after "One"
+    cfg = make_config(tmp_path)
+    cfg.tui["stream_interval_ms"] = 0  # every piece drawn at once
+    app = ChatApp(cfg, store=None, backend=backend)
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
         prompt = app.query_one("#prompt")
@@ -231,19 +246,24 @@ async def test_typing_while_generating_queues_the_next_message(tmp_path: Path, g
         # only after the reply has ended
         prompt.load_text("Count from one to one hundred.")
         prompt.post_message(Key("enter", "\r"))
-        await wait_for(pilot, lambda: app.chat_screen.chat_state.phase == "generating", 10)
+        chat = app.chat_screen.chat
+        await wait_for(pilot, lambda: (r := chat.last("assistant")) is not None and r.text == "One", 10,
+                       "the reply, held mid-stream")
         prompt.load_text("Two")  # the input is not locked
         prompt.post_message(Key("enter", "\r"))
-        await wait_for(pilot, lambda: any("queued" in n.message for n in app._notifications), 10)
-        assert app.chat_screen.chat_state.phase == "generating" and prompt.text == ""
-        await wait_for(pilot, lambda: len(app.chat_screen.chat.query(UserMessage)) == 2, 120)
+        await wait_for(pilot, lambda: any("queued" in n.message for n in app._notifications), 10, "the queued note")
+        assert prompt.text == ""
+        assert len(chat.query(UserMessage)) == 1 and len(backend.seen) == 1, "sent while the first reply runs"
+        backend.release(1)
+        await wait_for(pilot, lambda: len(chat.query(UserMessage)) == 2, 10, "the queued message sent")
         await wait_idle(pilot, app)
-        assert [u.text for u in app.chat_screen.chat.query(UserMessage)] == ["Count from one to one hundred.", "Two"]
-        assert len(app.chat_screen.chat.query(AssistantMessage)) == 2
+        assert [u.text for u in chat.query(UserMessage)] == ["Count from one to one hundred.", "Two"]
+        assert [a.text for a in chat.query(AssistantMessage)] == ["One two three"] * 2
+        assert [m.content for m in backend.seen[1] if m.role == "user"] == ["Count from one to one hundred.", "Two"]
 
 
-async def test_prompt_keys_newline_and_recall(tmp_path: Path, gemma_backend: Any) -> None:
-    app = ChatApp(make_config(tmp_path, max_tokens=2), store=None, backend=gemma_backend)
+async def test_prompt_keys_newline_and_recall(tmp_path: Path) -> None:
+    app = ChatApp(make_config(tmp_path), store=None, backend=ScriptedBackend(["ok"]))
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
         prompt = app.query_one("#prompt")
@@ -261,35 +281,45 @@ async def test_prompt_keys_newline_and_recall(tmp_path: Path, gemma_backend: Any
         assert prompt.text == ""
 
 
-async def test_slash_commands(tmp_path: Path, gemma_backend: Any) -> None:
-    app = ChatApp(make_config(tmp_path), store=None, backend=gemma_backend)
+async def enter(pilot: Any, app: ChatApp, text: str) -> None:
+    """Put `text` in the message box and press Enter (typing itself is the key test's: a key
+    press per character costs ~0.2 s here)."""
+    prompt = app.query_one("#prompt")
+    prompt.focus()
+    prompt.load_text(text)
+    await pilot.press("enter")
+    await pilot.pause()  # a pause without a delay: until the app has handled what Enter caused
+
+
+async def test_slash_commands(tmp_path: Path) -> None:
+    app = ChatApp(make_config(tmp_path), store=None, backend=ScriptedBackend(["ok"]))
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
         for cmd in ("/temp 0.5", "/system Be brief.", "/stop add END", "/stop add <x>"):
-            await type_text(pilot, cmd)
-            await pilot.press("enter")
-            await pilot.pause()
+            await enter(pilot, app, cmd)
         s = app.conversation.settings
         assert s.params.temperature == 0.5 and s.system_prompt == "Be brief."
         assert s.params.stop == ("END", "<x>")
         assert app.conversation.settings.system_prompt == "Be brief."
-        await type_text(pilot, "/temp 7")
-        await pilot.press("enter")
-        await pilot.pause()
+        await enter(pilot, app, "/temp 7")
         assert app.conversation.settings.params.temperature == 0.5  # refused
-        await type_text(pilot, "/stop clear")
-        await pilot.press("enter")
-        await pilot.pause()
+        await enter(pilot, app, "/stop clear")
         assert app.conversation.settings.params.stop == ()
-        await type_text(pilot, "/help")
-        await pilot.press("enter")
-        await pilot.pause()
+        await enter(pilot, app, "/help")
         assert type(app.screen).__name__ == "HelpScreen"
         await pilot.press("escape")
         await pilot.pause()
         assert type(app.screen).__name__ != "HelpScreen"
+        assert not app.chat_screen.chat.query(UserMessage) and backend_calls(app) == 0, "commands are never sent"
 
 
+def backend_calls(app: ChatApp) -> int:
+    backend = app.conversation.backend
+    assert isinstance(backend, ScriptedBackend)
+    return len(backend.seen)
+
+
+@pytest.mark.slow
 async def test_quit_while_streaming_keeps_the_partial_reply(tmp_path: Path, gemma_backend: Any) -> None:
     store = open_store()
     app = ChatApp(make_config(tmp_path, max_tokens=400), store=store, backend=gemma_backend)
@@ -308,32 +338,42 @@ async def test_quit_while_streaming_keeps_the_partial_reply(tmp_path: Path, gemm
     assert last.stats.get("completion_tokens", 0) > 0
 
 
-async def test_autoscroll_only_while_at_the_bottom(tmp_path: Path, gemma_backend: Any) -> None:
+async def test_autoscroll_only_while_at_the_bottom(tmp_path: Path) -> None:
     store = open_store()
     cid = store.create_conversation("long", settings={"generation": {"temperature": 0.0, "max_tokens": 30}})
     for i in range(6):
         store.add_message(cid, "user", f"question {i}")
         store.add_message(cid, "assistant", "\n\n".join(f"paragraph {j} of answer {i}" for j in range(6)),
                           finish_reason="stop")
-    app = ChatApp(make_config(tmp_path), store=store, conversation_id=cid, backend=gemma_backend)
+    # a long reply, held twice: at the bottom (it must follow), then scrolled up (it must not)
+    backend = GatedBackend([f"line {i} of the reply\n\n" for i in range(30)], gates=[10, 20])
+    cfg = make_config(tmp_path)
+    cfg.tui["stream_interval_ms"] = 0  # every piece drawn at once: what a held reply has is on screen
+    app = ChatApp(cfg, store=store, conversation_id=cid, backend=backend)
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
         chat = app.chat_screen.chat
-        await pilot.pause(0.2)
-        assert chat.max_scroll_y > 0 and chat.scroll_y == chat.max_scroll_y  # opened at the bottom
-        await type_text(pilot, "Count slowly from one to fifty.")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: len(chat.last("assistant").text) > 5, 60)
-        # following the reply (checked as "gets there": mid-stream a batch may have grown
-        # the view an instant before the anchor scrolls it, seen once under load)
+        await wait_for(pilot, lambda: len(chat.messages()) == 12, 10, "the conversation")
+        await wait_for(pilot, lambda: chat.max_scroll_y > 0 and chat.scroll_y == chat.max_scroll_y, 5,
+                       "the conversation opened at the bottom")
+        await enter(pilot, app, "Count slowly from one to fifty.")
+        await wait_for(pilot, lambda: "line 9 " in chat.last("assistant").text, 10, "the reply up to its first hold")
+        # following the reply (checked as "gets there": a batch may grow the view an instant
+        # before the anchor scrolls it, seen once under load)
         await wait_for(pilot, lambda: chat.scroll_y == chat.max_scroll_y, 5, "the view to follow the reply")
         chat.focus()
         await pilot.press("home")  # the user scrolls up to read
         # an animated scroll: under load it takes more than 0.1 s to arrive
         await wait_for(pilot, lambda: chat.scroll_y == 0, 5, "the scroll home")
         grown_from = chat.max_scroll_y
-        await wait_for(pilot, lambda: chat.max_scroll_y > grown_from or app.chat_screen.chat_state.phase == "idle", 60)
+        backend.release(10)
+        await wait_for(pilot, lambda: "line 19 " in chat.last("assistant").text and chat.max_scroll_y > grown_from, 10,
+                       "the reply to grow while scrolled up")
+        await pilot.pause()  # the grown reply's messages handled: an anchor would have scrolled by now
+        assert chat.scroll_y == 0, "the view must stay where the user put it while the reply grows"
+        backend.release(20)
         await wait_idle(pilot, app)
+        assert chat.last("assistant").text.endswith("line 29 of the reply\n\n")
         assert chat.scroll_y == 0, "the view must stay where the user put it"
         # sending again brings the view back to the bottom and follows the new reply
         await send(pilot, app, "Thanks")
@@ -343,8 +383,6 @@ async def test_autoscroll_only_while_at_the_bottom(tmp_path: Path, gemma_backend
 async def test_multiline_system_prompt_from_the_pane(tmp_path: Path) -> None:
     """Enter makes a new line in the system prompt field; leaving the field applies it,
     it is what the backend receives, it is saved with the conversation and shown again."""
-    from tests.scripted_backend import ScriptedBackend
-
     backend = ScriptedBackend(["ok"])
     store = open_store()
     app = ChatApp(make_config(tmp_path), store=store, backend=backend)

@@ -7,53 +7,25 @@ backend, gated so the test can look at the screen while the model "thinks"."""
 from __future__ import annotations
 
 import re
-import threading
 import tomllib
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aigc_chat.chat_types import Message
 from aigc_chat.config import Config
 from aigc_chat.history_store import HistoryStore
-from aigc_chat.params import GenerationParams
 from aigc_chat.tui import history_pane
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.chat_view import AssistantMessage, PlainView, ThinkingBlock
-from tests.scripted_backend import ScriptedBackend
-from tests.tui_driver import SIZE, make_config, screen_text, send, wait_for, wait_idle
+from tests.scripted_backend import GatedBackend, ScriptedBackend
+from tests.tui_driver import SIZE, make_config, screen_text, send, settle_screen, wait_for, wait_idle
 
 REASONING = "Let me plan the steps.\nFirst [bold]this[/bold], then \x1b]0;pwned\x07that."
 PIECES = ["<think>", "Let me plan ", "the steps.\nFirst [bold]this[/bold], ", "then \x1b]0;pwned\x07that.",
           "</think>", "\n\nThe answer ", "is 42."]
 ANSWER = "The answer is 42."
 SHOWN_REASONING = "Let me plan the steps.\nFirst [bold]this[/bold], then that."  # the OSC dropped
-
-
-class GatedBackend(ScriptedBackend):
-    """Scripted pieces, holding before each index in `gates` until its Event is set (or the
-    reply is cancelled)."""
-
-    def __init__(self, pieces: Sequence[str], gates: Sequence[int]) -> None:
-        super().__init__(pieces)
-        self.gates = {i: threading.Event() for i in gates}
-
-    def release(self, index: int) -> None:
-        self.gates[index].set()
-
-    def _generate(self, messages: Sequence[Message], params: GenerationParams,
-                  cancel: threading.Event) -> Iterator[object]:
-        n = 0
-        for item in super()._generate(messages, params, cancel):
-            if isinstance(item, str):
-                gate = self.gates.get(n)
-                n += 1
-                while gate is not None and not gate.wait(0.05):
-                    if cancel.is_set():
-                        return
-            yield item
 
 
 def config(tmp: Path, max_tokens: int = 12) -> Config:
@@ -283,8 +255,6 @@ def test_collapsed_reasoning_snapshot(snap_compare, tmp_path: Path, monkeypatch:
     async def settle(pilot) -> None:
         await wait_for(pilot, lambda: len(pilot.app.chat_screen.query(AssistantMessage)) == 2, 20,
                        "the conversation")
-        await wait_idle(pilot, pilot.app)
-        pilot.app.query_one("#prompt").blur()  # no blinking cursor in the picture
-        await pilot.pause(0.1)
+        await settle_screen(pilot, pilot.app, rows=1)
 
     assert snap_compare(stored_app(tmp_path), terminal_size=(100, 30), run_before=settle)

@@ -32,7 +32,13 @@ def config(dirs: dict[str, Path], extra: str = ""):
     return model_settings_for(load_config())  # as `aigc-chat` starts
 
 
+def role_notes(app: ChatApp) -> int:
+    """How many "new conversation as ..." notes the app has shown (the last step of a pick)."""
+    return sum(1 for n in app._notifications if n.title == "Role")
+
+
 async def pick(pilot, app: ChatApp, text: str) -> None:
+    notes = role_notes(app)
     await pilot.press("f8")
     await wait_for(pilot, lambda: isinstance(app.screen, RolePicker), 10, "the role picker")
     picker = app.screen
@@ -41,7 +47,7 @@ async def pick(pilot, app: ChatApp, text: str) -> None:
     await wait_for(pilot, lambda: len(picker.shown) == 1, 10, "the filter")
     await pilot.press("enter")
     await wait_for(pilot, lambda: not isinstance(app.screen, RolePicker), 10, "the picker to close")
-    await pilot.pause(0.1)
+    await wait_for(pilot, lambda: role_notes(app) > notes, 10, "the role's new conversation")
 
 
 async def test_picking_a_role_starts_a_conversation_with_its_settings(isolated_dirs: dict[str, Path]) -> None:

@@ -16,7 +16,7 @@ from aigc_chat.history_store import HistoryStore
 from aigc_chat.tui import history_pane
 from aigc_chat.tui.app import ChatApp
 from tests.scripted_backend import ScriptedBackend
-from tests.tui_driver import make_config, screen_text, wait_for
+from tests.tui_driver import make_config, screen_text, settle_screen, wait_for
 
 REPLY = """Here is a decorator:
 
@@ -48,9 +48,7 @@ def build_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ChatApp:
 
 
 async def settle(pilot) -> None:
-    await pilot.pause(0.3)
-    pilot.app.query_one("#prompt").blur()  # no blinking cursor in the picture
-    await pilot.pause(0.1)
+    await settle_screen(pilot, pilot.app, rows=3)
 
 
 async def reply_focused(pilot) -> None:
@@ -58,7 +56,6 @@ async def reply_focused(pilot) -> None:
     await settle(pilot)
     pilot.app.chat_screen.chat.last("assistant").focus()
     await wait_for(pilot, lambda: "Fork here" in screen_text(pilot.app).splitlines()[-1], 10, "the footer")
-    await pilot.pause(0.1)
 
 
 def test_main_screen_100x30(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,9 +73,15 @@ def test_settings_pane(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyP
     async def open_settings(pilot) -> None:
         await settle(pilot)
         await pilot.press("f2", "f3")
-        await pilot.pause(0.2)
-        pilot.app.set_focus(None)
-        await pilot.pause(0.1)
+        app = pilot.app
+        await wait_for(pilot, lambda: not app.chat_screen.history.display, 10, "the history pane hidden")
+        await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "set-temperature", 10,
+                       "the settings pane, its first field focused")
+        app.set_focus(None)
+        # The picture is of the pane from its top. Focusing the first field can scroll the
+        # freshly mounted pane before its final layout (seen under load: 9 rows down).
+        app.chat_screen.settings_pane.scroll_home(animate=False)
+        await pilot.pause()
 
     assert snap_compare(build_app(tmp_path, monkeypatch), terminal_size=(100, 30), run_before=open_settings)
 
@@ -87,6 +90,6 @@ def test_help_screen(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     async def open_help(pilot) -> None:
         await settle(pilot)
         await pilot.press("f1")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "HelpScreen", 10, "the help screen")
 
     assert snap_compare(build_app(tmp_path, monkeypatch), terminal_size=(100, 30), run_before=open_help)

@@ -133,9 +133,8 @@ async def test_80x24_no_color_layout(tmp_path: Path, monkeypatch: pytest.MonkeyP
         await pilot.pause()
         assert not app.chat_screen.history.display
         await pilot.press("f1")
-        await pilot.pause()
-        await pilot.pause(0.3)
-        assert type(app.screen).__name__ == "HelpScreen"
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "HelpScreen" and "Keys" in screen_text(app), 10,
+                       "the help screen drawn")
         assert "Keys" in screen_text(app) and "ctrl+j" in screen_text(app)
 
 

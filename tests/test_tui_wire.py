@@ -30,6 +30,7 @@ def _idle_bytes(cli: str, config: Path, seconds: float) -> int:
         app.close()
 
 
+@pytest.mark.slow  # the installed app in a real pty, watched for seconds
 @pytest.mark.parametrize("blink", [False, True])
 def test_an_idle_screen_sends_nothing_over_the_wire(cli: str, isolated_dirs: dict[str, Path], blink: bool) -> None:
     """Over SSH every repaint is traffic: with the cursor not blinking (the default) an

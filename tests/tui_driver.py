@@ -65,3 +65,15 @@ async def send(pilot: Any, app: ChatApp, text: str) -> AssistantMessage:
 
 def screen_text(app: ChatApp) -> str:
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+async def settle_screen(pilot: Any, app: ChatApp, rows: int) -> None:
+    """Wait until the app has done what it does by itself after starting, for a snapshot or an
+    assertion on the whole screen: idle (the model loaded, the conversation opened), the
+    history pane filled with `rows` conversations (it reads them on a thread after the first
+    paint), and the prompt blurred (no blinking cursor in a picture), all of it drawn."""
+    await wait_idle(pilot, app)
+    pane = app.chat_screen.history
+    await wait_for(pilot, lambda: pane.row_count() == rows, 10, f"{rows} conversations in the history pane")
+    app.query_one("#prompt").blur()
+    await pilot.pause()  # the blur's messages handled (a pause without a delay waits for them)
