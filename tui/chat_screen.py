@@ -552,14 +552,14 @@ class ChatScreen(CompactionMixin, Screen[None]):
     async def on_reply_finished(self, event: ReplyFinished) -> None:
         if event.job != self.chat_state.job or self._reply is None:
             return
-        result = event.result
         reply, self._reply = self._reply, None
-        await reply.finish(result.text, event.stats, result.finish_reason, result.reasoning)
-        await self._show_replaced(reply)
-        for warning in result.warnings:
+        await reply.finish()  # redrawn from the node, the core's record of the reply
+        await self._show_replaced(event.node)
+        for warning in event.warnings:
             self.app.notify(warning, severity="warning")
-        if result.finish_reason == "error":
-            self.app.notify(result.error or "generation failed", title="Generation failed", severity="error")
+        if event.node.finish_reason == "error":
+            self.app.notify(event.node.stats.get("error") or "generation failed", title="Generation failed",
+                            severity="error")
         self.chat_state.turn_ended()  # the status reads the context from the finished reply
         self.history.reload()
         self.stored.keep_as_new()  # a "keep the chat" that waited for this reply
@@ -569,19 +569,19 @@ class ChatScreen(CompactionMixin, Screen[None]):
         if event.job != self.chat_state.job:
             return
         reply, self._reply = self._reply, None
-        if reply is not None:
-            await reply.finish("", {"error": event.reason}, "error")
-            await self._show_replaced(reply)
+        if reply is not None and reply.node is not None:
+            await reply.finish()  # the turn has ended: its node says "error" and why
+            await self._show_replaced(reply.node)
         self.app.notify(event.reason, title="Cannot answer", severity="error")
         self.chat_state.turn_ended()
         self.stored.keep_as_new()
 
-    async def _show_replaced(self, reply: AssistantMessage) -> None:
-        """A regenerate that failed before saying anything left no reply: the path shows the
-        one it was to replace again (a failed first answer stays on screen, marked)."""
-        leaf = self.conversation.tree.leaf
-        if (reply.node is not None and leaf is not None and leaf is not reply.node.parent
-                and reply.node not in self.conversation.path()):
+    async def _show_replaced(self, node: Node) -> None:
+        """A regenerate that failed before saying anything left no reply (the core took its
+        node out of the tree): the path shows the one it was to replace again (a failed first
+        answer stays on screen, marked: the path then ends at its question)."""
+        tree = self.conversation.tree
+        if not tree.contains(node) and tree.leaf is not None and tree.leaf is not node.parent:
             await self.show_path()
 
     # -- generation control ---------------------------------------------------------------
