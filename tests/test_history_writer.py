@@ -16,7 +16,7 @@ from aigc_chat.errors import UsageError
 from aigc_chat.history import HistoryError
 from aigc_chat.history_recorder import ReplyRecorder
 from aigc_chat.history_store import HistoryStore
-from aigc_chat.history_writer import HistoryWriter, NotSaved, QueuedStore, SerialThread, known
+from aigc_chat.history_writer import HistoryWriter, NotSaved, QueuedStore, SerialThread
 from tests.fake_clock import FakeClock
 from tests.history_faults import LockHolder, fill_up
 
@@ -151,16 +151,6 @@ def test_actions_the_user_asked_for_report_their_own_errors(store: HistoryStore)
     ok = QueuedStore(writer).create_conversation("fine")
     assert isinstance(ok.result(timeout=10), int)
     writer.close(10)
-
-
-def test_known_never_waits() -> None:
-    pending: Future = Future()
-    assert known(pending) is None and known(7) == 7 and known(None) is None
-    pending.set_result(3)
-    assert known(pending) == 3
-    failed: Future = Future()
-    failed.set_exception(HistoryError("x"))
-    assert known(failed) is None
 
 
 def test_close_gives_up_on_a_write_stuck_behind_a_lock(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from textual import events, on, work
@@ -552,14 +553,14 @@ class ChatScreen(CompactionMixin, Screen[None]):
     async def on_reply_finished(self, event: ReplyFinished) -> None:
         if event.job != self.chat_state.job or self._reply is None:
             return
-        result = event.result
         reply, self._reply = self._reply, None
-        await reply.finish(result.text, event.stats, result.finish_reason, result.reasoning)
-        await self._show_replaced(reply)
-        for warning in result.warnings:
+        await reply.finish()  # redrawn from the node, the core's record of the reply
+        await self._show_replaced(event.node)
+        for warning in event.warnings:
             self.app.notify(warning, severity="warning")
-        if result.finish_reason == "error":
-            self.app.notify(result.error or "generation failed", title="Generation failed", severity="error")
+        if event.node.finish_reason == "error":
+            self.app.notify(event.node.stats.get("error") or "generation failed", title="Generation failed",
+                            severity="error")
         self.chat_state.turn_ended()  # the status reads the context from the finished reply
         self.history.reload()
         self.stored.keep_as_new()  # a "keep the chat" that waited for this reply
@@ -569,19 +570,19 @@ class ChatScreen(CompactionMixin, Screen[None]):
         if event.job != self.chat_state.job:
             return
         reply, self._reply = self._reply, None
-        if reply is not None:
-            await reply.finish("", {"error": event.reason}, "error")
-            await self._show_replaced(reply)
+        if reply is not None and reply.node is not None:
+            await reply.finish()  # the turn has ended: its node says "error" and why
+            await self._show_replaced(reply.node)
         self.app.notify(event.reason, title="Cannot answer", severity="error")
         self.chat_state.turn_ended()
         self.stored.keep_as_new()
 
-    async def _show_replaced(self, reply: AssistantMessage) -> None:
-        """A regenerate that failed before saying anything left no reply: the path shows the
-        one it was to replace again (a failed first answer stays on screen, marked)."""
-        leaf = self.conversation.tree.leaf
-        if (reply.node is not None and leaf is not None and leaf is not reply.node.parent
-                and reply.node not in self.conversation.path()):
+    async def _show_replaced(self, node: Node) -> None:
+        """A regenerate that failed before saying anything left no reply (the core took its
+        node out of the tree): the path shows the one it was to replace again (a failed first
+        answer stays on screen, marked: the path then ends at its question)."""
+        tree = self.conversation.tree
+        if not tree.contains(node) and tree.leaf is not None and tree.leaf is not node.parent:
             await self.show_path()
 
     # -- generation control ---------------------------------------------------------------
@@ -691,9 +692,45 @@ class ChatScreen(CompactionMixin, Screen[None]):
     async def action_new_conversation(self) -> None:
         await self.stored.new_conversation()
 
+    async def show_conversation(self, change: Callable[[], object], *, fresh: bool = False,
+                                at: int | None = None, focus: bool = False) -> None:
+        """Show another conversation: `change` makes the core's conversation a new one
+        (`fresh`: an edit in progress ends too) or an opened one. The one left keeps its
+        draft and the one shown gets its own; the chat is redrawn from the tree (scrolled to
+        message `at`), the pane, settings and status bar read the core, the model it names is
+        loaded if another is, and a reply another process is writing in it is followed.
+        `focus`: the message box, unless a dialog opened meanwhile."""
+        conv = self.conversation
+        old = (conv.settings.backend, conv.settings.model)
+        self.keep_draft()
+        self.follow.end()
+        change()
+        if fresh:
+            self.stop_editing()
+        self.restore_draft()
+        await self.chat.clear()
+        await self.show_path()
+        self.chat.anchor()
+        self.call_after_refresh(self.chat.relayout)  # never an empty box for a message (ChatView.relayout)
+        if at is not None:
+            hit = conv.tree.find(at)
+            widget = self.chat.widget_for(hit) if hit is not None else None
+            if widget is not None:
+                self.call_after_refresh(widget.scroll_visible, animate=False)
+        self.history.current_id = conv.conversation_ref
+        self.refresh_settings()  # and the status bar: its branches, the context its last reply used
+        if (conv.settings.backend, conv.settings.model) != old and (conv.backend is not None
+                                                                    or self.chat_state.load_error):
+            self.start_load()
+        self.follow.check()  # its last reply still being written by another process: follow it
+        if fresh or (focus and len(self.app.screen_stack) == 1):
+            self.prompt.focus()
+
     @on(HistoryPane.Open)
     def _open_from_pane(self, event: HistoryPane.Open) -> None:
-        self.stored.open_from_pane(event)
+        if not self.busy("open"):
+            self.close_history_over()
+            self.stored.open_in_background(event.conversation_id, event.message_id or None)
 
     @on(HistoryPane.Request)
     def _pane_request(self, event: HistoryPane.Request) -> None:

@@ -338,13 +338,8 @@ class AssistantMessage(ChatMessage):
     SEGMENT = 1500
     BINDINGS = [Binding("t", "toggle_reasoning", "Show / hide reasoning")]
 
-    def __init__(self, text: str = "", *, node: Node | None = None,
-                 stats: dict[str, Any] | None = None, finish_reason: str | None = None,
-                 reasoning: str = "") -> None:
+    def __init__(self, text: str = "", *, node: Node | None = None) -> None:
         super().__init__("assistant", text, node=node)
-        self.stats = stats or {}
-        self.finish_reason = finish_reason
-        self.reasoning = reasoning  # raw, as stored (meta["reasoning"]); sanitised when shown
         self.batches = 0
         self._tail = ""
         self._tail_view: MarkdownView | None = None
@@ -361,6 +356,26 @@ class AssistantMessage(ChatMessage):
         with Vertical(classes="body"):
             yield MarkdownView(sanitize(self.text), classes="segment")
         yield Static(self._stats_content(), classes="stats")
+
+    # The reply's record is its node's (the core's): read, never copied, so the screen cannot
+    # show a finished reply other than the one the conversation holds and the history keeps.
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.node.stats if self.node is not None else {}
+
+    @property
+    def finish_reason(self) -> str | None:
+        """None while the reply streams; a stored reply that never ended is "interrupted"."""
+        node = self.node
+        if node is None or node.live:
+            return None
+        return node.finish_reason or "interrupted"
+
+    @property
+    def reasoning(self) -> str:
+        """Raw, as stored (meta["reasoning"]); sanitised when shown."""
+        value = self.node.meta.get("reasoning") if self.node is not None else None
+        return value if isinstance(value, str) else ""
 
     @property
     def shown_markdown(self) -> str:
@@ -450,13 +465,12 @@ class AssistantMessage(ChatMessage):
                 return
         self._tail_view.set_source(self._tail)
 
-    async def finish(self, text: str, stats: dict[str, Any], finish_reason: str,
-                     reasoning: str = "") -> None:
-        """The reply is over: render the whole text (and reasoning) once, show the stats."""
-        self.text = text
-        self.stats = stats
-        self.finish_reason = finish_reason
-        self.reasoning = reasoning
+    async def finish(self) -> None:
+        """The reply is over: render it once from its node (the whole text, the reasoning,
+        the stats and how it ended)."""
+        if self.node is not None:
+            self.text = self.node.content
+        text, stats, finish_reason, reasoning = self.text, self.stats, self.finish_reason, self.reasoning
         block = self.thinking
         if reasoning and block is None:  # all of it came in the last batch, never drawn
             block = self._block = ThinkingBlock(expanded=self.reasoning_default())
@@ -576,7 +590,4 @@ def message_widget(node: Node) -> ChatMessage:
         return GanMessage(dict(node.meta), node=node, text=node.content)
     if node.role == "user":
         return UserMessage(node.content, node=node, files=node.files)
-    reasoning = node.meta.get("reasoning")
-    return AssistantMessage(node.content, node=node, stats=dict(node.stats),
-                            finish_reason=None if node.live else (node.finish_reason or "interrupted"),
-                            reasoning=reasoning if isinstance(reasoning, str) else "")
+    return AssistantMessage(node.content, node=node)

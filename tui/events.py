@@ -12,9 +12,9 @@ from textual.message import Message
 from textual.notifications import SeverityLevel
 
 from aigc_chat.backends.base import Backend
-from aigc_chat.chat_types import GenerationResult
 from aigc_chat.config import Config
 from aigc_chat.conversation import PromptPlan
+from aigc_chat.tree import Node
 
 
 @dataclass
@@ -57,9 +57,14 @@ class ReplyDelta(Message):
 
 @dataclass
 class ReplyFinished(Message):
+    """The reply `node` has ended: the screen redraws it from the node, the core's record of
+    its text, stats, finish reason and reasoning (nothing of them is copied in here). A reply
+    that failed before saying anything is no longer in the tree (`MessageTree.contains`).
+    `warnings` are the engine's notes on the way (shown once, never stored)."""
+
     job: int
-    result: GenerationResult
-    stats: dict[str, Any]  # as the history keeps them (aigc_chat.conversation.Turn.stats)
+    node: Node
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass

@@ -2,6 +2,11 @@
 delete and export from the history pane. The chat screen routes them here, kept apart because
 it is one job: the pane's requests and the conversation core's history calls.
 
+It sees the screen through `HistoryHost`, the few things it needs (Textual's way: attributes
+down, messages up): the core's conversation, the chat's lifecycle, the history pane it keeps
+current, the app (notifications, dialogs), and the screen's own jobs it asks for, chiefly
+`show_conversation` (the screen redraws itself from the core after a new or opened one).
+
 Every read or write runs on the history's threads (the core hands back Futures); the screen
 awaits reads, and learns the outcome of a rename, delete or export from a HistoryActionDone,
 so a slow or locked history never holds up a key."""
@@ -9,19 +14,50 @@ so a slow or locked history never holds up a key."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from textual.app import App
+from textual.message import Message
+
+from aigc_chat.chat_state import Action, ChatState
+from aigc_chat.conversation import Conversation
 from aigc_chat.errors import AigcError
-from aigc_chat.tui.chat_view import NoticeMessage
+from aigc_chat.ids import Ref, known
+from aigc_chat.tui.chat_view import ChatView, NoticeMessage
 from aigc_chat.tui.dialogs import ConfirmDialog, TextDialog
 from aigc_chat.tui.events import HistoryActionDone
 from aigc_chat.tui.history_pane import HistoryPane
 
-if TYPE_CHECKING:
 
-    from aigc_chat.tui.chat_screen import ChatScreen
+class HistoryHost(Protocol):
+    """What HistoryActions needs of the chat screen (ChatScreen is one), and nothing more."""
+
+    conversation: Conversation  # the core: reads, writes, new, load
+    chat_state: ChatState  # the lifecycle: an open in progress, why an action must wait
+
+    @property
+    def history(self) -> HistoryPane: ...  # the list: which conversation is current, reload
+
+    @property
+    def chat(self) -> ChatView: ...  # where a notice about the conversation shown goes
+
+    @property
+    def app(self) -> App[object]: ...  # notify, push_screen
+
+    def busy(self, action: Action) -> bool: ...
+
+    async def show_conversation(self, change: Callable[[], object], *, fresh: bool = False,
+                                at: int | None = None, focus: bool = False) -> None: ...
+
+    async def send_next_queued(self) -> None: ...
+
+    def post_message(self, message: Message) -> bool: ...
+
+    def run_worker(self, work: Coroutine[Any, Any, None], name: str | None = "", group: str = "default",
+                   description: str = "", exit_on_error: bool = True) -> object: ...
 
 
 def open_failure(exc: BaseException) -> str:
@@ -34,7 +70,7 @@ class HistoryActions:
     """ChatScreen's history side (module notes): the screen routes the pane's messages and
     its keys here."""
 
-    def __init__(self, screen: ChatScreen) -> None:
+    def __init__(self, screen: HistoryHost) -> None:
         self.screen = screen
         self.keep_pending = False  # "keep as a new conversation" waits for the reply streaming
 
@@ -43,15 +79,7 @@ class HistoryActions:
         s = self.screen
         if s.busy("new"):
             return
-        s.keep_draft()
-        s.follow.end()
-        s.conversation.new()
-        s.stop_editing()
-        s.restore_draft()
-        await s.chat.clear()
-        s.history.current_id = None
-        s.refresh_settings()  # and the status bar: no branches, no context used
-        s.prompt.focus()
+        await s.show_conversation(s.conversation.new, fresh=True)  # no branches, no context used
 
     def open_in_background(self, conversation_id: int, at: int | None = None) -> None:
         """Read a conversation in and show it; messages sent meanwhile wait for it."""
@@ -62,56 +90,30 @@ class HistoryActions:
     async def _open_job(self, conversation_id: int, at: int | None = None) -> None:
         s = self.screen
         try:
-            await self.open_conversation(conversation_id, at=at)
-            ok = True
+            await self.open_conversation(conversation_id, at=at, focus=True)
         except Exception as exc:  # noqa: BLE001 - shown, never a crash
             s.app.notify(open_failure(exc), severity="error")
             s.history.reload()
-            ok = False
         finally:
             s.chat_state.open_ended()
-        if ok and len(s.app.screen_stack) == 1:  # no dialog opened meanwhile
-            s.prompt.focus()
         await s.send_next_queued()
 
     async def open_conversation(self, conversation_id: int, keep: frozenset[str] = frozenset(),
-                                at: int | None = None) -> None:
+                                at: int | None = None, focus: bool = False) -> None:
         """Read the conversation on the history's reader thread, then show it: the path it
         was left on, or, given `at` (a search hit), the branch holding that message. The model
-        it names is loaded if it is not the one loaded."""
-        s = self.screen
-        conv = s.conversation
+        it names is loaded if it is not the one loaded (ChatScreen.show_conversation)."""
+        conv = self.screen.conversation
         stored = await asyncio.wrap_future(conv.read(conversation_id, at=at))
-        old = (conv.settings.backend, conv.settings.model)
-        s.keep_draft()
-        conv.load(stored, keep=keep)
-        s.restore_draft()
-        if at is not None and stored.leaf_id is not None:
-            node = conv.tree.find(stored.leaf_id)
-            if node is not None:
-                conv.show(node)  # remembered: the next message follows the branch opened
-        await s.chat.clear()
-        await s.show_path()
-        s.chat.anchor()
-        s.call_after_refresh(s.chat.relayout)  # never an empty box for a message (ChatView.relayout)
-        if at is not None:
-            hit = conv.tree.find(at)
-            widget = s.chat.widget_for(hit) if hit is not None else None
-            if widget is not None:
-                s.call_after_refresh(widget.scroll_visible, animate=False)
-        s.history.current_id = stored.summary.id
-        s.refresh_settings()  # and the status bar: its branches, the context its last reply used
-        if (conv.settings.backend, conv.settings.model) != old and (conv.backend is not None
-                                                                    or s.chat_state.load_error):
-            s.start_load()
-        s.follow.check()  # its last reply still being written by another process: follow it
 
-    def open_from_pane(self, event: HistoryPane.Open) -> None:
-        s = self.screen
-        if s.busy("open"):
-            return
-        s.close_history_over()
-        self.open_in_background(event.conversation_id, event.message_id or None)
+        def load() -> None:
+            conv.load(stored, keep=keep)
+            if at is not None and stored.leaf_id is not None:
+                node = conv.tree.find(stored.leaf_id)
+                if node is not None:
+                    conv.show(node)  # remembered: the next message follows the branch opened
+
+        await self.screen.show_conversation(load, at=at, focus=focus)
 
     # -- the conversation shown, deleted elsewhere ------------------------------------------
     async def conversation_deleted(self, conversation_id: int) -> None:
@@ -175,7 +177,7 @@ class HistoryActions:
                 if s.conversation.known_id == cid:
                     if s.busy("delete_current"):
                         return
-                    await s.action_new_conversation()
+                    await self.new_conversation()
                 self.history_action("delete", cid, lambda: s.conversation.delete(cid))
             s.app.push_screen(ConfirmDialog(f"Delete “{event.title}” and all its messages?"), confirmed)
         elif event.action == "export":
@@ -185,14 +187,14 @@ class HistoryActions:
             default = str(Path.cwd() / f"conversation-{cid}.md")
             s.app.push_screen(TextDialog("Export to (.json: JSON, anything else: Markdown)", default), chosen)
 
-    def export(self, conversation_id: Any, path_text: str) -> None:
+    def export(self, conversation_id: Ref, path_text: str) -> None:
         """Export a stored conversation (an id, or the writer's Future of one) to a file."""
         s = self.screen
         path = Path(path_text).expanduser()
         self.history_action("export", conversation_id,
                             lambda: s.conversation.export(conversation_id, path), detail=str(path))
 
-    def history_action(self, action: str, cid: Any, submit: Any, detail: str = "") -> None:
+    def history_action(self, action: str, cid: Ref, submit: Callable[[], Future[Any]], detail: str = "") -> None:
         """Start a rename, delete or export; its outcome comes back as a HistoryActionDone."""
         s = self.screen
         try:
@@ -205,7 +207,7 @@ class HistoryActions:
             exc = None if f.cancelled() else f.exception()
             error = "" if exc is None else str(exc)
             what = f"{detail} ({f.result()})" if exc is None and action == "export" else detail
-            s.post_message(HistoryActionDone(action, cid if isinstance(cid, int) else 0, error, what))
+            s.post_message(HistoryActionDone(action, known(cid) or 0, error, what))
 
         fut.add_done_callback(done)
 

@@ -24,6 +24,7 @@ from textual.timer import Timer
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from aigc_chat.ids import Ref, known
 from aigc_chat.labels import model_label
 from aigc_chat.sanitize import sanitize
 from aigc_chat.tui import text_utils
@@ -121,7 +122,7 @@ class HistoryPane(Vertical):
         self._hits: list[int] = []  # per option, the message a search hit is in (0: none)
         self._search_timer: Timer | None = None
         self.query_text = ""
-        self.current_id: Any = None  # an id, or the writer's Future of one (a new conversation)
+        self.current_id: Ref = None  # the conversation shown: a new one's id may be a Future (aigc_chat.ids)
         self.not_saving = ""  # why nothing is being saved ("" while all is well)
         self._count = ""
         self._fingerprint: tuple[int, int] | None = None  # HistoryStore.list_fingerprint at the last fill
@@ -226,8 +227,6 @@ class HistoryPane(Vertical):
     def _fill(self, items: list[tuple[tuple[int, str], Option]], count: str,
               hits: list[int] | None = None) -> None:
         """Show `items` (rows and their options); `hits`: each row's search-hit message."""
-        from aigc_chat.history_writer import known
-
         option_list = self.query_one(HistoryList)
         self._rows = [row for row, _ in items]
         self._hits = hits if hits is not None else [0] * len(items)

@@ -65,5 +65,5 @@ def stream_reply(post: Callable[[Message], object], job: int, turn: Turn, cancel
     except Exception as exc:  # noqa: BLE001 - shown in the UI, never a crash
         post(ReplyFailed(job, f"{type(exc).__name__}: {exc}"))
         return
-    assert turn.result is not None
-    post(ReplyFinished(job, turn.result, turn.stats()))
+    assert turn.result is not None  # the turn has ended: its reply node holds the text, stats and finish reason
+    post(ReplyFinished(job, turn.reply_node, tuple(turn.result.warnings)))

@@ -32,10 +32,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from aigc_chat import ids
 from aigc_chat.chat_types import Message
 from aigc_chat.errors import AigcError, UsageError
 from aigc_chat.reasoning import Reasoning
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 SUMMARY_KIND = "summary"
 DEFAULT_KEEP = 2
+ID_WAIT = 2.0  # seconds a compaction waits for the writer to make an id it names (aigc_chat.ids.wait)
 OVERFLOW_CHOICES = ("drop_oldest", "compact", "refuse")
 
 SUMMARY_PROMPT = (
@@ -167,17 +168,6 @@ def summary_message(node: Node) -> str:
     return f"{SUMMARY_HEADER}\n{node.content.strip()}"
 
 
-def _stored_id(node: Node, timeout: float = 2.0) -> int | None:
-    """A node's stored id, waiting (off the event loop) for the writer if it is making it."""
-    ref = node.ref
-    if isinstance(ref, Future):
-        try:
-            ref = ref.result(timeout=timeout)
-        except Exception:  # noqa: BLE001 - not saved: no id
-            return None
-    return ref if isinstance(ref, int) else None
-
-
 Progress = Callable[[int, int, int], None]
 """progress(chunk, chunks, characters of summary so far): called as the summary streams."""
 
@@ -281,7 +271,8 @@ def _add_branch(conv: Conversation, the_plan: CompactPlan, summary: str, chunks:
     backend = conv.backend
     assert backend is not None
     path = the_plan.path
-    older_ids = [_stored_id(the_plan.older[0]), _stored_id(the_plan.older[-1])]  # the range's ends only
+    ends = (the_plan.older[0], the_plan.older[-1])  # the range's ends only
+    older_ids = [ids.wait(node.ref, ID_WAIT) for node in ends]
     first = path.index(the_plan.older[0]) + 1
     last = path.index(the_plan.older[-1]) + 1
     from aigc_chat.conversation import with_system
@@ -293,7 +284,7 @@ def _add_branch(conv: Conversation, the_plan: CompactPlan, summary: str, chunks:
         "range": [first, last],
         "messages": len(the_plan.older),
         "ids": [older_ids[0], older_ids[-1]] if older_ids[0] is not None and older_ids[-1] is not None else None,
-        "from_leaf": _stored_id(path[-1]),
+        "from_leaf": ids.wait(path[-1].ref, ID_WAIT),
         "kept_exchanges": the_plan.keep,
         "model": author.get("model", conv.settings.model),
         "backend": author.get("backend", conv.settings.backend),
@@ -301,7 +292,7 @@ def _add_branch(conv: Conversation, the_plan: CompactPlan, summary: str, chunks:
         "seconds": round(elapsed, 3),
     }
     if earlier is not None:
-        meta["compacts"] = _stored_id(earlier)
+        meta["compacts"] = ids.wait(earlier.ref, ID_WAIT)
     if instructions.strip():
         meta["instructions"] = instructions.strip()
     node = Node("system", summary, kind=SUMMARY_KIND, meta=meta, stats=dict(author), finish_reason="stop")

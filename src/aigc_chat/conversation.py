@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from aigc_chat import ids
 from aigc_chat.attachments import Attachment, too_big
 from aigc_chat.attachments import render as render_files
 from aigc_chat.backends.base import Backend, ChatStream
@@ -39,7 +40,7 @@ from aigc_chat.chat_types import GenerationResult, Message, PromptProgress
 from aigc_chat.config import Config, load_config, save_config
 from aigc_chat.errors import ParamError, UsageError
 from aigc_chat.history_service import HistoryService
-from aigc_chat.history_writer import known
+from aigc_chat.ids import Ref, known
 from aigc_chat.params import PARAM_NAMES, GenerationParams
 from aigc_chat.reasoning import Reasoning
 from aigc_chat.safe_open import write_private
@@ -182,28 +183,7 @@ def _start_conversation(store: HistoryStore, title: str, text: str, files: Seque
     return cid, mid
 
 
-def _part(pair: Future[tuple[int, int]], index: int) -> Future[int]:
-    """One id of a writer job that makes two. Completed inside the job's own completion, so
-    any later job on the writer (which runs after it) finds it done."""
-    out: Future[int] = Future()
-
-    def settle(f: Future[tuple[int, int]]) -> None:
-        if f.cancelled():
-            out.cancel()
-        elif (exc := f.exception()) is not None:
-            out.set_exception(exc)
-        else:
-            out.set_result(f.result()[index])
-
-    pair.add_done_callback(settle)
-    return out
-
-
-Ref = int | Future[Any] | None
-"""A stored id, or the writer's Future of one it has not made yet, or None (not saved)."""
-
-
-def _parent_ref(parent: Node | None) -> Any:
+def _parent_ref(parent: Node | None) -> Ref:
     """What the store is told a new message follows: the parent's id (or the writer's Future
     of it), None at the top; a parent that was never saved: after the stored leaf."""
     from aigc_chat.history import CURRENT
@@ -428,19 +408,12 @@ class Conversation:
     @property
     def known_id(self) -> int | None:
         """The stored id, if the writer has made it already (never waits)."""
-        value = known(self.conversation_ref)
-        return value if isinstance(value, int) else None
+        return known(self.conversation_ref)
 
     def wait_for_id(self, timeout: float = 30) -> int | None:
         """The stored id, waiting for the writer if it is still making it: for scripts and
         tests, never for an event loop (which uses `known_id`)."""
-        ref = self.conversation_ref
-        if ref is None or isinstance(ref, int):
-            return ref
-        try:
-            return int(ref.result(timeout=timeout))
-        except Exception:  # noqa: BLE001 - not saved (the history failed): no id
-            return None
+        return ids.wait(self.conversation_ref, timeout)
 
     @property
     def saving(self) -> bool:
@@ -712,7 +685,7 @@ class Conversation:
                 _start_conversation, title_from(title or text) or (files[0].name if files else ""), text,
                 [(f.name, f.text) for f in files], model=self.shown_model(),
                 backend=self.settings.backend, settings=self.settings.to_dict())
-            self.conversation_ref, node.ref = _part(pair, 0), _part(pair, 1)
+            self.conversation_ref, node.ref = ids.part(pair, 0), ids.part(pair, 1)
         else:
             node.ref = self.history.queued.add_message(
                 self.conversation_ref, "user", text, attachments=[(f.name, f.text) for f in files],

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from aigc_chat.argtypes import OneLineParser, conversation_id, integer, positive, text
 from aigc_chat.errors import UsageError
+from aigc_chat.ids import known
 
 if TYPE_CHECKING:
     from aigc_chat.tree import Node
@@ -310,7 +311,7 @@ def _compact(store, args) -> int:
         reason = str(failures[0]) if failures else "the history stayed busy"
         raise UsageError(f"the summary was made but not saved: {reason}")
     sys.stderr.write(f"aigc-chat: conversation {args.id}: {sanitize(done.line())}\n")
-    _out(f"{done.summary.ref.result() if hasattr(done.summary.ref, 'result') else done.summary.ref}\n")
+    _out(f"{known(done.summary.ref)}\n")  # saved: the writer has made it
     return 0
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from aigc_chat.errors import AigcError
 from aigc_chat.history_writer import HistoryWriter, QueuedStore, SerialThread
+from aigc_chat.ids import settled
 
 READ_WAIT = 2.0  # a read waits at most this long for the writes queued before it
 CLOSE_WAIT = 3.0  # quitting waits at most this long for queued writes (a locked file: less is lost than waited)
@@ -83,8 +84,8 @@ class HistoryService:
                 self._reader = HistoryStore(self.store.path, readonly=True, busy_timeout_ms=timeout)
             except HistoryError:  # odd, since the writer has it open: a second normal connection
                 self._reader = HistoryStore(self.store.path, busy_timeout_ms=timeout)
-        args = tuple(_settled(a) for a in args)
-        kwargs = {k: _settled(v) for k, v in kwargs.items()}
+        args = tuple(settled(a) for a in args)
+        kwargs = {k: settled(v) for k, v in kwargs.items()}
         return fn(self._reader, *args, **kwargs)
 
     # -- writes -----------------------------------------------------------------------------
@@ -108,17 +109,3 @@ class HistoryService:
         if finished and self.writer is not None:
             self.store.close()
         return finished
-
-
-def _settled(value: Any) -> Any:
-    """An id on the reader thread; a Future of the writer has had its chance (READ_WAIT)."""
-    from aigc_chat.errors import UsageError
-
-    if not isinstance(value, Future):
-        return value
-    if not value.done():
-        raise UsageError("this conversation is not saved yet (the history is busy)")
-    if value.cancelled() or value.exception() is not None:
-        reason = getattr(value.exception(), "reason", None) or value.exception()
-        raise UsageError(f"this conversation was not saved ({reason})")
-    return value.result()

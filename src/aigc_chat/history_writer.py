@@ -38,6 +38,7 @@ from typing import Any
 from aigc_chat.errors import AigcError
 from aigc_chat.history import ConversationGone, HistoryError
 from aigc_chat.history_store import HistoryStore
+from aigc_chat.ids import resolve
 
 
 class SerialThread:
@@ -118,21 +119,6 @@ class SerialThread:
 
 class NotSaved(HistoryError):
     """A saving job that was dropped because an earlier one failed (see HistoryWriter)."""
-
-
-def resolve(value: Any) -> Any:
-    """An id that may still be a Future of the writer: its value (run on the writer thread, or
-    after the writer has run the job that makes it)."""
-    return value.result() if isinstance(value, Future) else value
-
-
-def known(value: Any) -> Any:
-    """An id without waiting: the value if it is known and was saved, else None."""
-    if isinstance(value, Future):
-        if not value.done() or value.cancelled() or value.exception() is not None:
-            return None
-        return value.result()
-    return value
 
 
 class HistoryWriter:

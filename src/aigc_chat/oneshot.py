@@ -406,14 +406,10 @@ def _json_record(result: GenerationResult, info: dict[str, Any]) -> dict[str, An
 def _json_ids(conv: Conversation, turn: Turn) -> dict[str, Any]:
     """Where the answer was stored, for a script to carry on (`--conversation ID`) or point at
     the messages: None for each that was not saved (history off, or a failed write)."""
-    from aigc_chat.history_writer import known
+    from aigc_chat.ids import known
 
-    def as_id(ref: Any) -> int | None:
-        value = known(ref)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-    return {"conversation_id": as_id(conv.conversation_ref), "question_id": as_id(turn.user_node.ref),
-            "reply_id": as_id(turn.reply_node.ref)}
+    return {"conversation_id": known(conv.conversation_ref), "question_id": known(turn.user_node.ref),
+            "reply_id": known(turn.reply_node.ref)}
 
 
 def _print_stats(err: TextIO, info: dict[str, Any], result: GenerationResult, load_time: float,

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from aigc_chat.attachments import Attachment
 from aigc_chat.attachments import render as render_files
 from aigc_chat.chat_types import Message
+from aigc_chat.ids import Ref, known
 
 _order = itertools.count(1)
 
@@ -40,7 +40,7 @@ class Node:
     meta: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     finish_reason: str | None = None
-    ref: Any = None
+    ref: Ref = None
     seq: int = 0
     children: list[Node] = field(default_factory=list)
     live: bool = False  # a reply still being written (its widget streams; it is not sent yet)
@@ -185,16 +185,6 @@ class MessageTree:
     def find(self, message_id: int) -> Node | None:
         """The node stored with id `message_id` (None if it is not known to be stored)."""
         for node in self.walk():
-            if stored_id(node) == message_id:
+            if known(node.ref) == message_id:
                 return node
         return None
-
-
-def stored_id(node: Node) -> int | None:
-    """The node's stored id, without waiting for the history writer."""
-    ref = node.ref
-    if isinstance(ref, Future):
-        if not ref.done() or ref.cancelled() or ref.exception() is not None:
-            return None
-        ref = ref.result()
-    return ref if isinstance(ref, int) else None
