@@ -604,6 +604,9 @@ class QuietLinuxDriver(LinuxDriver):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._init_quiet()
+
+    def _init_quiet(self) -> None:
         self._lock = threading.Lock()
         self._quiet: QuietFilter | None = None
         self._quiet_failed = False
