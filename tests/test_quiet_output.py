@@ -230,17 +230,15 @@ def test_what_is_not_understood_passes_through_unchanged_and_forgets_the_screen(
     assert "\x1b[5;3X" in sent and sent.endswith("q")
 
 
-def test_a_recorded_textual_stream_of_a_scrolling_reply(cli: str, isolated_dirs: dict[str, Path],
-                                                       tmp_path: Path) -> None:
-    """The real Textual output of the real app (quiet output off) streaming a reply that
-    scrolls, in a pseudo-terminal; replayed through the filter cut at random places."""
+def stream_reply(cli: str, config: Path, tmp_path: Path, reply: str, quiet: bool) -> bytes:
+    """What the real app writes to a 60x16 pseudo-terminal from start-up to the end of a
+    paced reply of `reply`."""
     pythonpath = install(tmp_path)
     text = tmp_path / "reply.txt"
-    text.write_text(" ".join(f"word{i}" for i in range(160)) + "\n\n" + "- item\n" * 12)
-    config = isolated_dirs["config"]
+    text.write_text(reply)
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(f'backend = "paced"\n[paced]\ntext_file = "{text}"\npiece_chars = 12\ndelay_ms = 5\n'
-                      "[generation]\nmax_tokens = 400\n[tui]\nquiet_output = false\n")
+                      f"[generation]\nmax_tokens = 400\n[tui]\nquiet_output = {str(quiet).lower()}\n")
     env = dict(os.environ, TERM="xterm-256color", COLORTERM="truecolor", PYTHONPATH=pythonpath)
     app = PtyApp([cli, "--no-history"], env, rows=16, cols=60)
     try:
@@ -250,7 +248,27 @@ def test_a_recorded_textual_stream_of_a_scrolling_reply(cli: str, isolated_dirs:
         assert app.read(60, marker=b"tok/s", quiet=0.3)
     finally:
         app.close()
-    data = bytes(app.buf).decode("utf-8", "replace")
+    return bytes(app.buf)
+
+
+def test_model_output_stays_inert_with_quiet_output(cli: str, isolated_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """The filter resends Textual's cells, never anything of its own: a reply full of escape
+    sequences, markup and bidi controls reaches the terminal as inert as without it."""
+    hostile = ("Plain [bold]not bold[/] \x1b]0;pwned\x07\x1b[2J\x1b[31mred\x1b[0m \u202eevil\u202c "
+               "\x1b]52;c;cHduZWQ=\x07 \x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\ end. ") * 8
+    data = stream_reply(cli, isolated_dirs["config"], tmp_path, hostile, quiet=True)
+    for bad in (b"\x1b]0;", b"\x1b[2J", b"\x1b[31m", b"\xe2\x80\xae", b"\x1b]52;c;cHdu", b"\x1b]8;"):
+        assert bad not in data, bad
+    assert b"[bold]not bold[/]" in data  # shown, literally
+
+
+def test_a_recorded_textual_stream_of_a_scrolling_reply(cli: str, isolated_dirs: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    """The real Textual output of the real app (quiet output off) streaming a reply that
+    scrolls, in a pseudo-terminal; replayed through the filter cut at random places."""
+    raw = stream_reply(cli, isolated_dirs["config"], tmp_path,
+                       " ".join(f"word{i}" for i in range(160)) + "\n\n" + "- item\n" * 12, quiet=False)
+    data = raw.decode("utf-8", "replace")
     data = data[:data.rfind("\x1b[<u")]  # up to the app's exit (pyte knows no alternate screen)
     rng = random.Random(1)
     pair = Pair(60, 16)
