@@ -8,7 +8,8 @@ TERM=xterm-256color) on the paced plugin backend (tests/paced_backend.py): the r
 fixed text, `--piece-chars` characters per piece (a token) every `--delay-ms`, so every run
 streams the same bytes at the same pace (about 40 tokens/s by default, like the default
 model here). Every byte the app writes while the reply streams is counted and printed
-beside the reply's own size, then the bytes an idle screen writes per minute. Each case runs
+beside the reply's own size (and the CPU time the app used meanwhile), then the bytes an
+idle screen writes per minute. Each case runs
 twice by default, with `[tui] quiet_output` off (Textual's own output) and on
 (tui/quiet_output.py), side by side. Cases:
 
@@ -73,6 +74,15 @@ CASES = {
 }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_case(name: str, text: str, root: Path, exe: str, pythonpath: str, a: argparse.Namespace,
              quiet: bool) -> int:
     """One case with `[tui] quiet_output = quiet`; prints its line, returns the bytes written."""
@@ -89,6 +99,7 @@ def run_case(name: str, text: str, root: Path, exe: str, pythonpath: str, a: arg
             raise SystemExit(f"{name}: the app did not start in 60 s")
         app.read(1.0)
         start = len(app.buf)
+        cpu0 = cpu_seconds(app.pid)
         t0 = time.perf_counter()
         app.write(b"Tell me about the lighthouse.\r")
         if not app.read(600, marker=b"tok/s", since=start):
@@ -96,6 +107,7 @@ def run_case(name: str, text: str, root: Path, exe: str, pythonpath: str, a: arg
         app.read(0.5)  # the last paint after the stats line
         elapsed = time.perf_counter() - t0
         sent = len(app.buf) - start
+        cpu = cpu_seconds(app.pid) - cpu0
         idle = 0
         measure_idle = bool(a.idle_s) and name == a.idle_case and quiet == (a.quiet != "off")
         if measure_idle:
@@ -110,7 +122,7 @@ def run_case(name: str, text: str, root: Path, exe: str, pythonpath: str, a: arg
         (Path(a.record) / f"{name}-{label}.raw").write_bytes(bytes(app.buf))  # start-up included
     chars = len(text)
     line = (f"{name:10} {label:7} reply {chars:6,} chars  {sent:10,} bytes written in {elapsed:5.1f} s  "
-            f"{sent / chars:6.1f} bytes per reply char  {sent / elapsed / 1024:6.1f} KiB/s")
+            f"{sent / chars:6.1f} bytes per reply char  {sent / elapsed / 1024:6.1f} KiB/s  app CPU {cpu:5.2f} s")
     print(line, flush=True)
     if measure_idle:
         print(f"{'idle':10} {label:7} after {name}: {idle:,} bytes in {a.idle_s:.0f} s "

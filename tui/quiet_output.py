@@ -41,6 +41,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from operator import ne
 from typing import Any
 
 from rich.cells import _is_single_cell_widths, get_character_cell_size
@@ -535,48 +536,50 @@ class QuietFilter:
             return pending.get(i, shadow[i])
 
         def differ(a: Row, b: Row) -> int:
-            if a == b:
-                return 0
-            return sum(1 for x, y in zip(a, b, strict=True) if x != y or x is None)
+            return 0 if a == b else sum(map(ne, a, b))
 
         lo, hi = max(0, top - MAX_SHIFT), min(rows - 1, bottom + MAX_SHIFT)
         known = [None not in new_row(i) for i in range(lo, hi + 1)]
         base = {i: differ(new_row(i), shadow[i]) for i in range(top, bottom + 1)}
+        # Shifts worth a closer look: some rows match a row k lines away exactly (cheap
+        # whole-row comparisons; a scrolled chat keeps most of its rows whole).
+        need = max(2, len(changed) // 4)
+        shifts = [k for n in range(1, min(MAX_SHIFT, bottom - top) + 1) for k in (n, -n)
+                  if sum(1 for i in changed if 0 <= i + k < rows and new_row(i) == shadow[i + k]) >= need]
         best: tuple[int, int, int, int] | None = None  # (gain, shift, first, last) of the region
-        for shift in range(1, min(MAX_SHIFT, bottom - top) + 1):
-            for k in (shift, -shift):
-                # rows i in [top, bottom] that would show old row i + k: what that saves
-                gains: list[int | None] = []
-                for i in range(top, bottom + 1):
-                    src = i + k
-                    if 0 <= src < rows and known[i - lo]:
-                        gains.append(base[i] - differ(new_row(i), shadow[src]))
-                    else:
-                        gains.append(None)
-                run_start, acc = 0, 0
-                for idx, g in enumerate(gains):
-                    if g is None:
-                        run_start, acc = idx + 1, 0
-                        continue
-                    if acc <= 0:
-                        run_start, acc = idx, 0
-                    acc += g
-                    if acc <= 16:
-                        continue
-                    if k > 0:  # region [first, last]: rows first..last-k take old first+k..last
-                        first, last = top + run_start, top + idx + k
-                        blank = range(last - k + 1, last + 1)
-                    else:
-                        first, last = top + run_start + k, top + idx
-                        blank = range(first, first - k)
-                    if first < 0 or last >= rows or first < lo or last > hi:
-                        continue
-                    if not all(known[b - lo] for b in blank):
-                        continue
-                    cost = sum(cols - base.get(b, 0) for b in blank) + 4
-                    gain = acc - cost
-                    if gain > 16 and (best is None or gain > best[0]):
-                        best = (gain, k, first, last)
+        for k in shifts:
+            # rows i in [top, bottom] that would show old row i + k: what that saves
+            gains: list[int | None] = []
+            for i in range(top, bottom + 1):
+                src = i + k
+                if 0 <= src < rows and known[i - lo]:
+                    gains.append(base[i] - differ(new_row(i), shadow[src]))
+                else:
+                    gains.append(None)
+            run_start, acc = 0, 0
+            for idx, g in enumerate(gains):
+                if g is None:
+                    run_start, acc = idx + 1, 0
+                    continue
+                if acc <= 0:
+                    run_start, acc = idx, 0
+                acc += g
+                if acc <= 16:
+                    continue
+                if k > 0:  # region [first, last]: rows first..last-k take old first+k..last
+                    first, last = top + run_start, top + idx + k
+                    blank = range(last - k + 1, last + 1)
+                else:
+                    first, last = top + run_start + k, top + idx
+                    blank = range(first, first - k)
+                if first < 0 or last >= rows or first < lo or last > hi:
+                    continue
+                if not all(known[b - lo] for b in blank):
+                    continue
+                cost = sum(cols - base.get(b, 0) for b in blank) + 4
+                gain = acc - cost
+                if gain > 16 and (best is None or gain > best[0]):
+                    best = (gain, k, first, last)
         if best is None:
             return None
         _gain, k, first, last = best
