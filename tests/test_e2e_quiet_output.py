@@ -23,7 +23,7 @@ REPLY = ("The keeper climbs the stairs at dusk and trims the wick. " * 14 + "\n\
 TIMING = re.compile(r"\d+\.\d+")  # the stats line's seconds and tokens per second
 
 
-def final_screen(tmp_path: Path, config: Path, cli: str, quiet: bool) -> str:
+def final_screen(tmp_path: Path, config: Path, cli: str, quiet: bool, resize: bool = False) -> str:
     tmp_path.mkdir()
     pythonpath = install(tmp_path)
     text = tmp_path / "reply.txt"
@@ -35,6 +35,11 @@ def final_screen(tmp_path: Path, config: Path, cli: str, quiet: bool) -> str:
         t.wait(idle, 60, "the paced backend to load")
         t.text("Tell me about the lighthouse")
         t.keys("Enter")
+        if resize:  # mid-reply, smaller and back: the terminal may keep anything of the old screen
+            t.wait(lambda s: "keeper" in s, 30, "the reply to be streaming")
+            t.run("resize-window", "-t", "t", "-x", "70", "-y", "20")
+            t.wait(lambda s: len(s.splitlines()) <= 20, 10, "the smaller window")
+            t.run("resize-window", "-t", "t", "-x", "100", "-y", "30")
         t.wait(lambda s: "tok/s" in s and idle(s), 60, "the reply to end")
         screen = t.run("capture-pane", "-p", "-e", "-t", "t").stdout
         t.keys("C-q")
@@ -42,10 +47,11 @@ def final_screen(tmp_path: Path, config: Path, cli: str, quiet: bool) -> str:
     return TIMING.sub("N", screen)
 
 
+@pytest.mark.parametrize("resize", [False, True], ids=["still", "resized-mid-reply"])
 def test_the_screen_after_a_streamed_reply_is_the_same_with_quiet_output(
-        tmp_path: Path, isolated_dirs: dict[str, Path], cli: str) -> None:
-    quiet = final_screen(tmp_path / "on", isolated_dirs["config"], cli, quiet=True)
-    textual = final_screen(tmp_path / "off", isolated_dirs["config"], cli, quiet=False)
+        tmp_path: Path, isolated_dirs: dict[str, Path], cli: str, resize: bool) -> None:
+    quiet = final_screen(tmp_path / "on", isolated_dirs["config"], cli, quiet=True, resize=resize)
+    textual = final_screen(tmp_path / "off", isolated_dirs["config"], cli, quiet=False, resize=resize)
     assert "rocks." in quiet and "tok/s" in quiet  # the reply's end is on screen
     assert "lighthouse" not in quiet  # the question scrolled away: the chat scrolled as it streamed
     assert quiet == textual

@@ -325,3 +325,23 @@ def test_quiet_output_is_installed_unless_switched_off(tmp_path: Path) -> None:
     assert on.driver_class is QuietLinuxDriver
     off = ChatApp(Config(path=tmp_path / "c.toml", tui={"quiet_output": False}))
     assert off.driver_class is LinuxDriver
+
+
+def test_a_resize_forgets_the_screen(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """After a resize a terminal may show anything (cleared, reflowed, cut): every cell the
+    next frames draw is sent again, whether the app says so or the size is seen to change."""
+    from aigc_chat.config import Config
+    from aigc_chat.tui.app import ChatApp
+
+    driver, sink = _driver(monkeypatch)
+    driver.write("\x1b[1;1Habc")
+    driver.write("\x1b[1;1Habc")
+    assert "".join(sink.data).count("abc") == 1
+    app = ChatApp(Config(path=tmp_path / "c.toml"))
+    app._driver = driver
+    app.on_resize()  # Textual's Resize event
+    driver.write("\x1b[1;1Habc")
+    assert "".join(sink.data).count("abc") == 2
+    monkeypatch.setattr(QuietLinuxDriver, "_terminal_size", lambda self: (12, 4))  # no event: a new size
+    driver.write("\x1b[1;1Habc")
+    assert "".join(sink.data).count("abc") == 3
