@@ -1,7 +1,7 @@
 """Bytes the TUI writes to a real terminal per character of reply: what a slow SSH link carries.
 
     .venv/bin/python bench/bench_terminal_bytes.py [--cases prose2k,prose20k,code,reasoning] [--idle-s 60]
-        [--quiet both|on|off] [--record DIR]
+        [--quiet both|on|off] [--sync] [--record DIR]
 
 The installed `aigc-chat` runs in a pseudo-terminal (tests/pty_app.py, 100x30,
 TERM=xterm-256color) on the paced plugin backend (tests/paced_backend.py): the reply is a
@@ -97,6 +97,8 @@ def run_case(name: str, text: str, root: Path, exe: str, pythonpath: str, a: arg
     try:
         if not app.read(60, marker=b"idle"):
             raise SystemExit(f"{name}: the app did not start in 60 s")
+        if a.sync:  # "synchronized output supported": Textual then wraps every frame in ESC[?2026h/l
+            app.write(b"\x1b[?2026;2$y")
         app.read(1.0)
         start = len(app.buf)
         cpu0 = cpu_seconds(app.pid)
@@ -141,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", choices=("on", "off", "both"), default="both",
                    help="[tui] quiet_output for the runs: on, off (Textual's own output) or both, side by side "
                         "(the idle screen is measured with it on)")
+    p.add_argument("--sync", action="store_true",
+                   help="answer Textual's synchronized-output query as kitty, WezTerm, iTerm2, foot or Windows "
+                        "Terminal do (every frame then comes wrapped in ESC[?2026h ... ESC[?2026l)")
     p.add_argument("--record", default="", metavar="DIR",
                    help="write each case's raw terminal stream (from start-up on) to DIR/CASE.raw")
     a = p.parse_args(argv)
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ[var] = str(root / sub)
         pythonpath = install(root)
         print(f"aigc-chat in a 100x30 pty, paced backend: {a.piece_chars} chars every {a.delay_ms} ms, "
-              f"[tui] stream_interval_ms = {a.interval_ms}")
+              f"[tui] stream_interval_ms = {a.interval_ms}, synchronized output {'on' if a.sync else 'off'}")
         for name in names:
             text = CASES[name]()
             sent = {quiet: run_case(name, text, root, exe, pythonpath, a, quiet)

@@ -262,6 +262,16 @@ def test_model_output_stays_inert_with_quiet_output(cli: str, isolated_dirs: dic
     assert b"[bold]not bold[/]" in data  # shown, literally
 
 
+def test_synchronized_output_wraps_what_is_sent_and_an_empty_frame_sends_nothing() -> None:
+    f = QuietFilter(10, 3)
+    frame = "\x1b[1;1H\x1b[1mabc\x1b[0m"
+    # Textual writes the start, the frame and the end as three writes
+    assert [f.feed(x) for x in ("\x1b[?2026h", frame, "\x1b[?2026l")] == ["", "\x1b[?2026h\x1b[1H\x1b[0;1mabc",
+                                                                         "\x1b[?2026l"]
+    assert [f.feed(x) for x in ("\x1b[?2026h", frame, "\x1b[?2026l")] == ["", "", ""]  # nothing changed
+    assert f.feed("\x1b[?2026h" + frame.replace("b", "x") + "\x1b[?2026l") == "\x1b[?2026h\x1b[2Gx\x1b[?2026l"
+
+
 def test_a_recorded_textual_stream_of_a_scrolling_reply(cli: str, isolated_dirs: dict[str, Path],
                                                        tmp_path: Path) -> None:
     """The real Textual output of the real app (quiet output off) streaming a reply that

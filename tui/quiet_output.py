@@ -208,6 +208,9 @@ class QuietFilter:
         self.t_cur: tuple[int, int] | None = None
         self.t_style: Style | None = None
         self.cursor_shown = False
+        # A synchronized-output start (`ESC[?2026h`) not sent yet: Textual wraps every frame
+        # in one, and a frame with nothing left to send needs neither it nor its end.
+        self.sync_held: int | None = None  # where in this write's output it would go
         self.carry = ""  # a partial escape sequence held for the next write
         self.scrolls = 0  # statistics for the bench and the tests
         self.passed = 0
@@ -230,6 +233,8 @@ class QuietFilter:
 
     def feed(self, data: str) -> str:
         out: list[str] = []
+        if self.sync_held is not None:
+            self.sync_held = 0  # held from an earlier write: it goes before anything of this one
         data = self.carry + data
         self.carry = ""
         partial = PARTIAL.search(data)
@@ -258,7 +263,15 @@ class QuietFilter:
         self.flush(out)
         if self.cursor_shown and self.cur is not None and self.newlines is None and self.cur != self.t_cur:
             out.append(self._move(*self.cur))
+        self._release_sync(out)
         return "".join(out)
+
+    def _release_sync(self, out: list[str]) -> None:
+        """A held synchronized-output start goes out just before the first thing sent
+        after it (and stays held while nothing is)."""
+        if self.sync_held is not None and any(out[self.sync_held:]):
+            out.insert(self.sync_held, "\x1b[?2026h")
+            self.sync_held = None
 
     # -- tokens --------------------------------------------------------------------------
     def _csi(self, m: re.Match[str], out: list[str]) -> None:
@@ -273,6 +286,16 @@ class QuietFilter:
         if params.startswith("?"):
             if final in "hl":
                 modes = set(params[1:].split(";"))
+                if modes == {"2026"}:
+                    self.flush(out)
+                    self._release_sync(out)
+                    if final == "h":
+                        self.sync_held = len(out)
+                    elif self.sync_held is not None:  # an empty frame: neither start nor end
+                        self.sync_held = None
+                    else:
+                        self._pass(seq, out)
+                    return
                 if modes <= HARMLESS_MODES:
                     if "25" in modes:
                         self.cursor_shown = final == "h"
