@@ -355,3 +355,22 @@ def test_a_resize_forgets_the_screen(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setattr(QuietLinuxDriver, "_terminal_size", lambda self: (12, 4))  # no event: a new size
     driver.write("\x1b[1;1Habc")
     assert "".join(sink.data).count("abc") == 3
+
+
+def test_a_write_from_inside_a_write_goes_out_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Textual's SIGTSTP handler suspends the app (leaving the alternate screen) whenever the
+    signal comes, a write under way included: that write must not wait on the first, nor
+    be mixed into its half-done frame."""
+    driver, sink = _driver(monkeypatch)
+    feed = QuietFilter.feed
+
+    def interrupted(self: QuietFilter, data: str) -> str:
+        driver.write("\x1b[?1049l")  # the signal handler's write
+        return feed(self, data)
+
+    monkeypatch.setattr(QuietFilter, "feed", interrupted)
+    driver.write("\x1b[1;1Habc")
+    assert sink.data[0] == "\x1b[?1049l" and "abc" in sink.data[1]
+    monkeypatch.setattr(QuietFilter, "feed", feed)
+    driver.write("\x1b[1;1Habc")  # the filter is not trusted any more: Textual's output as it is
+    assert sink.data[-1] == "\x1b[1;1Habc"

@@ -633,9 +633,10 @@ class QuietLinuxDriver(LinuxDriver):
         self._init_quiet()
 
     def _init_quiet(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._quiet: QuietFilter | None = None
         self._quiet_failed = False
+        self._inside = False  # a write under way (a signal handler's write can come in the middle)
 
     def _terminal_size(self) -> tuple[int, int]:
         try:
@@ -652,9 +653,14 @@ class QuietLinuxDriver(LinuxDriver):
 
     def write(self, data: str) -> None:
         with self._lock:
-            if self._quiet_failed:
+            if self._quiet_failed or self._inside:
+                # A write from inside a write (Textual's SIGTSTP handler suspending the app)
+                # goes out as it is, and the filter is not trusted from then on.
+                self._quiet_failed = True
                 super().write(data)
                 return
+            prior = self._quiet.carry if self._quiet is not None else ""
+            self._inside = True
             try:
                 cols, rows = self._terminal_size()
                 if self._quiet is None:
@@ -664,8 +670,9 @@ class QuietLinuxDriver(LinuxDriver):
                 sent = self._quiet.feed(data)
             except Exception:  # noqa: BLE001 - an optimisation must never cost a frame
                 self._quiet_failed = True
-                carry = self._quiet.carry if self._quiet is not None else ""
-                super().write("\x1b[0m" + carry + data)
+                super().write("\x1b[0m" + prior + data)
                 return
+            finally:
+                self._inside = False
             if sent:
                 super().write(sent)
