@@ -272,12 +272,19 @@ def test_synchronized_output_wraps_what_is_sent_and_an_empty_frame_sends_nothing
     assert f.feed("\x1b[?2026h" + frame.replace("b", "x") + "\x1b[?2026l") == "\x1b[?2026h\x1b[2Gx\x1b[?2026l"
 
 
+REPLIES = {
+    "prose": " ".join(f"word{i}" for i in range(160)) + "\n\n" + "- item\n" * 12,
+    # wide glyphs, emoji (which terminals measure differently), combining marks
+    "wide": " ".join(f"灯塔{i} 🚢 cafe\u0301 ✨ｗｉｄｅ" for i in range(50)) + "\n\n" + "- 項目 🌊\n" * 10,
+}
+
+
+@pytest.mark.parametrize("reply", sorted(REPLIES))
 def test_a_recorded_textual_stream_of_a_scrolling_reply(cli: str, isolated_dirs: dict[str, Path],
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, reply: str) -> None:
     """The real Textual output of the real app (quiet output off) streaming a reply that
     scrolls, in a pseudo-terminal; replayed through the filter cut at random places."""
-    raw = stream_reply(cli, isolated_dirs["config"], tmp_path,
-                       " ".join(f"word{i}" for i in range(160)) + "\n\n" + "- item\n" * 12, quiet=False)
+    raw = stream_reply(cli, isolated_dirs["config"], tmp_path, REPLIES[reply], quiet=False)
     data = raw.decode("utf-8", "replace")
     data = data[:data.rfind("\x1b[<u")]  # up to the app's exit (pyte knows no alternate screen)
     rng = random.Random(1)
