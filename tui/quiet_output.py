@@ -27,13 +27,17 @@ Safety rules, so that the screen always ends up as Textual meant it:
   always-one-cell set: wide CJK, emoji, combining marks) is followed by an absolute cursor
   move, so a disagreement about its width cannot shift the cells after it.
 - The shadow is forgotten on every resize (`invalidate`), and it is resized with the grid.
+- Synchronized output (`ESC[?2026h` ... `ESC[?2026l`, which Textual wraps every frame in
+  where the terminal supports it) still wraps what is sent; a frame with nothing left to
+  send sends neither.
 - Text itself is never changed: model output was sanitised before Textual drew it
   (aigc_chat.sanitize); this filter only decides which of Textual's cells to resend.
 
 `QuietLinuxDriver` is Textual's Linux driver with its `write` going through the filter
 (installed by tui/app.py; inline mode keeps Textual's own inline driver, unfiltered). A
 failure inside the filter turns it off for the rest of the run and the write goes out as
-Textual made it: quiet output is an optimisation, never a reason to lose a frame.
+Textual made it: quiet output is an optimisation, never a reason to lose a frame. So does
+a write that comes in the middle of another (Textual's SIGTSTP handler suspending the app).
 """
 
 from __future__ import annotations
