@@ -6,6 +6,7 @@ resend, never what the screen shows."""
 
 from __future__ import annotations
 
+import difflib
 import re
 import shutil
 from pathlib import Path
@@ -24,12 +25,13 @@ TIMING = re.compile(r"\d+\.\d+")  # the stats line's seconds and tokens per seco
 
 
 def final_screen(tmp_path: Path, config: Path, cli: str, quiet: bool, resize: bool = False) -> str:
+    delay = 15 if resize else 5  # a reply of ~2 s: the resize comes while it streams
     tmp_path.mkdir()
     pythonpath = install(tmp_path)
     text = tmp_path / "reply.txt"
     text.write_text(REPLY)
     with tmux_server("aigc-quiet", config,
-                     f'backend = "paced"\n[paced]\ntext_file = "{text}"\npiece_chars = 16\ndelay_ms = 5\n'
+                     f'backend = "paced"\n[paced]\ntext_file = "{text}"\npiece_chars = 16\ndelay_ms = {delay}\n'
                      f"[generation]\nmax_tokens = 400\n[tui]\nquiet_output = {str(quiet).lower()}\n") as t:
         t.start(["env", f"PYTHONPATH={pythonpath}", cli, "--no-history"])
         t.wait(idle, 60, "the paced backend to load")
@@ -54,4 +56,4 @@ def test_the_screen_after_a_streamed_reply_is_the_same_with_quiet_output(
     textual = final_screen(tmp_path / "off", isolated_dirs["config"], cli, quiet=False, resize=resize)
     assert "rocks." in quiet and "tok/s" in quiet  # the reply's end is on screen
     assert "lighthouse" not in quiet  # the question scrolled away: the chat scrolled as it streamed
-    assert quiet == textual
+    assert quiet == textual, "\n".join(difflib.unified_diff(textual.splitlines(), quiet.splitlines(), lineterm=""))

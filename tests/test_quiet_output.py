@@ -275,7 +275,8 @@ def test_synchronized_output_wraps_what_is_sent_and_an_empty_frame_sends_nothing
 REPLIES = {
     "prose": " ".join(f"word{i}" for i in range(160)) + "\n\n" + "- item\n" * 12,
     # wide glyphs, emoji (which terminals measure differently), combining marks
-    "wide": " ".join(f"灯塔{i} 🚢 cafe\u0301 ✨ｗｉｄｅ" for i in range(50)) + "\n\n" + "- 項目 🌊\n" * 10,
+    "wide": (" ".join(f"灯塔{i} 🚢 cafe\u0301 ✨\uff57\uff49\uff44\uff45" for i in range(50))
+             + "\n\n" + "- 項目 🌊\n" * 10),
 }
 
 
