@@ -58,6 +58,7 @@ class ChatApp(App[int]):
         super().__init__()
         reserve_for_ui(ui_reserve())
         self.config = config
+        self._install_quiet_output()
         self.initial_conversation = conversation_id
         self.keep = keep
         self.conversation = Conversation(config, HistoryService(store),
@@ -75,6 +76,27 @@ class ChatApp(App[int]):
         theme = str(config.tui.get("theme", "textual-dark"))
         if theme in self.available_themes:
             self.theme = theme
+
+    def _install_quiet_output(self) -> None:
+        """`[tui] quiet_output` (the default): the terminal gets only the cells that change
+        (tui/quiet_output.py). Only over Textual's own Linux driver (not a TEXTUAL_DRIVER
+        override, not Windows); inline mode keeps Textual's inline driver."""
+        if not {**TUI_DEFAULTS, **self.config.tui}["quiet_output"]:
+            return
+        try:
+            from textual.drivers.linux_driver import LinuxDriver
+
+            from aigc_chat.tui.quiet_output import QuietLinuxDriver
+        except ImportError:  # pragma: no cover - not Unix
+            return
+        if self.driver_class is LinuxDriver:
+            self.driver_class = QuietLinuxDriver
+
+    def on_resize(self) -> None:
+        """A resize may leave anything on the terminal: quiet output forgets what it knew."""
+        invalidate = getattr(self._driver, "invalidate", None)
+        if invalidate is not None:
+            invalidate()
 
     def finish_headless(self) -> bool:
         """The terminal has gone (tui/terminal_watch.py): with `[tui] on_hangup = "finish"`,

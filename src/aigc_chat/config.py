@@ -42,6 +42,9 @@ TUI_DEFAULTS: dict[str, Any] = {
     "hangup_limit_s": 600,
     # Run below the shell prompt without the alternate screen (tui/inline.py), like --inline.
     "inline": False,
+    # Send the terminal only the cells that changed (tui/quiet_output.py); false: Textual's own
+    # output, as it makes it (for diagnosis).
+    "quiet_output": True,
 }
 STREAM_INTERVAL_MS = (10, 2000)
 ON_HANGUP = ("finish", "stop")
