@@ -402,17 +402,21 @@ class QuietFilter:
             row[col:end] = [(ch, style, 1) for ch in text]
             self.cur = (row_i, end)
             return
-        for ch in text:
+        for i, ch in enumerate(text):
             width = get_character_cell_size(ch)
             if width == 0:
-                prev = row[col - 1] if col > 0 else None
+                # A mark (a combining accent, a variation selector, a joiner) joins the glyph
+                # before it; after a wide glyph that is the cell before its second half.
+                last = row[col - 1] if col > 0 else None
+                at = col - 2 if last is not None and last[2] == 0 else col - 1
+                prev = row[at] if at >= 0 else None
                 if prev is None or prev[2] == 0:
-                    self._opaque(ch, out)  # a combining mark on nothing this model knows
+                    self._opaque(text[i:], out)  # a mark on nothing this model knows: the rest as it is
                     return
-                row[col - 1] = (prev[0] + ch, prev[1], prev[2])
+                row[at] = (prev[0] + ch, prev[1], prev[2])
                 continue
             if col + width > cols:
-                self._opaque(ch, out)
+                self._opaque(text[i:], out)
                 return
             self._break_wide(row, col, col + width)
             row[col] = (ch, style, width)
