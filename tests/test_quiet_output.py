@@ -116,6 +116,13 @@ class Frames:
 
     def _write_text(self, y: int, x: int, n: int) -> None:
         rng = self.rng
+        line = self.lines[y]
+        # a wide glyph cut in half loses its other half (Textual would draw a space there):
+        # else the line would be wider than the screen, which Textual never writes
+        if x > 0 and line[x][0] == "":
+            line[x - 1] = (" ", line[x - 1][1])
+        if x + n < self.cols and line[x + n][0] == "":
+            line[x + n] = (" ", line[x + n][1])
         ansi = rng.choice(ANSI)
         i = x
         while i < x + n:
