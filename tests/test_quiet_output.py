@@ -240,6 +240,17 @@ def test_a_mark_after_a_wide_glyph_keeps_the_text_after_it() -> None:
     assert pair.same() and pair.filter.passed == 1
 
 
+def test_text_past_the_last_column_lands_where_the_terminal_would_put_it() -> None:
+    """A frame wider than the terminal (a resize not seen yet): with autowrap off (Textual's
+    mode) what runs past the edge overwrites the last column, even when the cells before it
+    were unchanged and not sent, so the terminal's cursor was somewhere else."""
+    pair = Pair(10, 3)
+    pair.feed("\x1b[?7l\x1b[1;1Habcdefgh…j")
+    pair.feed("\x1b[2;1Hxy\x1b[1;1Habcdefgh…jZ")
+    assert pair.same()
+    assert pair.quiet.display[:2] == ["abcdefgh…Z", "xy        "]
+
+
 def test_what_is_not_understood_passes_through_unchanged_and_forgets_the_screen() -> None:
     f = QuietFilter(10, 3)
     f.feed("\x1b[1;1H\x1b[1mabc\x1b[0m")

@@ -212,6 +212,7 @@ class QuietFilter:
         self.t_cur: tuple[int, int] | None = None
         self.t_style: Style | None = None
         self.cursor_shown = False
+        self.wrap = True  # autowrap (DECAWM); Textual turns it off in application mode
         # A synchronized-output start (`ESC[?2026h`) not sent yet: Textual wraps every frame
         # in one, and a frame with nothing left to send needs neither it nor its end.
         self.sync_held: int | None = None  # where in this write's output it would go
@@ -301,6 +302,8 @@ class QuietFilter:
                         self._pass(seq, out)
                     return
                 if modes <= HARMLESS_MODES:
+                    if "7" in modes:
+                        self.wrap = final == "h"
                     if "25" in modes:
                         self.cursor_shown = final == "h"
                         if self.cursor_shown:
@@ -454,8 +457,11 @@ class QuietFilter:
             self.newlines = None
             self.cur = None  # the column after "\n" depends on the tty (ONLCR)
             self.t_cur = None
-        elif self.cur is not None and self.cur != self.t_cur and self.cur[1] < self.cols:
-            out.append(self._move(*self.cur))
+        elif self.cur is not None and self.cur != self.t_cur:
+            if self.cur[1] < self.cols:
+                out.append(self._move(*self.cur))
+            elif not self.wrap:  # past the last column: without autowrap the cursor stays on it
+                out.append(self._move(self.cur[0], self.cols - 1))
         if self.style is not None and self.style != self.t_style:
             out.append(transition(self.t_style, self.style))
             self.t_style = self.style
