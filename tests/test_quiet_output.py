@@ -330,7 +330,8 @@ def test_a_recorded_textual_stream_of_a_scrolling_reply(cli: str, isolated_dirs:
         pair.feed(data[pos:end])
         assert pair.same(), f"at {pos}"
         pos = end
-    assert pair.filter.scrolls > 0
+    if reply == "prose":  # the wide reply's long wrapped lines move the chat by more or less
+        assert pair.filter.scrolls > 0  # than a scroll pays for, by timing: 0 in 2 of 4 recordings
     assert pair.sent_bytes < pair.raw_bytes / 5
 
 
