@@ -417,3 +417,21 @@ def test_a_write_from_inside_a_write_goes_out_as_it_is(monkeypatch: pytest.Monke
     monkeypatch.setattr(QuietFilter, "feed", feed)
     driver.write("\x1b[1;1Habc")  # the filter is not trusted any more: Textual's output as it is
     assert sink.data[-1] == "\x1b[1;1Habc"
+
+
+def test_a_frame_a_suspend_interrupted_goes_out_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTSTP/SIGCONT handlers leave and re-enter the alternate screen (clearing it) in the
+    middle of a write: that write's frame is sent as Textual made it, not as the difference
+    from a screen that is gone."""
+    driver, sink = _driver(monkeypatch)
+    driver.write("\x1b[1;1Habc")
+    feed = QuietFilter.feed
+
+    def interrupted(self: QuietFilter, data: str) -> str:
+        driver.write("\x1b[?1049l")  # suspended ...
+        driver.write("\x1b[?1049h")  # ... and resumed: a cleared alternate screen
+        return feed(self, data)
+
+    monkeypatch.setattr(QuietFilter, "feed", interrupted)
+    driver.write("\x1b[1;1Habc")  # unchanged for the filter, but the screen was cleared
+    assert sink.data[-3:] == ["\x1b[?1049l", "\x1b[?1049h", "\x1b[0m\x1b[1;1Habc"]

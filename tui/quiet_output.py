@@ -37,7 +37,8 @@ Safety rules, so that the screen always ends up as Textual meant it:
 (installed by tui/app.py; inline mode keeps Textual's own inline driver, unfiltered). A
 failure inside the filter turns it off for the rest of the run and the write goes out as
 Textual made it: quiet output is an optimisation, never a reason to lose a frame. So does
-a write that comes in the middle of another (Textual's SIGTSTP handler suspending the app).
+a write that comes in the middle of another (Textual's SIGTSTP handler suspending the app);
+the write it interrupted then goes out whole too (the screen may have been cleared meanwhile).
 """
 
 from __future__ import annotations
@@ -651,6 +652,7 @@ class QuietLinuxDriver(LinuxDriver):
         self._quiet: QuietFilter | None = None
         self._quiet_failed = False
         self._inside = False  # a write under way (a signal handler's write can come in the middle)
+        self._interrupted = False  # a write came in the middle of the one under way
 
     def _terminal_size(self) -> tuple[int, int]:
         try:
@@ -670,6 +672,7 @@ class QuietLinuxDriver(LinuxDriver):
             if self._quiet_failed or self._inside:
                 # A write from inside a write (Textual's SIGTSTP handler suspending the app)
                 # goes out as it is, and the filter is not trusted from then on.
+                self._interrupted = self._inside
                 self._quiet_failed = True
                 super().write(data)
                 return
@@ -688,5 +691,7 @@ class QuietLinuxDriver(LinuxDriver):
                 return
             finally:
                 self._inside = False
+            if self._interrupted:  # a write came in the middle (a suspend, a resume): the
+                sent = "\x1b[0m" + prior + data  # terminal may show anything; this frame whole
             if sent:
                 super().write(sent)
