@@ -94,3 +94,22 @@ def test_saved_defaults_are_used_at_once_in_their_layer(files: dict[str, Path]) 
     # top_p is [generation]'s now; temperature stays the model's glob, as it would after a restart
     assert (s.system_prompt, s.params.top_p, s.params.temperature) == ("Be brief.", 0.8, 0.33)
     assert conv.config.source("top_p") == "config [generation]"
+
+
+def test_an_opened_conversation_answered_by_another_model_switches_like_a_fresh_one(
+        files: dict[str, Path]) -> None:
+    """A run started with model one opens a conversation answered by model two (with two's own
+    sampling): a switch then brings the new model's values, as it would have in the run that
+    answered it, instead of keeping two's as if this conversation had chosen them."""
+    from aigc_chat.history import ConversationSummary, StoredConversation
+
+    answered = _conversation(files)
+    answered.switch_model(None, str(files["two"]))
+    assert _sampling(answered)[:2] == (0.33, 7)
+    stored = StoredConversation(ConversationSummary(5, "t", str(files["two"]), "llama", 0.0, 0.0, 0),
+                                answered.settings.to_dict(), [])
+    conv = _conversation(files)
+    conv.load(stored)
+    assert conv.settings.model == str(files["two"]) and _sampling(conv)[:2] == (0.33, 7)
+    conv.switch_model(None, str(files["one"]))
+    assert _sampling(conv)[:2] == (0.5, 40)  # one's values, as after switching back in the first run

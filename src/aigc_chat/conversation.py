@@ -335,10 +335,13 @@ class Conversation:
             fresh = ConversationSettings.from_config(self.config)
             s.system_prompt, s.role, s.params = fresh.system_prompt, fresh.role, fresh.params
         else:
+            # the values the model answering now brings (the config was resolved for the model
+            # it started with, which an opened conversation may not use)
+            before = model_settings_for(replace(old_cfg, backend=s.backend, model=s.model), s.backend, s.model)
             params = {}
             for name in PARAM_NAMES:
                 current = getattr(s.params, name)
-                if old_cfg.source(name) != "flag" and current == getattr(old_cfg.generation, name):
+                if old_cfg.source(name) != "flag" and current == getattr(before.generation, name):
                     params[name] = getattr(resolved.generation, name)  # not changed in this conversation
             s.params = s.params.with_updates(**params)
         s.backend, s.model = to_backend, to_model
