@@ -113,3 +113,18 @@ def test_an_opened_conversation_answered_by_another_model_switches_like_a_fresh_
     assert conv.settings.model == str(files["two"]) and _sampling(conv)[:2] == (0.33, 7)
     conv.switch_model(None, str(files["one"]))
     assert _sampling(conv)[:2] == (0.5, 40)  # one's values, as after switching back in the first run
+
+
+def test_a_new_conversation_after_opening_one_gets_the_model_answerings_sampling(files: dict[str, Path]) -> None:
+    """ctrl+n after opening a conversation answered by model two keeps model two, so it starts
+    with two's own sampling (as a run started with two would), not the first model's."""
+    from aigc_chat.history import ConversationSummary, StoredConversation
+
+    answered = _conversation(files)
+    answered.switch_model(None, str(files["two"]))
+    stored = StoredConversation(ConversationSummary(5, "t", str(files["two"]), "llama", 0.0, 0.0, 0),
+                                answered.settings.to_dict(), [])
+    conv = _conversation(files)
+    conv.load(stored)
+    conv.new()
+    assert conv.settings.model == str(files["two"]) and _sampling(conv)[:2] == (0.33, 7)

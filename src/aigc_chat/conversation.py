@@ -449,6 +449,15 @@ class Conversation:
         kept = {n: getattr(self.settings.params, n) for n in keep if hasattr(self.settings.params, n)}
         if kept:
             merged.params = merged.params.with_updates(**kept)
+        if (merged.backend, merged.model) != (self.settings.backend, self.settings.model):
+            # the defaults follow the model answering, as after switch_model: a new conversation
+            # started from this one gets that model's own sampling
+            from aigc_chat.loader import model_settings_for
+
+            cfg = self.config
+            resolved = model_settings_for(replace(cfg, backend=merged.backend, model=merged.model),
+                                          merged.backend, merged.model)
+            self.config = replace(resolved, backend=cfg.backend, model=cfg.model)
         self.settings = merged
         self.conversation_ref = stored.summary.id
         self.tree = stored.tree()
