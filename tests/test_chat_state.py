@@ -66,6 +66,8 @@ def test_a_failed_switch_goes_back_and_a_failed_load_drops_the_queue() -> None:
     previous = state.loading("loading: two", engine_stays=True)
     assert state.why_busy("pick_model") == "a model is loading; pick again when it is ready"
     assert state.why_busy("role") == "a model is loading; pick a role when it is ready"
+    # /model and the settings pane too: every route waits for the load (two would race)
+    assert state.why_busy("switch_model") == "a model is loading; switch when it is ready"
     assert state.engine.context_size == 512  # the old model still answers
     state.restore(previous)
     assert state.phase is Phase.IDLE

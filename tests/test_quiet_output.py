@@ -332,7 +332,8 @@ def test_a_recorded_textual_stream_of_a_scrolling_reply(cli: str, isolated_dirs:
         pos = end
     if reply == "prose":  # the wide reply's long wrapped lines move the chat by more or less
         assert pair.filter.scrolls > 0  # than a scroll pays for, by timing: 0 in 2 of 4 recordings
-    assert pair.sent_bytes < pair.raw_bytes / 5
+    # 5.8x to 6.2x fewer in four recordings; how many frames Textual sends depends on timing
+    assert pair.sent_bytes < pair.raw_bytes / 3
 
 
 # -- the driver ------------------------------------------------------------------------------

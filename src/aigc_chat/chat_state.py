@@ -128,8 +128,9 @@ class ChatState:
             if p is Phase.GENERATING:
                 return "a reply is streaming: compact once it has finished (Esc stops it)"
             return None if p is Phase.IDLE else "no model is ready to write the summary"
-        if action in ("pick_model", "role") and p is Phase.LOADING and not self.engine_busy:
-            what = "pick again" if action == "pick_model" else "pick a role"
+        if action in ("pick_model", "switch_model", "role") and p is Phase.LOADING and not self.engine_busy:
+            # one load at a time, whatever the route: two would race for the engine
+            what = {"pick_model": "pick again", "switch_model": "switch"}.get(action, "pick a role")
             return f"a model is loading; {what} when it is ready"
         if not self.engine_busy:
             return None
