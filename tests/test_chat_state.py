@@ -40,7 +40,8 @@ def test_a_load_then_a_reply_then_idle_and_every_change_is_seen() -> None:
     assert (state.why_busy("compact") or "").startswith("a reply is streaming")
     state.queue_message("next")
     assert state.next_queued() is None  # not while busy
-    assert state.stop_turn() and cancel.is_set() and state.queue == [] and state.shown == "stopping"
+    assert state.stop_turn() == ["next"]  # not sent: handed back for the prompt box
+    assert cancel.is_set() and state.queue == [] and state.shown == "stopping"
     state.turn_ended()
     assert seen == ["loading: reading the file", "idle", "generating", "stopping", "idle"]
     assert state.engine == EngineFacts("CPU", 4096)
@@ -60,7 +61,7 @@ def test_opening_counts_and_queued_messages_wait_for_the_last_open() -> None:
     assert state.phase is Phase.IDLE and state.next_queued() == "hello" and state.queue == []
 
 
-def test_a_failed_switch_goes_back_and_a_failed_load_drops_the_queue() -> None:
+def test_a_failed_switch_goes_back_and_a_failed_load_hands_the_queue_back() -> None:
     state = ChatState()
     state.loaded(EngineFacts("CPU", 512))
     previous = state.loading("loading: two", engine_stays=True)
@@ -72,8 +73,8 @@ def test_a_failed_switch_goes_back_and_a_failed_load_drops_the_queue() -> None:
     state.restore(previous)
     assert state.phase is Phase.IDLE
     state.loading()
-    state.queue_message("lost")
-    state.load_failed("no such file")
+    state.queue_message("kept")
+    assert state.load_failed("no such file") == ["kept"]
     assert state.phase is Phase.LOAD_FAILED and state.queue == [] and state.load_error == "no such file"
     assert state.why_busy("send") is None and state.why_busy("branch") is None
     assert state.why_busy("regenerate") == "no model is ready"

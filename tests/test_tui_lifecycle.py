@@ -21,7 +21,7 @@ from aigc_chat.loader import model_settings_for
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.model_picker import ModelPicker
 from aigc_chat.tui.role_picker import RolePicker
-from tests.scripted_backend import ScriptedBackend
+from tests.scripted_backend import GatedBackend, ScriptedBackend
 from tests.tiny_gguf import CHATML, write_tiny_gguf
 from tests.tui_driver import SIZE, make_config, screen_text, send, wait_for, wait_idle
 
@@ -210,3 +210,49 @@ async def test_every_route_to_a_model_gives_its_sampling(two_models: dict[str, P
         p = conv.settings.params
         assert (p.temperature, p.top_k, p.max_tokens) == (0.33, 7, 4)
         assert "│ tiny-two │" in status(app)
+
+
+# -- what cannot be sent is handed back, never dropped -------------------------------------------
+
+
+async def test_esc_hands_the_queued_message_back_to_the_prompt_box(tmp_path: Path) -> None:
+    from textual.events import Key
+
+    backend = GatedBackend(["One", " two"], gates=[1])  # the reply holds after "One"
+    cfg = make_config(tmp_path)
+    cfg.tui["stream_interval_ms"] = 0  # every piece drawn at once
+    app = ChatApp(cfg, store=None, backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        prompt = app.chat_screen.prompt
+        prompt.load_text("first")
+        prompt.post_message(Key("enter", "\r"))
+        await wait_for(pilot, lambda: (r := app.chat_screen.chat.last("assistant")) is not None and r.text == "One",
+                       10, "the reply, held")
+        prompt.load_text("queued behind it")
+        prompt.post_message(Key("enter", "\r"))
+        await wait_for(pilot, lambda: app.chat_screen.chat_state.queue == ["queued behind it"], 10, "the queue")
+        prompt.load_text("typed meanwhile")
+        await pilot.press("escape")
+        await wait_idle(pilot, app)
+        assert prompt.text == "typed meanwhile\n\nqueued behind it"  # not sent, not lost
+        assert len(backend.seen) == 1
+
+
+async def test_a_message_sent_with_no_model_stays_in_the_prompt_box(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    cfg.model = str(tmp_path / "no-such-model.gguf")
+    app = ChatApp(cfg, store=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.chat_screen.chat_state.phase == "load failed", 60, "the load to fail")
+        await send_keys(pilot, app, "are you there?")
+        await wait_for(pilot, lambda: any("no model is loaded" in n.message for n in app._notifications), 10,
+                       "the refusal")
+        assert app.chat_screen.prompt.text == "are you there?"
+
+
+async def send_keys(pilot, app: ChatApp, text: str) -> None:
+    from textual.events import Key
+
+    app.chat_screen.prompt.load_text(text)
+    app.chat_screen.prompt.post_message(Key("enter", "\r"))

@@ -278,7 +278,7 @@ class ChatScreen(CompactionMixin, Screen[None]):
             self.call_later(self.send_next_queued)
 
     async def on_model_failed(self, event: ModelFailed) -> None:
-        self.chat_state.load_failed(event.reason)
+        self.give_back(self.chat_state.load_failed(event.reason))
         await self.chat.add(NoticeMessage(
             f"Could not load the model: {event.reason}\nPick another with /model PATH, "
             "/backend NAME or the settings pane (F3).", severity="error"))
@@ -373,6 +373,7 @@ class ChatScreen(CompactionMixin, Screen[None]):
     async def send(self, text: str) -> None:
         """Begin the turn (its question is queued for the history first), show it, reply."""
         if self.conversation.backend is None:
+            self.give_back([text])
             self.app.notify(f"no model is loaded: {self.chat_state.load_error or 'still loading'}", severity="error")
             return
         if (getattr(self.conversation.config, "on_overflow", "drop_oldest") != "drop_oldest"
@@ -381,6 +382,16 @@ class ChatScreen(CompactionMixin, Screen[None]):
             await self.start_compaction(then_send=text, files=self.files_bar.take())
             return
         await self._run_turn("send", text)
+
+    def give_back(self, unsent: list[str]) -> None:
+        """Messages that cannot be sent go back into the prompt box, after what is typed there,
+        so nothing the user wrote is lost (the input history keeps them too)."""
+        texts = [t for t in unsent if t.strip()]
+        if not texts:
+            return
+        typed = self.prompt.text
+        self.prompt.load_text("\n\n".join([typed, *texts] if typed.strip() else texts))
+        self.prompt.move_cursor(self.prompt.document.end)
 
     async def send_now(self, text: str, files: list[Attachment]) -> None:
         """Send without the on_overflow check (it has just been made), with these files."""
@@ -592,7 +603,9 @@ class ChatScreen(CompactionMixin, Screen[None]):
         if self.follow.active and not self.chat_state.generating:
             self.follow.ask_stop()
             return
-        if self.chat_state.stop_turn():
+        unsent = self.chat_state.stop_turn()
+        if unsent is not None:
+            self.give_back(unsent)
             return
         if self.editing is not None:
             self.stop_editing()

@@ -162,10 +162,12 @@ class ChatState:
             self.engine = engine
         self._set(Phase.OPENING if self.opening else Phase.IDLE)
 
-    def load_failed(self, reason: str) -> None:
+    def load_failed(self, reason: str) -> list[str]:
+        """No model: the messages queued for it are handed back (unsent, never dropped)."""
         self.load_error = reason
-        self.queue.clear()
+        unsent, self.queue = self.queue, []
         self._set(Phase.LOAD_FAILED)
+        return unsent
 
     def restore(self, phase: Phase) -> None:
         """Back to `phase` after a switch that failed (the old model still answers)."""
@@ -185,14 +187,15 @@ class ChatState:
     def turn_ended(self) -> None:
         self._set(Phase.IDLE)
 
-    def stop_turn(self) -> bool:
-        """Esc while a reply streams: it stops, and what was queued behind it is dropped."""
+    def stop_turn(self) -> list[str] | None:
+        """Esc while a reply streams: it stops, and what was queued behind it is not sent but
+        handed back (for the prompt box); None when no reply was streaming."""
         if self.phase is not Phase.GENERATING or self.cancel is None:
-            return False
+            return None
         self.cancel.set()
-        self.queue.clear()
+        unsent, self.queue = self.queue, []
         self._set(Phase.GENERATING, "stopping")
-        return True
+        return unsent
 
     def hand_over(self, has_model: bool) -> tuple[threading.Event | None, threading.Event | None, list[str]] | None:
         """The terminal has gone: the running reply's (done, cancel) events and the queued
