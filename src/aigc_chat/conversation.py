@@ -360,9 +360,9 @@ class Conversation:
         to config.toml as the new defaults; returns the file and the running config with the
         new defaults in it, for the caller to adopt on its own thread.
 
-        The file is read again first, so this run's command-line flags are not written, and
-        nothing but backend, model, system prompt and generation changes in it (an API key is
-        never added)."""
+        The file is read again first, so nothing but backend, model, system prompt and
+        generation changes in it (an API key or another flag is never added); the generation
+        values shown, a flag's included, are what the user saves."""
         s = settings if settings is not None else self.settings
         base = load_config(self.config.path, environ={})
         base.backend, base.model, base.system_prompt = s.backend, s.model, s.system_prompt

@@ -12,8 +12,8 @@ How long a reader may wait decides which function it calls:
   not made or if its write failed;
 - `resolve(value)`: the writer thread, where every earlier job has run, so a Future from one
   of them is done: its value (a failed one raises its error, which the writer reports);
-- `settled(value)`: the reader thread, which gives the writer a moment first: a Future not
-  done yet or failed is a `UsageError` the user can read;
+- `settled(value)`: the reader thread (its caller gives the writer a moment first,
+  `READ_WAIT`): a Future not done by then, or failed, is a `UsageError` the user can read;
 - `wait(ref, timeout)`: off the event loop (a compaction's worker): the id, waiting up to
   `timeout` for the writer, None if it is not made by then;
 - `part(pair, index)`: one id of a writer job that makes two (a conversation and its first
