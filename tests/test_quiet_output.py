@@ -436,3 +436,24 @@ def test_a_frame_a_suspend_interrupted_goes_out_whole(monkeypatch: pytest.Monkey
     monkeypatch.setattr(QuietFilter, "feed", interrupted)
     driver.write("\x1b[1;1Habc")  # unchanged for the filter, but the screen was cleared
     assert sink.data[-3:] == ["\x1b[?1049l", "\x1b[?1049h", "\x1b[0m\x1b[1;1Habc"]
+
+
+@pytest.mark.asyncio
+async def test_a_model_load_ends_with_the_whole_screen_sent_again(tmp_path: Path) -> None:
+    """llama-cpp-python points fd 1 at /dev/null while it loads: frames drawn meanwhile are
+    lost, so quiet output must forget the screen and Textual repaint it when a load ends
+    (loaded or failed); without it a stale status line stayed (seen in tmux)."""
+    from aigc_chat.tui.app import ChatApp
+    from aigc_chat.tui.events import ModelFailed, ModelLoaded
+    from tests.scripted_backend import ScriptedBackend
+    from tests.tui_driver import make_config, wait_for, wait_idle
+
+    app = ChatApp(make_config(tmp_path), store=None, backend=ScriptedBackend(["ok"]))
+    async with app.run_test() as pilot:
+        await wait_idle(pilot, app)
+        forgot: list[str] = []
+        app._driver.invalidate = lambda: forgot.append("screen")  # type: ignore[union-attr]
+        for event in (ModelLoaded(app.conversation.backend, []), ModelFailed("no such file")):
+            seen = len(forgot)
+            app.chat_screen.post_message(event)
+            await wait_for(pilot, lambda seen=seen: len(forgot) > seen, 10, f"the repaint after {type(event).__name__}")

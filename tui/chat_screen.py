@@ -53,6 +53,7 @@ from aigc_chat.tui.follow import Follower
 from aigc_chat.tui.history_actions import HistoryActions, open_failure
 from aigc_chat.tui.history_pane import HistoryPane
 from aigc_chat.tui.prompt_input import PromptInput
+from aigc_chat.tui.repaint import repaint_all
 from aigc_chat.tui.reply_worker import stream_reply
 from aigc_chat.tui.status_bar import StatusBar
 
@@ -261,6 +262,7 @@ class ChatScreen(CompactionMixin, Screen[None]):
         self.chat_state.progress(event.text)
 
     def on_model_loaded(self, event: ModelLoaded) -> None:
+        repaint_all(self.app)  # frames drawn while it loaded may not have reached the terminal
         self.conversation.attach_backend(event.backend, external=event.backend is self.given_backend)
         try:
             info = event.backend.info()
@@ -278,6 +280,7 @@ class ChatScreen(CompactionMixin, Screen[None]):
             self.call_later(self.send_next_queued)
 
     async def on_model_failed(self, event: ModelFailed) -> None:
+        repaint_all(self.app)
         self.give_back(self.chat_state.load_failed(event.reason))
         await self.chat.add(NoticeMessage(
             f"Could not load the model: {event.reason}\nPick another with /model PATH, "

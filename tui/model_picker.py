@@ -33,6 +33,7 @@ from textual.widgets.option_list import Option
 
 from aigc_chat.discovery import Found, human_params, human_size
 from aigc_chat.sanitize import one_line, sanitize
+from aigc_chat.tui.repaint import repaint_all
 
 DOWNLOAD = "download"  # the option id of the last row
 
@@ -241,6 +242,7 @@ def _load(screen: ChatScreen, found: Found, backend: str, previous: Phase) -> No
 
 def _failed(screen: ChatScreen, found: Found, reason: str, previous: Phase) -> None:
     old = screen.conversation.settings.model or "the default model"
+    repaint_all(screen.app)  # a failed load may have hidden frames too
     screen.chat_state.restore(previous)
     screen.app.notify(f"{reason}; still on {one_line(old)}", title=f"Could not load {one_line(found.name)}",
                       severity="error", timeout=8)

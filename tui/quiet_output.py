@@ -695,3 +695,4 @@ class QuietLinuxDriver(LinuxDriver):
                 sent = "\x1b[0m" + prior + data  # terminal may show anything; this frame whole
             if sent:
                 super().write(sent)
+
