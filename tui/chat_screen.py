@@ -798,9 +798,25 @@ class ChatScreen(CompactionMixin, Screen[None]):
         self.settings_wanted = not pane.display
         self.fit_panes()
         if pane.display:
-            pane.query_one("#set-temperature").focus()
+            self._focus_settings(pane)
         else:
             self.prompt.focus()
+
+    def _focus_settings(self, pane: SettingsPane) -> None:
+        """Focus the pane's first field with the pane at its top. Textual's own scroll into
+        view on focus is deferred and, under load, ran before the freshly shown pane had its
+        final layout: from that geometry it left the pane ~9 rows down. So: no scroll on focus,
+        and once the layout is done the pane goes to its top and the field is brought into
+        sight from there (at a size where it is already in sight, nothing moves)."""
+        field = pane.query_one("#set-temperature")
+        field.focus(scroll_visible=False)
+
+        def to_top() -> None:
+            pane.scroll_home(animate=False, immediate=True)
+            if self.focused is field:
+                field.scroll_visible(animate=False, immediate=True)
+
+        self.call_after_refresh(to_top)
 
     def on_history_pane_leave(self) -> None:
         """Esc in the history pane: back to the message box (laid over the chat, it steps aside);
