@@ -342,7 +342,11 @@ class ChatScreen(CompactionMixin, Screen[None]):
     # -- sending ----------------------------------------------------------------------------
     @on(PromptInput.Submitted)
     async def _submitted(self, event: PromptInput.Submitted) -> None:
-        text = event.text
+        self.chat_state.submitted += 1
+        with self.chat_state.handling():
+            await self._handle_submitted(event.text)
+
+    async def _handle_submitted(self, text: str) -> None:
         if not text.strip():
             return
         if self.drafts is not None and (key := self._draft_key()) is not None and self.editing is None:
@@ -387,12 +391,18 @@ class ChatScreen(CompactionMixin, Screen[None]):
         await self._run_turn("send", text, files=files)
 
     async def send_next_queued(self) -> None:
-        text = self.chat_state.next_queued()
-        if text is not None:
-            await self.send(text)
+        with self.chat_state.handling():
+            text = self.chat_state.next_queued()
+            if text is not None:
+                await self.send(text)
 
     async def _run_turn(self, action: TurnAction, text: str = "", target: Node | None = None,
                         files: list[Attachment] | None = None) -> None:
+        with self.chat_state.handling():  # the phase reads idle until begin_turn, below
+            await self._start_turn(action, text, target, files)
+
+    async def _start_turn(self, action: TurnAction, text: str, target: Node | None,
+                          files: list[Attachment] | None) -> None:
         if self.follow.active:  # another process owns the running turn: never fork under it
             if text.strip() and not self.prompt.text.strip():
                 self.prompt.load_text(text)
