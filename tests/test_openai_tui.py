@@ -16,6 +16,7 @@ from aigc_chat.config import Config
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.chat_view import AssistantMessage, NoticeMessage
 from tests.fault_server import KEY, KEY_ENV, FaultServer, chunk, free_port
+from tests.tui_driver import wait_for
 
 pytestmark = pytest.mark.asyncio
 
@@ -27,14 +28,6 @@ def config(tmp: Path, url: str, model: str = "") -> Config:
     cfg.backends["openai"] = {"base_url": url, "api_key_env": KEY_ENV, "read_timeout": 60.0}
     cfg.generation = cfg.generation.with_updates(max_tokens=32)
     return cfg
-
-
-async def wait_for(pilot: Any, cond: Any, timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        phase = pilot.app.chat_screen.chat_state.phase
-        assert time.monotonic() < deadline, f"timed out waiting for {what}; state {phase!r}"
-        await pilot.pause(0.05)
 
 
 async def send(pilot: Any, app: ChatApp, text: str) -> None:

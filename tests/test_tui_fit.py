@@ -320,3 +320,45 @@ async def test_the_status_bar_shows_the_role(tmp_path: Path) -> None:
         s.refresh_settings()
         await wait_for(pilot, lambda: str(s.status.render()).lstrip().startswith("role pirate │"), 10,
                        "the role in the status bar")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("size", [(100, 30), (80, 24)], ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_settings_pane_opens_at_its_top_even_if_focus_comes_before_layout(
+        tmp_path: Path, size: tuple[int, int]) -> None:
+    """F3 focuses the pane's first field. Textual scrolls a focused widget into view in a
+    deferred call that, under load, can run before the freshly shown pane has its final
+    layout: from the stale geometry it scrolled the pane ~9 rows down (the picture tests hid
+    it). That is forced here: the focus's deferred scroll moves the pane 9 rows, as seen."""
+    app = ChatApp(make_config(tmp_path), store=None, backend=ScriptedBackend(["ok"]))
+    async with app.run_test(size=size) as pilot:
+        await wait_idle(pilot, app)
+        s = app.chat_screen
+        later = s.call_later
+        pending: list[str] = []  # focus scrolls not yet done
+
+        def stale_scroll() -> None:  # once the pane can scroll that far (its first layout)
+            pane = s.settings_pane
+            if pane is None or pane.max_scroll_y < 9:
+                s.set_timer(0.01, stale_scroll)
+                return
+            pane.scroll_to(y=9, animate=False, immediate=True)
+            pending.pop()
+
+        def at_once(callback, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if getattr(callback, "__name__", "") == "scroll_to_center":  # Screen.set_focus's scroll
+                pending.append("scroll")
+                return later(stale_scroll)
+            return later(callback, *args, **kwargs)
+
+        s.call_later = at_once  # type: ignore[method-assign]
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "set-temperature", 10,
+                       "the first field focused")
+        pane = s.settings_pane
+        assert pane is not None
+        save = pane.query_one("#set-save", Button)
+        await wait_for(pilot, lambda: save.region.height > 0 and not pending, 10, "the settings pane laid out")
+        await pilot.pause()
+        assert pane.scroll_y == 0, f"the pane opened {pane.scroll_y} rows down"
+        assert pane.region.contains_region(app.focused.region), "the focused field in sight"

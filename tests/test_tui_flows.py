@@ -232,6 +232,39 @@ async def test_context_overflow_drops_oldest_turns_and_says_so(tmp_path: Path, g
         assert used is not None and used <= 128
 
 
+async def test_wait_idle_waits_for_a_reply_slow_to_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Until the Enter's message reaches the screen and the turn begins, the chat still reads
+    idle. The driver's wait is for a condition (the Enter seen, ChatState.settled), not a
+    fixed pause: here the message comes later than the pause the driver used to make."""
+    from aigc_chat.tui.prompt_input import PromptInput
+
+    post = PromptInput.post_message
+
+    def late_post(self: PromptInput, message: Any) -> bool:
+        if isinstance(message, PromptInput.Submitted):  # a loaded machine: the message comes late
+            self.set_timer(0.3, lambda: post(self, message))
+            return True
+        return post(self, message)
+
+    monkeypatch.setattr(PromptInput, "post_message", late_post)
+    app = ChatApp(make_config(tmp_path), store=None, backend=ScriptedBackend(["late", " but", " whole"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        state = app.chat_screen.chat_state
+        reply = await send(pilot, app, "Hello?")
+        assert reply.text == "late but whole" and reply.finish_reason == "stop"
+        assert state.settled and state.submitted == 1 and state.job == 1
+        # two messages sent at once: the second is queued behind the first, and waited for too
+        prompt = app.query_one("#prompt")
+        prompt.load_text("One")
+        await pilot.press("enter")
+        prompt.load_text("Two")
+        await pilot.press("enter")
+        await wait_idle(pilot, app, after=2)  # both Enters seen: the count goes from 1 past 2
+        assert [u.text for u in app.query(UserMessage)] == ["Hello?", "One", "Two"]
+        assert state.job == 3 and not state.queue
+
+
 async def test_typing_while_generating_queues_the_next_message(tmp_path: Path) -> None:
     from textual.events import Key
 

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aigc_chat.chat_state import Phase
 from aigc_chat.config import Config
 from aigc_chat.tui.app import ChatApp
 from aigc_chat.tui.chat_view import AssistantMessage
@@ -37,11 +36,22 @@ async def wait_for(pilot: Any, cond: Callable[[], bool], timeout: float = 60.0, 
         await pilot.pause(0.05)
 
 
-async def wait_idle(pilot: Any, app: ChatApp, timeout: float = 120.0) -> None:
-    await pilot.pause(0.05)
-    await wait_for(pilot, lambda: app.chat_screen.chat_state.phase in (Phase.IDLE, Phase.LOAD_FAILED), timeout,
-                   "the app to be idle")
-    await pilot.pause(0.05)
+async def wait_idle(pilot: Any, app: ChatApp, timeout: float = 120.0, *, after: int | None = None) -> None:
+    """Wait until the chat is settled (ChatState.settled: idle or without a model, nothing
+    queued, no submission or turn being handled, nothing being opened). `after`: the count of
+    submissions before the caller pressed Enter (ChatState.submitted); the wait then also
+    lasts until that Enter has reached the screen, so an idle seen before the reply started
+    is not taken for its end. Without it, the events pending now are handled first (a pause
+    without a delay waits for them), and the state must read settled after them again."""
+    state = app.chat_screen.chat_state
+    if after is not None:
+        await wait_for(pilot, lambda: state.submitted > after, timeout, "the message to reach the screen")
+    while True:
+        await pilot.pause()
+        await wait_for(pilot, lambda: state.settled, timeout, "the app to be idle")
+        await pilot.pause()  # what the end of the turn posted (a queued message, the history) handled
+        if state.settled:
+            return
 
 
 async def type_text(pilot: Any, text: str) -> None:
@@ -56,8 +66,9 @@ async def send(pilot: Any, app: ChatApp, text: str) -> AssistantMessage:
     prompt = app.query_one("#prompt")
     prompt.focus()
     prompt.load_text(text)
+    before = app.chat_screen.chat_state.submitted
     await pilot.press("enter")
-    await wait_idle(pilot, app)
+    await wait_idle(pilot, app, after=before)
     reply = app.chat_screen.chat.last("assistant")
     assert isinstance(reply, AssistantMessage)
     return reply

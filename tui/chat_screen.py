@@ -345,7 +345,11 @@ class ChatScreen(CompactionMixin, Screen[None]):
     # -- sending ----------------------------------------------------------------------------
     @on(PromptInput.Submitted)
     async def _submitted(self, event: PromptInput.Submitted) -> None:
-        text = event.text
+        self.chat_state.submitted += 1
+        with self.chat_state.handling():
+            await self._handle_submitted(event.text)
+
+    async def _handle_submitted(self, text: str) -> None:
         if not text.strip():
             return
         if self.drafts is not None and (key := self._draft_key()) is not None and self.editing is None:
@@ -401,12 +405,18 @@ class ChatScreen(CompactionMixin, Screen[None]):
         await self._run_turn("send", text, files=files)
 
     async def send_next_queued(self) -> None:
-        text = self.chat_state.next_queued()
-        if text is not None:
-            await self.send(text)
+        with self.chat_state.handling():
+            text = self.chat_state.next_queued()
+            if text is not None:
+                await self.send(text)
 
     async def _run_turn(self, action: TurnAction, text: str = "", target: Node | None = None,
                         files: list[Attachment] | None = None) -> None:
+        with self.chat_state.handling():  # the phase reads idle until begin_turn, below
+            await self._start_turn(action, text, target, files)
+
+    async def _start_turn(self, action: TurnAction, text: str, target: Node | None,
+                          files: list[Attachment] | None) -> None:
         if self.follow.active:  # another process owns the running turn: never fork under it
             if text.strip() and not self.prompt.text.strip():
                 self.prompt.load_text(text)
@@ -814,9 +824,25 @@ class ChatScreen(CompactionMixin, Screen[None]):
         self.settings_wanted = not pane.display
         self.fit_panes()
         if pane.display:
-            pane.query_one("#set-temperature").focus()
+            self._focus_settings(pane)
         else:
             self.prompt.focus()
+
+    def _focus_settings(self, pane: SettingsPane) -> None:
+        """Focus the pane's first field with the pane at its top. Textual's own scroll into
+        view on focus is deferred and, under load, ran before the freshly shown pane had its
+        final layout: from that geometry it left the pane ~9 rows down. So: no scroll on focus,
+        and once the layout is done the pane goes to its top and the field is brought into
+        sight from there (at a size where it is already in sight, nothing moves)."""
+        field = pane.query_one("#set-temperature")
+        field.focus(scroll_visible=False)
+
+        def to_top() -> None:
+            pane.scroll_home(animate=False, immediate=True)
+            if self.focused is field:
+                field.scroll_visible(animate=False, immediate=True)
+
+        self.call_after_refresh(to_top)
 
     def on_history_pane_leave(self) -> None:
         """Esc in the history pane: back to the message box (laid over the chat, it steps aside);

@@ -12,7 +12,8 @@ the context, the model's one name and the role are current after every change.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
@@ -78,6 +79,11 @@ class ChatState:
         self.turn_done: threading.Event | None = None  # set when the running reply's worker ends
         self.engine = EngineFacts()
         self.load_error: str | None = None
+        # Messages the user submitted (Enter in the message box, slash commands included), and
+        # the submissions, queued sends and turns being handled right now: between Enter and
+        # `begin_turn` the phase is still idle, so "idle" alone does not mean "done" (`settled`).
+        self.submitted = 0
+        self.in_hand = 0
         self._watchers: list[Callable[[ChatState], None]] = []
 
     # -- watching ------------------------------------------------------------------------------
@@ -107,6 +113,24 @@ class ChatState:
     @property
     def generating(self) -> bool:
         return self.phase is Phase.GENERATING
+
+    @contextmanager
+    def handling(self) -> Iterator[None]:
+        """Around the handling of a submission, a queued send or a turn's start: while it
+        runs, the chat is not `settled` even though the phase may still read idle."""
+        self.in_hand += 1
+        try:
+            yield
+        finally:
+            self.in_hand -= 1
+
+    @property
+    def settled(self) -> bool:
+        """Nothing running and nothing waiting: idle (or without a model), no message queued,
+        none being handled, no conversation being read in. What a test or a script waits for
+        after sending, instead of a pause."""
+        return (self.phase in (Phase.IDLE, Phase.LOAD_FAILED) and not self.queue and not self.in_hand
+                and not self.opening)
 
     # -- the one rule ----------------------------------------------------------------------------
     def why_busy(self, action: Action) -> str | None:
