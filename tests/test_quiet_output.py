@@ -330,10 +330,9 @@ def test_a_recorded_textual_stream_of_a_scrolling_reply(cli: str, isolated_dirs:
         pair.feed(data[pos:end])
         assert pair.same(), f"at {pos}"
         pos = end
-    if reply == "prose":  # the wide reply's long wrapped lines move the chat by more or less
-        assert pair.filter.scrolls > 0  # than a scroll pays for, by timing: 0 in 2 of 4 recordings
-    # 5.8x to 6.2x fewer in four recordings; how many frames Textual sends depends on timing
-    assert pair.sent_bytes < pair.raw_bytes / 3
+    # How many bytes this saves depends on how Textual batched the frames (under load it
+    # draws fewer, larger ones): bench/bench_terminal_bytes.py measures it; here, only that
+    # the screen is right. The saving itself is held by the scrolled-block test above.
 
 
 # -- the driver ------------------------------------------------------------------------------
