@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +27,13 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 MODEL_CACHE = REPO / ".test-cache"
 VENV_BIN = Path(sys.executable).parent
+
+
+# A pytest started in the background by a non-interactive shell (`make test &`, nohup) has
+# SIGINT ignored, and an ignored signal stays ignored across exec: every app a test starts
+# would then shrug off the Ctrl-C the Ctrl-C tests send. A handler is reset on exec instead.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # What `make test-fast` leaves out (`-m "not slow and not cli"`), decided here once instead of remembered
